@@ -1,0 +1,1 @@
+//! cordon: the emergency brake for non-human identities.
