@@ -1,1 +1,9 @@
 //! cordon: the emergency brake for non-human identities.
+//!
+//! intake → plan → authority gate → engine (journal, connector) → verify →
+//! hash-chained audit log. See `DESIGN.md` in the shared folder and the README.
+
+pub mod gate;
+pub mod plan;
+pub mod policy;
+pub mod timefmt;

@@ -1,0 +1,644 @@
+// The stateful half of cordon's GitHub peer.
+//
+// Prism validates every request and response against GitHub's OpenAPI
+// description but is stateless and checks no authentication, so it cannot say
+// "this token was revoked, GET /user now answers 401". This registry answers
+// the real endpoints behind `prism proxy --errors`: every byte it sends back
+// still passes through Prism's contract checks on the way to cordon.
+//
+// Two listeners on 127.0.0.1:
+//   API   (the upstream Prism proxies to): the GitHub endpoints cordon calls.
+//   admin (reached directly, never through Prism): seeding and counters.
+//
+// Tests share one registry and run in parallel, so everything they observe is
+// scoped by a `tag` they choose: every seeded token, app, OAuth app and
+// deploy-key repository carries one, counters are kept per tag, and injected
+// failures only hit requests that involve that tag.
+//
+// Node standard library only.
+import { createServer } from "node:http";
+import { createHash, generateKeyPairSync, randomBytes, verify } from "node:crypto";
+
+// ---------------------------------------------------------------- state
+
+/** token string -> { tag, login, userId, scopes, kind, revoked, clientId, appId } */
+const tokens = new Map();
+/** client_id -> { secret, tag } */
+const oauthApps = new Map();
+/** app id (string) -> { tag, publicKey, installations: Map(org -> installationId), canRevokePats } */
+const apps = new Map();
+/** installation id -> { appId, org } */
+const installations = new Map();
+/** "owner/repo" -> { tag, keys: [deploy-key] } */
+const repos = new Map();
+/** org -> { tag, grants: [grant] } */
+const orgPats = new Map();
+/** tag -> { "METHOD /template": count } */
+const counts = new Map();
+/** tag -> [{ status, remaining, endpoint }] */
+const failures = new Map();
+/** tag -> milliseconds a revocation takes to apply (GitHub revokes asynchronously) */
+const revokeDelay = new Map();
+
+let nextId = 1000;
+const newId = () => nextId++;
+
+// ---------------------------------------------------------------- helpers
+
+function sha256b64(s) {
+  return createHash("sha256").update(s).digest("base64");
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function send(res, status, body, headers = {}) {
+  if (body === undefined || status === 204) {
+    res.writeHead(status, headers);
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+const DOCS = "https://docs.github.com/rest";
+const err = (message) => ({ message, documentation_url: DOCS });
+
+function simpleUser(login, id) {
+  const u = `https://api.github.com/users/${login}`;
+  return {
+    login,
+    id,
+    node_id: `U_${id}`,
+    avatar_url: `https://avatars.githubusercontent.com/u/${id}?v=4`,
+    gravatar_id: "",
+    url: u,
+    html_url: `https://github.com/${login}`,
+    followers_url: `${u}/followers`,
+    following_url: `${u}/following{/other_user}`,
+    gists_url: `${u}/gists{/gist_id}`,
+    starred_url: `${u}/starred{/owner}{/repo}`,
+    subscriptions_url: `${u}/subscriptions`,
+    organizations_url: `${u}/orgs`,
+    repos_url: `${u}/repos`,
+    events_url: `${u}/events{/privacy}`,
+    received_events_url: `${u}/received_events`,
+    type: "User",
+    site_admin: false,
+  };
+}
+
+function privateUser(login, id) {
+  return {
+    ...simpleUser(login, id),
+    name: login,
+    company: null,
+    blog: "",
+    location: null,
+    email: null,
+    hireable: null,
+    bio: null,
+    public_repos: 0,
+    public_gists: 0,
+    followers: 0,
+    following: 0,
+    created_at: "2020-01-01T00:00:00Z",
+    updated_at: "2020-01-01T00:00:00Z",
+    private_gists: 0,
+    total_private_repos: 0,
+    owned_private_repos: 0,
+    disk_usage: 0,
+    collaborators: 0,
+    two_factor_authentication: true,
+    user_view_type: "private",
+  };
+}
+
+function bearer(req) {
+  const h = req.headers["authorization"];
+  if (!h) return null;
+  const m = /^(?:bearer|token)\s+(.+)$/i.exec(h);
+  return m ? m[1].trim() : null;
+}
+
+function basic(req) {
+  const h = req.headers["authorization"];
+  const m = h && /^basic\s+(.+)$/i.exec(h);
+  if (!m) return null;
+  const text = Buffer.from(m[1], "base64").toString("utf8");
+  const i = text.indexOf(":");
+  return i < 0 ? null : { user: text.slice(0, i), pass: text.slice(i + 1) };
+}
+
+function liveToken(value) {
+  const t = value && tokens.get(value);
+  if (!t || t.revoked) return null;
+  if (t.revokeAt && Date.now() >= t.revokeAt) {
+    t.revoked = true;
+    return null;
+  }
+  return t;
+}
+
+function b64url(buf) {
+  return Buffer.from(buf, "base64url");
+}
+
+/** Verify a GitHub App JWT (RS256, iss = app id); returns the app or null. */
+function appFromJwt(token) {
+  if (!token || token.split(".").length !== 3) return null;
+  const [h, p, s] = token.split(".");
+  let header, payload;
+  try {
+    header = JSON.parse(b64url(h).toString("utf8"));
+    payload = JSON.parse(b64url(p).toString("utf8"));
+  } catch {
+    return null;
+  }
+  if (header.alg !== "RS256") return null;
+  const app = apps.get(String(payload.iss));
+  if (!app) return null;
+  const ok = verify("RSA-SHA256", Buffer.from(`${h}.${p}`), app.publicKey, b64url(s));
+  const now = Math.floor(Date.now() / 1000);
+  if (!ok || typeof payload.exp !== "number" || payload.exp < now) return null;
+  if (payload.exp - (payload.iat ?? now) > 600 + 60) return null; // GitHub caps JWTs at 10 minutes
+  return app;
+}
+
+/** OpenSSH SHA256 fingerprint of an `ssh-<type> <base64>` public key line. */
+function sshFingerprint(line) {
+  const blob = Buffer.from(line.trim().split(/\s+/)[1] ?? "", "base64");
+  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+}
+
+function count(tags, endpoint) {
+  for (const tag of tags) {
+    const c = counts.get(tag) ?? {};
+    c[endpoint] = (c[endpoint] ?? 0) + 1;
+    counts.set(tag, c);
+  }
+}
+
+/** The first armed failure for any of `tags`, consumed. */
+function takeFailure(tags, endpoint) {
+  for (const tag of tags) {
+    const list = failures.get(tag);
+    if (!list) continue;
+    const f = list.find((x) => x.remaining > 0 && (!x.endpoint || x.endpoint === endpoint));
+    if (f) {
+      f.remaining -= 1;
+      return f;
+    }
+  }
+  return null;
+}
+
+function failureBody(status) {
+  if (status === 422) {
+    return { message: "Validation Failed", documentation_url: DOCS, errors: ["injected by the test registry"] };
+  }
+  return err(status >= 500 ? "Server Error" : "Forbidden");
+}
+
+// ---------------------------------------------------------------- API routes
+
+// Each route: [method, template, regex, handler(req, res, params, body) -> { tags, reply }]
+const routes = [];
+function route(method, template, handler) {
+  const re = new RegExp(
+    "^" + template.replace(/\{[a-z_]+\}/g, "([^/]+)") + "$",
+  );
+  routes.push({ method, template, re, handler });
+}
+
+route("POST", "/credentials/revoke", (req, body) => {
+  const creds = Array.isArray(body?.credentials) ? body.credentials : [];
+  const tags = new Set(creds.map((c) => tokens.get(c)?.tag).filter(Boolean));
+  return {
+    tags,
+    reply: () => {
+      if (req.headers["authorization"]) {
+        // GitHub refuses an authenticated call: the API exists so that anyone
+        // who finds a token can report it, and it must not be tied to a user.
+        return [403, err("This endpoint must be called without authentication.")];
+      }
+      for (const c of creds) {
+        const t = tokens.get(c);
+        if (!t || t.revoked) continue;
+        const delay = revokeDelay.get(t.tag) ?? 0;
+        if (delay > 0) t.revokeAt = t.revokeAt ?? Date.now() + delay;
+        else t.revoked = true;
+      }
+      return [202, {}];
+    },
+  };
+});
+
+route("GET", "/user", (req) => {
+  const value = bearer(req);
+  const t = tokens.get(value);
+  return {
+    tags: new Set(t ? [t.tag] : []),
+    reply: () => {
+      const live = liveToken(value);
+      if (!live) return [401, err("Bad credentials")];
+      if (live.kind === "installation") {
+        return [403, err("Resource not accessible by integration")];
+      }
+      return [200, privateUser(live.login, live.userId), { "x-oauth-scopes": live.scopes.join(", ") }];
+    },
+  };
+});
+
+route("DELETE", "/installation/token", (req) => {
+  const value = bearer(req);
+  const t = tokens.get(value);
+  return {
+    tags: new Set(t ? [t.tag] : []),
+    reply: () => {
+      const live = liveToken(value);
+      if (!live || live.kind !== "installation") return [401, err("Bad credentials")];
+      live.revoked = true;
+      return [204];
+    },
+  };
+});
+
+function oauthRoute(method, template, onValid) {
+  route(method, template, (req, body, [clientId]) => {
+    const app = oauthApps.get(decodeURIComponent(clientId));
+    const t = tokens.get(body?.access_token);
+    const tags = new Set([app?.tag, t?.tag].filter(Boolean));
+    return {
+      tags,
+      reply: () => {
+        const auth = basic(req);
+        if (!app || !auth || auth.user !== clientId || auth.pass !== app.secret) {
+          return [404, err("Not Found")];
+        }
+        const live = liveToken(body?.access_token);
+        if (!live || live.clientId !== clientId) return [404, err("Not Found")];
+        return onValid(live, clientId);
+      },
+    };
+  });
+}
+
+oauthRoute("POST", "/applications/{client_id}/token", (live, clientId) => [
+  200,
+  {
+    id: live.userId * 10,
+    url: "https://api.github.com/authorizations/1",
+    scopes: live.scopes,
+    token: "",
+    token_last_eight: null,
+    hashed_token: sha256b64([...tokens].find(([, v]) => v === live)?.[0] ?? ""),
+    app: { client_id: clientId, name: "cordon test app", url: "https://example.invalid/app" },
+    note: null,
+    note_url: null,
+    updated_at: "2020-01-01T00:00:00Z",
+    created_at: "2020-01-01T00:00:00Z",
+    fingerprint: null,
+    user: simpleUser(live.login, live.userId),
+    expires_at: null,
+  },
+]);
+
+oauthRoute("DELETE", "/applications/{client_id}/token", (live) => {
+  live.revoked = true;
+  return [204];
+});
+
+oauthRoute("DELETE", "/applications/{client_id}/grant", (live, clientId) => {
+  // The grant is the user's authorization of the app: every token of it dies.
+  for (const t of tokens.values()) {
+    if (t.clientId === clientId && t.login === live.login) t.revoked = true;
+  }
+  return [204];
+});
+
+function cordonCaller(req) {
+  // cordon's own credential: a seeded live token (GITHUB_TOKEN) or an installation token.
+  return liveToken(bearer(req));
+}
+
+route("GET", "/repos/{owner}/{repo}/keys", (req, _body, [owner, repo]) => {
+  const r = repos.get(`${owner}/${repo}`);
+  return {
+    tags: new Set(r ? [r.tag] : []),
+    reply: () => {
+      if (!cordonCaller(req)) return [401, err("Requires authentication")];
+      if (!r) return [404, err("Not Found")];
+      const url = new URL(req.url, "http://x");
+      const perPage = Number(url.searchParams.get("per_page") ?? 30);
+      const page = Number(url.searchParams.get("page") ?? 1);
+      return [200, r.keys.slice((page - 1) * perPage, page * perPage)];
+    },
+  };
+});
+
+route("DELETE", "/repos/{owner}/{repo}/keys/{key_id}", (req, _body, [owner, repo, keyId]) => {
+  const r = repos.get(`${owner}/${repo}`);
+  return {
+    tags: new Set(r ? [r.tag] : []),
+    reply: () => {
+      if (!cordonCaller(req)) return [401, err("Requires authentication")];
+      if (!r) return [404, err("Not Found")];
+      r.keys = r.keys.filter((k) => String(k.id) !== keyId);
+      return [204];
+    },
+  };
+});
+
+route("GET", "/orgs/{org}/installation", (req, _body, [org]) => {
+  const app = appFromJwt(bearer(req));
+  return {
+    tags: new Set(app ? [app.tag] : []),
+    reply: () => {
+      if (!app) return [401, err("A JSON web token could not be decoded")];
+      const id = app.installations.get(org);
+      if (!id) return [404, err("Not Found")];
+      const account = simpleUser(org, 77);
+      account.type = "Organization";
+      return [
+        200,
+        {
+          id,
+          account,
+          repository_selection: "all",
+          access_tokens_url: `https://api.github.com/app/installations/${id}/access_tokens`,
+          repositories_url: "https://api.github.com/installation/repositories",
+          html_url: `https://github.com/organizations/${org}/settings/installations/${id}`,
+          app_id: Number(app.id),
+          target_id: 77,
+          target_type: "Organization",
+          permissions: { organization_personal_access_tokens: "write" },
+          events: [],
+          created_at: "2020-01-01T00:00:00Z",
+          updated_at: "2020-01-01T00:00:00Z",
+          single_file_name: null,
+          app_slug: "cordon",
+          suspended_by: null,
+          suspended_at: null,
+        },
+      ];
+    },
+  };
+});
+
+route("POST", "/app/installations/{installation_id}/access_tokens", (req, _body, [instId]) => {
+  const app = appFromJwt(bearer(req));
+  return {
+    tags: new Set(app ? [app.tag] : []),
+    reply: () => {
+      if (!app) return [401, err("A JSON web token could not be decoded")];
+      const inst = installations.get(Number(instId));
+      if (!inst || inst.appId !== app.id) return [404, err("Not Found")];
+      const token = "ghs_" + randomBytes(27).toString("base64url").replace(/[-_]/g, "x").slice(0, 36);
+      tokens.set(token, {
+        tag: app.tag,
+        login: `${app.id}[bot]`,
+        userId: newId(),
+        scopes: [],
+        kind: "installation",
+        revoked: false,
+        installation: Number(instId),
+        appId: app.id,
+      });
+      const expires = new Date(Date.now() + 3600_000).toISOString().replace(/\.\d{3}Z$/, "Z");
+      return [
+        201,
+        {
+          token,
+          expires_at: expires,
+          permissions: { organization_personal_access_tokens: "write" },
+          repository_selection: "all",
+        },
+      ];
+    },
+  };
+});
+
+function installationCaller(req, org) {
+  const t = liveToken(bearer(req));
+  if (!t || t.kind !== "installation") return null;
+  const inst = installations.get(t.installation);
+  return inst && inst.org === org ? { token: t, app: apps.get(inst.appId) } : null;
+}
+
+route("GET", "/orgs/{org}/personal-access-tokens", (req, _body, [org]) => {
+  const o = orgPats.get(org);
+  return {
+    tags: new Set(o ? [o.tag] : []),
+    reply: () => {
+      if (!installationCaller(req, org)) return [403, err("Resource not accessible by integration")];
+      const url = new URL(req.url, "http://x");
+      const perPage = Number(url.searchParams.get("per_page") ?? 30);
+      const page = Number(url.searchParams.get("page") ?? 1);
+      return [200, (o?.grants ?? []).slice((page - 1) * perPage, page * perPage)];
+    },
+  };
+});
+
+route("POST", "/orgs/{org}/personal-access-tokens/{pat_id}", (req, body, [org, patId]) => {
+  const o = orgPats.get(org);
+  return {
+    tags: new Set(o ? [o.tag] : []),
+    reply: () => {
+      const caller = installationCaller(req, org);
+      if (!caller) return [403, err("Resource not accessible by integration")];
+      if (!caller.app.canRevokePats) {
+        return [403, err("Resource not accessible by integration")];
+      }
+      const grants = o?.grants ?? [];
+      const i = grants.findIndex((g) => String(g.id) === patId);
+      if (i < 0) return [404, err("Not Found")];
+      if (body?.action !== "revoke") return [422, { message: "Validation Failed", documentation_url: DOCS }];
+      grants.splice(i, 1);
+      return [204];
+    },
+  };
+});
+
+async function api(req, res) {
+  const url = new URL(req.url, "http://127.0.0.1");
+  const r = routes.find((x) => x.method === req.method && x.re.test(url.pathname));
+  const text = await readBody(req);
+  if (!r) return send(res, 404, err("Not Found"));
+  let body = null;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return send(res, 400, err("Problems parsing JSON"));
+    }
+  }
+  const params = r.re.exec(url.pathname).slice(1).map(decodeURIComponent);
+  const endpoint = `${r.method} ${r.template}`;
+  const { tags, reply } = r.handler(req, body, params);
+  count(tags, endpoint);
+  const failure = takeFailure(tags, endpoint);
+  if (failure) return send(res, failure.status, failureBody(failure.status));
+  const [status, out, headers] = reply();
+  return send(res, status, out, headers);
+}
+
+// ---------------------------------------------------------------- admin
+
+async function admin(req, res) {
+  const url = new URL(req.url, "http://127.0.0.1");
+  const text = await readBody(req);
+  let b = {};
+  try {
+    b = text ? JSON.parse(text) : {};
+  } catch {
+    return send(res, 400, { error: "body is not JSON" });
+  }
+  const need = (...keys) => {
+    const missing = keys.filter((k) => b[k] === undefined || b[k] === null || b[k] === "");
+    if (missing.length) throw new Error(`missing ${missing.join(", ")}`);
+  };
+  try {
+    const p = url.pathname;
+    if (req.method === "GET" && p === "/health") return send(res, 200, { ok: true });
+    if (req.method === "POST" && p === "/tokens") {
+      // { tag, token, login, scopes?, kind?, client_id? }
+      need("tag", "token", "login");
+      tokens.set(b.token, {
+        tag: b.tag,
+        login: b.login,
+        userId: newId(),
+        scopes: b.scopes ?? [],
+        kind: b.kind ?? "token",
+        revoked: false,
+        clientId: b.client_id ?? null,
+      });
+      return send(res, 201, { fingerprint: sha256b64(b.token) });
+    }
+    if (req.method === "POST" && p === "/oauth-apps") {
+      need("tag", "client_id", "client_secret");
+      oauthApps.set(b.client_id, { tag: b.tag, secret: b.client_secret });
+      return send(res, 201, {});
+    }
+    if (req.method === "POST" && p === "/apps") {
+      // { tag, org, can_revoke_pats? } -> { app_id, installation_id, private_key_pem }
+      need("tag", "org");
+      const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+      const id = String(newId());
+      const installationId = newId();
+      apps.set(id, {
+        id,
+        tag: b.tag,
+        publicKey,
+        installations: new Map([[b.org, installationId]]),
+        canRevokePats: b.can_revoke_pats !== false,
+      });
+      installations.set(installationId, { appId: id, org: b.org });
+      if (!orgPats.has(b.org)) orgPats.set(b.org, { tag: b.tag, grants: [] });
+      return send(res, 201, {
+        app_id: Number(id),
+        installation_id: installationId,
+        private_key_pem: privateKey.export({ type: "pkcs1", format: "pem" }),
+      });
+    }
+    if (req.method === "POST" && p === "/org-pats") {
+      // { tag, org, owner } -> { id }
+      need("tag", "org", "owner");
+      const o = orgPats.get(b.org) ?? { tag: b.tag, grants: [] };
+      orgPats.set(b.org, o);
+      const id = newId();
+      o.grants.push({
+        id,
+        owner: simpleUser(b.owner, newId()),
+        repository_selection: "all",
+        repositories_url: `https://api.github.com/organizations/77/personal-access-token/${id}/repositories`,
+        permissions: { organization: { members: "read" } },
+        access_granted_at: "2020-01-01T00:00:00Z",
+        token_id: id * 3,
+        token_name: "leaked token",
+        token_expired: false,
+        token_expires_at: null,
+        token_last_used_at: null,
+      });
+      return send(res, 201, { id });
+    }
+    if (req.method === "POST" && p === "/deploy-keys") {
+      // { tag, owner, repo, key, title? } -> { id, fingerprint }
+      need("tag", "owner", "repo", "key");
+      const name = `${b.owner}/${b.repo}`;
+      const r = repos.get(name) ?? { tag: b.tag, keys: [] };
+      repos.set(name, r);
+      const id = newId();
+      r.keys.push({
+        id,
+        key: b.key,
+        url: `https://api.github.com/repos/${name}/keys/${id}`,
+        title: b.title ?? "deploy key",
+        verified: true,
+        created_at: "2020-01-01T00:00:00Z",
+        read_only: true,
+        added_by: "octocat",
+        last_used: null,
+        enabled: true,
+      });
+      return send(res, 201, { id, fingerprint: sshFingerprint(b.key) });
+    }
+    if (req.method === "POST" && p === "/fail") {
+      // { tag, count, status, endpoint? }: the next `count` requests involving `tag` get `status`.
+      need("tag", "count", "status");
+      const list = failures.get(b.tag) ?? [];
+      list.push({ status: b.status, remaining: b.count, endpoint: b.endpoint ?? null });
+      failures.set(b.tag, list);
+      return send(res, 201, {});
+    }
+    if (req.method === "POST" && p === "/revoke-delay") {
+      need("tag", "ms");
+      revokeDelay.set(b.tag, b.ms);
+      return send(res, 201, {});
+    }
+    if (req.method === "GET" && p === "/counts") {
+      const tag = url.searchParams.get("tag");
+      if (!tag) return send(res, 400, { error: "missing ?tag=" });
+      return send(res, 200, counts.get(tag) ?? {});
+    }
+    if (req.method === "GET" && p === "/deploy-keys") {
+      const r = repos.get(`${url.searchParams.get("owner")}/${url.searchParams.get("repo")}`);
+      return send(res, 200, r ? r.keys.map((k) => ({ id: k.id, fingerprint: sshFingerprint(k.key) })) : []);
+    }
+    return send(res, 404, { error: `no admin route ${req.method} ${p}` });
+  } catch (e) {
+    return send(res, 400, { error: String(e.message ?? e) });
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+function listen(handler, port) {
+  return new Promise((resolve, reject) => {
+    const s = createServer((req, res) => {
+      handler(req, res).catch((e) => {
+        process.stderr.write(`registry: ${e?.stack ?? e}\n`);
+        if (!res.headersSent) send(res, 500, err("registry failure"));
+      });
+    });
+    s.on("error", reject);
+    s.listen(port, "127.0.0.1", () => resolve(s.address().port));
+  });
+}
+
+const apiPort = await listen(api, Number(process.env.REGISTRY_API_PORT ?? 0));
+const adminPort = await listen(admin, Number(process.env.REGISTRY_ADMIN_PORT ?? 0));
+// One line the start script parses; nothing secret in it.
+process.stdout.write(`REGISTRY_API_PORT=${apiPort} REGISTRY_ADMIN_PORT=${adminPort}\n`);

@@ -1,0 +1,127 @@
+//! The authority gate: the one interface between a plan and the engine.
+//!
+//! The engine asks the gate once per step, records the decision in the audit
+//! log, and acts only on Allow. Any error while deciding is a Deny carrying the
+//! error (fail closed).
+
+use chrono::{DateTime, Utc};
+use cordon_connector::{PlanStep, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Plan, PrincipalKind};
+
+/// The requester as the gate sees it: a name, and whether that name was
+/// proven (an SSH signature from a key in `allowed_signers`, or an automation
+/// principal's configured secret) or merely claimed with `--as`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub name: String,
+    pub kind: PrincipalKind,
+    pub verified: bool,
+    /// How it was proven: `ssh:SHA256:...`, `automation-secret`, or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+}
+
+/// An approval whose SSH signature over the plan bytes was verified against
+/// `allowed_signers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedApproval {
+    /// The principal named in `allowed_signers`.
+    pub signer: String,
+    /// `SHA256:...` of the signing key, as `ssh-keygen -l` shows it.
+    pub key_fingerprint: String,
+    /// When cordon recorded the signature.
+    #[serde(with = "crate::timefmt")]
+    pub signed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakGlass {
+    pub reason: String,
+}
+
+/// Everything the gate may look at for one step.
+pub struct GateInput<'a> {
+    pub plan_id: &'a str,
+    pub plan: &'a Plan,
+    pub step: &'a PlanStep,
+    pub requester: &'a Principal,
+    pub approvals: &'a [VerifiedApproval],
+    pub break_glass: Option<&'a BreakGlass>,
+    /// Injected so that tests can move the clock (escalation delays).
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub effect: Effect,
+    /// Ids of the policies that decided (the permit(s) for allow, the
+    /// forbid(s) for an explicit deny; empty for default deny).
+    pub policies: Vec<String>,
+    /// SHA-256 of the policy set in force (hex).
+    pub policy_hash: String,
+    /// Load or evaluation errors (each one means deny).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// What would change the answer: "needs 1 approval from role security".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// True when the allow rests on break-glass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
+}
+
+impl Decision {
+    pub fn is_allow(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+
+    pub fn deny(policy_hash: impl Into<String>, why: impl Into<String>) -> Decision {
+        Decision {
+            effect: Effect::Deny,
+            policies: vec![],
+            policy_hash: policy_hash.into(),
+            errors: vec![why.into()],
+            missing: vec![],
+            break_glass: false,
+        }
+    }
+}
+
+pub trait Gate: Send + Sync {
+    fn decide(&self, input: &GateInput<'_>) -> Decision;
+}
+
+/// The spine's interim gate, used only where no authority policy is loaded
+/// (unit tests of the engine): it denies everything except the engine's own
+/// test connector, and says so in every decision. The Cedar gate in
+/// `crate::policy` is what the CLI uses.
+pub struct TestOnlyGate;
+
+impl Gate for TestOnlyGate {
+    fn decide(&self, input: &GateInput<'_>) -> Decision {
+        if input.step.action.provider() == Provider::Test {
+            Decision {
+                effect: Effect::Allow,
+                policies: vec!["builtin:test-connector-only".into()],
+                policy_hash: "builtin:test-only".into(),
+                errors: vec![],
+                missing: vec![],
+                break_glass: false,
+            }
+        } else {
+            Decision::deny(
+                "builtin:test-only",
+                "no authority policy is loaded: only the built-in test connector may act",
+            )
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The authority policy: Cedar rules, the roster, SSH-signed approvals.
