@@ -4,6 +4,7 @@
 //! hash-chained audit log. See `DESIGN.md` in the shared folder and the README.
 
 pub mod gate;
+pub mod intake;
 pub mod plan;
 pub mod policy;
 pub mod timefmt;

@@ -1,0 +1,525 @@
+//! Recognise credentials in raw text without ever echoing what is not one.
+//!
+//! GitHub classic tokens (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`) end in a
+//! checksum: the last 6 characters are base62(CRC32(the 30 random characters)),
+//! zero-padded. No scanner checks it, so scanners report look-alikes that
+//! GitHub would never have issued; cordon checks it and refuses to spend a
+//! revocation call on them. Fine-grained tokens (`github_pat_`) carry no
+//! publicly documented checksum: they are matched by format only.
+//!
+//! AWS access key ids (`AKIA` long-term, `ASIA` session) are 20 characters of
+//! the base32 alphabet; secrets are 40 characters of base64. A secret is only
+//! taken when it can be paired with a key id in the same text (the nearest
+//! one), or when it stands alone on a line: a free-floating 40-character
+//! string is far more often a hash than a key.
+
+use std::sync::OnceLock;
+
+use cordon_connector::Secret;
+use regex::Regex;
+
+/// What kind of GitHub credential a prefix denotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GithubKind {
+    /// `ghp_`: classic personal access token.
+    ClassicPat,
+    /// `github_pat_`: fine-grained personal access token.
+    FineGrainedPat,
+    /// `gho_`: OAuth app user token.
+    Oauth,
+    /// `ghu_`: GitHub App user-to-server token.
+    AppUser,
+    /// `ghs_`: GitHub App installation (server-to-server) token.
+    Installation,
+    /// `ghr_`: refresh token.
+    Refresh,
+}
+
+impl GithubKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            GithubKind::ClassicPat => "ghp_",
+            GithubKind::FineGrainedPat => "github_pat_",
+            GithubKind::Oauth => "gho_",
+            GithubKind::AppUser => "ghu_",
+            GithubKind::Installation => "ghs_",
+            GithubKind::Refresh => "ghr_",
+        }
+    }
+
+    fn from_classic_prefix(p: &str) -> Option<GithubKind> {
+        Some(match p {
+            "ghp" => GithubKind::ClassicPat,
+            "gho" => GithubKind::Oauth,
+            "ghu" => GithubKind::AppUser,
+            "ghs" => GithubKind::Installation,
+            "ghr" => GithubKind::Refresh,
+            _ => return None,
+        })
+    }
+}
+
+/// One thing found in the text. Secrets stay in [`Secret`]; everything else
+/// here is safe to print.
+#[derive(Debug)]
+pub enum Found {
+    GithubToken {
+        kind: GithubKind,
+        secret: Secret,
+        /// 1-based line in the input.
+        line: usize,
+    },
+    AwsKey {
+        key_id: String,
+        /// `ASIA`: temporary session credentials (revoke the role's sessions).
+        session: bool,
+        secret: Option<Secret>,
+        line: usize,
+    },
+    /// Looked like a credential but is not a valid one. `reason` never
+    /// contains the text itself.
+    Invalid {
+        what: &'static str,
+        reason: String,
+        /// Fingerprint of the rejected text, so a user can match it up.
+        fingerprint: String,
+        line: usize,
+    },
+    /// A 40-character AWS-secret-shaped string with no key id to pair it with.
+    AwsSecretUnpaired { secret: Secret, line: usize },
+    /// A non-empty line in which nothing was recognised.
+    Unrecognised { line: usize, length: usize },
+}
+
+impl Found {
+    pub fn line(&self) -> usize {
+        match self {
+            Found::GithubToken { line, .. }
+            | Found::AwsKey { line, .. }
+            | Found::Invalid { line, .. }
+            | Found::AwsSecretUnpaired { line, .. }
+            | Found::Unrecognised { line, .. } => *line,
+        }
+    }
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// base62(CRC32(random part)), left-padded with `0` to 6 characters.
+pub fn github_checksum(random_part: &str) -> String {
+    let mut n = crc32fast::hash(random_part.as_bytes());
+    let mut digits = Vec::with_capacity(6);
+    while n > 0 {
+        digits.push(BASE62[(n % 62) as usize]);
+        n /= 62;
+    }
+    while digits.len() < 6 {
+        digits.push(b'0');
+    }
+    digits.reverse();
+    String::from_utf8_lossy(&digits).into_owned()
+}
+
+/// True when a classic token's last 6 characters are the checksum of the 30 before.
+pub fn classic_checksum_ok(token: &str) -> bool {
+    let Some(body) = token.get(4..) else {
+        return false;
+    };
+    if body.len() != 36 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return false;
+    }
+    let (random, check) = body.split_at(30);
+    github_checksum(random) == check
+}
+
+struct Patterns {
+    classic: Regex,
+    fine: Regex,
+    aws_id: Regex,
+    aws_secret: Regex,
+}
+
+fn patterns() -> Option<&'static Patterns> {
+    static P: OnceLock<Option<Patterns>> = OnceLock::new();
+    P.get_or_init(|| {
+        Some(Patterns {
+            classic: Regex::new(r"(gh[pousr])_([A-Za-z0-9]*)").ok()?,
+            fine: Regex::new(r"github_pat_([A-Za-z0-9_]*)").ok()?,
+            aws_id: Regex::new(r"(AKIA|ASIA)[A-Z2-7]{16}").ok()?,
+            aws_secret: Regex::new(r"[A-Za-z0-9/+]{40}").ok()?,
+        })
+    })
+    .as_ref()
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_b64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'/' || b == b'+' || b == b'='
+}
+
+/// Scan `text` and return everything recognised, in order of appearance.
+pub fn classify(text: &str) -> Vec<Found> {
+    let Some(p) = patterns() else {
+        return Vec::new();
+    };
+    let mut out: Vec<(usize, Found)> = Vec::new();
+    let mut covered: Vec<(usize, usize)> = Vec::new();
+    let bytes = text.as_bytes();
+    let line_of = |pos: usize| text[..pos].bytes().filter(|b| *b == b'\n').count() + 1;
+    let before_ok = |start: usize| start == 0 || !is_word(bytes[start - 1]);
+
+    for m in p.fine.find_iter(text) {
+        if !before_ok(m.start()) {
+            continue;
+        }
+        let tok = m.as_str();
+        let body = &tok["github_pat_".len()..];
+        let ok = body.len() == 82
+            && body.as_bytes()[22] == b'_'
+            && body[..22].bytes().all(|b| b.is_ascii_alphanumeric())
+            && body[23..].bytes().all(|b| b.is_ascii_alphanumeric());
+        covered.push((m.start(), m.end()));
+        let line = line_of(m.start());
+        if ok {
+            out.push((
+                m.start(),
+                Found::GithubToken {
+                    kind: GithubKind::FineGrainedPat,
+                    secret: Secret::new(tok),
+                    line,
+                },
+            ));
+        } else {
+            out.push((
+                m.start(),
+                Found::Invalid {
+                    what: "github fine-grained token",
+                    reason: format!(
+                        "wrong shape: `github_pat_` must be followed by 22 characters, `_` and 59 characters (found {} characters)",
+                        body.len()
+                    ),
+                    fingerprint: cordon_connector::fingerprint(tok.as_bytes()),
+                    line,
+                },
+            ));
+        }
+    }
+
+    for c in p.classic.captures_iter(text) {
+        let (Some(m), Some(prefix), Some(body)) = (c.get(0), c.get(1), c.get(2)) else {
+            continue;
+        };
+        if !before_ok(m.start()) {
+            continue;
+        }
+        let Some(kind) = GithubKind::from_classic_prefix(prefix.as_str()) else {
+            continue;
+        };
+        // A trailing `_` means something longer than a token (an identifier).
+        if bytes.get(m.end()) == Some(&b'_') {
+            continue;
+        }
+        let tok = m.as_str();
+        let line = line_of(m.start());
+        covered.push((m.start(), m.end()));
+        let fp = cordon_connector::fingerprint(tok.as_bytes());
+        let len = body.as_str().len();
+        if len == 36 {
+            if classic_checksum_ok(tok) {
+                out.push((
+                    m.start(),
+                    Found::GithubToken {
+                        kind,
+                        secret: Secret::new(tok),
+                        line,
+                    },
+                ));
+            } else {
+                out.push((
+                    m.start(),
+                    Found::Invalid {
+                        what: "github token",
+                        reason: format!(
+                            "`{}` token with a wrong checksum: GitHub never issued it (a look-alike or a corrupted copy); no revocation call will be spent on it",
+                            kind.prefix()
+                        ),
+                        fingerprint: fp,
+                        line,
+                    },
+                ));
+            }
+        } else if len >= 8 {
+            out.push((
+                m.start(),
+                Found::Invalid {
+                    what: "github token",
+                    reason: format!(
+                        "`{}` followed by {len} characters instead of 36: truncated or not a token",
+                        kind.prefix()
+                    ),
+                    fingerprint: fp,
+                    line,
+                },
+            ));
+        }
+    }
+
+    let mut ids: Vec<(usize, usize, String)> = Vec::new();
+    for m in p.aws_id.find_iter(text) {
+        let before = m.start() == 0 || !bytes[m.start() - 1].is_ascii_alphanumeric();
+        let after = bytes
+            .get(m.end())
+            .is_none_or(|b| !b.is_ascii_alphanumeric());
+        if before && after && !overlaps(&covered, m.start(), m.end()) {
+            ids.push((m.start(), m.end(), m.as_str().to_owned()));
+        }
+    }
+    for (s, e, _) in &ids {
+        covered.push((*s, *e));
+    }
+
+    let mut secrets: Vec<(usize, Secret)> = Vec::new();
+    for m in p.aws_secret.find_iter(text) {
+        // `=` may precede a secret (`KEY=...`) but not follow it (padding of a longer blob).
+        let before = m.start() == 0 || {
+            let b = bytes[m.start() - 1];
+            b == b'=' || !is_b64(b)
+        };
+        let after = bytes.get(m.end()).is_none_or(|b| !is_b64(*b));
+        if !before || !after || overlaps(&covered, m.start(), m.end()) {
+            continue;
+        }
+        let s = m.as_str();
+        // A 40-character hex string is a SHA-1 (git commit ids), not a key.
+        let has_upper = s.bytes().any(|b| b.is_ascii_uppercase());
+        let has_lower = s.bytes().any(|b| b.is_ascii_lowercase());
+        let has_digit = s.bytes().any(|b| b.is_ascii_digit());
+        if !(has_upper && has_lower && has_digit) {
+            continue;
+        }
+        secrets.push((m.start(), Secret::new(s)));
+    }
+
+    // Pair each key id with the nearest unused secret (by byte distance).
+    let mut used = vec![false; secrets.len()];
+    let mut pairs: Vec<Option<usize>> = vec![None; ids.len()];
+    let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, (s, _, _)) in ids.iter().enumerate() {
+        for (j, (pos, _)) in secrets.iter().enumerate() {
+            candidates.push((s.abs_diff(*pos), i, j));
+        }
+    }
+    candidates.sort();
+    for (_, i, j) in candidates {
+        if pairs[i].is_none() && !used[j] {
+            pairs[i] = Some(j);
+            used[j] = true;
+        }
+    }
+    let mut taken: Vec<Option<Secret>> = secrets.into_iter().map(|(_, s)| Some(s)).collect();
+    for (i, (s, _, id)) in ids.iter().enumerate() {
+        let secret = pairs[i].and_then(|j| taken.get_mut(j).and_then(Option::take));
+        out.push((
+            *s,
+            Found::AwsKey {
+                key_id: id.clone(),
+                session: id.starts_with("ASIA"),
+                secret,
+                line: line_of(*s),
+            },
+        ));
+    }
+    // Unpaired secrets count only when they stand alone on their line.
+    for m in p.aws_secret.find_iter(text) {
+        let Some(idx) = taken
+            .iter()
+            .position(|t| t.as_ref().is_some_and(|t| t.expose() == m.as_str()))
+        else {
+            continue;
+        };
+        let line_start = text[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[m.end()..].find('\n').map_or(text.len(), |i| m.end() + i);
+        let alone = text[line_start..line_end].trim() == m.as_str();
+        if let Some(secret) = taken[idx].take() {
+            if alone {
+                out.push((
+                    m.start(),
+                    Found::AwsSecretUnpaired {
+                        secret,
+                        line: line_of(m.start()),
+                    },
+                ));
+            }
+        }
+    }
+
+    out.sort_by_key(|(pos, _)| *pos);
+    out.into_iter().map(|(_, f)| f).collect()
+}
+
+/// Classify input that holds one secret per line (plain-text intake):
+/// every non-empty line in which nothing was recognised is reported as
+/// [`Found::Unrecognised`], by line number and length only.
+pub fn classify_lines(text: &str) -> Vec<Found> {
+    let found = classify(text);
+    let mut lines_with: std::collections::BTreeSet<usize> = found.iter().map(Found::line).collect();
+    let mut out = found;
+    for (i, l) in text.lines().enumerate() {
+        let n = i + 1;
+        let t = l.trim();
+        if !t.is_empty() && !t.starts_with('#') && lines_with.insert(n) {
+            out.push(Found::Unrecognised {
+                line: n,
+                length: t.len(),
+            });
+        }
+    }
+    out.sort_by_key(Found::line);
+    out
+}
+
+fn overlaps(covered: &[(usize, usize)], s: usize, e: usize) -> bool {
+    covered.iter().any(|(a, b)| s < *b && *a < e)
+}
+
+/// A classic token with a valid checksum, for tests and demos: `prefix` +
+/// 30 characters derived from `seed` + the checksum.
+pub fn make_classic_token(prefix: &str, seed: &str) -> String {
+    let mut random = String::with_capacity(30);
+    let mut state = crc32fast::hash(seed.as_bytes()) as u64 | 1;
+    while random.len() < 30 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        random.push(BASE62[(state % 62) as usize] as char);
+    }
+    let check = github_checksum(&random);
+    format!("{prefix}{random}{check}")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn kinds(found: &[Found]) -> Vec<String> {
+        found
+            .iter()
+            .map(|f| match f {
+                Found::GithubToken { kind, .. } => format!("gh:{kind:?}"),
+                Found::AwsKey {
+                    key_id,
+                    secret,
+                    session,
+                    ..
+                } => format!(
+                    "aws:{}:{}:{}",
+                    &key_id[..4],
+                    if *session { "session" } else { "long" },
+                    secret.is_some()
+                ),
+                Found::Invalid { what, .. } => format!("invalid:{what}"),
+                Found::AwsSecretUnpaired { .. } => "aws-secret-unpaired".into(),
+                Found::Unrecognised { .. } => "unrecognised".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn valid_classic_tokens_of_every_prefix_are_recognised() {
+        for p in ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"] {
+            let t = make_classic_token(p, "seed");
+            assert!(classic_checksum_ok(&t));
+            let f = classify(&format!("token = \"{t}\"\n"));
+            assert_eq!(f.len(), 1, "{p}");
+            assert!(matches!(&f[0], Found::GithubToken { secret, .. } if secret.expose() == t));
+        }
+    }
+
+    #[test]
+    fn wrong_checksum_is_invalid_and_never_echoed() {
+        let t = make_classic_token("ghp_", "x");
+        let last = t.chars().last().unwrap();
+        let bad = format!("{}{}", &t[..t.len() - 1], if last == 'A' { 'B' } else { 'A' });
+        let f = classify(&bad);
+        assert_eq!(kinds(&f), vec!["invalid:github token"]);
+        let Found::Invalid { reason, .. } = &f[0] else {
+            panic!()
+        };
+        assert!(!reason.contains(&bad[4..]));
+        assert!(!format!("{f:?}").contains(&bad[4..]));
+    }
+
+    #[test]
+    fn truncated_token_is_reported_as_truncated() {
+        let t = make_classic_token("ghp_", "y");
+        let f = classify(&t[..20]);
+        assert_eq!(kinds(&f), vec!["invalid:github token"]);
+        let Found::Invalid { reason, .. } = &f[0] else {
+            panic!()
+        };
+        assert!(reason.contains("16 characters instead of 36"), "{reason}");
+    }
+
+    #[test]
+    fn token_inside_longer_text_is_found_but_not_inside_an_identifier() {
+        let t = make_classic_token("gho_", "z");
+        let f = classify(&format!("curl -H 'Authorization: token {t}' https://x"));
+        assert_eq!(kinds(&f), vec!["gh:Oauth"]);
+        assert!(classify(&format!("my{t}")).is_empty());
+        assert!(classify(&format!("{t}_suffix")).is_empty());
+    }
+
+    #[test]
+    fn fine_grained_pat_by_shape() {
+        let tok = format!("github_pat_{}_{}", "A1".repeat(11), "b2c".repeat(19) + "dd");
+        let f = classify(&format!("x {tok} y"));
+        assert_eq!(kinds(&f), vec!["gh:FineGrainedPat"]);
+        let f = classify("github_pat_tooshort_abc");
+        assert_eq!(kinds(&f), vec!["invalid:github fine-grained token"]);
+    }
+
+    #[test]
+    fn aws_key_id_and_secret_are_paired() {
+        let text = "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
+        let f = classify(text);
+        assert_eq!(kinds(&f), vec!["aws:AKIA:long:true"]);
+        let Found::AwsKey { secret, .. } = &f[0] else {
+            panic!()
+        };
+        assert_eq!(
+            secret.as_ref().unwrap().expose(),
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+        );
+    }
+
+    #[test]
+    fn two_pairs_pair_by_nearness() {
+        let text = "A=AKIAAAAAAAAAAAAAAAAA S=aaaaaaaaaaBBBBBBBBBB1111111111cccccccccc\nB=ASIABBBBBBBBBBBBBBBB S=dddddddddd2222222222EEEEEEEEEEffffffffff\n";
+        let f = classify(text);
+        assert_eq!(kinds(&f), vec!["aws:AKIA:long:true", "aws:ASIA:session:true"]);
+        let Found::AwsKey { secret, .. } = &f[1] else {
+            panic!()
+        };
+        assert!(secret.as_ref().unwrap().expose().starts_with("dddd"));
+    }
+
+    #[test]
+    fn look_alikes_are_not_secrets() {
+        // git sha-1, a longer base32 word, a lowercase akia, an uuid
+        let text = "commit 9fceb02d0ae598e95dc970b74767f19372d61af8\nAKIAIOSFODNN7EXAMPLEXX\nakiaiosfodnn7example\n123e4567-e89b-12d3-a456-426614174000\nghx_abcdefghijklmnopqrstuvwxyz0123456789\n";
+        assert!(classify(text).is_empty(), "{:?}", kinds(&classify(text)));
+    }
+
+    #[test]
+    fn lone_secret_line_is_unpaired_and_other_lines_unrecognised() {
+        let text = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\nhello world\n\n";
+        let f = classify_lines(text);
+        assert_eq!(kinds(&f), vec!["aws-secret-unpaired", "unrecognised"]);
+        assert!(!format!("{f:?}").contains("hello"));
+    }
+}

@@ -1,0 +1,3 @@
+//! Intake: turning raw text, scanner reports and webhooks into credentials.
+
+pub mod classify;
