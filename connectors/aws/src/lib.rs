@@ -1,1 +1,247 @@
-pub fn _x() {}
+//! cordon's AWS connector: contain a leaked AWS access key in IAM.
+//!
+//! Built on `aws-sdk-iam`, `aws-sdk-sts` and `aws-config` with the SDK's default
+//! credential chain (environment, profiles, SSO, container and instance roles); region
+//! and endpoint come from [`AwsConfig`]. The SDK's own retries are off (one attempt per
+//! call): the engine owns retries, and failures are classified for it (see `error.rs`):
+//! throttling and 5xx `Retryable`, timeouts and connections lost after sending
+//! `Ambiguous`, other 4xx `Permanent`.
+//!
+//! # Actions and targets
+//!
+//! | action | target kind / id | what it does |
+//! |---|---|---|
+//! | `aws:disable-access-key` | `access-key` / key id | `UpdateAccessKey` → `Inactive` (never deleted: the id stays traceable in CloudTrail) |
+//! | `aws:quarantine-user` | `user` / user name | inline deny-all `cordon-quarantine-deny-all` (or attach `AWSCompromisedKeyQuarantineV3`); delete the console password |
+//! | `aws:quarantine-role` | `role` / role name | the same quarantine, plus session revocation |
+//! | `aws:revoke-role-sessions` | `role` / role name | inline `cordon-revoke-sessions`: deny everything to sessions with `aws:TokenIssueTime` before now (the console's "revoke active sessions"); for leaked `ASIA` credentials |
+//! | `aws:restore-access-key` | `access-key` | the key's status from the snapshot; re-activation only with `reactivate_key: true` |
+//! | `aws:restore-user`, `aws:restore-role` | `user`, `role` | cordon's controls back to the snapshot, nothing else |
+//!
+//! `Target::account` selects the account; when it differs from the credentials' own,
+//! the connector assumes [`AwsConfig::role_arn_template`] in it.
+//!
+//! # Step params
+//!
+//! * `user` (string, access-key steps): the key's owner; looked up with
+//!   `iam:GetAccessKeyLastUsed` when absent.
+//! * `quarantine` (`"inline-deny"` | `"managed-v3"`, user and role steps): overrides
+//!   [`AwsConfig::quarantine_mode`].
+//! * `delete_login_profile` (bool, default `true`, `aws:quarantine-user`).
+//! * `access_key_id` (string, `aws:quarantine-user`): the leaked key of that user, so
+//!   verify can sign a probe with the leaked secret.
+//! * `evidence_hash` (string, restore steps): names the snapshot the restore undoes to
+//!   (the engine loads it and passes it as `StepContext::evidence`).
+//! * `controls` (list, restore steps): which of `quarantine`, `managed-v3`,
+//!   `revoke-sessions`, `login-profile` to put back; default all.
+//! * `reactivate_key` (bool, default `false`, `aws:restore-access-key`): without it,
+//!   restoring a key that was active is refused: that would revive a leaked secret.
+//!
+//! # Idempotency
+//!
+//! Every action reads its control first and changes only what is missing; a second run
+//! returns `AlreadyContained` and changes nothing. Session revocation records the plan
+//! id in its statement id, so re-running a plan is a no-op while a later incident's plan
+//! moves the cut-off forward.
+//!
+//! # Evidence
+//!
+//! `describe` returns a snapshot (`schema: "cordon-aws/1"`): for a user its access keys
+//! (status, creation, last use), inline policies with documents, attached policies,
+//! groups, login profile (existence and dates: AWS never reveals a password), tags; for
+//! a role the same plus its trust policy and last use. Restore puts back cordon's own
+//! controls from it; a deleted console password cannot be re-created, and restore says
+//! so in its outcome.
+//!
+//! # Verify
+//!
+//! With the leaked secret (`StepContext::secret`) and an `AKIA` key id, a read signed with
+//! it must be refused (`InvalidClientTokenId` for a disabled key, `AccessDenied` for a
+//! quarantined user). Otherwise the controls are read back. A probe is a call by the
+//! leaked key: it appears in CloudTrail (from cordon's address).
+//!
+//! # Permissions cordon's credentials need
+//!
+//! `sts:GetAccessKeyInfo`, `sts:AssumeRole` (cross-account), `iam:GetAccessKeyLastUsed`,
+//! `iam:GetUser`, `iam:GetRole`, `iam:List{AccessKeys,UserPolicies,RolePolicies,
+//! AttachedUserPolicies,AttachedRolePolicies,GroupsForUser,UserTags,RoleTags}`,
+//! `iam:Get{UserPolicy,RolePolicy,LoginProfile}`, `iam:UpdateAccessKey`,
+//! `iam:Put{User,Role}Policy`, `iam:Delete{User,Role}Policy`,
+//! `iam:{Attach,Detach}{User,Role}Policy`, `iam:DeleteLoginProfile`.
+
+mod actions;
+mod client;
+mod config;
+mod error;
+mod identify;
+mod policy;
+mod snapshot;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use cordon_connector::{
+    Action, Connector, ConnectorError, Outcome, Provider, Secret, StepContext, TargetState,
+    Verification,
+};
+use tokio::sync::OnceCell;
+
+pub use actions::{
+    CONTROL_LOGIN_PROFILE, CONTROL_MANAGED_V3, CONTROL_QUARANTINE, CONTROL_REVOKE_SESSIONS,
+};
+pub use client::{AccountClients, LeakedKeyClient};
+pub use config::{AwsConfig, QuarantineMode};
+pub use identify::{
+    contain_steps_for_key, key_kind, restore_step_for, ContainOptions, KeyIdentity, KeyKind,
+    KeyLastUsed,
+};
+pub use policy::{
+    MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
+};
+
+/// The AWS connector. Cheap to share (`Arc`) across the engine's concurrent steps.
+pub struct AwsConnector {
+    config: AwsConfig,
+    base: SdkConfig,
+    base_sts: aws_sdk_sts::Client,
+    /// The account of cordon's own credentials (`sts:GetCallerIdentity`), read once.
+    own_account: OnceCell<String>,
+    accounts: client::AccountCache,
+}
+
+impl std::fmt::Debug for AwsConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsConnector")
+            .field("config", &self.config)
+            .field("own_account", &self.own_account.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsConnector {
+    /// A connector using the SDK's default credential chain. Makes no call yet.
+    pub async fn new(config: AwsConfig) -> Result<AwsConnector, ConnectorError> {
+        let base = client::base_sdk_config(&config, None).await;
+        if base.credentials_provider().is_none() {
+            return Err(ConnectorError::permanent(
+                "no AWS credentials source found: set AWS_PROFILE, AWS_ACCESS_KEY_ID / \
+                 AWS_SECRET_ACCESS_KEY, or run where an instance or container role applies",
+            ));
+        }
+        Ok(Self::from_sdk(config, base))
+    }
+
+    /// A connector signing with an explicit key pair (tests, or a runbook that hands
+    /// cordon a dedicated responder key). The secret is not logged or formatted.
+    pub async fn with_static_credentials(
+        config: AwsConfig,
+        key_id: &str,
+        secret: &Secret,
+    ) -> Result<AwsConnector, ConnectorError> {
+        let creds = client::static_credentials(key_id, secret, None, "cordon-static");
+        let base = client::base_sdk_config(&config, Some(creds)).await;
+        Ok(Self::from_sdk(config, base))
+    }
+
+    fn from_sdk(config: AwsConfig, base: SdkConfig) -> AwsConnector {
+        AwsConnector {
+            base_sts: aws_sdk_sts::Client::new(&base),
+            config,
+            base,
+            own_account: OnceCell::new(),
+            accounts: client::AccountCache::new(),
+        }
+    }
+
+    pub fn config(&self) -> &AwsConfig {
+        &self.config
+    }
+
+    /// The account of cordon's own credentials.
+    pub async fn own_account(&self) -> Result<String, ConnectorError> {
+        self.own_account
+            .get_or_try_init(|| async {
+                let me = self
+                    .base_sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| error::classify("sts:GetCallerIdentity", &e))?;
+                me.account().map(str::to_owned).ok_or_else(|| {
+                    ConnectorError::permanent("`sts:GetCallerIdentity` returned no account")
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    /// Clients acting in `account` (`None`: the credentials' own account). Another account
+    /// is reached by assuming the configured role there.
+    pub async fn clients_for(
+        &self,
+        account: Option<&str>,
+    ) -> Result<AccountClients, ConnectorError> {
+        let own = self.own_account().await?;
+        let account = match account {
+            None => return Ok(client::base_clients(own, &self.base)),
+            Some(a) if a == own => return Ok(client::base_clients(own, &self.base)),
+            Some(a) => a,
+        };
+        let role_arn = self.config.role_arn_for(account).ok_or_else(|| {
+            ConnectorError::permanent(format!(
+                "the target is in account `{account}` but cordon's credentials are for `{own}`: \
+                 set CORDON_AWS_ROLE_ARN_TEMPLATE (like `arn:aws:iam::{{account}}:role/cordon-responder`) \
+                 or run with credentials of that account"
+            ))
+        })?;
+        self.accounts
+            .get_or_assume(
+                &self.base,
+                &self.base_sts,
+                account,
+                &role_arn,
+                &self.config.session_name,
+            )
+            .await
+    }
+
+    /// Clients signed with a leaked credential (for verification). The secret goes only
+    /// into the SDK's request signer; `Debug` of the result shows the key id alone.
+    pub fn leaked_key_client(
+        &self,
+        key_id: &str,
+        secret: &Secret,
+        session_token: Option<&Secret>,
+    ) -> LeakedKeyClient {
+        client::leaked_key_client(&self.base, key_id, secret, session_token)
+    }
+}
+
+#[async_trait]
+impl Connector for AwsConnector {
+    fn provider(&self) -> Provider {
+        Provider::Aws
+    }
+
+    async fn describe(&self, ctx: &StepContext<'_>) -> Result<TargetState, ConnectorError> {
+        check_action(ctx.step.action)?;
+        self.describe_step(ctx).await
+    }
+
+    async fn execute(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {
+        check_action(ctx.step.action)?;
+        self.execute_step(ctx).await
+    }
+
+    async fn verify(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
+        check_action(ctx.step.action)?;
+        self.verify_step(ctx).await
+    }
+}
+
+fn check_action(action: Action) -> Result<(), ConnectorError> {
+    if action.provider() == Provider::Aws {
+        Ok(())
+    } else {
+        Err(actions::unsupported(action))
+    }
+}

@@ -1,0 +1,1046 @@
+//! What each action reads, changes and proves. Every change is preceded by a read of the
+//! same control, so a second run finds it in place and reports `AlreadyContained`.
+
+use aws_sdk_iam::types::StatusType;
+use cordon_connector::{
+    Action, ConnectorError, Outcome, StepContext, Target, TargetState, Verification,
+};
+use serde_json::{json, Value};
+
+use crate::client::AccountClients;
+use crate::config::QuarantineMode;
+use crate::error::{classify, error_code};
+use crate::policy::{
+    decode_document, deny_all_document, is_deny_all, revoke_cutoff, revoke_sessions_document,
+    revoke_sid, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
+};
+use crate::snapshot::{self, key_owner, now_rfc3339, role_snapshot, user_snapshot};
+use crate::AwsConnector;
+
+/// Controls a restore step may put back (step param `controls`; default: all).
+pub const CONTROL_QUARANTINE: &str = "quarantine";
+pub const CONTROL_MANAGED_V3: &str = "managed-v3";
+pub const CONTROL_REVOKE_SESSIONS: &str = "revoke-sessions";
+pub const CONTROL_LOGIN_PROFILE: &str = "login-profile";
+
+/// An IAM principal cordon puts controls on.
+#[derive(Clone, Copy)]
+enum Principal<'a> {
+    User(&'a str),
+    Role(&'a str),
+}
+
+impl Principal<'_> {
+    fn label(&self) -> String {
+        match self {
+            Principal::User(n) => format!("user `{n}`"),
+            Principal::Role(n) => format!("role `{n}`"),
+        }
+    }
+}
+
+/// The state of cordon's controls on one principal.
+#[derive(Debug, Clone, PartialEq)]
+struct Controls {
+    quarantine_doc: Option<Value>,
+    revoke_doc: Option<Value>,
+    managed_v3: bool,
+    /// Users only: whether a console password exists.
+    login_profile: bool,
+}
+
+impl Controls {
+    fn from_snapshot(s: &Value) -> Controls {
+        Controls {
+            quarantine_doc: snapshot::inline_policy(s, QUARANTINE_POLICY_NAME).cloned(),
+            revoke_doc: snapshot::inline_policy(s, REVOKE_SESSIONS_POLICY_NAME).cloned(),
+            managed_v3: snapshot::has_attached(s, MANAGED_QUARANTINE_POLICY_ARN),
+            login_profile: snapshot::has_login_profile(s),
+        }
+    }
+
+    fn quarantined(&self, mode: QuarantineMode) -> bool {
+        match mode {
+            QuarantineMode::InlineDeny => self.quarantine_doc.as_ref().is_some_and(is_deny_all),
+            QuarantineMode::ManagedV3 => self.managed_v3,
+        }
+    }
+
+    fn revoked_for(&self, plan_id: &str) -> bool {
+        self.revoke_doc
+            .as_ref()
+            .and_then(revoke_cutoff)
+            .is_some_and(|(_, sid)| sid == revoke_sid(plan_id))
+    }
+}
+
+/// Step params, parsed once. See the crate docs for their meaning.
+struct Params {
+    user: Option<String>,
+    quarantine: QuarantineMode,
+    delete_login_profile: bool,
+    reactivate_key: bool,
+    controls: Vec<String>,
+}
+
+impl Params {
+    fn parse(conn: &AwsConnector, ctx: &StepContext<'_>) -> Result<Params, ConnectorError> {
+        let step = ctx.step;
+        let quarantine = match step.param_str("quarantine") {
+            Some(m) => QuarantineMode::parse(m)?,
+            None => conn.config().quarantine_mode,
+        };
+        let flag = |k: &str, default: bool| -> Result<bool, ConnectorError> {
+            match step.params.get(k) {
+                None => Ok(default),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(other) => Err(ConnectorError::permanent(format!(
+                    "step `{}` param `{k}` must be true or false, not `{other}`",
+                    step.id
+                ))),
+            }
+        };
+        let controls = match step.params.get("controls") {
+            None => vec![
+                CONTROL_QUARANTINE.to_owned(),
+                CONTROL_MANAGED_V3.to_owned(),
+                CONTROL_REVOKE_SESSIONS.to_owned(),
+                CONTROL_LOGIN_PROFILE.to_owned(),
+            ],
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for i in items {
+                    match i.as_str() {
+                        Some(
+                            c @ (CONTROL_QUARANTINE
+                            | CONTROL_MANAGED_V3
+                            | CONTROL_REVOKE_SESSIONS
+                            | CONTROL_LOGIN_PROFILE),
+                        ) => out.push(c.to_owned()),
+                        _ => {
+                            return Err(ConnectorError::permanent(format!(
+                                "step `{}` param `controls` has `{i}`: use `quarantine`, \
+                                 `managed-v3`, `revoke-sessions` or `login-profile`",
+                                step.id
+                            )))
+                        }
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                return Err(ConnectorError::permanent(format!(
+                    "step `{}` param `controls` must be a list, not `{other}`",
+                    step.id
+                )))
+            }
+        };
+        Ok(Params {
+            user: step.param_str("user").map(str::to_owned),
+            quarantine,
+            delete_login_profile: flag("delete_login_profile", true)?,
+            reactivate_key: flag("reactivate_key", false)?,
+            controls,
+        })
+    }
+
+    fn wants(&self, control: &str) -> bool {
+        self.controls.iter().any(|c| c == control)
+    }
+}
+
+fn expect_kind(target: &Target, kind: &str, action: Action) -> Result<(), ConnectorError> {
+    if target.kind == kind {
+        Ok(())
+    } else {
+        Err(ConnectorError::permanent(format!(
+            "`{}` acts on a target of kind `{kind}`, not `{}` (`{}`)",
+            action.id(),
+            target.kind,
+            target.display_name()
+        )))
+    }
+}
+
+fn evidence_of<'a>(ctx: &'a StepContext<'_>) -> Result<&'a Value, ConnectorError> {
+    ctx.evidence.ok_or_else(|| {
+        ConnectorError::permanent(format!(
+            "step `{}` (`{}`) needs the evidence snapshot taken before containment: run it \
+             through `cordon restore`, which loads the snapshot named by its `evidence_hash`",
+            ctx.step.id,
+            ctx.step.action.id()
+        ))
+    })
+}
+
+fn evidence_part<'a>(
+    evidence: &'a Value,
+    part: &str,
+    target: &Target,
+) -> Result<&'a Value, ConnectorError> {
+    evidence.get(part).filter(|v| v.is_object()).ok_or_else(|| {
+        ConnectorError::permanent(format!(
+            "the evidence snapshot for `{}` has no `{part}` section: it was not taken by \
+             cordon-aws for this kind of target",
+            target.display_name()
+        ))
+    })
+}
+
+fn envelope(clients: &AccountClients, target: &Target) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("schema".into(), json!(snapshot::SCHEMA));
+    m.insert("taken_at".into(), json!(now_rfc3339()));
+    m.insert("account".into(), json!(clients.account));
+    m.insert(
+        "target".into(),
+        json!({ "kind": target.kind, "id": target.id }),
+    );
+    m
+}
+
+// ---------------------------------------------------------------------------------------
+// Live reads and writes of one control.
+
+async fn get_inline(
+    c: &AccountClients,
+    p: Principal<'_>,
+    name: &str,
+) -> Result<Option<Value>, ConnectorError> {
+    let res = match p {
+        Principal::User(u) => c
+            .iam
+            .get_user_policy()
+            .user_name(u)
+            .policy_name(name)
+            .send()
+            .await
+            .map(|o| Some(decode_document(o.policy_document())))
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:GetUserPolicy", &e),
+                )
+            }),
+        Principal::Role(r) => c
+            .iam
+            .get_role_policy()
+            .role_name(r)
+            .policy_name(name)
+            .send()
+            .await
+            .map(|o| Some(decode_document(o.policy_document())))
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:GetRolePolicy", &e),
+                )
+            }),
+    };
+    match res {
+        Ok(v) => Ok(v),
+        Err((Some(code), _)) if code == "NoSuchEntity" || code == "NoSuchEntityException" => {
+            // Either the policy or the principal is missing: tell them apart.
+            principal_exists(c, p).await?;
+            Ok(None)
+        }
+        Err((_, e)) => Err(e),
+    }
+}
+
+async fn principal_exists(c: &AccountClients, p: Principal<'_>) -> Result<(), ConnectorError> {
+    let res = match p {
+        Principal::User(u) => c
+            .iam
+            .get_user()
+            .user_name(u)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:GetUser", &e),
+                )
+            }),
+        Principal::Role(r) => c
+            .iam
+            .get_role()
+            .role_name(r)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:GetRole", &e),
+                )
+            }),
+    };
+    match res {
+        Ok(()) => Ok(()),
+        Err((Some(code), _)) if code.starts_with("NoSuchEntity") => {
+            Err(ConnectorError::permanent(format!(
+                "IAM {} does not exist in account `{}`: check the target's name and account",
+                p.label(),
+                c.account
+            )))
+        }
+        Err((_, e)) => Err(e),
+    }
+}
+
+async fn put_inline(
+    c: &AccountClients,
+    p: Principal<'_>,
+    name: &str,
+    doc: &str,
+) -> Result<(), ConnectorError> {
+    match p {
+        Principal::User(u) => c
+            .iam
+            .put_user_policy()
+            .user_name(u)
+            .policy_name(name)
+            .policy_document(doc)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("iam:PutUserPolicy", &e)),
+        Principal::Role(r) => c
+            .iam
+            .put_role_policy()
+            .role_name(r)
+            .policy_name(name)
+            .policy_document(doc)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("iam:PutRolePolicy", &e)),
+    }
+}
+
+async fn delete_inline(
+    c: &AccountClients,
+    p: Principal<'_>,
+    name: &str,
+) -> Result<(), ConnectorError> {
+    let res = match p {
+        Principal::User(u) => c
+            .iam
+            .delete_user_policy()
+            .user_name(u)
+            .policy_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:DeleteUserPolicy", &e),
+                )
+            }),
+        Principal::Role(r) => c
+            .iam
+            .delete_role_policy()
+            .role_name(r)
+            .policy_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:DeleteRolePolicy", &e),
+                )
+            }),
+    };
+    match res {
+        Ok(()) => Ok(()),
+        // Already gone (a retry after an ambiguous failure): the goal is reached.
+        Err((Some(code), _)) if code.starts_with("NoSuchEntity") => Ok(()),
+        Err((_, e)) => Err(e),
+    }
+}
+
+async fn has_managed(c: &AccountClients, p: Principal<'_>) -> Result<bool, ConnectorError> {
+    let arns: Vec<String> = match p {
+        Principal::User(u) => c
+            .iam
+            .list_attached_user_policies()
+            .user_name(u)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("iam:ListAttachedUserPolicies", &e))?
+            .iter()
+            .filter_map(|a| a.policy_arn().map(str::to_owned))
+            .collect(),
+        Principal::Role(r) => c
+            .iam
+            .list_attached_role_policies()
+            .role_name(r)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("iam:ListAttachedRolePolicies", &e))?
+            .iter()
+            .filter_map(|a| a.policy_arn().map(str::to_owned))
+            .collect(),
+    };
+    Ok(arns.iter().any(|a| a == MANAGED_QUARANTINE_POLICY_ARN))
+}
+
+async fn set_managed(
+    c: &AccountClients,
+    p: Principal<'_>,
+    attach: bool,
+) -> Result<(), ConnectorError> {
+    let arn = MANAGED_QUARANTINE_POLICY_ARN;
+    let res = match (p, attach) {
+        (Principal::User(u), true) => c
+            .iam
+            .attach_user_policy()
+            .user_name(u)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:AttachUserPolicy", &e),
+                )
+            }),
+        (Principal::User(u), false) => c
+            .iam
+            .detach_user_policy()
+            .user_name(u)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:DetachUserPolicy", &e),
+                )
+            }),
+        (Principal::Role(r), true) => c
+            .iam
+            .attach_role_policy()
+            .role_name(r)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:AttachRolePolicy", &e),
+                )
+            }),
+        (Principal::Role(r), false) => c
+            .iam
+            .detach_role_policy()
+            .role_name(r)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    error_code(&e).map(str::to_owned),
+                    classify("iam:DetachRolePolicy", &e),
+                )
+            }),
+    };
+    match res {
+        Ok(()) => Ok(()),
+        Err((Some(code), _)) if !attach && code.starts_with("NoSuchEntity") => Ok(()),
+        Err((_, e)) => Err(e),
+    }
+}
+
+async fn has_login_profile(c: &AccountClients, user: &str) -> Result<bool, ConnectorError> {
+    match c.iam.get_login_profile().user_name(user).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => Ok(false),
+        Err(e) => Err(classify("iam:GetLoginProfile", &e)),
+    }
+}
+
+async fn read_controls(c: &AccountClients, p: Principal<'_>) -> Result<Controls, ConnectorError> {
+    let quarantine_doc = get_inline(c, p, QUARANTINE_POLICY_NAME).await?;
+    let revoke_doc = match p {
+        Principal::Role(_) => get_inline(c, p, REVOKE_SESSIONS_POLICY_NAME).await?,
+        Principal::User(_) => None,
+    };
+    let managed_v3 = has_managed(c, p).await?;
+    let login_profile = match p {
+        Principal::User(u) => has_login_profile(c, u).await?,
+        Principal::Role(_) => false,
+    };
+    Ok(Controls {
+        quarantine_doc,
+        revoke_doc,
+        managed_v3,
+        login_profile,
+    })
+}
+
+/// Apply the quarantine control in `mode`; returns what was changed.
+async fn apply_quarantine(
+    c: &AccountClients,
+    p: Principal<'_>,
+    now: &Controls,
+    mode: QuarantineMode,
+    changes: &mut Vec<String>,
+) -> Result<(), ConnectorError> {
+    if now.quarantined(mode) {
+        return Ok(());
+    }
+    match mode {
+        QuarantineMode::InlineDeny => {
+            put_inline(c, p, QUARANTINE_POLICY_NAME, &deny_all_document()).await?;
+            changes.push(format!(
+                "put inline deny-all policy `{QUARANTINE_POLICY_NAME}` on {}",
+                p.label()
+            ));
+        }
+        QuarantineMode::ManagedV3 => {
+            set_managed(c, p, true).await?;
+            changes.push(format!(
+                "attached `{MANAGED_QUARANTINE_POLICY_ARN}` to {}",
+                p.label()
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn apply_revoke(
+    c: &AccountClients,
+    role: &str,
+    now: &Controls,
+    plan_id: &str,
+    changes: &mut Vec<String>,
+) -> Result<(), ConnectorError> {
+    if now.revoked_for(plan_id) {
+        return Ok(());
+    }
+    let cutoff = now_rfc3339();
+    put_inline(
+        c,
+        Principal::Role(role),
+        REVOKE_SESSIONS_POLICY_NAME,
+        &revoke_sessions_document(plan_id, &cutoff),
+    )
+    .await?;
+    changes.push(format!(
+        "revoked every session of role `{role}` issued before {cutoff} (inline policy `{REVOKE_SESSIONS_POLICY_NAME}`)"
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Access keys.
+
+/// The user owning the target key: the `user` param, or IAM's answer for the key.
+async fn key_user(
+    c: &AccountClients,
+    target: &Target,
+    params: &Params,
+) -> Result<String, ConnectorError> {
+    if let Some(u) = &params.user {
+        return Ok(u.clone());
+    }
+    if target.id.starts_with("ASIA") {
+        return Err(ConnectorError::permanent(format!(
+            "`{}` is a session credential (ASIA): it cannot be disabled; revoke the role's \
+             sessions with `aws:revoke-role-sessions` instead",
+            target.id
+        )));
+    }
+    key_owner(c, &target.id).await?.user.ok_or_else(|| {
+        ConnectorError::permanent(format!(
+            "IAM names no user for access key `{}`: pass the owner as step param `user`",
+            target.id
+        ))
+    })
+}
+
+async fn live_key_status(
+    c: &AccountClients,
+    user: &str,
+    key_id: &str,
+) -> Result<String, ConnectorError> {
+    let keys = c
+        .iam
+        .list_access_keys()
+        .user_name(user)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| classify("iam:ListAccessKeys", &e))?;
+    keys.iter()
+        .find(|k| k.access_key_id() == Some(key_id))
+        .and_then(|k| k.status().map(|s| s.as_str().to_owned()))
+        .ok_or_else(|| {
+            ConnectorError::permanent(format!(
+                "access key `{key_id}` is not a key of IAM user `{user}` in account `{}`: it \
+                 was deleted, or the step names the wrong user",
+                c.account
+            ))
+        })
+}
+
+async fn set_key_status(
+    c: &AccountClients,
+    user: &str,
+    key_id: &str,
+    status: StatusType,
+) -> Result<(), ConnectorError> {
+    c.iam
+        .update_access_key()
+        .user_name(user)
+        .access_key_id(key_id)
+        .status(status)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| classify("iam:UpdateAccessKey", &e))
+}
+
+// ---------------------------------------------------------------------------------------
+// The three connector operations.
+
+impl AwsConnector {
+    pub(crate) async fn describe_step(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> Result<TargetState, ConnectorError> {
+        let step = ctx.step;
+        let target = &step.target;
+        let params = Params::parse(self, ctx)?;
+        let c = self.clients_for(target.account.as_deref()).await?;
+        let mut ev = envelope(&c, target);
+        let contained = match step.action {
+            Action::AwsDisableAccessKey | Action::AwsRestoreAccessKey => {
+                expect_kind(target, "access-key", step.action)?;
+                let user = key_user(&c, target, &params).await?;
+                let snap = user_snapshot(&c, &user).await?;
+                let status = snapshot::key_status(&snap, &target.id).map(str::to_owned);
+                let key = snap
+                    .get("access_keys")
+                    .and_then(Value::as_array)
+                    .and_then(|ks| {
+                        ks.iter().find(|k| {
+                            k.get("access_key_id").and_then(Value::as_str) == Some(&target.id)
+                        })
+                    })
+                    .cloned()
+                    .ok_or_else(|| {
+                        ConnectorError::permanent(format!(
+                            "access key `{}` is not a key of IAM user `{user}`: it was deleted, \
+                             or the step names the wrong user",
+                            target.id
+                        ))
+                    })?;
+                ev.insert("access_key".into(), key);
+                ev.insert("user".into(), snap);
+                if step.action == Action::AwsDisableAccessKey {
+                    status.as_deref() == Some("Inactive")
+                } else {
+                    let evidence = evidence_of(ctx)?;
+                    let want = evidence_part(evidence, "access_key", target)?
+                        .get("status")
+                        .and_then(Value::as_str);
+                    status.as_deref() == want
+                }
+            }
+            Action::AwsQuarantineUser | Action::AwsRestoreUser => {
+                expect_kind(target, "user", step.action)?;
+                let snap = user_snapshot(&c, &target.id).await?;
+                let now = Controls::from_snapshot(&snap);
+                ev.insert("user".into(), snap);
+                if step.action == Action::AwsQuarantineUser {
+                    now.quarantined(params.quarantine)
+                        && !(params.delete_login_profile && now.login_profile)
+                } else {
+                    let want =
+                        Controls::from_snapshot(evidence_part(evidence_of(ctx)?, "user", target)?);
+                    restored(&now, &want, &params)
+                }
+            }
+            Action::AwsQuarantineRole | Action::AwsRevokeRoleSessions | Action::AwsRestoreRole => {
+                expect_kind(target, "role", step.action)?;
+                let snap = role_snapshot(&c, &target.id).await?;
+                let now = Controls::from_snapshot(&snap);
+                ev.insert("role".into(), snap);
+                match step.action {
+                    Action::AwsQuarantineRole => {
+                        now.quarantined(params.quarantine) && now.revoked_for(ctx.plan_id)
+                    }
+                    Action::AwsRevokeRoleSessions => now.revoked_for(ctx.plan_id),
+                    _ => {
+                        let want = Controls::from_snapshot(evidence_part(
+                            evidence_of(ctx)?,
+                            "role",
+                            target,
+                        )?);
+                        restored(&now, &want, &params)
+                    }
+                }
+            }
+            other => return Err(unsupported(other)),
+        };
+        Ok(TargetState {
+            contained,
+            evidence: Value::Object(ev),
+        })
+    }
+
+    pub(crate) async fn execute_step(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> Result<Outcome, ConnectorError> {
+        let step = ctx.step;
+        let target = &step.target;
+        let params = Params::parse(self, ctx)?;
+        let c = self.clients_for(target.account.as_deref()).await?;
+        let mut changes: Vec<String> = Vec::new();
+        let mut notes: Vec<String> = Vec::new();
+        match step.action {
+            Action::AwsDisableAccessKey => {
+                expect_kind(target, "access-key", step.action)?;
+                let user = key_user(&c, target, &params).await?;
+                if live_key_status(&c, &user, &target.id).await? != "Inactive" {
+                    set_key_status(&c, &user, &target.id, StatusType::Inactive).await?;
+                    changes.push(format!(
+                        "access key `{}` of user `{user}` set to Inactive (not deleted: its id \
+                         stays traceable in CloudTrail)",
+                        target.id
+                    ));
+                }
+            }
+            Action::AwsRestoreAccessKey => {
+                expect_kind(target, "access-key", step.action)?;
+                let evidence = evidence_of(ctx)?;
+                let want = evidence_part(evidence, "access_key", target)?
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Active")
+                    .to_owned();
+                let user = match &params.user {
+                    Some(u) => u.clone(),
+                    None => evidence_part(evidence, "user", target)?
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            ConnectorError::permanent(
+                                "the evidence snapshot names no user for the key",
+                            )
+                        })?,
+                };
+                let now = live_key_status(&c, &user, &target.id).await?;
+                if now != want {
+                    if want == "Active" && !params.reactivate_key {
+                        return Err(ConnectorError::permanent(format!(
+                            "restoring access key `{}` would re-activate a leaked credential: \
+                             rotate it instead, or confirm by setting step param \
+                             `reactivate_key: true`",
+                            target.id
+                        )));
+                    }
+                    let status = if want == "Active" {
+                        StatusType::Active
+                    } else {
+                        StatusType::Inactive
+                    };
+                    set_key_status(&c, &user, &target.id, status).await?;
+                    changes.push(format!(
+                        "access key `{}` of user `{user}` set back to {want}",
+                        target.id
+                    ));
+                }
+            }
+            Action::AwsQuarantineUser => {
+                expect_kind(target, "user", step.action)?;
+                let p = Principal::User(&target.id);
+                let now = read_controls(&c, p).await?;
+                apply_quarantine(&c, p, &now, params.quarantine, &mut changes).await?;
+                if params.delete_login_profile && now.login_profile {
+                    match c
+                        .iam
+                        .delete_login_profile()
+                        .user_name(&target.id)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => changes.push(format!(
+                            "deleted the console password of user `{}`",
+                            target.id
+                        )),
+                        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => {
+                        }
+                        Err(e) => return Err(classify("iam:DeleteLoginProfile", &e)),
+                    }
+                }
+            }
+            Action::AwsQuarantineRole => {
+                expect_kind(target, "role", step.action)?;
+                let p = Principal::Role(&target.id);
+                let now = read_controls(&c, p).await?;
+                apply_quarantine(&c, p, &now, params.quarantine, &mut changes).await?;
+                apply_revoke(&c, &target.id, &now, ctx.plan_id, &mut changes).await?;
+            }
+            Action::AwsRevokeRoleSessions => {
+                expect_kind(target, "role", step.action)?;
+                let p = Principal::Role(&target.id);
+                let revoke_doc = get_inline(&c, p, REVOKE_SESSIONS_POLICY_NAME).await?;
+                let now = Controls {
+                    quarantine_doc: None,
+                    revoke_doc,
+                    managed_v3: false,
+                    login_profile: false,
+                };
+                apply_revoke(&c, &target.id, &now, ctx.plan_id, &mut changes).await?;
+            }
+            Action::AwsRestoreUser | Action::AwsRestoreRole => {
+                let (kind, part) = if step.action == Action::AwsRestoreUser {
+                    ("user", "user")
+                } else {
+                    ("role", "role")
+                };
+                expect_kind(target, kind, step.action)?;
+                let snap = evidence_part(evidence_of(ctx)?, part, target)?;
+                let want = Controls::from_snapshot(snap);
+                let p = if kind == "user" {
+                    Principal::User(&target.id)
+                } else {
+                    Principal::Role(&target.id)
+                };
+                let now = read_controls(&c, p).await?;
+                restore_controls(&c, p, &now, &want, &params, &mut changes, &mut notes).await?;
+            }
+            other => return Err(unsupported(other)),
+        }
+        let mut detail = if changes.is_empty() {
+            if step.action.class() == cordon_connector::DecisionClass::Restore {
+                format!(
+                    "{} is already restored: nothing changed",
+                    target.display_name()
+                )
+            } else {
+                format!(
+                    "{} is already contained: nothing changed",
+                    target.display_name()
+                )
+            }
+        } else {
+            changes.join("; ")
+        };
+        if !notes.is_empty() {
+            detail = format!("{detail}; {}", notes.join("; "));
+        }
+        Ok(if changes.is_empty() {
+            Outcome::AlreadyContained { detail }
+        } else {
+            Outcome::Done { detail }
+        })
+    }
+
+    pub(crate) async fn verify_step(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> Result<Verification, ConnectorError> {
+        let step = ctx.step;
+        let target = &step.target;
+        // A call signed with the leaked secret is the strongest proof: try it first.
+        let probe_key = match step.action {
+            Action::AwsDisableAccessKey => Some(target.id.clone()),
+            Action::AwsQuarantineUser => step.param_str("access_key_id").map(str::to_owned),
+            _ => None,
+        };
+        if let (Some(secret), Some(key_id)) = (ctx.secret, probe_key) {
+            if key_id.starts_with("AKIA") {
+                return self.probe_leaked_key(&key_id, secret, step.action).await;
+            }
+        }
+        let state = self.describe_step(ctx).await?;
+        let restore = step.action.class() == cordon_connector::DecisionClass::Restore;
+        let what = target.display_name();
+        Ok(match (restore, state.contained) {
+            (false, true) => Verification::Dead {
+                detail: format!(
+                    "read back: the controls of `{}` on {what} are in place",
+                    step.action.id()
+                ),
+            },
+            (false, false) => Verification::Alive {
+                detail: format!(
+                    "read back: the controls of `{}` on {what} are not in place",
+                    step.action.id()
+                ),
+            },
+            (true, true) => Verification::Alive {
+                detail: format!("read back: {what} is restored to its snapshot"),
+            },
+            (true, false) => Verification::Dead {
+                detail: format!("read back: {what} is not restored yet"),
+            },
+        })
+    }
+
+    /// Sign a harmless read with the leaked key: refused means dead.
+    async fn probe_leaked_key(
+        &self,
+        key_id: &str,
+        secret: &cordon_connector::Secret,
+        action: Action,
+    ) -> Result<Verification, ConnectorError> {
+        let leaked = self.leaked_key_client(key_id, secret, None);
+        // A disabled key fails authentication on any call, even sts:GetCallerIdentity
+        // (which no policy can deny); a quarantined user authenticates but is denied.
+        let (op, result) = if action == Action::AwsDisableAccessKey {
+            (
+                "sts:GetCallerIdentity",
+                leaked
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            error_code(&e).map(str::to_owned),
+                            classify("sts:GetCallerIdentity", &e),
+                        )
+                    }),
+            )
+        } else {
+            (
+                "iam:GetUser",
+                leaked.iam.get_user().send().await.map(|_| ()).map_err(|e| {
+                    (
+                        error_code(&e).map(str::to_owned),
+                        classify("iam:GetUser", &e),
+                    )
+                }),
+            )
+        };
+        match result {
+            Ok(()) => Ok(Verification::Alive {
+                detail: format!("`{op}` signed with the leaked key `{key_id}` still succeeds"),
+            }),
+            Err((Some(code), _))
+                if code == "InvalidClientTokenId" || code.starts_with("AccessDenied") =>
+            {
+                Ok(Verification::Dead {
+                    detail: format!(
+                        "`{op}` signed with the leaked key `{key_id}` is refused: {code}"
+                    ),
+                })
+            }
+            Err((Some(code), _)) if code == "SignatureDoesNotMatch" => {
+                Ok(Verification::NotVerified {
+                    detail: format!(
+                        "the supplied secret does not belong to access key `{key_id}` \
+                     (SignatureDoesNotMatch): supply the right secret, or verify without it"
+                    ),
+                })
+            }
+            Err((_, e)) => Err(e),
+        }
+    }
+}
+
+/// Whether the controls in scope match the snapshot. A deleted console password cannot
+/// be put back (AWS never reveals it), so it does not count: restore reports it instead.
+fn restored(now: &Controls, want: &Controls, params: &Params) -> bool {
+    (!params.wants(CONTROL_QUARANTINE) || now.quarantine_doc == want.quarantine_doc)
+        && (!params.wants(CONTROL_MANAGED_V3) || now.managed_v3 == want.managed_v3)
+        && (!params.wants(CONTROL_REVOKE_SESSIONS) || now.revoke_doc == want.revoke_doc)
+}
+
+async fn restore_controls(
+    c: &AccountClients,
+    p: Principal<'_>,
+    now: &Controls,
+    want: &Controls,
+    params: &Params,
+    changes: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<(), ConnectorError> {
+    for (control, name, now_doc, want_doc) in [
+        (
+            CONTROL_QUARANTINE,
+            QUARANTINE_POLICY_NAME,
+            &now.quarantine_doc,
+            &want.quarantine_doc,
+        ),
+        (
+            CONTROL_REVOKE_SESSIONS,
+            REVOKE_SESSIONS_POLICY_NAME,
+            &now.revoke_doc,
+            &want.revoke_doc,
+        ),
+    ] {
+        if !params.wants(control) || now_doc == want_doc {
+            continue;
+        }
+        match want_doc {
+            None => {
+                delete_inline(c, p, name).await?;
+                changes.push(format!("removed inline policy `{name}` from {}", p.label()));
+            }
+            Some(doc) => {
+                // The snapshot held an earlier version (a previous incident's): put it back.
+                put_inline(c, p, name, &doc.to_string()).await?;
+                changes.push(format!(
+                    "put back the snapshot's inline policy `{name}` on {}",
+                    p.label()
+                ));
+            }
+        }
+    }
+    if params.wants(CONTROL_MANAGED_V3) && now.managed_v3 != want.managed_v3 {
+        set_managed(c, p, want.managed_v3).await?;
+        changes.push(format!(
+            "{} `{MANAGED_QUARANTINE_POLICY_ARN}` {} {}",
+            if want.managed_v3 {
+                "re-attached"
+            } else {
+                "detached"
+            },
+            if want.managed_v3 { "to" } else { "from" },
+            p.label()
+        ));
+    }
+    if let Principal::User(u) = p {
+        if params.wants(CONTROL_LOGIN_PROFILE) && want.login_profile && !now.login_profile {
+            notes.push(format!(
+                "the console password of user `{u}` was deleted at containment and cannot be \
+                 restored (AWS never reveals a password): set a new one with `aws iam \
+                 create-login-profile --user-name {u} --password-reset-required`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn unsupported(action: Action) -> ConnectorError {
+    ConnectorError::permanent(format!(
+        "the AWS connector does not handle `{}`: route it to the `{}` connector",
+        action.id(),
+        action.provider().as_str()
+    ))
+}

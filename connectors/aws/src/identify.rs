@@ -1,0 +1,368 @@
+//! Who a leaked access key belongs to, and the plan steps that contain it.
+
+use std::collections::BTreeMap;
+
+use cordon_connector::{Action, ConnectorError, PlanStep, Provider, Secret, Target};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::actions::{
+    CONTROL_LOGIN_PROFILE, CONTROL_MANAGED_V3, CONTROL_QUARANTINE, CONTROL_REVOKE_SESSIONS,
+};
+use crate::config::QuarantineMode;
+use crate::error::classify;
+use crate::snapshot::key_owner;
+use crate::AwsConnector;
+
+/// Long-term user key (`AKIA`) or temporary session credential (`ASIA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyKind {
+    LongTerm,
+    Session,
+}
+
+/// What IAM says about the key's last use: kept as evidence of what the key reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLastUsed {
+    /// RFC 3339; `None` when the key was never used.
+    pub date: Option<String>,
+    pub service: Option<String>,
+    pub region: Option<String>,
+}
+
+/// The result of identifying an access key id. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyIdentity {
+    pub key_id: String,
+    pub kind: KeyKind,
+    /// The account that owns the key (`sts:GetAccessKeyInfo`).
+    pub account: String,
+    /// The IAM user of a long-term key.
+    pub user: Option<String>,
+    /// The role of a session credential, when known (see
+    /// [`AwsConnector::identify_session`]).
+    pub role: Option<String>,
+    pub last_used: Option<KeyLastUsed>,
+}
+
+impl KeyIdentity {
+    /// `user `alice` in 123456789012`, `session credentials of role `x` in ...`.
+    pub fn summary(&self) -> String {
+        match (self.kind, &self.user, &self.role) {
+            (KeyKind::LongTerm, Some(u), _) => format!("user `{u}` in account {}", self.account),
+            (KeyKind::LongTerm, None, _) => format!("an unknown user in account {}", self.account),
+            (KeyKind::Session, _, Some(r)) => {
+                format!("session credentials of role `{r}` in account {}", self.account)
+            }
+            (KeyKind::Session, _, None) => format!(
+                "session credentials in account {} (role unknown: find it in CloudTrail by the key id)",
+                self.account
+            ),
+        }
+    }
+}
+
+/// Checks the shape of an access key id; returns its kind.
+pub fn key_kind(key_id: &str) -> Result<KeyKind, ConnectorError> {
+    let well_formed = (16..=128).contains(&key_id.len())
+        && key_id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    match key_id.get(..4) {
+        Some("AKIA") if well_formed => Ok(KeyKind::LongTerm),
+        Some("ASIA") if well_formed => Ok(KeyKind::Session),
+        _ => Err(ConnectorError::permanent(format!(
+            "`{key_id}` is not an AWS access key id: expected `AKIA...` (user key) or \
+             `ASIA...` (session credential), 20 upper-case letters and digits"
+        ))),
+    }
+}
+
+impl AwsConnector {
+    /// Access key id → account, and for an `AKIA` key the user and its last use.
+    pub async fn identify_access_key(&self, key_id: &str) -> Result<KeyIdentity, ConnectorError> {
+        let kind = key_kind(key_id)?;
+        let base = self.clients_for(None).await?;
+        let info = base
+            .sts
+            .get_access_key_info()
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| classify("sts:GetAccessKeyInfo", &e))?;
+        let account = info.account().map(str::to_owned).ok_or_else(|| {
+            ConnectorError::permanent(format!(
+                "`sts:GetAccessKeyInfo` named no account for `{key_id}`"
+            ))
+        })?;
+        let mut identity = KeyIdentity {
+            key_id: key_id.to_owned(),
+            kind,
+            account: account.clone(),
+            user: None,
+            role: None,
+            last_used: None,
+        };
+        if kind == KeyKind::Session {
+            // IAM keeps no last-use record of session credentials and GetAccessKeyLastUsed
+            // rejects them: the role is found from CloudTrail, or with the session token.
+            return Ok(identity);
+        }
+        let clients = self.clients_for(Some(&account)).await?;
+        let owner = key_owner(&clients, key_id).await?;
+        identity.user = owner.user;
+        if let Value::Object(m) = owner.last_used {
+            let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+            identity.last_used = Some(KeyLastUsed {
+                date: s("date"),
+                service: s("service"),
+                region: s("region"),
+            });
+        }
+        Ok(identity)
+    }
+
+    /// Identify session credentials whose token leaked too: `sts:GetCallerIdentity`
+    /// signed with them names the role (this call is allowed even under an explicit deny
+    /// and changes nothing). It is a call made with the leaked credential: it shows in
+    /// CloudTrail as such.
+    pub async fn identify_session(
+        &self,
+        key_id: &str,
+        secret: &Secret,
+        session_token: &Secret,
+    ) -> Result<KeyIdentity, ConnectorError> {
+        let mut identity = self.identify_access_key(key_id).await?;
+        let leaked = self.leaked_key_client(key_id, secret, Some(session_token));
+        let me = leaked
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| classify("sts:GetCallerIdentity (with the leaked session)", &e))?;
+        // arn:aws:sts::123456789012:assumed-role/ROLE/SESSION
+        identity.role = me
+            .arn()
+            .and_then(|arn| arn.split(":assumed-role/").nth(1))
+            .and_then(|rest| rest.split('/').next())
+            .map(str::to_owned);
+        if let Some(acct) = me.account() {
+            identity.account = acct.to_owned();
+        }
+        Ok(identity)
+    }
+}
+
+/// Choices for [`contain_steps_for_key`].
+#[derive(Debug, Clone, Default)]
+pub struct ContainOptions {
+    /// Also quarantine the key's user (deny-all, console password deleted). Default off
+    /// here; the CLI decides (`--quarantine-user`).
+    pub quarantine_user: bool,
+    /// `None`: the connector's configured default.
+    pub quarantine_mode: Option<QuarantineMode>,
+    /// The role of a session credential when identification could not name it.
+    pub role: Option<String>,
+    /// Fingerprint of the leaked secret access key, so verify can prove it dead.
+    pub secret_fingerprint: Option<String>,
+}
+
+/// The steps that contain a leaked key, numbered `s1`, `s2`, ...:
+/// * `AKIA`: disable the key; with `quarantine_user`, quarantine its user too;
+/// * `ASIA`: revoke the role's sessions (a session credential cannot be disabled).
+pub fn contain_steps_for_key(
+    identity: &KeyIdentity,
+    options: &ContainOptions,
+) -> Result<Vec<PlanStep>, ConnectorError> {
+    let mut steps = Vec::new();
+    let target = |kind: &str, id: &str| {
+        let mut t = Target::new(Provider::Aws, kind, id);
+        t.account = Some(identity.account.clone());
+        t
+    };
+    let mut push = |action: Action, target: Target, params: BTreeMap<String, Value>| {
+        steps.push(PlanStep {
+            id: format!("s{}", steps.len() + 1),
+            action,
+            target,
+            secret: options.secret_fingerprint.clone(),
+            params,
+        });
+    };
+    match identity.kind {
+        KeyKind::LongTerm => {
+            let user = identity.user.clone().ok_or_else(|| {
+                ConnectorError::permanent(format!(
+                    "access key `{}` has no known user: identify it first",
+                    identity.key_id
+                ))
+            })?;
+            let mut p = BTreeMap::new();
+            p.insert("user".to_owned(), Value::String(user.clone()));
+            push(
+                Action::AwsDisableAccessKey,
+                target("access-key", &identity.key_id),
+                p,
+            );
+            if options.quarantine_user {
+                let mut p = BTreeMap::new();
+                p.insert(
+                    "access_key_id".to_owned(),
+                    Value::String(identity.key_id.clone()),
+                );
+                if let Some(mode) = options.quarantine_mode {
+                    p.insert(
+                        "quarantine".to_owned(),
+                        Value::String(mode.as_str().to_owned()),
+                    );
+                }
+                push(Action::AwsQuarantineUser, target("user", &user), p);
+            }
+        }
+        KeyKind::Session => {
+            let role = options
+                .role
+                .clone()
+                .or_else(|| identity.role.clone())
+                .ok_or_else(|| {
+                    ConnectorError::permanent(format!(
+                        "`{}` is a session credential and its role is unknown: name the role \
+                     (find it in CloudTrail by the key id, or supply the session token)",
+                        identity.key_id
+                    ))
+                })?;
+            push(
+                Action::AwsRevokeRoleSessions,
+                target("role", &role),
+                BTreeMap::new(),
+            );
+        }
+    }
+    Ok(steps)
+}
+
+/// The step that undoes `step` from its evidence snapshot (`evidence_hash` names the
+/// snapshot in the evidence store). `None` for a step that is not an AWS containment.
+/// A restored access key stays disabled until the caller adds `reactivate_key: true`.
+pub fn restore_step_for(step: &PlanStep, evidence_hash: &str) -> Option<PlanStep> {
+    let (action, controls): (Action, &[&str]) = match step.action {
+        Action::AwsDisableAccessKey => (Action::AwsRestoreAccessKey, &[]),
+        Action::AwsQuarantineUser => (
+            Action::AwsRestoreUser,
+            &[
+                CONTROL_QUARANTINE,
+                CONTROL_MANAGED_V3,
+                CONTROL_LOGIN_PROFILE,
+            ],
+        ),
+        Action::AwsQuarantineRole => (
+            Action::AwsRestoreRole,
+            &[
+                CONTROL_QUARANTINE,
+                CONTROL_MANAGED_V3,
+                CONTROL_REVOKE_SESSIONS,
+            ],
+        ),
+        Action::AwsRevokeRoleSessions => (Action::AwsRestoreRole, &[CONTROL_REVOKE_SESSIONS]),
+        _ => return None,
+    };
+    let mut params = step.params.clone();
+    params.remove("access_key_id");
+    params.insert(
+        "evidence_hash".to_owned(),
+        Value::String(evidence_hash.to_owned()),
+    );
+    if !controls.is_empty() {
+        params.insert(
+            "controls".to_owned(),
+            Value::Array(
+                controls
+                    .iter()
+                    .map(|c| Value::String((*c).to_owned()))
+                    .collect(),
+            ),
+        );
+    }
+    Some(PlanStep {
+        id: step.id.clone(),
+        action,
+        target: step.target.clone(),
+        secret: None,
+        params,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_kinds() {
+        assert_eq!(key_kind("AKIAIOSFODNN7EXAMPLE").unwrap(), KeyKind::LongTerm);
+        assert_eq!(key_kind("ASIAIOSFODNN7EXAMPLE").unwrap(), KeyKind::Session);
+        let e = key_kind("akiaiosfodnn7example").unwrap_err();
+        assert!(e.message.contains("`akiaiosfodnn7example`"));
+        assert!(key_kind("AIDAIOSFODNN7EXAMPLE").is_err());
+    }
+
+    fn identity(kind: KeyKind) -> KeyIdentity {
+        KeyIdentity {
+            key_id: if kind == KeyKind::LongTerm {
+                "AKIAIOSFODNN7EXAMPLE"
+            } else {
+                "ASIAIOSFODNN7EXAMPLE"
+            }
+            .into(),
+            kind,
+            account: "123456789012".into(),
+            user: (kind == KeyKind::LongTerm).then(|| "alice".to_owned()),
+            role: None,
+            last_used: None,
+        }
+    }
+
+    #[test]
+    fn steps_for_user_key_and_session() {
+        let opts = ContainOptions {
+            quarantine_user: true,
+            ..Default::default()
+        };
+        let steps = contain_steps_for_key(&identity(KeyKind::LongTerm), &opts).unwrap();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].action, Action::AwsDisableAccessKey);
+        assert_eq!(steps[0].target.account.as_deref(), Some("123456789012"));
+        assert_eq!(steps[1].action, Action::AwsQuarantineUser);
+        assert_eq!(steps[1].target.id, "alice");
+        assert_eq!(steps[1].id, "s2");
+
+        let err = contain_steps_for_key(&identity(KeyKind::Session), &ContainOptions::default())
+            .unwrap_err();
+        assert!(err.message.contains("session credential"));
+        let opts = ContainOptions {
+            role: Some("deployer".into()),
+            ..Default::default()
+        };
+        let steps = contain_steps_for_key(&identity(KeyKind::Session), &opts).unwrap();
+        assert_eq!(steps[0].action, Action::AwsRevokeRoleSessions);
+        assert_eq!(steps[0].target.id, "deployer");
+    }
+
+    #[test]
+    fn restore_steps_mirror_contain_steps() {
+        let opts = ContainOptions {
+            quarantine_user: true,
+            ..Default::default()
+        };
+        let steps = contain_steps_for_key(&identity(KeyKind::LongTerm), &opts).unwrap();
+        let r = restore_step_for(&steps[0], "sha256:abc").unwrap();
+        assert_eq!(r.action, Action::AwsRestoreAccessKey);
+        assert_eq!(r.param_str("evidence_hash"), Some("sha256:abc"));
+        assert!(!r.params.contains_key("reactivate_key"));
+        let r = restore_step_for(&steps[1], "sha256:def").unwrap();
+        assert_eq!(r.action, Action::AwsRestoreUser);
+        assert!(!r.params.contains_key("access_key_id"));
+        assert!(restore_step_for(&r, "x").is_none());
+    }
+}

@@ -1,0 +1,133 @@
+//! The IAM policies cordon writes. Fixed names make idempotency and restore exact: cordon
+//! finds its own controls by name and never touches a policy it did not write.
+
+use serde_json::{json, Value};
+
+/// Inline deny-all policy put on a quarantined user or role.
+pub const QUARANTINE_POLICY_NAME: &str = "cordon-quarantine-deny-all";
+/// Inline policy denying every session of a role issued before a cut-off (what the IAM
+/// console's "revoke active sessions" writes, under its own name).
+pub const REVOKE_SESSIONS_POLICY_NAME: &str = "cordon-revoke-sessions";
+/// AWS's managed quarantine policy (`quarantine: managed-v3`).
+pub const MANAGED_QUARANTINE_POLICY_ARN: &str =
+    "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";
+
+pub(crate) fn deny_all_document() -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "CordonQuarantineDenyAll",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*"
+        }]
+    })
+    .to_string()
+}
+
+/// The statement id records which plan wrote the revocation, so a second run of the same
+/// plan is a no-op while a later incident's plan moves the cut-off forward.
+pub(crate) fn revoke_sid(plan_id: &str) -> String {
+    let alnum: String = plan_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(80)
+        .collect();
+    format!("CordonRevokeSessions{alnum}")
+}
+
+pub(crate) fn revoke_sessions_document(plan_id: &str, issued_before: &str) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": revoke_sid(plan_id),
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": { "DateLessThan": { "aws:TokenIssueTime": issued_before } }
+        }]
+    })
+    .to_string()
+}
+
+/// Policy documents come back URL-encoded; evidence keeps them as JSON when they parse.
+pub(crate) fn decode_document(raw: &str) -> Value {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
+    serde_json::from_str(&decoded).unwrap_or(Value::String(decoded))
+}
+
+/// True when `doc` is cordon's deny-all (an explicit Deny of `*` on `*`, no condition).
+pub(crate) fn is_deny_all(doc: &Value) -> bool {
+    statements(doc).iter().any(|s| {
+        s.get("Effect").and_then(Value::as_str) == Some("Deny")
+            && matches_star(s.get("Action"))
+            && matches_star(s.get("Resource"))
+            && s.get("Condition").is_none()
+    })
+}
+
+/// The revocation cut-off and statement id of a revoke-sessions document.
+pub(crate) fn revoke_cutoff(doc: &Value) -> Option<(String, String)> {
+    statements(doc).iter().find_map(|s| {
+        let cutoff = s
+            .get("Condition")?
+            .get("DateLessThan")?
+            .get("aws:TokenIssueTime")?
+            .as_str()?
+            .to_owned();
+        let sid = s
+            .get("Sid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        Some((cutoff, sid))
+    })
+}
+
+fn statements(doc: &Value) -> Vec<&Value> {
+    match doc.get("Statement") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => Vec::new(),
+    }
+}
+
+fn matches_star(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::String(s)) => s == "*",
+        Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some("*")),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_round_trip() {
+        let deny: Value = serde_json::from_str(&deny_all_document()).unwrap();
+        assert!(is_deny_all(&deny));
+        let revoke: Value = serde_json::from_str(&revoke_sessions_document(
+            "plan-1:ab",
+            "2026-01-01T00:00:00Z",
+        ))
+        .unwrap();
+        assert!(!is_deny_all(&revoke));
+        assert_eq!(
+            revoke_cutoff(&revoke),
+            Some((
+                "2026-01-01T00:00:00Z".into(),
+                "CordonRevokeSessionsplan1ab".into()
+            ))
+        );
+        let encoded = "%7B%22Statement%22%3A%5B%5D%7D";
+        assert_eq!(
+            decode_document(encoded),
+            serde_json::json!({"Statement": []})
+        );
+    }
+}
