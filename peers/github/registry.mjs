@@ -290,21 +290,22 @@ function oauthRoute(method, template, onValid) {
         }
         const live = liveToken(body?.access_token);
         if (!live || live.clientId !== clientId) return [404, err("Not Found")];
-        return onValid(live, clientId);
+        return onValid(live, clientId, body.access_token);
       },
     };
   });
 }
 
-oauthRoute("POST", "/applications/{client_id}/token", (live, clientId) => [
+// GitHub echoes the checked token in `token`: cordon must not carry it along.
+oauthRoute("POST", "/applications/{client_id}/token", (live, clientId, value) => [
   200,
   {
     id: live.userId * 10,
     url: "https://api.github.com/authorizations/1",
     scopes: live.scopes,
-    token: "",
-    token_last_eight: null,
-    hashed_token: sha256b64([...tokens].find(([, v]) => v === live)?.[0] ?? ""),
+    token: value,
+    token_last_eight: value.slice(-8),
+    hashed_token: sha256b64(value),
     app: { client_id: clientId, name: "cordon test app", url: "https://example.invalid/app" },
     note: null,
     note_url: null,
@@ -514,18 +515,23 @@ async function admin(req, res) {
     const p = url.pathname;
     if (req.method === "GET" && p === "/health") return send(res, 200, { ok: true });
     if (req.method === "POST" && p === "/tokens") {
-      // { tag, token, login, scopes?, kind?, client_id? }
-      need("tag", "token", "login");
-      tokens.set(b.token, {
-        tag: b.tag,
-        login: b.login,
-        userId: newId(),
-        scopes: b.scopes ?? [],
-        kind: b.kind ?? "token",
-        revoked: false,
-        clientId: b.client_id ?? null,
-      });
-      return send(res, 201, { fingerprint: sha256b64(b.token) });
+      // { tag, token | tokens: [..], login, scopes?, kind?, client_id? }
+      need("tag", "login");
+      const list = Array.isArray(b.tokens) ? b.tokens : [b.token];
+      if (!list.length || list.some((t) => typeof t !== "string" || !t)) throw new Error("missing token");
+      const userId = newId();
+      for (const token of list) {
+        tokens.set(token, {
+          tag: b.tag,
+          login: b.login,
+          userId,
+          scopes: b.scopes ?? [],
+          kind: b.kind ?? "token",
+          revoked: false,
+          clientId: b.client_id ?? null,
+        });
+      }
+      return send(res, 201, { seeded: list.length });
     }
     if (req.method === "POST" && p === "/oauth-apps") {
       need("tag", "client_id", "client_secret");

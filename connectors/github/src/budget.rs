@@ -1,0 +1,227 @@
+//! The hourly budget of GitHub's credential revocation API (60 requests an
+//! hour), kept on disk so that it survives between cordon runs.
+//!
+//! The file holds only the times of the requests made in the last hour. A
+//! request is recorded *before* it is sent: a request whose answer was lost
+//! still counted at GitHub.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cordon_connector::ConnectorError;
+use serde::{Deserialize, Serialize};
+
+const HOUR: u64 = 3600;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct BudgetFile {
+    /// Unix seconds of each revocation request sent in the last hour.
+    requests: Vec<u64>,
+}
+
+/// What is left of the revocation budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetStatus {
+    pub limit: u32,
+    pub used: u32,
+    /// When the oldest counted request leaves the window (unix seconds), if any.
+    pub next_free_at: Option<u64>,
+}
+
+impl BudgetStatus {
+    pub fn remaining(&self) -> u32 {
+        self.limit.saturating_sub(self.used)
+    }
+}
+
+pub struct RevocationBudget {
+    path: PathBuf,
+    limit: u32,
+    lock: Mutex<()>,
+}
+
+impl RevocationBudget {
+    pub fn new(path: impl Into<PathBuf>, limit: u32) -> Self {
+        RevocationBudget {
+            path: path.into(),
+            limit,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn status(&self) -> Result<BudgetStatus, ConnectorError> {
+        let now = now();
+        let file = self.read(now)?;
+        Ok(self.status_of(&file))
+    }
+
+    /// Take up to `wanted` requests from the budget; returns how many were
+    /// granted (possibly 0) and the status after taking them.
+    pub fn take(&self, wanted: u32) -> Result<(u32, BudgetStatus), ConnectorError> {
+        let _guard = self.lock.lock().map_err(|_| {
+            ConnectorError::permanent("the revocation budget lock is poisoned; restart cordon")
+        })?;
+        let now = now();
+        let mut file = self.read(now)?;
+        let used = u32::try_from(file.requests.len()).unwrap_or(u32::MAX);
+        let granted = wanted.min(self.limit.saturating_sub(used));
+        if granted > 0 {
+            file.requests
+                .extend(std::iter::repeat_n(now, granted as usize));
+            self.write(&file)?;
+        }
+        Ok((granted, self.status_of(&file)))
+    }
+
+    fn status_of(&self, file: &BudgetFile) -> BudgetStatus {
+        BudgetStatus {
+            limit: self.limit,
+            used: u32::try_from(file.requests.len()).unwrap_or(u32::MAX),
+            next_free_at: file.requests.iter().min().map(|t| t + HOUR),
+        }
+    }
+
+    fn read(&self, now: u64) -> Result<BudgetFile, ConnectorError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BudgetFile::default()),
+            Err(e) => {
+                return Err(ConnectorError::permanent(format!(
+                    "cannot read the revocation budget `{}`: {}; check the state directory's \
+                     permissions",
+                    self.path.display(),
+                    e.kind()
+                )))
+            }
+        };
+        let mut file: BudgetFile = serde_json::from_str(&text).map_err(|_| {
+            ConnectorError::permanent(format!(
+                "the revocation budget `{}` is not valid; delete it only if no revocation \
+                 request was sent in the last hour",
+                self.path.display()
+            ))
+        })?;
+        file.requests.retain(|t| t + HOUR > now);
+        Ok(file)
+    }
+
+    /// Write atomically (temporary file in the same directory, then rename)
+    /// with mode 0600.
+    fn write(&self, file: &BudgetFile) -> Result<(), ConnectorError> {
+        let io_err = |what: &str, e: std::io::Error| {
+            ConnectorError::permanent(format!(
+                "cannot {what} the revocation budget `{}`: {}; check the state directory",
+                self.path.display(),
+                e.kind()
+            ))
+        };
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
+                .create(dir)
+                .map_err(|e| io_err("create the directory of", e))?;
+        }
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "budget".into());
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let result = (|| {
+            let mut f = opts.open(&tmp)?;
+            let bytes = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_err("write", e));
+        }
+        Ok(())
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `HH:MM UTC` of a unix time.
+pub fn hhmm_utc(unix: u64) -> String {
+    let day = unix % 86_400;
+    format!("{:02}:{:02} UTC", day / 3600, (day % 3600) / 60)
+}
+
+/// Time from now until `unix`.
+pub fn until(unix: u64) -> Duration {
+    Duration::from_secs(unix.saturating_sub(now()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn budget_is_kept_in_the_file_and_spent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("budget.json");
+        let b = RevocationBudget::new(&path, 3);
+        assert_eq!(b.take(2).unwrap().0, 2);
+        // A second instance (another cordon run) sees the same budget.
+        let b2 = RevocationBudget::new(&path, 3);
+        let (granted, status) = b2.take(5).unwrap();
+        assert_eq!(granted, 1);
+        assert_eq!(status.remaining(), 0);
+        assert!(status.next_free_at.is_some());
+        assert_eq!(b2.take(1).unwrap().0, 0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn requests_older_than_an_hour_leave_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("budget.json");
+        let old = now() - HOUR - 5;
+        std::fs::write(&path, format!("{{\"requests\":[{old},{old}]}}")).unwrap();
+        let b = RevocationBudget::new(&path, 2);
+        assert_eq!(b.status().unwrap().used, 0);
+        assert_eq!(b.take(2).unwrap().0, 2);
+    }
+
+    #[test]
+    fn hhmm_formats_utc() {
+        assert_eq!(hhmm_utc(0), "00:00 UTC");
+        assert_eq!(hhmm_utc(13 * 3600 + 7 * 60 + 59), "13:07 UTC");
+    }
+}

@@ -1,0 +1,32 @@
+//! cordon's GitHub connector, built on `octocrab`.
+//!
+//! | action                               | target kind          | GitHub call |
+//! |--------------------------------------|----------------------|-------------|
+//! | `github:revoke-token`                | `token`              | `POST /credentials/revoke` (unauthenticated, 1,000 tokens a request, 60 requests an hour) |
+//! | `github:revoke-installation-token`   | `installation-token` | `DELETE /installation/token` with the token itself |
+//! | `github:revoke-oauth-token`          | `oauth-token`        | `DELETE /applications/{client_id}/token` with the app's client credentials |
+//! | `github:revoke-oauth-grant`          | `oauth-token`        | `DELETE /applications/{client_id}/grant` |
+//! | `github:delete-deploy-key`           | `deploy-key`         | `DELETE /repos/{owner}/{repo}/keys/{key_id}`, found by fingerprint |
+//! | `github:revoke-org-pat-access`       | `org-pat`            | `POST /orgs/{org}/personal-access-tokens/{pat_id}` as cordon's GitHub App |
+//!
+//! Verification of a token is `GET /user` with it answering 401, retried with
+//! backoff: GitHub revokes asynchronously, so `execute` of a revocation only
+//! says "accepted; verification decides".
+//!
+//! The base URL is configurable for GitHub Enterprise Server
+//! (`CORDON_GITHUB_API_URL`).
+
+mod budget;
+mod config;
+mod connector;
+mod credentials;
+mod http;
+
+pub use budget::{hhmm_utc, BudgetStatus, RevocationBudget};
+pub use config::{GithubConfig, DEFAULT_API_URL, REVOKE_BATCH_LIMIT, REVOKE_REQUESTS_PER_HOUR};
+pub use connector::{ssh_fingerprint, token_type, GithubConnector};
+pub use credentials::{
+    store_credential, AppCredentials, CordonCredentials, OauthClient, CREDENTIAL_NAMES,
+    KEYRING_SERVICE,
+};
+pub use http::{redact_tokens, GITHUB_MEDIA_TYPE};
