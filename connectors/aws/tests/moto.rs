@@ -1,0 +1,780 @@
+//! The AWS connector against a real moto server (IAM authentication enforced), started
+//! by `peers/moto/start`. Every test creates its own uniquely named identities, so the
+//! tests share one moto and run in parallel.
+//!
+//! Known gap of the peer, named where it matters: moto evaluates no IAM condition other
+//! than `StringEquals`, so the `aws:TokenIssueTime` revocation denies *every* session of
+//! the role there, where AWS denies only sessions issued before the cut-off. The tests
+//! check only what holds on both: a session issued before revocation is refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_iam::types::StatusType;
+use common::*;
+use cordon_aws::{
+    contain_steps_for_key, restore_step_for, AwsConfig, AwsConnector, ContainOptions, KeyKind,
+    QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
+};
+use cordon_connector::testkit::check_contain_cycle;
+use cordon_connector::{Action, Connector, ErrorClass, Outcome, Secret, StepContext, Verification};
+use serde_json::{json, Value};
+
+fn ctx<'a>(
+    plan_id: &'a str,
+    step: &'a cordon_connector::PlanStep,
+    secret: Option<&'a Secret>,
+    evidence: Option<&'a Value>,
+) -> StepContext<'a> {
+    StepContext {
+        plan_id,
+        step,
+        secret,
+        evidence,
+    }
+}
+
+/// The parts of a snapshot a restore must put back (dates of last use move on).
+fn restorable_view(snapshot: &Value) -> Value {
+    let keys: Vec<Value> = snapshot["access_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| json!({ "id": k["access_key_id"], "status": k["status"] }))
+        .collect();
+    json!({
+        "inline_policies": snapshot["inline_policies"],
+        "attached_policies": snapshot["attached_policies"],
+        "groups": snapshot.get("groups"),
+        "tags": snapshot["tags"],
+        "access_keys": keys,
+        "trust_policy": snapshot.get("trust_policy"),
+    })
+}
+
+async fn key_status(iam: &aws_sdk_iam::Client, user: &str, key_id: &str) -> String {
+    let keys = iam.list_access_keys().user_name(user).send().await.unwrap();
+    keys.access_key_metadata()
+        .iter()
+        .find(|k| k.access_key_id() == Some(key_id))
+        .and_then(|k| k.status())
+        .map(|s| s.as_str().to_owned())
+        .unwrap()
+}
+
+/// A call signed with the user's own key: `Ok` or the AWS error code.
+async fn own_call(conn: &AwsConnector, key_id: &str, secret: &Secret) -> Result<(), String> {
+    let c = conn.leaked_key_client(key_id, secret, None);
+    c.iam.list_users().send().await.map(|_| ()).map_err(|e| {
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&e)
+            .unwrap_or("no code")
+            .to_owned()
+    })
+}
+
+#[tokio::test]
+async fn moto_refuses_an_inactive_key_and_unknown_keys() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("inactive");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    own_call(&conn, &keys[0].key_id, &keys[0].secret)
+        .await
+        .unwrap();
+    iam.update_access_key()
+        .user_name(&user)
+        .access_key_id(&keys[0].key_id)
+        .status(StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        own_call(&conn, &keys[0].key_id, &keys[0].secret).await,
+        Err("InvalidClientTokenId".to_owned()),
+        "moto must refuse an Inactive key (launcher patch 1)"
+    );
+    // And a key nobody created, and a right key with a wrong secret.
+    assert_eq!(
+        own_call(&conn, "AKIAIOSFODNN7EXAMPLE", &Secret::new("x".repeat(40))).await,
+        Err("InvalidClientTokenId".to_owned())
+    );
+    let other = unique("inactive2");
+    let k2 = user_with_keys(&iam, &other, 1).await;
+    assert_eq!(
+        own_call(&conn, &k2[0].key_id, &Secret::new("y".repeat(40))).await,
+        Err("SignatureDoesNotMatch".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn disables_only_the_leaked_key_and_proves_it_dead() {
+    let canary = Canary::default();
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("twokeys");
+    let keys = user_with_keys(&iam, &user, 2).await;
+    let (leaked, other) = (&keys[0], &keys[1]);
+    own_call(&conn, &leaked.key_id, &leaked.secret)
+        .await
+        .unwrap();
+
+    let identity = conn.identify_access_key(&leaked.key_id).await.unwrap();
+    canary.debug("identity", &identity);
+    assert_eq!(identity.kind, KeyKind::LongTerm);
+    assert_eq!(identity.user.as_deref(), Some(user.as_str()));
+    assert_eq!(identity.account, env("CORDON_TEST_AWS_ACCOUNT_ID"));
+    let last = identity.last_used.clone().expect("the key was used");
+    assert!(last.date.is_some(), "{last:?}");
+    assert_eq!(last.service.as_deref(), Some("iam"));
+
+    let options = ContainOptions {
+        secret_fingerprint: Some(leaked.secret.fingerprint()),
+        ..Default::default()
+    };
+    let steps = contain_steps_for_key(&identity, &options).unwrap();
+    assert_eq!(steps.len(), 1);
+    let step = &steps[0];
+    let c = ctx("plan-disable", step, Some(&leaked.secret), None);
+
+    let before = conn.describe(&c).await.unwrap();
+    canary.note("evidence", before.evidence.to_string());
+    assert_eq!(before.evidence["access_key"]["status"], "Active");
+    assert_eq!(
+        before.evidence["user"]["access_keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    check_contain_cycle(&conn, &c).await.unwrap();
+
+    assert_eq!(key_status(&iam, &user, &leaked.key_id).await, "Inactive");
+    assert_eq!(key_status(&iam, &user, &other.key_id).await, "Active");
+    assert_eq!(
+        own_call(&conn, &leaked.key_id, &leaked.secret).await,
+        Err("InvalidClientTokenId".into())
+    );
+    own_call(&conn, &other.key_id, &other.secret)
+        .await
+        .expect("the other key keeps working");
+
+    let v = conn.verify(&c).await.unwrap();
+    canary.debug("verification", &v);
+    match &v {
+        Verification::Dead { detail } => {
+            assert!(detail.contains("InvalidClientTokenId"), "{detail}")
+        }
+        other => panic!("expected dead, got {other:?}"),
+    }
+    // Without the secret, verify reads the status back.
+    let c2 = ctx("plan-disable", step, None, None);
+    assert!(matches!(
+        conn.verify(&c2).await.unwrap(),
+        Verification::Dead { .. }
+    ));
+
+    let again = conn.execute(&c).await.unwrap();
+    canary.debug("second execute", &again);
+    assert!(
+        matches!(again, Outcome::AlreadyContained { .. }),
+        "{again:?}"
+    );
+    canary.debug("connector", &conn);
+    canary.debug(
+        "leaked client",
+        &conn.leaked_key_client(&leaked.key_id, &leaked.secret, None),
+    );
+    canary.debug("step", step);
+    canary.assert_clean(&leaked.secret);
+}
+
+#[tokio::test]
+async fn restore_of_a_key_is_refused_unless_reactivation_is_explicit() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("restorekey");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    let identity = conn.identify_access_key(&keys[0].key_id).await.unwrap();
+    let steps = contain_steps_for_key(&identity, &ContainOptions::default()).unwrap();
+    let c = ctx("plan-rk", &steps[0], None, None);
+    let snapshot = conn.describe(&c).await.unwrap().evidence;
+    assert!(matches!(
+        conn.execute(&c).await.unwrap(),
+        Outcome::Done { .. }
+    ));
+
+    let mut restore = restore_step_for(&steps[0], "sha256:test").unwrap();
+    assert_eq!(restore.action, Action::AwsRestoreAccessKey);
+    let rc = ctx("plan-rk-restore", &restore, None, Some(&snapshot));
+    assert!(!conn.describe(&rc).await.unwrap().contained);
+    let refused = conn.execute(&rc).await.unwrap_err();
+    assert_eq!(refused.class, ErrorClass::Permanent);
+    assert!(
+        refused.message.contains("reactivate_key: true"),
+        "{refused}"
+    );
+    assert_eq!(key_status(&iam, &user, &keys[0].key_id).await, "Inactive");
+
+    // Without the snapshot, restore says what it needs.
+    let no_ev = conn
+        .execute(&ctx("p", &restore, None, None))
+        .await
+        .unwrap_err();
+    assert!(no_ev.message.contains("evidence snapshot"), "{no_ev}");
+
+    restore.params.insert("reactivate_key".into(), json!(true));
+    let rc = ctx("plan-rk-restore", &restore, None, Some(&snapshot));
+    assert!(matches!(
+        conn.execute(&rc).await.unwrap(),
+        Outcome::Done { .. }
+    ));
+    assert_eq!(key_status(&iam, &user, &keys[0].key_id).await, "Active");
+    assert!(matches!(
+        conn.execute(&rc).await.unwrap(),
+        Outcome::AlreadyContained { .. }
+    ));
+    own_call(&conn, &keys[0].key_id, &keys[0].secret)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn quarantine_user_denies_its_own_calls_and_restore_returns_the_snapshot() {
+    let canary = Canary::default();
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("quser");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    let key = &keys[0];
+    iam.create_login_profile()
+        .user_name(&user)
+        .password("Correct-horse-battery-9")
+        .send()
+        .await
+        .unwrap();
+    iam.tag_user()
+        .user_name(&user)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("team")
+                .value("payments")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    own_call(&conn, &key.key_id, &key.secret).await.unwrap();
+
+    let identity = conn.identify_access_key(&key.key_id).await.unwrap();
+    let options = ContainOptions {
+        quarantine_user: true,
+        secret_fingerprint: Some(key.secret.fingerprint()),
+        ..Default::default()
+    };
+    let steps = contain_steps_for_key(&identity, &options).unwrap();
+    let quarantine = &steps[1];
+    assert_eq!(quarantine.action, Action::AwsQuarantineUser);
+    let c = ctx("plan-quser", quarantine, Some(&key.secret), None);
+    let snapshot = conn.describe(&c).await.unwrap().evidence;
+    canary.note("snapshot", snapshot.to_string());
+    assert!(!snapshot["user"]["login_profile"].is_null());
+    assert_eq!(snapshot["user"]["tags"]["team"], "payments");
+
+    check_contain_cycle(&conn, &c).await.unwrap();
+    assert_eq!(
+        own_call(&conn, &key.key_id, &key.secret).await,
+        Err("AccessDenied".into()),
+        "the quarantined user's own key must be denied"
+    );
+    assert!(iam
+        .get_login_profile()
+        .user_name(&user)
+        .send()
+        .await
+        .is_err());
+
+    // Restore: cordon's controls go back to the snapshot; the password cannot.
+    let restore = restore_step_for(quarantine, "sha256:q").unwrap();
+    let rc = ctx("plan-quser-restore", &restore, None, Some(&snapshot));
+    let out = conn.execute(&rc).await.unwrap();
+    canary.debug("restore outcome", &out);
+    match &out {
+        Outcome::Done { detail } => {
+            assert!(detail.contains(QUARANTINE_POLICY_NAME), "{detail}");
+            assert!(detail.contains("cannot be restored"), "{detail}");
+        }
+        other => panic!("expected done, got {other:?}"),
+    }
+    assert!(conn.describe(&rc).await.unwrap().contained);
+    let again = conn.execute(&rc).await.unwrap();
+    assert!(
+        matches!(again, Outcome::AlreadyContained { .. }),
+        "{again:?}"
+    );
+    own_call(&conn, &key.key_id, &key.secret)
+        .await
+        .expect("restored user works again");
+    let after = conn.describe(&c).await.unwrap().evidence;
+    assert_eq!(
+        restorable_view(&snapshot["user"]),
+        restorable_view(&after["user"])
+    );
+    assert!(
+        after["user"]["login_profile"].is_null(),
+        "the password stays deleted"
+    );
+    assert!(matches!(
+        conn.verify(&rc).await.unwrap(),
+        Verification::Alive { .. }
+    ));
+    canary.assert_clean(&key.secret);
+}
+
+#[tokio::test]
+async fn quarantine_user_with_the_managed_v3_policy() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("qv3");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    let key = &keys[0];
+    let s = step(
+        Action::AwsQuarantineUser,
+        aws_target("user", &user, None),
+        &[
+            ("quarantine", json!("managed-v3")),
+            ("access_key_id", json!(key.key_id)),
+        ],
+    );
+    let c = ctx("plan-v3", &s, None, None);
+    let snapshot = conn.describe(&c).await.unwrap().evidence;
+    check_contain_cycle(&conn, &c).await.unwrap();
+    let attached = iam
+        .list_attached_user_policies()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    assert!(attached
+        .attached_policies()
+        .iter()
+        .any(|p| p.policy_arn() == Some(cordon_aws::MANAGED_QUARANTINE_POLICY_ARN)));
+    // V3 denies a list of escalation actions (not everything): creating a new key is one.
+    let own = conn.leaked_key_client(&key.key_id, &key.secret, None);
+    let e = own.iam.create_access_key().send().await.unwrap_err();
+    assert_eq!(
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&e),
+        Some("AccessDenied")
+    );
+
+    let restore = restore_step_for(&s, "sha256:v3").unwrap();
+    let rc = ctx("plan-v3-restore", &restore, None, Some(&snapshot));
+    assert!(matches!(
+        conn.execute(&rc).await.unwrap(),
+        Outcome::Done { .. }
+    ));
+    let after = conn.describe(&c).await.unwrap().evidence;
+    assert_eq!(
+        restorable_view(&snapshot["user"]),
+        restorable_view(&after["user"])
+    );
+}
+
+/// A role the admin user may assume, allowed everything; and a live session of it.
+async fn role_with_session(conn: &AwsConnector, name: &str) -> (String, Secret, Secret) {
+    let clients = conn.clients_for(None).await.unwrap();
+    // Trust the admin user by ARN: moto compares trust principals as exact strings, so the
+    // account-root form (`arn:aws:iam::ACCOUNT:root`), which AWS expands to every principal
+    // of the account, does not match there. Both forms are valid on AWS.
+    let admin_arn = clients
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    let trust = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "AWS": admin_arn },
+            "Action": "sts:AssumeRole"
+        }]
+    });
+    clients
+        .iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+    clients
+        .iam
+        .put_role_policy()
+        .role_name(name)
+        .policy_name("app-allow-all")
+        .policy_document(ALLOW_ALL)
+        .send()
+        .await
+        .unwrap();
+    let out = clients
+        .sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{}:role/{name}", clients.account))
+        .role_session_name("app")
+        .send()
+        .await
+        .unwrap();
+    let cr = out.credentials().unwrap();
+    (
+        cr.access_key_id().to_owned(),
+        Secret::new(cr.secret_access_key().to_owned()),
+        Secret::new(cr.session_token().to_owned()),
+    )
+}
+
+async fn session_call(
+    conn: &AwsConnector,
+    key: &str,
+    secret: &Secret,
+    token: &Secret,
+) -> Result<(), String> {
+    let c = conn.leaked_key_client(key, secret, Some(token));
+    c.iam.list_roles().send().await.map(|_| ()).map_err(|e| {
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&e)
+            .unwrap_or("no code")
+            .to_owned()
+    })
+}
+
+#[tokio::test]
+async fn quarantine_role_denies_live_sessions_and_restore_returns_the_snapshot() {
+    let conn = connector().await;
+    let role = unique("qrole");
+    let (key, secret, token) = role_with_session(&conn, &role).await;
+    session_call(&conn, &key, &secret, &token).await.unwrap();
+
+    let s = step(
+        Action::AwsQuarantineRole,
+        aws_target("role", &role, None),
+        &[],
+    );
+    let c = ctx("plan-qrole", &s, None, None);
+    let snapshot = conn.describe(&c).await.unwrap().evidence;
+    assert_eq!(
+        snapshot["role"]["trust_policy"]["Statement"][0]["Action"],
+        "sts:AssumeRole"
+    );
+    check_contain_cycle(&conn, &c).await.unwrap();
+    assert_eq!(
+        session_call(&conn, &key, &secret, &token).await,
+        Err("AccessDenied".into())
+    );
+    let now = conn.describe(&c).await.unwrap().evidence;
+    let names: Vec<&str> = now["role"]["inline_policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&QUARANTINE_POLICY_NAME) && names.contains(&REVOKE_SESSIONS_POLICY_NAME),
+        "{names:?}"
+    );
+
+    let restore = restore_step_for(&s, "sha256:role").unwrap();
+    let rc = ctx("plan-qrole-restore", &restore, None, Some(&snapshot));
+    assert!(matches!(
+        conn.execute(&rc).await.unwrap(),
+        Outcome::Done { .. }
+    ));
+    assert!(matches!(
+        conn.execute(&rc).await.unwrap(),
+        Outcome::AlreadyContained { .. }
+    ));
+    let after = conn.describe(&c).await.unwrap().evidence;
+    assert_eq!(
+        restorable_view_role(&snapshot["role"]),
+        restorable_view_role(&after["role"])
+    );
+    session_call(&conn, &key, &secret, &token)
+        .await
+        .expect("restored role's session works again");
+}
+
+fn restorable_view_role(s: &Value) -> Value {
+    json!({
+        "inline_policies": s["inline_policies"],
+        "attached_policies": s["attached_policies"],
+        "trust_policy": s["trust_policy"],
+        "tags": s["tags"],
+    })
+}
+
+#[tokio::test]
+async fn leaked_session_credentials_are_identified_and_their_role_sessions_revoked() {
+    let canary = Canary::default();
+    let conn = connector().await;
+    let role = unique("asia");
+    let (key, secret, token) = role_with_session(&conn, &role).await;
+    session_call(&conn, &key, &secret, &token).await.unwrap();
+    assert!(key.starts_with("ASIA"), "{key}");
+
+    let identity = conn.identify_access_key(&key).await.unwrap();
+    assert_eq!(identity.kind, KeyKind::Session);
+    assert_eq!(identity.account, env("CORDON_TEST_AWS_ACCOUNT_ID"));
+    assert!(
+        identity.summary().contains("session credentials"),
+        "{}",
+        identity.summary()
+    );
+    // Without a role, cordon cannot plan: it says what to supply.
+    let e = contain_steps_for_key(&identity, &ContainOptions::default()).unwrap_err();
+    assert!(e.message.contains("session credential"), "{e}");
+
+    let identity = conn.identify_session(&key, &secret, &token).await.unwrap();
+    canary.debug("session identity", &identity);
+    assert_eq!(identity.role.as_deref(), Some(role.as_str()));
+    let steps = contain_steps_for_key(&identity, &ContainOptions::default()).unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].action, Action::AwsRevokeRoleSessions);
+    let c = ctx("plan-asia", &steps[0], Some(&secret), None);
+    check_contain_cycle(&conn, &c).await.unwrap();
+    assert_eq!(
+        session_call(&conn, &key, &secret, &token).await,
+        Err("AccessDenied".into()),
+        "a session issued before the revocation must be refused"
+    );
+    let ev = conn.describe(&c).await.unwrap().evidence;
+    canary.note("evidence", ev.to_string());
+    let doc = ev["role"]["inline_policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == REVOKE_SESSIONS_POLICY_NAME)
+        .unwrap()["document"]
+        .clone();
+    assert!(doc["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"].is_string());
+
+    // A later incident's plan moves the cut-off: not "already contained".
+    let later = ctx("plan-asia-2", &steps[0], None, None);
+    assert!(!conn.describe(&later).await.unwrap().contained);
+    assert!(matches!(
+        conn.execute(&later).await.unwrap(),
+        Outcome::Done { .. }
+    ));
+    canary.assert_clean(&secret);
+    canary.assert_clean(&token);
+}
+
+#[tokio::test]
+async fn a_plan_spanning_accounts_assumes_the_responder_role() {
+    let template = env("CORDON_TEST_AWS_ROLE_ARN_TEMPLATE");
+    let other = env("CORDON_TEST_AWS_SECOND_ACCOUNT_ID");
+
+    // Without a template, a target in another account is refused with a hint.
+    let plain = connector().await;
+    let e = plain.clients_for(Some(&other)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent);
+    assert!(e.message.contains("CORDON_AWS_ROLE_ARN_TEMPLATE"), "{e}");
+
+    let mut config = config_for(&endpoint());
+    config.role_arn_template = Some(template);
+    let conn = connector_with(config).await;
+    let remote = conn.clients_for(Some(&other)).await.unwrap();
+    let user = unique("xacct");
+    let keys = user_with_keys(&remote.iam, &user, 1).await;
+
+    let identity = conn.identify_access_key(&keys[0].key_id).await.unwrap();
+    assert_eq!(identity.account, other);
+    assert_eq!(identity.user.as_deref(), Some(user.as_str()));
+    let options = ContainOptions {
+        quarantine_user: true,
+        ..Default::default()
+    };
+    let steps = contain_steps_for_key(&identity, &options).unwrap();
+    for s in &steps {
+        assert_eq!(s.target.account.as_deref(), Some(other.as_str()));
+        check_contain_cycle(&conn, &ctx("plan-xacct", s, Some(&keys[0].secret), None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        key_status(&remote.iam, &user, &keys[0].key_id).await,
+        "Inactive"
+    );
+    // The key is not in the admin's own account.
+    let home = admin_iam(&conn).await;
+    assert!(home.get_user().user_name(&user).send().await.is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// Error classification over real HTTP, faults injected by peers/faultproxy.
+
+async fn proxied(proxy: &FaultProxy, timeout: Option<Duration>) -> AwsConnector {
+    let mut config: AwsConfig = config_for(&proxy.endpoint);
+    if let Some(t) = timeout {
+        config.operation_timeout = t;
+    }
+    connector_with(config).await
+}
+
+#[tokio::test]
+async fn throttling_and_5xx_are_retryable() {
+    let canary = Canary::default();
+    let upstream = endpoint();
+    for (mode, retry_after) in [("throttle", None), ("throttle-429", Some(2)), ("503", None)] {
+        let proxy = FaultProxy::start(
+            &upstream,
+            &["--mode", mode, "--fail-first", "1", "--retry-after", "2"],
+        );
+        let conn = proxied(&proxy, None).await;
+        let e = conn.own_account().await.unwrap_err();
+        canary.debug("error", &e);
+        assert_eq!(e.class, ErrorClass::Retryable, "{mode}: {e}");
+        assert_eq!(
+            e.retry_after,
+            retry_after.map(Duration::from_secs),
+            "{mode}: {e}"
+        );
+        if mode != "503" {
+            assert!(e.message.contains("Throttling"), "{mode}: {e}");
+        }
+        // The fault was injected once; the next call goes through.
+        assert_eq!(
+            conn.own_account().await.unwrap(),
+            env("CORDON_TEST_AWS_ACCOUNT_ID")
+        );
+        assert_eq!(proxy.stats().await["faults"], 1);
+    }
+    canary.assert_clean(&admin_secret());
+}
+
+#[tokio::test]
+async fn other_4xx_are_permanent() {
+    let proxy = FaultProxy::start(&endpoint(), &[]);
+    let conn = proxied(&proxy, None).await;
+    let s = step(
+        Action::AwsQuarantineUser,
+        aws_target("user", &unique("ghost"), None),
+        &[],
+    );
+    let e = conn.describe(&ctx("p", &s, None, None)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(e.message.contains("does not exist"), "{e}");
+    // A malformed key id never reaches AWS.
+    let e = conn.identify_access_key("not-a-key").await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent);
+    // Cordon's own credentials refused: permanent, with a hint.
+    let bad = AwsConnector::with_static_credentials(
+        config_for(&proxy.endpoint),
+        "AKIAIOSFODNN7EXAMPLE",
+        &Secret::new("z".repeat(40)),
+    )
+    .await
+    .unwrap();
+    let e = bad.own_account().await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(e.message.contains("InvalidClientTokenId"), "{e}");
+}
+
+#[tokio::test]
+async fn a_response_lost_after_the_change_is_ambiguous_and_describe_settles_it() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("dropped");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    // Requests through the proxy: 1 GetCallerIdentity, 2 ListAccessKeys, 3 UpdateAccessKey.
+    let proxy = FaultProxy::start(
+        &endpoint(),
+        &[
+            "--mode",
+            "drop-after-forward",
+            "--pass-first",
+            "2",
+            "--fail-first",
+            "1",
+        ],
+    );
+    let pconn = proxied(&proxy, None).await;
+    let s = step(
+        Action::AwsDisableAccessKey,
+        aws_target("access-key", &keys[0].key_id, None),
+        &[("user", json!(user))],
+    );
+    let c = ctx("plan-drop", &s, None, None);
+    let e = pconn.execute(&c).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Ambiguous, "{e}");
+    assert_eq!(
+        proxy.stats().await["forwarded"],
+        3,
+        "the change reached moto"
+    );
+    // The engine re-reads before retrying: the change did happen.
+    assert!(pconn.describe(&c).await.unwrap().contained);
+    assert!(matches!(
+        pconn.execute(&c).await.unwrap(),
+        Outcome::AlreadyContained { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_reset_connection_and_a_timeout_after_sending_are_ambiguous() {
+    let upstream = endpoint();
+    let proxy = FaultProxy::start(&upstream, &["--mode", "reset", "--fail-first", "1"]);
+    let conn = proxied(&proxy, None).await;
+    let e = conn.own_account().await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Ambiguous, "{e}");
+
+    let slow = FaultProxy::start(&upstream, &["--delay-ms", "1500"]);
+    let conn = proxied(&slow, Some(Duration::from_millis(300))).await;
+    let e = conn.own_account().await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Ambiguous, "{e}");
+    assert!(e.message.contains("timed out"), "{e}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retryable() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conn = connector_with(config_for(&format!("http://127.0.0.1:{port}"))).await;
+    let e = conn.own_account().await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Retryable, "{e}");
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_reported_not_verified_without_echoing_it() {
+    let canary = Canary::default();
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("wrongsecret");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    let wrong = Secret::new("CANARYcanaryCANARYcanaryCANARYcanary0000");
+    let s = step(
+        Action::AwsDisableAccessKey,
+        aws_target("access-key", &keys[0].key_id, None),
+        &[("user", json!(user))],
+    );
+    let c = ctx("plan-wrong", &s, Some(&wrong), None);
+    let v = conn.verify(&c).await.unwrap();
+    canary.debug("verification", &v);
+    assert!(matches!(v, Verification::NotVerified { .. }), "{v:?}");
+    // Failures signed with the leaked secret carry no secret either.
+    let leaked = conn.leaked_key_client(&keys[0].key_id, &wrong, None);
+    canary.debug("leaked client", &leaked);
+    let e = leaked.sts.get_caller_identity().send().await.unwrap_err();
+    canary.note("sdk error display", e.to_string());
+    canary.debug("sdk error debug", &e);
+    canary.assert_clean(&wrong);
+}
