@@ -88,6 +88,16 @@ impl RevocationBudget {
     }
 
     fn read(&self, now: u64) -> Result<BudgetFile, ConnectorError> {
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&self.path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if meta.permissions().mode() & 0o022 != 0 {
+                return Err(ConnectorError::permanent(format!(
+                    "the revocation budget `{}` is writable by group or others, so it cannot be                      trusted; run `chmod 600` on it (and 700 on its directory)",
+                    self.path.display()
+                )));
+            }
+        }
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BudgetFile::default()),
@@ -217,6 +227,18 @@ mod tests {
         let b = RevocationBudget::new(&path, 2);
         assert_eq!(b.status().unwrap().used, 0);
         assert_eq!(b.take(2).unwrap().0, 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_open_budget_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("budget.json");
+        std::fs::write(&path, "{\"requests\":[]}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = RevocationBudget::new(&path, 60).take(1).unwrap_err();
+        assert!(e.message.contains("chmod 600"), "{}", e.message);
     }
 
     #[test]

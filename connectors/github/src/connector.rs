@@ -137,11 +137,7 @@ impl GithubConnector {
         }
     }
 
-    async fn describe_token(
-        &self,
-        ctx: &StepContext<'_>,
-        secret: &Secret,
-    ) -> Result<TargetState, ConnectorError> {
+    async fn describe_token(&self, secret: &Secret) -> Result<TargetState, ConnectorError> {
         let mut evidence = token_evidence(secret);
         if !self.config.allow_probe {
             evidence["probed"] = json!(false);
@@ -173,7 +169,6 @@ impl GithubConnector {
                 false
             }
         };
-        let _ = ctx;
         Ok(TargetState {
             contained,
             evidence,
@@ -781,7 +776,7 @@ impl Connector for GithubConnector {
         match ctx.step.action {
             Action::GithubRevokeToken | Action::GithubRevokeInstallationToken => {
                 let secret = step_secret(ctx)?;
-                self.describe_token(ctx, secret).await
+                self.describe_token(secret).await
             }
             Action::GithubRevokeOauthToken | Action::GithubRevokeOauthGrant => {
                 self.describe_oauth(ctx).await

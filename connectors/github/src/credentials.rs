@@ -175,3 +175,67 @@ fn read_pem(path: &Path) -> Result<Secret, ConnectorError> {
     }
     Ok(secret)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    // The only test in this binary that touches the environment.
+    #[test]
+    fn environment_first_and_debug_shows_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("app.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIcanary\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::env::set_var("GITHUB_TOKEN", "ghp_envCanaryValue000000000000000000000");
+        std::env::set_var("CORDON_GITHUB_APP_ID", "42");
+        std::env::set_var("CORDON_GITHUB_APP_KEY", &pem);
+        std::env::set_var("CORDON_GITHUB_OAUTH_CLIENT_ID", "Iv1.abc");
+        std::env::set_var("CORDON_GITHUB_OAUTH_CLIENT_SECRET", "oauthCanarySecret");
+        let creds = CordonCredentials::load().unwrap();
+        assert_eq!(
+            creds.token.as_ref().unwrap().expose(),
+            "ghp_envCanaryValue000000000000000000000"
+        );
+        assert_eq!(creds.app.as_ref().unwrap().app_id, 42);
+        assert_eq!(creds.oauth.as_ref().unwrap().client_id, "Iv1.abc");
+        let shown = format!("{creds:?}");
+        assert!(
+            !shown.contains("Canary") && !shown.contains("MIIcanary"),
+            "{shown}"
+        );
+        assert!(shown.contains("42") && shown.contains("Iv1.abc"), "{shown}");
+
+        std::env::set_var("CORDON_GITHUB_APP_ID", "not-a-number");
+        let e = CordonCredentials::load().unwrap_err();
+        assert!(e.message.contains("`not-a-number`"), "{}", e.message);
+        std::env::set_var("CORDON_GITHUB_APP_ID", "42");
+        std::env::set_var("CORDON_GITHUB_APP_KEY", dir.path().join("missing.pem"));
+        let e = CordonCredentials::load().unwrap_err();
+        assert!(e.message.contains("CORDON_GITHUB_APP_KEY"), "{}", e.message);
+
+        for v in [
+            "GITHUB_TOKEN",
+            "CORDON_GITHUB_APP_ID",
+            "CORDON_GITHUB_APP_KEY",
+            "CORDON_GITHUB_OAUTH_CLIENT_ID",
+            "CORDON_GITHUB_OAUTH_CLIENT_SECRET",
+        ] {
+            std::env::remove_var(v);
+        }
+        // Nothing in the environment: the keyring is asked, and whatever it
+        // answers (processes here have no session keyring) is not an error.
+        CordonCredentials::load().unwrap();
+    }
+
+    #[test]
+    fn unknown_credential_names_are_refused() {
+        let e = store_credential("password", &Secret::new("x")).unwrap_err();
+        assert!(e.message.contains("`password`"), "{}", e.message);
+        assert!(e.message.contains("oauth-client-secret"), "{}", e.message);
+    }
+}

@@ -187,6 +187,15 @@ fn canary(prefix: &str) -> Secret {
     Secret::new(format!("{prefix}{random}{}", base62(u64::from(crc), 6)))
 }
 
+/// A fine-grained token's shape: `github_pat_` + 22 + `_` + 59 characters.
+fn fine_grained_canary() -> Secret {
+    Secret::new(format!(
+        "github_pat_{}_{}",
+        random_base62(22),
+        random_base62(59)
+    ))
+}
+
 fn checksum_ok(token: &str) -> bool {
     let body = &token[token.find('_').unwrap() + 1..];
     let (random, check) = body.split_at(body.len() - 6);
@@ -350,7 +359,7 @@ async fn revoke_token_contain_cycle_with_probing() {
 async fn execute_reports_done_pending_verification() {
     let reg = Registry::new();
     let tag = unique("done");
-    let token = canary("github_pat_");
+    let token = fine_grained_canary();
     reg.seed_tokens(&tag, "octocat", &[&token], json!({})).await;
     let s = connector(false, CordonCredentials::default());
     let step = token_step(Action::GithubRevokeToken, "token", &token, json!({}));
