@@ -248,7 +248,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="seed for --rate (reproducible runs)")
     p.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds (throttle-429)")
     p.add_argument("--upstream-timeout", type=float, default=30.0)
-    p.add_argument("--quiet", action="store_true", help="do not log each request")
+    p.add_argument("--quiet", action="store_true", help="log nothing (only the port is printed)")
     args = p.parse_args(argv)
     if not 0.0 <= args.rate <= 1.0:
         p.error(f"--rate must be within 0..1, not {args.rate}")
@@ -265,11 +265,13 @@ def main(argv: list[str] | None = None) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", args.listen_port), Handler)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)
-    sys.stderr.write(
-        f"faultproxy: 127.0.0.1:{server.server_address[1]} -> {args.upstream} "
-        f"mode={args.mode} fail_first={args.fail_first} rate={args.rate} delay_ms={args.delay_ms}\n"
-    )
-    sys.stderr.flush()
+    if not args.quiet:
+        sys.stderr.write(
+            f"faultproxy: 127.0.0.1:{server.server_address[1]} -> {args.upstream} "
+            f"mode={args.mode} pass_first={args.pass_first} fail_first={args.fail_first} "
+            f"rate={args.rate} delay_ms={args.delay_ms}\n"
+        )
+        sys.stderr.flush()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -74,6 +74,14 @@ where
              describe the target before retrying"
         )),
         SdkError::DispatchFailure(df) => {
+            if credentials_missing(err) {
+                return ConnectorError::permanent(format!(
+                    "`{op}`: cordon found no usable AWS credentials ({}): set AWS_PROFILE or \
+                     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, log in with `aws sso login`, or \
+                     run where an instance or container role applies",
+                    chain(err)
+                ));
+            }
             if df.is_user() {
                 return ConnectorError::permanent(format!(
                     "`{op}` could not be sent: {}",
@@ -145,6 +153,20 @@ fn retry_after(raw: &HttpResponse) -> Option<Duration> {
         .get("retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
+}
+
+/// True when signing failed for want of credentials (nothing was sent).
+fn credentials_missing(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some()
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// True when the connection was refused or never established, so nothing was sent.

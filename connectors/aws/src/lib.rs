@@ -105,6 +105,8 @@ pub struct AwsConnector {
     base_sts: aws_sdk_sts::Client,
     /// The account of cordon's own credentials (`sts:GetCallerIdentity`), read once.
     own_account: OnceCell<String>,
+    /// Clients of the credentials' own account, built once.
+    own_clients: OnceCell<AccountClients>,
     accounts: client::AccountCache,
 }
 
@@ -120,13 +122,9 @@ impl std::fmt::Debug for AwsConnector {
 impl AwsConnector {
     /// A connector using the SDK's default credential chain. Makes no call yet.
     pub async fn new(config: AwsConfig) -> Result<AwsConnector, ConnectorError> {
+        // The chain is only consulted at the first call: missing credentials surface
+        // there as a permanent error that says how to provide them.
         let base = client::base_sdk_config(&config, None).await;
-        if base.credentials_provider().is_none() {
-            return Err(ConnectorError::permanent(
-                "no AWS credentials source found: set AWS_PROFILE, AWS_ACCESS_KEY_ID / \
-                 AWS_SECRET_ACCESS_KEY, or run where an instance or container role applies",
-            ));
-        }
         Ok(Self::from_sdk(config, base))
     }
 
@@ -148,6 +146,7 @@ impl AwsConnector {
             config,
             base,
             own_account: OnceCell::new(),
+            own_clients: OnceCell::new(),
             accounts: client::AccountCache::new(),
         }
     }
@@ -182,9 +181,14 @@ impl AwsConnector {
     ) -> Result<AccountClients, ConnectorError> {
         let own = self.own_account().await?;
         let account = match account {
-            None => return Ok(client::base_clients(own, &self.base)),
-            Some(a) if a == own => return Ok(client::base_clients(own, &self.base)),
-            Some(a) => a,
+            Some(a) if a != own => a,
+            _ => {
+                let c = self
+                    .own_clients
+                    .get_or_init(|| async { client::base_clients(own, &self.base) })
+                    .await;
+                return Ok(c.clone());
+            }
         };
         let role_arn = self.config.role_arn_for(account).ok_or_else(|| {
             ConnectorError::permanent(format!(

@@ -778,3 +778,36 @@ async fn a_wrong_secret_is_reported_not_verified_without_echoing_it() {
     canary.debug("sdk error debug", &e);
     canary.assert_clean(&wrong);
 }
+
+#[tokio::test]
+async fn the_fault_proxy_serves_concurrent_clients_in_parallel_and_injects_at_a_rate() {
+    let proxy = FaultProxy::start(&endpoint(), &["--delay-ms", "400"]);
+    let conn = proxied(&proxy, None).await;
+    let sts = conn.clients_for(None).await.unwrap().sts;
+    let started = std::time::Instant::now();
+    let calls = (0..6).map(|_| {
+        let sts = sts.clone();
+        tokio::spawn(async move { sts.get_caller_identity().send().await.map(|_| ()) })
+    });
+    for c in calls.collect::<Vec<_>>() {
+        c.await.unwrap().unwrap();
+    }
+    let took = started.elapsed();
+    // Serialized, six delayed calls would take 2.4 s at least.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+
+    let always = FaultProxy::start(
+        &endpoint(),
+        &["--mode", "503", "--rate", "1.0", "--seed", "7"],
+    );
+    let conn = proxied(&always, None).await;
+    for _ in 0..3 {
+        let e = conn.own_account().await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::Retryable, "{e}");
+    }
+    let stats = always.stats().await;
+    assert_eq!(
+        (stats["faults"].as_u64(), stats["forwarded"].as_u64()),
+        (Some(3), Some(0))
+    );
+}
