@@ -775,6 +775,17 @@ impl Connector for GithubConnector {
     async fn describe(&self, ctx: &StepContext<'_>) -> Result<TargetState, ConnectorError> {
         match ctx.step.action {
             Action::GithubRevokeToken | Action::GithubRevokeInstallationToken => {
+                if ctx.secret.is_none() {
+                    // Planning without the token: say what is known, ask nothing.
+                    return Ok(TargetState {
+                        contained: false,
+                        evidence: json!({
+                            "fingerprint": ctx.step.secret.as_deref().unwrap_or(&ctx.step.target.id),
+                            "probed": false,
+                            "note": "the token was not supplied, so github was not asked",
+                        }),
+                    });
+                }
                 let secret = step_secret(ctx)?;
                 self.describe_token(secret).await
             }

@@ -394,6 +394,10 @@ async fn describe_without_probing_never_uses_the_token() {
     assert_eq!(state.evidence["probed"], json!(false));
     assert_eq!(state.evidence["fingerprint"], json!(token.fingerprint()));
     assert!(state.evidence.get("owner").is_none());
+    // Without the token (planning before it is supplied): evidence by fingerprint only.
+    let state = s.connector.describe(&ctx(&step, None)).await.unwrap();
+    assert!(!state.contained);
+    assert_eq!(state.evidence["fingerprint"], json!(token.fingerprint()));
     assert_eq!(reg.count(&tag, "GET /user").await, 0);
 }
 
