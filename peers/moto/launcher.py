@@ -2,7 +2,7 @@
 
 Started by `peers/moto/start`; not meant to be run by hand. It:
 
-1. closes two gaps between moto 5.2.5 and AWS (each patch is a few lines and says why);
+1. closes three gaps between moto 5.2.5 and AWS (each patch is a few lines and says why);
 2. bootstraps, in-process and before the first request is served, the only identities
    that exist without authenticating: an admin user in the default account (the tests'
    credentials) and a `cordon-responder` role in a second account (for cross-account
@@ -30,12 +30,17 @@ os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
 os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
 os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
 
+import threading  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
 from xml.sax.saxutils import escape  # noqa: E402
 
 from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
 from moto.core import exceptions as core_exceptions  # noqa: E402
 from moto.iam import access_control  # noqa: E402
+from moto.core.utils import utcnow as moto_utcnow  # noqa: E402
 from moto.iam.models import iam_backends  # noqa: E402
+from moto.sts import models as sts_models  # noqa: E402
+from moto.sts.models import sts_backends  # noqa: E402
 from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -103,6 +108,59 @@ for _cls in (
     core_exceptions.SignatureDoesNotMatchError,
 ):
     _reshape(_cls)
+
+
+# --- Patch 3: evaluate `DateLessThan aws:TokenIssueTime` for role sessions. -------------
+# moto evaluates no condition operator but StringEquals and applies a statement whose
+# condition it cannot evaluate as if it had none. The revocation of a role's sessions (a
+# Deny on `aws:TokenIssueTime` before a cut-off, what the IAM console's "revoke active
+# sessions" writes) would then deny every session, including the ones issued after it,
+# and a test could not tell revocation from a deny-all. AWS applies such a statement
+# only to sessions issued before the cut-off, and never to long-term user keys (which
+# carry no token issue time). Only this one condition key is evaluated here.
+_request_token_issued = threading.local()
+_original_assumed_init = access_control.AssumedRoleAccessKey.__init__
+_original_user_init_with_patch_1 = access_control.IAMUserAccessKey.__init__
+_original_statement_permitted = access_control.IAMPolicyStatement.is_action_permitted
+
+
+def _assumed_init_recording_issue_time(self, account_id, partition, access_key_id, headers):
+    _request_token_issued.at = None
+    _original_assumed_init(self, account_id, partition, access_key_id, headers)
+    for role in sts_backends[account_id][partition].assumed_roles:
+        if role.access_key_id == access_key_id:
+            _request_token_issued.at = getattr(role, "cordon_issued_at", None)
+
+
+def _user_init_without_issue_time(self, *args, **kwargs):
+    _request_token_issued.at = None
+    _original_user_init_with_patch_1(self, *args, **kwargs)
+
+
+def _statement_permitted(self, action, resource="*", principal=None, incoming=None):
+    cond = self._statement.get("Condition") or {}
+    cutoff = (cond.get("DateLessThan") or {}).get("aws:TokenIssueTime")
+    if isinstance(cutoff, str):
+        issued = getattr(_request_token_issued, "at", None)
+        limit = datetime.fromisoformat(cutoff.replace("Z", "+00:00"))
+        limit = limit.astimezone(timezone.utc).replace(tzinfo=None)
+        if issued is None or not issued < limit:
+            return access_control.PermissionResult.NEUTRAL
+    return _original_statement_permitted(self, action, resource, principal, incoming)
+
+
+_original_assumed_role_model_init = sts_models.AssumedRole.__init__
+
+
+def _assumed_role_model_init(self, *args, **kwargs):
+    _original_assumed_role_model_init(self, *args, **kwargs)
+    self.cordon_issued_at = moto_utcnow()
+
+
+sts_models.AssumedRole.__init__ = _assumed_role_model_init
+access_control.AssumedRoleAccessKey.__init__ = _assumed_init_recording_issue_time
+access_control.IAMUserAccessKey.__init__ = _user_init_without_issue_time
+access_control.IAMPolicyStatement.is_action_permitted = _statement_permitted
 
 
 def bootstrap() -> dict[str, str]:

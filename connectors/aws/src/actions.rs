@@ -533,7 +533,7 @@ async fn apply_revoke(
     if now.revoked_for(plan_id) {
         return Ok(());
     }
-    let cutoff = now_rfc3339();
+    let cutoff = snapshot::revocation_cutoff();
     put_inline(
         c,
         Principal::Role(role),
