@@ -1,0 +1,780 @@
+//! The Cedar gate: one request per plan step, and what would change a deny.
+//!
+//! Principal: `Person::"name"` or `Automation::"name"` (with the roster's
+//! roles as parents) when proven, `Unverified::"name"` (no roles) when only
+//! claimed. Action: `Action::"<Action::id()>"`, a member of `contain` or
+//! `restore`. Resource: `Target::"provider:kind/id"` with its attributes and
+//! its tags as Cedar entity tags. Context: see `authority.cedarschema`.
+//!
+//! Fail closed: an error building the request or evaluating any policy is a
+//! deny that carries the error, even if some permit matched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
+};
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use cordon_connector::{Action, DecisionClass, Target};
+use serde::Serialize;
+
+use super::roster::{ClassDef, Member};
+use super::Policy;
+use crate::gate::{Decision, Effect, GateInput};
+use crate::plan::{PrincipalKind, Severity, Source};
+
+/// The requester as the gate sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subject {
+    pub name: String,
+    pub kind: PrincipalKind,
+    pub verified: bool,
+    /// Roles for a hypothetical principal (what-if probes); `None` means the
+    /// roster's roles for `name`.
+    pub roles: Option<Vec<String>>,
+}
+
+/// An approver: a name and the roster roles the name holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Approver {
+    pub name: String,
+    pub roles: BTreeSet<String>,
+}
+
+/// Everything one decision depends on.
+#[derive(Debug, Clone)]
+pub(crate) struct Case<'a> {
+    pub subject: Subject,
+    pub action: Action,
+    pub target: &'a Target,
+    pub severity: Severity,
+    pub source: Source,
+    pub incident: Option<&'a str>,
+    pub approvers: Vec<Approver>,
+    pub minutes: i64,
+    pub now: DateTime<Utc>,
+    pub break_glass: bool,
+}
+
+/// The raw answer of one Cedar evaluation.
+#[derive(Debug, Clone)]
+pub(crate) struct Eval {
+    pub allow: bool,
+    pub policies: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// The approvals as the context presents them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalSummary {
+    pub count: i64,
+    pub signers: Vec<String>,
+    pub roles: BTreeSet<String>,
+    pub distinct_roles: i64,
+    pub owner: i64,
+    pub backup: i64,
+}
+
+/// The Cedar context of one request, as a plain record (also shown by
+/// `explain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestContext {
+    pub severity: &'static str,
+    pub severity_level: i64,
+    pub source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    pub approvals: ApprovalSummary,
+    pub decision_class: &'static str,
+    pub owner_role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_role: Option<String>,
+    pub escalate_after_minutes: i64,
+    pub escalated: bool,
+    pub minutes_since_created: i64,
+    pub break_glass: bool,
+    pub hour: i64,
+    pub weekday: &'static str,
+}
+
+pub(crate) fn class_name(a: Action) -> &'static str {
+    match a.class() {
+        DecisionClass::Contain => "contain",
+        DecisionClass::Restore => "restore",
+    }
+}
+
+fn severity_level(s: Severity) -> i64 {
+    match s {
+        Severity::Low => 1,
+        Severity::Medium => 2,
+        Severity::High => 3,
+        Severity::Critical => 4,
+    }
+}
+
+fn weekday(t: &DateTime<Utc>) -> &'static str {
+    match t.weekday() {
+        chrono::Weekday::Mon => "mon",
+        chrono::Weekday::Tue => "tue",
+        chrono::Weekday::Wed => "wed",
+        chrono::Weekday::Thu => "thu",
+        chrono::Weekday::Fri => "fri",
+        chrono::Weekday::Sat => "sat",
+        chrono::Weekday::Sun => "sun",
+    }
+}
+
+/// The largest number of approvers that can each be credited to a different
+/// role (bipartite matching, Kuhn's algorithm; the sets are tiny).
+fn distinct_roles(approvers: &[Approver]) -> i64 {
+    fn try_assign<'a>(
+        i: usize,
+        approvers: &'a [Approver],
+        owner_of: &mut BTreeMap<&'a str, usize>,
+        seen: &mut BTreeSet<&'a str>,
+    ) -> bool {
+        for r in &approvers[i].roles {
+            if seen.insert(r.as_str()) {
+                let prev = owner_of.get(r.as_str()).copied();
+                if prev.is_none_or(|j| try_assign(j, approvers, owner_of, seen)) {
+                    owner_of.insert(r.as_str(), i);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let mut owner_of = BTreeMap::new();
+    let mut n = 0;
+    for i in 0..approvers.len() {
+        let mut seen = BTreeSet::new();
+        if try_assign(i, approvers, &mut owner_of, &mut seen) {
+            n += 1;
+        }
+    }
+    n
+}
+
+pub(crate) fn summarize(
+    approvers: &[Approver],
+    class: &ClassDef,
+    escalated: bool,
+) -> ApprovalSummary {
+    let has = |a: &Approver, r: &Option<String>| r.as_ref().is_some_and(|r| a.roles.contains(r));
+    ApprovalSummary {
+        count: approvers.len() as i64,
+        signers: approvers.iter().map(|a| a.name.clone()).collect(),
+        roles: approvers
+            .iter()
+            .flat_map(|a| a.roles.iter().cloned())
+            .collect(),
+        distinct_roles: distinct_roles(approvers),
+        owner: approvers
+            .iter()
+            .filter(|a| a.roles.contains(&class.owner) || (escalated && has(a, &class.backup)))
+            .count() as i64,
+        backup: approvers.iter().filter(|a| has(a, &class.backup)).count() as i64,
+    }
+}
+
+impl Policy {
+    fn class_of(&self, a: Action) -> Result<&ClassDef, String> {
+        let name = class_name(a);
+        self.roster.class(name).ok_or_else(|| {
+            format!("roster.toml has no decision class `{name}`: add [classes.{name}]")
+        })
+    }
+
+    /// The approvers of `approvals`, with their roles, the requester and
+    /// automation principals left out (the gate re-checks what
+    /// `authenticate` already enforces) and each person once.
+    pub(crate) fn approvers_of(&self, requester: &str, names: &[&str]) -> Vec<Approver> {
+        let mut out: Vec<Approver> = Vec::new();
+        for n in names {
+            if *n == requester
+                || out.iter().any(|a| a.name == *n)
+                || matches!(self.roster.member(n), Some(Member::Automation(_)))
+            {
+                continue;
+            }
+            out.push(Approver {
+                name: (*n).to_owned(),
+                roles: self.roster.roles_of(n).iter().cloned().collect(),
+            });
+        }
+        out
+    }
+
+    pub(crate) fn context_of(&self, case: &Case<'_>) -> Result<RequestContext, String> {
+        let class = self.class_of(case.action)?;
+        let escalate = i64::from(class.escalate_after_minutes);
+        let escalated = case.minutes >= escalate;
+        Ok(RequestContext {
+            severity: case.severity.as_str(),
+            severity_level: severity_level(case.severity),
+            source: case.source.as_str(),
+            incident: case.incident.map(str::to_owned),
+            approvals: summarize(&case.approvers, class, escalated),
+            decision_class: class_name(case.action),
+            owner_role: class.owner.clone(),
+            backup_role: class.backup.clone(),
+            escalate_after_minutes: escalate,
+            escalated,
+            minutes_since_created: case.minutes,
+            break_glass: case.break_glass,
+            hour: i64::from(case.now.hour()),
+            weekday: weekday(&case.now),
+        })
+    }
+
+    /// One Cedar evaluation.
+    pub(crate) fn evaluate(&self, case: &Case<'_>) -> Eval {
+        match self.evaluate_inner(case) {
+            Ok(e) => e,
+            Err(err) => Eval {
+                allow: false,
+                policies: vec![],
+                errors: vec![err],
+            },
+        }
+    }
+
+    fn evaluate_inner(&self, case: &Case<'_>) -> Result<Eval, String> {
+        let ctx = self.context_of(case)?;
+        let s = &case.subject;
+        let roles: Vec<String> = match (&s.roles, s.verified) {
+            (_, false) => vec![],
+            (Some(r), true) => r.clone(),
+            (None, true) => self.roster.roles_of(&s.name).to_vec(),
+        };
+        let role_uids: Vec<EntityUid> = roles
+            .iter()
+            .map(|r| uid("Role", r))
+            .collect::<Result<_, _>>()?;
+        let (ptype, kind_attr) = match (s.verified, s.kind) {
+            (true, PrincipalKind::Person) => ("Person", None),
+            (true, PrincipalKind::Automation) => ("Automation", None),
+            (false, k) => (
+                "Unverified",
+                Some(match k {
+                    PrincipalKind::Person => "person",
+                    PrincipalKind::Automation => "automation",
+                }),
+            ),
+        };
+        let principal_uid = uid(ptype, &s.name)?;
+        let mut pattrs = vec![("name".to_owned(), str_expr(&s.name))];
+        if let Some(k) = kind_attr {
+            pattrs.push(("claimed_kind".to_owned(), str_expr(k)));
+        }
+        let principal = Entity::new(
+            principal_uid.clone(),
+            pattrs.into_iter().collect(),
+            role_uids.iter().cloned().collect(),
+        )
+        .map_err(|e| format!("cannot build the principal entity: {e}"))?;
+
+        let t = case.target;
+        let target_uid = uid("Target", &t.display_name())?;
+        let mut tattrs = vec![
+            ("provider".to_owned(), str_expr(t.provider.as_str())),
+            ("kind".to_owned(), str_expr(&t.kind)),
+            ("id".to_owned(), str_expr(&t.id)),
+        ];
+        if let Some(a) = &t.account {
+            tattrs.push(("account".to_owned(), str_expr(a)));
+        }
+        if let Some(e) = &t.environment {
+            tattrs.push(("environment".to_owned(), str_expr(e)));
+        }
+        let target = Entity::new_with_tags(
+            target_uid.clone(),
+            tattrs,
+            [],
+            t.tags.iter().map(|(k, v)| (k.clone(), str_expr(v))),
+        )
+        .map_err(|e| format!("cannot build the target entity: {e}"))?;
+
+        let mut entities = vec![principal, target];
+        for r in role_uids {
+            entities.push(Entity::with_uid(r));
+        }
+        let entities = Entities::from_entities(entities, Some(&self.schema))
+            .map_err(|e| format!("the request's entities do not match the schema: {e}"))?;
+
+        let action_uid = uid("Action", case.action.id())?;
+        let context = Context::from_pairs(context_pairs(&ctx))
+            .map_err(|e| format!("cannot build the request context: {e}"))?;
+        let request = Request::new(
+            principal_uid,
+            action_uid,
+            target_uid,
+            context,
+            Some(&self.schema),
+        )
+        .map_err(|e| format!("the request does not match the schema: {e}"))?;
+        let resp = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        let errors: Vec<String> = resp
+            .diagnostics()
+            .errors()
+            .map(|e| format!("evaluation error: {e}"))
+            .collect();
+        let mut policies: Vec<String> =
+            resp.diagnostics().reason().map(|p| p.to_string()).collect();
+        policies.sort();
+        Ok(Eval {
+            allow: errors.is_empty() && resp.decision() == cedar_policy::Decision::Allow,
+            policies,
+            errors,
+        })
+    }
+
+    /// The full decision for one case: break-glass handling, errors, and what
+    /// is missing after a deny.
+    pub(crate) fn decide_case(&self, case: &Case<'_>) -> Decision {
+        let mut decision = Decision {
+            effect: Effect::Deny,
+            policies: vec![],
+            policy_hash: self.hash.clone(),
+            errors: vec![],
+            missing: vec![],
+            break_glass: false,
+        };
+        // With break-glass requested, first ask without it: the allow "rests
+        // on" break-glass only if it is not allowed otherwise.
+        let mut plain = case.clone();
+        plain.break_glass = false;
+        let first = self.evaluate(&plain);
+        if !first.errors.is_empty() {
+            decision.policies = first.policies;
+            decision.errors = first.errors;
+            return decision;
+        }
+        if first.allow {
+            decision.effect = Effect::Allow;
+            decision.policies = first.policies;
+            return decision;
+        }
+        if case.break_glass {
+            let bg = self.evaluate(case);
+            if !bg.errors.is_empty() {
+                decision.policies = bg.policies;
+                decision.errors = bg.errors;
+                return decision;
+            }
+            if bg.allow {
+                decision.effect = Effect::Allow;
+                decision.policies = bg.policies;
+                decision.break_glass = true;
+                return decision;
+            }
+            // Break-glass did not help: say why (its forbids), then what
+            // would allow the step the ordinary way.
+            let plain_forbids = self.forbids_in(&first);
+            let mut missing: Vec<String> = self
+                .forbids_in(&bg)
+                .into_iter()
+                .filter(|f| !plain_forbids.contains(f))
+                .map(|f| format!("break-glass refused: forbidden by `{f}`"))
+                .collect();
+            missing.extend(self.missing(&plain, &first));
+            missing.dedup();
+            decision.policies = bg.policies;
+            decision.missing = missing;
+            return decision;
+        }
+        decision.policies = first.policies.clone();
+        decision.missing = self.missing(&plain, &first);
+        decision
+    }
+
+    /// The gate: one decision for one plan step.
+    pub fn decide(&self, input: &GateInput<'_>) -> Decision {
+        let names: Vec<&str> = input.approvals.iter().map(|a| a.signer.as_str()).collect();
+        let approvers = self.approvers_of(&input.requester.name, &names);
+        let minutes = (input.now - input.plan.created_at).num_minutes().max(0);
+        let case = Case {
+            subject: Subject {
+                name: input.requester.name.clone(),
+                kind: input.requester.kind,
+                verified: input.requester.verified,
+                roles: None,
+            },
+            action: input.step.action,
+            target: &input.step.target,
+            severity: input.plan.severity,
+            source: input.plan.source,
+            incident: input.plan.incident.as_deref(),
+            approvers,
+            minutes,
+            now: input.now,
+            break_glass: input.break_glass.is_some(),
+        };
+        self.decide_case(&case)
+    }
+
+    fn forbids_in<'e>(&self, eval: &'e Eval) -> Vec<&'e String> {
+        eval.policies
+            .iter()
+            .filter(|id| {
+                self.info
+                    .iter()
+                    .any(|p| &p.id == *id && p.effect == "forbid")
+            })
+            .collect()
+    }
+
+    /// What would turn this deny into an allow, in words. Found by asking
+    /// Cedar again with the case changed one way at a time: the requester
+    /// proven, time passed, more approvals, break-glass.
+    pub(crate) fn missing(&self, case: &Case<'_>, eval: &Eval) -> Vec<String> {
+        let mut out = Vec::new();
+        let forbids = self.forbids_in(eval);
+        for f in &forbids {
+            out.push(format!("forbidden by `{f}`"));
+        }
+        let Ok(class) = self.class_of(case.action) else {
+            return out;
+        };
+        let mut found = false;
+
+        // 1. The requester proven.
+        if !case.subject.verified {
+            let mut proven = case.clone();
+            proven.subject.verified = true;
+            if let Some(Member::Automation(_)) = self.roster.member(&case.subject.name) {
+                proven.subject.kind = PrincipalKind::Automation;
+            }
+            let how = match proven.subject.kind {
+                PrincipalKind::Person => format!(
+                    "`{}` is only claimed (`--as`): the requester must sign the plan with a key listed for `{}` in allowed_signers",
+                    case.subject.name, case.subject.name
+                ),
+                PrincipalKind::Automation => format!(
+                    "`{}` is only claimed (`--as`): the automation principal must present its configured secret or key",
+                    case.subject.name
+                ),
+            };
+            if self.evaluate(&proven).allow {
+                out.push(how);
+                return out;
+            }
+            if let Some(need) = self.approval_needs(&proven, class) {
+                out.push(format!("{how}, and it {need}"));
+                return out;
+            }
+            let mut proven_bg = proven.clone();
+            proven_bg.break_glass = true;
+            if self.evaluate(&proven_bg).allow {
+                out.push(format!(
+                    "{how}; proven, `{}` may declare break-glass (`--break-glass`)",
+                    case.subject.name
+                ));
+                return out;
+            }
+            // Proving the requester alone does not help: probe the rest as is.
+        }
+
+        // 2. Time: approvals already given by the backup role count later.
+        if !case.approvers.is_empty() {
+            if let Some(backup) = &class.backup {
+                let escalate = i64::from(class.escalate_after_minutes);
+                if case.minutes < escalate
+                    && case.approvers.iter().any(|a| a.roles.contains(backup))
+                {
+                    let mut later = case.clone();
+                    later.minutes = escalate;
+                    later.now = case.now + chrono::Duration::minutes(escalate - case.minutes);
+                    if self.evaluate(&later).allow {
+                        out.push(format!(
+                            "allowed in {} min, when the approval from backup role `{backup}` counts (the `{}` class escalates after {escalate} min)",
+                            escalate - case.minutes,
+                            class_name(case.action)
+                        ));
+                        found = true;
+                    }
+                }
+            }
+        }
+
+        // 3. More approvals.
+        if let Some(need) = self.approval_needs(case, class) {
+            let lead = if found { "or it " } else { "it " };
+            out.push(format!("{lead}{need}"));
+            found = true;
+        }
+
+        // 4. Break-glass.
+        if !case.break_glass {
+            let mut bg = case.clone();
+            bg.break_glass = true;
+            let or = if found { "or " } else { "" };
+            if self.evaluate(&bg).allow {
+                out.push(format!(
+                    "{or}break-glass: `{}` may declare it (`--break-glass`); the decision is recorded as break-glass",
+                    case.subject.name
+                ));
+                found = true;
+            } else {
+                let roles: Vec<&String> = self
+                    .roster
+                    .roles
+                    .keys()
+                    .filter(|r| {
+                        let mut c = bg.clone();
+                        c.subject = Subject {
+                            name: format!("<a member of {r}>"),
+                            kind: PrincipalKind::Person,
+                            verified: true,
+                            roles: Some(vec![(*r).clone()]),
+                        };
+                        self.evaluate(&c).allow
+                    })
+                    .collect();
+                if !roles.is_empty() {
+                    out.push(format!(
+                        "{or}break-glass declared by a verified member of role {}",
+                        join_roles(&roles)
+                    ));
+                    found = true;
+                }
+            }
+        }
+
+        if !found {
+            if forbids.is_empty() {
+                out.push(format!(
+                    "no rule in authority.cedar allows `{}` on `{}` for {} `{}`, and no approval, escalation or break-glass within reach changes that",
+                    case.action.id(),
+                    case.target.display_name(),
+                    if case.subject.verified { "verified" } else { "unverified" },
+                    case.subject.name
+                ));
+            } else {
+                out.push(
+                    "no approval, escalation or break-glass lifts a forbid: only a change to the policy does".into(),
+                );
+            }
+        }
+        out
+    }
+
+    /// The smallest set of extra approvals that allows the case, in words
+    /// ("needs 1 approval from role `security`; ..."), or `None`.
+    fn approval_needs(&self, case: &Case<'_>, class: &ClassDef) -> Option<String> {
+        let others: Vec<&String> = self
+            .roster
+            .roles
+            .keys()
+            .filter(|r| **r != class.owner)
+            .collect();
+        let hypo = |n: usize, roles: &[&String]| Approver {
+            name: format!("<approver {n}>"),
+            roles: roles.iter().map(|r| (*r).clone()).collect(),
+        };
+        let with = |extra: Vec<Approver>| {
+            let mut c = case.clone();
+            c.approvers.extend(extra);
+            self.evaluate(&c).allow
+        };
+        let escalate = i64::from(class.escalate_after_minutes);
+        let backup_phrase = |o: usize| -> String {
+            let Some(backup) = &class.backup else {
+                return String::new();
+            };
+            // Claim that the backup counts only if it really does.
+            let mut c = case.clone();
+            c.minutes = c.minutes.max(escalate);
+            c.approvers.extend((0..o).map(|i| hypo(i, &[backup])));
+            if !self.evaluate(&c).allow {
+                return String::new();
+            }
+            if case.minutes >= escalate {
+                format!(" or its backup role `{backup}` (escalated: {escalate} min have passed)")
+            } else {
+                format!(
+                    "; backup role `{backup}` counts after {escalate} min (in {} min)",
+                    escalate - case.minutes
+                )
+            }
+        };
+        for total in 1..=3usize {
+            // Anyone at all.
+            if with((0..total).map(|i| hypo(i, &[])).collect()) {
+                return Some(format!(
+                    "needs {total} more approval{} from anyone in allowed_signers other than the requester",
+                    plural(total)
+                ));
+            }
+            for o in (0..=total).rev() {
+                let x = total - o;
+                let owners: Vec<Approver> = (0..o).map(|i| hypo(i, &[&class.owner])).collect();
+                let mut working: BTreeSet<&String> = BTreeSet::new();
+                let mut any = false;
+                for combo in combinations(&others, x) {
+                    let mut extra = owners.clone();
+                    extra.extend(combo.iter().enumerate().map(|(i, r)| hypo(o + i, &[*r])));
+                    if with(extra) {
+                        any = true;
+                        working.extend(combo.iter().copied());
+                    }
+                }
+                if !any {
+                    continue;
+                }
+                let working: Vec<&String> = working.into_iter().collect();
+                let mut s = String::from("needs ");
+                if o > 0 {
+                    s.push_str(&format!(
+                        "{o} approval{} from role `{}`{}",
+                        plural(o),
+                        class.owner,
+                        backup_phrase(o)
+                    ));
+                }
+                if x > 0 {
+                    if o > 0 {
+                        s.push_str(", and ");
+                    }
+                    let more = if o > 0 || !case.approvers.is_empty() {
+                        "more "
+                    } else {
+                        ""
+                    };
+                    if x == 1 {
+                        s.push_str(&format!(
+                            "1 {more}approval from role {}",
+                            join_roles(&working)
+                        ));
+                    } else {
+                        s.push_str(&format!(
+                            "{x} {more}approvals from {x} distinct roles among {}",
+                            join_roles(&working)
+                        ));
+                    }
+                }
+                if case.approvers.is_empty() {
+                    return Some(s);
+                }
+                return Some(format!("{s} (beyond the {} counted)", case.approvers.len()));
+            }
+        }
+        None
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn join_roles(roles: &[&String]) -> String {
+    let quoted: Vec<String> = roles.iter().map(|r| format!("`{r}`")).collect();
+    match quoted.len() {
+        0 => String::new(),
+        1 => quoted[0].clone(),
+        n => format!("{} or {}", quoted[..n - 1].join(", "), quoted[n - 1]),
+    }
+}
+
+/// All `k`-element combinations of `items`, in order.
+fn combinations<T>(items: &[T], k: usize) -> Vec<Vec<&T>> {
+    fn go<'a, T>(
+        items: &'a [T],
+        k: usize,
+        start: usize,
+        cur: &mut Vec<&'a T>,
+        out: &mut Vec<Vec<&'a T>>,
+    ) {
+        if cur.len() == k {
+            out.push(cur.clone());
+            return;
+        }
+        for i in start..items.len() {
+            cur.push(&items[i]);
+            go(items, k, i + 1, cur, out);
+            cur.pop();
+        }
+    }
+    let mut out = Vec::new();
+    go(items, k, 0, &mut Vec::new(), &mut out);
+    out
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
+    let t: EntityTypeName = ty
+        .parse()
+        .map_err(|e| format!("bad entity type `{ty}`: {e}"))?;
+    Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+}
+
+fn str_expr(s: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(s.to_owned())
+}
+
+fn context_pairs(c: &RequestContext) -> Vec<(String, RestrictedExpression)> {
+    let strs = |v: &mut dyn Iterator<Item = &String>| {
+        RestrictedExpression::new_set(v.map(|s| str_expr(s)).collect::<Vec<_>>())
+    };
+    let a = &c.approvals;
+    let approvals = RestrictedExpression::new_record([
+        ("count".to_owned(), RestrictedExpression::new_long(a.count)),
+        ("signers".to_owned(), strs(&mut a.signers.iter())),
+        ("roles".to_owned(), strs(&mut a.roles.iter())),
+        (
+            "distinct_roles".to_owned(),
+            RestrictedExpression::new_long(a.distinct_roles),
+        ),
+        ("owner".to_owned(), RestrictedExpression::new_long(a.owner)),
+        (
+            "backup".to_owned(),
+            RestrictedExpression::new_long(a.backup),
+        ),
+    ]);
+    let mut pairs = vec![
+        ("severity".to_owned(), str_expr(c.severity)),
+        (
+            "severity_level".to_owned(),
+            RestrictedExpression::new_long(c.severity_level),
+        ),
+        ("source".to_owned(), str_expr(c.source)),
+        ("decision_class".to_owned(), str_expr(c.decision_class)),
+        ("owner_role".to_owned(), str_expr(&c.owner_role)),
+        (
+            "escalate_after_minutes".to_owned(),
+            RestrictedExpression::new_long(c.escalate_after_minutes),
+        ),
+        (
+            "escalated".to_owned(),
+            RestrictedExpression::new_bool(c.escalated),
+        ),
+        (
+            "minutes_since_created".to_owned(),
+            RestrictedExpression::new_long(c.minutes_since_created),
+        ),
+        (
+            "break_glass".to_owned(),
+            RestrictedExpression::new_bool(c.break_glass),
+        ),
+        ("hour".to_owned(), RestrictedExpression::new_long(c.hour)),
+        ("weekday".to_owned(), str_expr(c.weekday)),
+    ];
+    if let Some(i) = &c.incident {
+        pairs.push(("incident".to_owned(), str_expr(i)));
+    }
+    if let Some(b) = &c.backup_role {
+        pairs.push(("backup_role".to_owned(), str_expr(b)));
+    }
+    // A record with unique keys cannot fail to build; if it ever did, the
+    // missing attribute fails the request's schema check: a deny.
+    if let Ok(a) = approvals {
+        pairs.push(("approvals".to_owned(), a));
+    }
+    pairs
+}

@@ -1,0 +1,409 @@
+//! The shipped policy as a table: principals × actions × targets × severities
+//! × approvals × elapsed time × break-glass → allow/deny, the deciding
+//! policies, and what the deny says is missing.
+
+use cordon_connector::{Action, Provider, Target};
+
+use super::*;
+use crate::gate::Effect;
+
+#[derive(Clone, Copy)]
+enum Who {
+    /// A verified person (signature).
+    P(&'static str),
+    /// A verified automation principal (secret).
+    A(&'static str),
+    /// A claimed name (`--as`), person.
+    U(&'static str),
+    /// A claimed automation name.
+    UA(&'static str),
+}
+
+#[derive(Clone, Copy)]
+enum T {
+    Key,
+    Token,
+    DeployKey,
+    RoleProd,
+    RoleStaging,
+    RoleUnlabelled,
+    UserProd,
+    Protected,
+    Item,
+}
+
+fn tgt(t: T) -> Target {
+    match t {
+        T::Key => target(
+            Provider::Aws,
+            "access-key",
+            "AKIAEXAMPLE000000001",
+            Some("production"),
+        ),
+        T::Token => target(
+            Provider::Github,
+            "token",
+            "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",
+            None,
+        ),
+        T::DeployKey => target(Provider::Github, "deploy-key", "northwind/site#42", None),
+        T::RoleProd => target(Provider::Aws, "role", "deploy-prod", Some("production")),
+        T::RoleStaging => target(Provider::Aws, "role", "deploy-staging", Some("staging")),
+        T::RoleUnlabelled => target(Provider::Aws, "role", "legacy-batch", None),
+        T::UserProd => target(Provider::Aws, "user", "svc-billing", Some("production")),
+        T::Protected => {
+            let mut t = target(
+                Provider::Aws,
+                "role",
+                "breakglass-admin",
+                Some("production"),
+            );
+            t.tags.insert("cordon-protected".into(), "true".into());
+            t
+        }
+        T::Item => target(Provider::Test, "item", "one", None),
+    }
+}
+
+struct Row {
+    who: Who,
+    source: Source,
+    action: Action,
+    target: T,
+    severity: Severity,
+    approvers: &'static [&'static str],
+    elapsed: i64,
+    break_glass: bool,
+    allow: bool,
+    /// A policy id that must be among the deciding ones ("" = none expected).
+    policy: &'static str,
+    /// Text that must appear in `missing` (deny) ("" = not checked).
+    missing: &'static str,
+    /// For allows: whether it rests on break-glass.
+    bg_recorded: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn row(
+    who: Who,
+    action: Action,
+    target: T,
+    severity: Severity,
+    approvers: &'static [&'static str],
+    elapsed: i64,
+    allow: bool,
+    policy: &'static str,
+    missing: &'static str,
+) -> Row {
+    Row {
+        who,
+        source: Source::Manual,
+        action,
+        target,
+        severity,
+        approvers,
+        elapsed,
+        break_glass: false,
+        allow,
+        policy,
+        missing,
+        bg_recorded: false,
+    }
+}
+
+use Action as Ac;
+use Severity::*;
+use Who::*;
+use T::*;
+
+fn rows() -> Vec<Row> {
+    let src = |mut r: Row, s: Source| {
+        r.source = s;
+        r
+    };
+    let bg = |mut r: Row, recorded: bool| {
+        r.break_glass = true;
+        r.bg_recorded = recorded;
+        r
+    };
+    vec![
+        // --- containment of credentials: any verified responder, alone -----
+        row(P("bruno"), Ac::AwsDisableAccessKey, Key, Low, &[], 0, true, "contain-credential-responder", ""),
+        row(P("chen"), Ac::GithubRevokeToken, Token, Medium, &[], 0, true, "contain-credential-responder", ""),
+        row(P("chen"), Ac::GithubDeleteDeployKey, DeployKey, Low, &[], 0, true, "contain-credential-responder", ""),
+        row(P("dana"), Ac::AwsDisableAccessKey, Key, Critical, &[], 0, true, "contain-credential-responder", ""),
+        // platform and comms are not responders: no approval helps, break-glass does
+        row(P("emeka"), Ac::AwsDisableAccessKey, Key, High, &[], 0, false, "", "break-glass declared by a verified member of role `incident-commander`"),
+        row(P("gwen"), Ac::GithubRevokeToken, Token, Critical, &["amara", "bruno"], 30, false, "", "incident-commander"),
+        // --- containment of identities -------------------------------------
+        row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &[], 0, false, "",
+            "needs 1 approval from role `security`; backup role `sre` counts after 15 min (in 15 min)"),
+        row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &["amara"], 0, true, "contain-identity-owner-approval", ""),
+        // the backup's approval counts only after the escalation delay
+        row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &["chen"], 5, false, "", "allowed in 10 min, when the approval from backup role `sre` counts"),
+        row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &["chen"], 14, false, "", "allowed in 1 min"),
+        row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &["chen"], 15, true, "contain-identity-owner-approval", ""),
+        row(P("chen"), Ac::AwsRevokeRoleSessions, RoleProd, Medium, &["dana"], 20, true, "contain-identity-owner-approval", ""),
+        row(P("chen"), Ac::AwsRevokeRoleSessions, RoleProd, Medium, &["dana"], 14, false, "", "allowed in 1 min"),
+        // the requester's own approval never counts, nor an approver twice
+        row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &["bruno"], 60, false, "", "needs 1 approval from role `security`"),
+        row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &["gwen", "hiro"], 60, false, "", "needs 1 approval from role `security` or its backup role `sre` (escalated"),
+        row(P("chen"), Ac::AwsQuarantineRole, RoleStaging, Low, &[], 0, true, "contain-identity-nonproduction", ""),
+        row(P("chen"), Ac::AwsQuarantineRole, RoleUnlabelled, Medium, &[], 0, false, "", "needs 1 approval from role `security`"),
+        row(P("bruno"), Ac::AwsQuarantineUser, UserProd, Critical, &[], 0, true, "contain-identity-critical-security", ""),
+        row(P("chen"), Ac::AwsQuarantineUser, UserProd, Critical, &[], 0, false, "", "needs 1 approval from role `security`"),
+        row(P("bruno"), Ac::AwsQuarantineUser, UserProd, High, &[], 0, false, "", "needs 1 approval"),
+        // --- ci: contains a leak of its own kind, nothing more --------------
+        src(row(A("ci"), Ac::AwsDisableAccessKey, Key, Low, &[], 0, true, "ci-contains-leaked-credentials", ""), Source::Ci),
+        src(row(A("ci"), Ac::GithubRevokeToken, Token, Medium, &[], 0, true, "ci-contains-leaked-credentials", ""), Source::Ci),
+        src(row(A("ci"), Ac::GithubDeleteDeployKey, DeployKey, Critical, &[], 0, false, "", ""), Source::Ci),
+        src(row(A("ci"), Ac::AwsQuarantineRole, RoleProd, Critical, &["amara", "bruno"], 60, false,
+            "automation-never-quarantines-production-identities", "forbidden by `automation-never-quarantines-production-identities`"), Source::Ci),
+        src(row(A("ci"), Ac::AwsQuarantineRole, RoleUnlabelled, Critical, &[], 0, false,
+            "automation-never-quarantines-production-identities", ""), Source::Ci),
+        src(row(A("ci"), Ac::AwsQuarantineRole, RoleStaging, Critical, &[], 0, false, "", ""), Source::Ci),
+        // ci's permit is for leaks found by ci
+        src(row(A("ci"), Ac::AwsDisableAccessKey, Key, Low, &[], 0, false, "", ""), Source::Manual),
+        src(row(UA("ci"), Ac::AwsDisableAccessKey, Key, Low, &[], 0, false, "unverified-only-test-targets",
+            "only claimed (`--as`): the automation principal must present its configured secret or key"), Source::Ci),
+        src(row(A("ci"), Ac::AwsRestoreAccessKey, Key, Low, &["emeka", "fatima"], 0, false, "automation-never-restores", ""), Source::Ci),
+        // --- agent -----------------------------------------------------------
+        src(row(A("agent"), Ac::GithubRevokeToken, Token, High, &[], 0, true, "agent-contains-reported-credentials", ""), Source::Agent),
+        src(row(A("agent"), Ac::GithubRevokeToken, Token, Low, &[], 0, false, "", "needs 1 approval from role `security`"), Source::Agent),
+        src(row(A("agent"), Ac::GithubRevokeToken, Token, Low, &["bruno"], 0, true, "agent-contains-reported-credentials", ""), Source::Agent),
+        src(row(A("agent"), Ac::GithubDeleteDeployKey, DeployKey, Critical, &[], 0, false, "", ""), Source::Agent),
+        // --- restoration: more authority than containment -------------------
+        row(P("emeka"), Ac::AwsRestoreAccessKey, Key, Low, &[], 0, false, "",
+            "needs 1 approval from role `platform`; backup role `incident-commander` counts after 60 min (in 60 min)"),
+        row(P("emeka"), Ac::AwsRestoreAccessKey, Key, Low, &["fatima"], 0, true, "restore-credential-owner-approval", ""),
+        row(P("emeka"), Ac::AwsRestoreAccessKey, Key, Low, &["amara"], 30, false, "", "allowed in 30 min, when the approval from backup role `incident-commander` counts"),
+        row(P("emeka"), Ac::AwsRestoreAccessKey, Key, Low, &["amara"], 60, true, "restore-credential-owner-approval", ""),
+        row(P("emeka"), Ac::AwsRestoreRole, RoleProd, Medium, &["fatima"], 0, false, "", "1 more approval from role"),
+        row(P("emeka"), Ac::AwsRestoreRole, RoleProd, Medium, &["fatima", "bruno"], 0, true, "restore-identity-two-roles", ""),
+        row(P("emeka"), Ac::AwsRestoreUser, UserProd, Medium, &["fatima", "emeka"], 0, false, "", ""),
+        row(P("bruno"), Ac::AwsRestoreRole, RoleProd, Low, &["fatima", "chen"], 0, true, "restore-identity-two-roles", ""),
+        // two approvers of the same role are one role
+        row(P("bruno"), Ac::AwsRestoreRole, RoleProd, Low, &["fatima", "emeka"], 0, false, "", ""),
+        // one person holding two roles does not make two distinct roles
+        row(P("bruno"), Ac::AwsRestoreRole, RoleProd, Low, &["dana"], 90, false, "", ""),
+        // sre contains but does not restore
+        row(P("chen"), Ac::AwsRestoreAccessKey, Key, Low, &["emeka", "fatima"], 0, false, "", ""),
+        // containing a production role takes 1 approval, restoring it 2 from 2 roles
+        row(P("bruno"), Ac::AwsRestoreRole, RoleProd, Critical, &["amara"], 0, false, "", ""),
+        // --- break-glass ----------------------------------------------------
+        bg(row(P("amara"), Ac::AwsQuarantineRole, RoleProd, High, &[], 0, true, "break-glass-incident-commander", ""), true),
+        bg(row(P("amara"), Ac::AwsDisableAccessKey, Key, High, &[], 0, true, "contain-credential-responder", ""), false),
+        bg(row(P("dana"), Ac::AwsRestoreRole, RoleProd, Low, &[], 0, true, "break-glass-incident-commander", ""), true),
+        bg(row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &[], 0, false, "", "needs 1 approval from role `security`"), false),
+        row(P("amara"), Ac::AwsQuarantineRole, RoleProd, High, &[], 0, false, "", "break-glass: `amara` may declare it"),
+        row(P("bruno"), Ac::AwsQuarantineRole, Protected, Critical, &["amara"], 0, false,
+            "protected-targets-need-break-glass", "break-glass declared by a verified member of role `incident-commander`"),
+        bg(row(P("dana"), Ac::AwsQuarantineRole, Protected, Critical, &[], 0, true, "break-glass-incident-commander", ""), true),
+        bg(row(U("dana"), Ac::AwsQuarantineRole, Protected, Critical, &[], 0, false, "unverified-only-test-targets", "only claimed"), false),
+        // --- unverified requesters and the test connector --------------------
+        row(U("alice"), Ac::TestContain, Item, Low, &[], 0, true, "test-contain-unverified", ""),
+        row(U("bruno"), Ac::AwsDisableAccessKey, Key, Critical, &[], 0, false, "unverified-only-test-targets",
+            "`bruno` is only claimed (`--as`): the requester must sign the plan with a key listed for `bruno` in allowed_signers"),
+        row(U("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &[], 0, false, "unverified-only-test-targets",
+            "and it needs 1 approval from role `security`"),
+        row(U("bruno"), Ac::TestRestore, Item, Low, &["amara"], 0, false, "", ""),
+        row(P("bruno"), Ac::TestContain, Item, Low, &[], 0, true, "test-contain-verified", ""),
+        row(P("hiro"), Ac::TestContain, Item, Low, &[], 0, true, "test-contain-verified", ""),
+        src(row(A("ci"), Ac::TestContain, Item, Low, &[], 0, true, "test-contain-verified", ""), Source::Ci),
+        row(P("bruno"), Ac::TestRestore, Item, Low, &[], 0, false, "", "needs 1 more approval from anyone in allowed_signers other than the requester"),
+        row(P("bruno"), Ac::TestRestore, Item, Low, &["bruno"], 0, false, "", "needs 1 more approval"),
+        row(P("bruno"), Ac::TestRestore, Item, Low, &["gwen"], 0, true, "test-restore-one-approval", ""),
+        // a verified signer who is not in the roster holds no role
+        row(P("mallory"), Ac::AwsDisableAccessKey, Key, Critical, &[], 0, false, "", ""),
+    ]
+}
+
+fn who(w: Who) -> Principal {
+    match w {
+        P(n) => principal(n, PrincipalKind::Person, true),
+        A(n) => principal(n, PrincipalKind::Automation, true),
+        U(n) => principal(n, PrincipalKind::Person, false),
+        UA(n) => principal(n, PrincipalKind::Automation, false),
+    }
+}
+
+#[test]
+fn shipped_policy_matrix() {
+    let policy = shipped();
+    let mut failures = Vec::new();
+    for (i, r) in rows().into_iter().enumerate() {
+        let p = who(r.who);
+        let plan = plan(
+            &p.name,
+            p.kind,
+            r.source,
+            r.severity,
+            r.action,
+            tgt(r.target),
+        );
+        let d = decide(&policy, &plan, &p, r.approvers, r.elapsed, r.break_glass);
+        let label = format!(
+            "row {i}: {} ({}) {} {} sev={:?} approvers={:?} +{}min bg={}",
+            p.name,
+            if p.verified { "verified" } else { "claimed" },
+            r.action.id(),
+            plan.steps[0].target.display_name(),
+            r.severity,
+            r.approvers,
+            r.elapsed,
+            r.break_glass
+        );
+        if !d.errors.is_empty() {
+            failures.push(format!("{label}: evaluation errors {:?}", d.errors));
+            continue;
+        }
+        if d.is_allow() != r.allow {
+            failures.push(format!(
+                "{label}: expected {}, got {d:?}",
+                if r.allow { "allow" } else { "deny" }
+            ));
+            continue;
+        }
+        if d.policy_hash != policy.hash() {
+            failures.push(format!("{label}: wrong policy hash"));
+        }
+        if !r.policy.is_empty() && !d.policies.iter().any(|p| p == r.policy) {
+            failures.push(format!(
+                "{label}: expected policy `{}` among {:?}",
+                r.policy, d.policies
+            ));
+        }
+        if r.allow {
+            if d.policies.is_empty() {
+                failures.push(format!("{label}: an allow must name its permit"));
+            }
+            if d.break_glass != r.bg_recorded {
+                failures.push(format!(
+                    "{label}: break_glass recorded {} expected {}",
+                    d.break_glass, r.bg_recorded
+                ));
+            }
+            if !d.missing.is_empty() {
+                failures.push(format!(
+                    "{label}: an allow has nothing missing, got {:?}",
+                    d.missing
+                ));
+            }
+        } else {
+            if d.missing.is_empty() {
+                failures.push(format!("{label}: a deny must say what is missing"));
+            }
+            if !r.missing.is_empty() && !d.missing.iter().any(|m| m.contains(r.missing)) {
+                failures.push(format!(
+                    "{label}: expected missing to contain {:?}, got {:?}",
+                    r.missing, d.missing
+                ));
+            }
+            if d.break_glass {
+                failures.push(format!("{label}: a deny is never break-glass"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Credential containment by a responder is allowed at every severity, and
+/// never for a non-responder; a security engineer quarantines a production
+/// identity alone only at critical severity.
+#[test]
+fn severity_sweep() {
+    let policy = shipped();
+    for sev in [Low, Medium, High, Critical] {
+        for (name, responder) in [
+            ("amara", true),
+            ("bruno", true),
+            ("chen", true),
+            ("dana", true),
+            ("emeka", false),
+            ("fatima", false),
+            ("gwen", false),
+            ("hiro", false),
+        ] {
+            let p = principal(name, PrincipalKind::Person, true);
+            for t in [Key, Token, DeployKey] {
+                let action = match t {
+                    Key => Ac::AwsDisableAccessKey,
+                    Token => Ac::GithubRevokeToken,
+                    _ => Ac::GithubDeleteDeployKey,
+                };
+                let plan = plan(
+                    name,
+                    PrincipalKind::Person,
+                    Source::Manual,
+                    sev,
+                    action,
+                    tgt(t),
+                );
+                let d = decide(&policy, &plan, &p, &[], 0, false);
+                assert_eq!(
+                    d.is_allow(),
+                    responder,
+                    "{name} {} {sev:?}: {d:?}",
+                    action.id()
+                );
+            }
+            let plan = plan(
+                name,
+                PrincipalKind::Person,
+                Source::Manual,
+                sev,
+                Ac::AwsQuarantineUser,
+                tgt(UserProd),
+            );
+            let d = decide(&policy, &plan, &p, &[], 0, false);
+            let security = name == "amara" || name == "bruno";
+            assert_eq!(
+                d.is_allow(),
+                security && sev == Critical,
+                "{name} quarantine-user {sev:?}: {d:?}"
+            );
+        }
+    }
+}
+
+/// Every action for every kind of principal evaluates without error and
+/// every decision carries the policy hash; unverified principals are denied
+/// everything outside the test connector.
+#[test]
+fn every_action_evaluates_cleanly() {
+    let policy = shipped();
+    let whos = [
+        P("amara"),
+        P("chen"),
+        P("emeka"),
+        A("ci"),
+        A("agent"),
+        U("amara"),
+        UA("ci"),
+        P("nobody"),
+    ];
+    for a in Action::ALL {
+        let t = match a.provider() {
+            Provider::Test => tgt(Item),
+            Provider::Aws => tgt(RoleProd),
+            Provider::Github => tgt(Token),
+        };
+        for w in whos {
+            for bg in [false, true] {
+                let p = who(w);
+                let plan = plan(&p.name, p.kind, Source::Ci, Critical, *a, t.clone());
+                let d = decide(&policy, &plan, &p, &["bruno", "fatima"], 90, bg);
+                assert!(d.errors.is_empty(), "{} {}: {:?}", p.name, a.id(), d.errors);
+                assert_eq!(d.policy_hash, policy.hash());
+                if !p.verified && a.provider() != Provider::Test {
+                    assert_eq!(d.effect, Effect::Deny, "{} {}", p.name, a.id());
+                }
+            }
+        }
+    }
+}
