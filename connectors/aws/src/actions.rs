@@ -864,15 +864,37 @@ impl AwsConnector {
     ) -> Result<Verification, ConnectorError> {
         let step = ctx.step;
         let target = &step.target;
-        // A call signed with the leaked secret is the strongest proof: try it first.
+        // A call signed with the leaked secret is the strongest proof: try it first. A
+        // managed-v3 quarantine denies only listed (mostly mutating) actions, so no
+        // harmless read can show it: that mode is read back instead.
         let probe_key = match step.action {
             Action::AwsDisableAccessKey => Some(target.id.clone()),
-            Action::AwsQuarantineUser => step.param_str("access_key_id").map(str::to_owned),
+            Action::AwsQuarantineUser
+                if Params::parse(self, ctx)?.quarantine == QuarantineMode::InlineDeny =>
+            {
+                step.param_str("access_key_id").map(str::to_owned)
+            }
             _ => None,
         };
         if let (Some(secret), Some(key_id)) = (ctx.secret, probe_key) {
             if key_id.starts_with("AKIA") {
-                return self.probe_leaked_key(&key_id, secret, step.action).await;
+                let probed = self.probe_leaked_key(&key_id, secret, step.action).await?;
+                if step.action == Action::AwsQuarantineUser {
+                    if let Verification::Dead { detail } = &probed {
+                        // AccessDenied may only mean the user never had this permission:
+                        // dead only when the deny-all is read back too.
+                        if !self.describe_step(ctx).await?.contained {
+                            return Ok(Verification::NotVerified {
+                                detail: format!(
+                                    "{detail}, but the quarantine of {} is not in place: run \
+                                     the step again",
+                                    target.display_name()
+                                ),
+                            });
+                        }
+                    }
+                }
+                return Ok(probed);
             }
         }
         let state = self.describe_step(ctx).await?;

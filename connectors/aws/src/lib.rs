@@ -56,9 +56,13 @@
 //! # Verify
 //!
 //! With the leaked secret (`StepContext::secret`) and an `AKIA` key id, a read signed with
-//! it must be refused (`InvalidClientTokenId` for a disabled key, `AccessDenied` for a
-//! quarantined user). Otherwise the controls are read back. A probe is a call by the
-//! leaked key: it appears in CloudTrail (from cordon's address).
+//! it must be refused: `sts:GetCallerIdentity` with `InvalidClientTokenId` for a disabled
+//! key; `iam:GetUser` with `AccessDenied` for a user under the inline deny-all, which
+//! counts as dead only when the deny-all is also read back (the user may never have had
+//! that permission). A wrong secret (`SignatureDoesNotMatch`) gives `NotVerified`. A
+//! `managed-v3` quarantine, role steps and steps without the secret are read back. A
+//! probe is a call by the leaked key: it appears in CloudTrail (from cordon's address).
+//! For restore steps, verify reports `Alive` once the snapshot's controls are back.
 //!
 //! # Permissions cordon's credentials need
 //!

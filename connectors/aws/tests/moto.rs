@@ -291,6 +291,15 @@ async fn quarantine_user_denies_its_own_calls_and_restore_returns_the_snapshot()
         Err("AccessDenied".into()),
         "the quarantined user's own key must be denied"
     );
+    match conn.verify(&c).await.unwrap() {
+        Verification::Dead { detail } => {
+            assert!(
+                detail.contains("iam:GetUser") && detail.contains("AccessDenied"),
+                "{detail}"
+            )
+        }
+        other => panic!("expected dead by probe, got {other:?}"),
+    }
     assert!(iam
         .get_login_profile()
         .user_name(&user)
@@ -336,6 +345,39 @@ async fn quarantine_user_denies_its_own_calls_and_restore_returns_the_snapshot()
 }
 
 #[tokio::test]
+async fn a_refused_probe_alone_does_not_prove_a_quarantine() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("noperm");
+    iam.create_user().user_name(&user).send().await.unwrap();
+    let k = iam
+        .create_access_key()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    let k = k.access_key().unwrap();
+    let secret = Secret::new(k.secret_access_key().to_owned());
+    // This user may do nothing, so the probe is refused before any containment.
+    let s = step(
+        Action::AwsQuarantineUser,
+        aws_target("user", &user, None),
+        &[("access_key_id", json!(k.access_key_id()))],
+    );
+    let c = ctx("plan-noperm", &s, Some(&secret), None);
+    let v = conn.verify(&c).await.unwrap();
+    assert!(matches!(v, Verification::NotVerified { .. }), "{v:?}");
+    assert!(matches!(
+        conn.execute(&c).await.unwrap(),
+        Outcome::Done { .. }
+    ));
+    assert!(matches!(
+        conn.verify(&c).await.unwrap(),
+        Verification::Dead { .. }
+    ));
+}
+
+#[tokio::test]
 async fn quarantine_user_with_the_managed_v3_policy() {
     let conn = connector().await;
     let iam = admin_iam(&conn).await;
@@ -370,6 +412,12 @@ async fn quarantine_user_with_the_managed_v3_policy() {
         aws_sdk_iam::error::ProvideErrorMetadata::code(&e),
         Some("AccessDenied")
     );
+    // No harmless read shows a V3 quarantine: verify reads the attachment back.
+    let with_secret = ctx("plan-v3", &s, Some(&key.secret), None);
+    match conn.verify(&with_secret).await.unwrap() {
+        Verification::Dead { detail } => assert!(detail.contains("read back"), "{detail}"),
+        other => panic!("expected dead by read-back, got {other:?}"),
+    }
 
     let restore = restore_step_for(&s, "sha256:v3").unwrap();
     let rc = ctx("plan-v3-restore", &restore, None, Some(&snapshot));
