@@ -3,8 +3,12 @@
 //! intake → plan → authority gate → engine (journal, connector) → verify →
 //! hash-chained audit log. See `DESIGN.md` in the shared folder and the README.
 
+pub mod audit;
+pub mod connectors;
+pub mod engine;
 pub mod gate;
 pub mod intake;
 pub mod plan;
 pub mod policy;
+pub mod state;
 pub mod timefmt;

@@ -1,0 +1,626 @@
+//! The engine: executes a plan's allowed steps.
+//!
+//! For every step: ask the gate (and record the decision) → snapshot the
+//! target (evidence) → append an `intent` record and fsync → call the
+//! connector, with retries owned here → append the `outcome` record → verify.
+//! A re-run reconciles: a step with an outcome is not touched again; a step
+//! with an intent but no outcome (the process died in between) is re-read
+//! with `describe` first, and only executed if the change is not in place.
+//! Connectors are idempotent, so even an unlucky re-execute changes nothing
+//! twice.
+//!
+//! Steps run concurrently up to `concurrency`, and calls to each provider
+//! account pass a token bucket (`rate` per second, `burst`) and a
+//! per-account concurrency bound, so a thousand steps stay inside the
+//! provider's limits.
+
+mod crash;
+mod journal;
+mod limits;
+
+pub use crash::CrashPoints;
+pub use journal::{Journal, StepJournal};
+pub use limits::{Backoff, Limiter};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use cordon_connector::{
+    Connector, ConnectorError, DecisionClass, ErrorClass, Outcome, PlanStep, Secret, StepContext,
+    Verification,
+};
+use serde::Serialize;
+
+use crate::audit::{Approver, AuditError, AuditLog, Kind, RecordDraft};
+use crate::connectors::Registry;
+use crate::gate::{BreakGlass, Decision, Gate, GateInput, Principal, VerifiedApproval};
+use crate::plan::{canonical_json, sha256_hex, Plan};
+use crate::state::{ObjectKind, Store};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Steps in flight at once, across all accounts.
+    pub concurrency: usize,
+    /// Steps in flight at once against one provider account.
+    pub per_account_concurrency: usize,
+    /// Calls per second per provider account (token bucket refill).
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    pub backoff: Backoff,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        // Safe for real IAM, whose control-plane write limits are a few
+        // requests per second sustained per account with small bursts.
+        EngineConfig {
+            concurrency: 16,
+            per_account_concurrency: 8,
+            rate_per_sec: 10.0,
+            burst: 10,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Secrets supplied at apply time, by fingerprint.
+#[derive(Default)]
+pub struct SecretBag {
+    map: HashMap<String, Secret>,
+}
+
+impl SecretBag {
+    pub fn insert(&mut self, s: Secret) {
+        self.map.insert(s.fingerprint(), s);
+    }
+
+    pub fn get(&self, fingerprint: &str) -> Option<&Secret> {
+        self.map.get(fingerprint)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+pub struct ApplyRequest<'a> {
+    pub plan_id: &'a str,
+    pub plan: &'a Plan,
+    pub requester: &'a Principal,
+    pub approvals: &'a [VerifiedApproval],
+    pub break_glass: Option<&'a BreakGlass>,
+    pub secrets: &'a SecretBag,
+    /// Evidence snapshots for restore steps, by step id.
+    pub restore_evidence: &'a HashMap<String, serde_json::Value>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: String,
+    pub action: String,
+    pub target: String,
+    pub decision: Option<Decision>,
+    pub outcome: Option<Outcome>,
+    pub verification: Option<Verification>,
+    /// Hash of the evidence snapshot taken before the change.
+    pub evidence: Option<String>,
+    /// The outcome was recorded by an earlier run and nothing was done now.
+    pub from_earlier_run: bool,
+    /// This run finished a step an earlier run had started (intent without outcome).
+    pub resumed: bool,
+    pub attempts: u32,
+}
+
+impl StepReport {
+    pub fn denied(&self) -> bool {
+        self.decision.as_ref().is_some_and(|d| !d.is_allow()) && self.outcome.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub plan: String,
+    pub steps: Vec<StepReport>,
+}
+
+impl ApplyReport {
+    pub fn all_succeeded(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|s| s.outcome.as_ref().is_some_and(Outcome::is_success))
+    }
+    pub fn any_succeeded(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.outcome.as_ref().is_some_and(Outcome::is_success))
+    }
+    pub fn any_denied(&self) -> bool {
+        self.steps.iter().any(StepReport::denied)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The audit log could not be written: nothing further was done.
+    #[error("audit log write failed, so no further action was taken: {0}")]
+    Audit(#[from] AuditError),
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
+}
+
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub log: Arc<AuditLog>,
+    pub gate: Arc<dyn Gate>,
+    pub registry: Registry,
+    pub config: EngineConfig,
+    pub crash: CrashPoints,
+    limiter: Limiter,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        log: Arc<AuditLog>,
+        gate: Arc<dyn Gate>,
+        registry: Registry,
+        config: EngineConfig,
+    ) -> Engine {
+        let limiter = Limiter::new(config.rate_per_sec, config.burst, config.per_account_concurrency);
+        Engine {
+            store,
+            log,
+            gate,
+            registry,
+            config,
+            crash: CrashPoints::from_env(),
+            limiter,
+        }
+    }
+
+    pub async fn apply(&self, req: &ApplyRequest<'_>) -> Result<ApplyReport, EngineError> {
+        let records = self.log.read_all()?;
+        let journal = Journal::for_plan(&records, req.plan_id);
+        let sem = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
+
+        // Batchable steps (same action, connector accepts batches) go together.
+        let mut units: Vec<Vec<&PlanStep>> = Vec::new();
+        let mut batch_index: HashMap<cordon_connector::Action, usize> = HashMap::new();
+        for step in &req.plan.steps {
+            let limit = self
+                .registry
+                .for_action(step.action)
+                .map_or(1, |c| c.batch_limit(step.action));
+            if limit > 1 {
+                match batch_index.get(&step.action) {
+                    Some(&i) if units[i].len() < limit => units[i].push(step),
+                    _ => {
+                        batch_index.insert(step.action, units.len());
+                        units.push(vec![step]);
+                    }
+                }
+            } else {
+                units.push(vec![step]);
+            }
+        }
+
+        let futures = units.into_iter().map(|unit| {
+            let sem = sem.clone();
+            let journal = &journal;
+            async move {
+                let _permit = sem.acquire().await;
+                if unit.len() == 1 {
+                    self.run_step(req, unit[0], journal.step(&unit[0].id))
+                        .await
+                        .map(|r| vec![r])
+                } else {
+                    self.run_batch(req, &unit, journal).await
+                }
+            }
+        });
+        let results = futures::future::join_all(futures).await;
+        let mut steps = Vec::new();
+        for r in results {
+            steps.extend(r?);
+        }
+        // Report in plan order.
+        let order: HashMap<&str, usize> = req
+            .plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        steps.sort_by_key(|s| order.get(s.step.as_str()).copied().unwrap_or(usize::MAX));
+        Ok(ApplyReport {
+            plan: req.plan_id.to_owned(),
+            steps,
+        })
+    }
+
+    fn draft(&self, req: &ApplyRequest<'_>, kind: Kind, step: &PlanStep) -> RecordDraft {
+        let mut d = RecordDraft::new(kind, req.requester.clone());
+        d.plan = Some(req.plan_id.to_owned());
+        d.incident = req.plan.incident.clone();
+        d.step = Some(step.id.clone());
+        d.action = Some(step.action.id().to_owned());
+        d.target = Some(step.target.clone());
+        d
+    }
+
+    fn decide(&self, req: &ApplyRequest<'_>, step: &PlanStep) -> Result<Decision, EngineError> {
+        let decision = self.gate.decide(&GateInput {
+            plan_id: req.plan_id,
+            plan: req.plan,
+            step,
+            requester: req.requester,
+            approvals: req.approvals,
+            break_glass: req.break_glass,
+            now: req.now,
+        });
+        let mut d = self.draft(req, Kind::Decision, step);
+        d.approvers = req.approvals.iter().map(Approver::from).collect();
+        if decision.break_glass {
+            d.break_glass = req.break_glass.map(|b| b.reason.clone());
+        }
+        d.decision = Some(decision.clone());
+        self.log.append(d)?;
+        Ok(decision)
+    }
+
+    fn ctx<'r>(&self, req: &'r ApplyRequest<'_>, step: &'r PlanStep) -> StepContext<'r> {
+        StepContext {
+            plan_id: req.plan_id,
+            step,
+            secret: step.secret.as_deref().and_then(|fp| req.secrets.get(fp)),
+            evidence: req.restore_evidence.get(&step.id),
+        }
+    }
+
+    fn report(step: &PlanStep) -> StepReport {
+        StepReport {
+            step: step.id.clone(),
+            action: step.action.id().to_owned(),
+            target: step.target.display_name(),
+            decision: None,
+            outcome: None,
+            verification: None,
+            evidence: None,
+            from_earlier_run: false,
+            resumed: false,
+            attempts: 0,
+        }
+    }
+
+    async fn run_step(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        j: Option<&StepJournal>,
+    ) -> Result<StepReport, EngineError> {
+        let mut rep = Self::report(step);
+        if let Some(outcome) = j.and_then(|j| j.outcome.clone()) {
+            rep.outcome = Some(outcome);
+            rep.from_earlier_run = true;
+            rep.verification = j.and_then(|j| j.verification.clone());
+            rep.evidence = j.and_then(|j| j.evidence.clone());
+            if rep.verification.is_none() && rep.outcome.as_ref().is_some_and(Outcome::is_success) {
+                if let Some(conn) = self.registry.for_action(step.action) {
+                    rep.verification = self.verify(req, step, conn.as_ref()).await?;
+                }
+            }
+            return Ok(rep);
+        }
+        let decision = self.decide(req, step)?;
+        let allowed = decision.is_allow();
+        rep.decision = Some(decision);
+        if !allowed {
+            return Ok(rep);
+        }
+        let Some(conn) = self.registry.for_action(step.action) else {
+            let outcome = Outcome::Failed {
+                retryable: false,
+                error: format!(
+                    "no connector for `{}` is configured in this run",
+                    step.action.id()
+                ),
+            };
+            self.record_outcome(req, step, &outcome, 0)?;
+            rep.outcome = Some(outcome);
+            return Ok(rep);
+        };
+        let conn = conn.as_ref();
+        let ctx = self.ctx(req, step);
+        let key = self.limiter.key(step);
+        let _slot = self.limiter.slot(&key).await;
+
+        let had_intent = j.is_some_and(|j| j.intent);
+        rep.resumed = had_intent;
+        // Snapshot first: evidence before any change, and the reconcile read.
+        self.limiter.take(&key).await;
+        let state = match self.with_retries(|| conn.describe(&ctx), &mut rep.attempts).await {
+            Ok(s) => s,
+            Err(e) => {
+                let outcome = failed(&e);
+                self.record_outcome(req, step, &outcome, rep.attempts)?;
+                rep.outcome = Some(outcome);
+                return Ok(rep);
+            }
+        };
+        if !had_intent || j.is_some_and(|j| j.evidence.is_none()) {
+            rep.evidence = Some(self.record_evidence(req, step, &state.evidence)?);
+        } else {
+            rep.evidence = j.and_then(|j| j.evidence.clone());
+        }
+        let outcome = if state.contained {
+            Outcome::AlreadyContained {
+                detail: if had_intent {
+                    "found in place after an interrupted run; nothing done again".into()
+                } else {
+                    "already in place before cordon acted; nothing changed".into()
+                },
+            }
+        } else {
+            self.crash.hit("before-intent", &step.id);
+            let mut d = self.draft(req, Kind::Intent, step);
+            d.evidence = rep.evidence.clone();
+            if had_intent {
+                d.message = Some("resuming after an interrupted run".into());
+            }
+            self.log.append(d)?;
+            self.crash.hit("after-intent", &step.id);
+            self.execute_with_retries(&key, conn, &ctx, &mut rep.attempts)
+                .await
+        };
+        self.crash.hit("before-outcome", &step.id);
+        self.record_outcome(req, step, &outcome, rep.attempts)?;
+        self.crash.hit("after-outcome", &step.id);
+        rep.outcome = Some(outcome);
+        if rep.outcome.as_ref().is_some_and(Outcome::is_success) {
+            rep.verification = self.verify(req, step, conn).await?;
+        }
+        Ok(rep)
+    }
+
+    async fn run_batch(
+        &self,
+        req: &ApplyRequest<'_>,
+        unit: &[&PlanStep],
+        journal: &Journal,
+    ) -> Result<Vec<StepReport>, EngineError> {
+        let mut reports = Vec::new();
+        let mut todo: Vec<(&PlanStep, StepReport)> = Vec::new();
+        for step in unit {
+            let j = journal.step(&step.id);
+            if j.is_some_and(|j| j.outcome.is_some()) {
+                reports.push(self.run_step(req, step, j).await?);
+                continue;
+            }
+            let mut rep = Self::report(step);
+            rep.resumed = j.is_some_and(|j| j.intent);
+            let decision = self.decide(req, step)?;
+            let allowed = decision.is_allow();
+            rep.decision = Some(decision);
+            if allowed {
+                todo.push((step, rep));
+            } else {
+                reports.push(rep);
+            }
+        }
+        let Some(first) = todo.first() else {
+            return Ok(reports);
+        };
+        let Some(conn) = self.registry.for_action(first.0.action) else {
+            for (step, mut rep) in todo {
+                let o = Outcome::Failed {
+                    retryable: false,
+                    error: format!("no connector for `{}` is configured", step.action.id()),
+                };
+                self.record_outcome(req, step, &o, 0)?;
+                rep.outcome = Some(o);
+                reports.push(rep);
+            }
+            return Ok(reports);
+        };
+        let conn = conn.as_ref();
+        // Evidence and intent for every step before the one batched call.
+        for (step, rep) in todo.iter_mut() {
+            let ctx = self.ctx(req, step);
+            if let Ok(state) = conn.describe(&ctx).await {
+                rep.evidence = Some(self.record_evidence(req, step, &state.evidence)?);
+            }
+            self.crash.hit("before-intent", &step.id);
+            let mut d = self.draft(req, Kind::Intent, step);
+            d.evidence = rep.evidence.clone();
+            d.message = Some(format!("batched with {} steps", todo_len(unit)));
+            self.log.append(d)?;
+            self.crash.hit("after-intent", &step.id);
+        }
+        let ctxs: Vec<StepContext<'_>> = todo.iter().map(|(s, _)| self.ctx(req, s)).collect();
+        let key = self.limiter.key(todo[0].0);
+        let mut attempts = 0u32;
+        let results: Vec<Result<Outcome, ConnectorError>>;
+        loop {
+            attempts += 1;
+            self.limiter.take(&key).await;
+            let r = conn.execute_batch(&ctxs).await;
+            // Retry the whole batch only when every step failed retryably
+            // (a refused request); mixed results are final per step.
+            let all_retryable = r
+                .iter()
+                .all(|x| matches!(x, Err(e) if e.class == ErrorClass::Retryable));
+            if all_retryable && attempts < self.config.backoff.max_attempts {
+                let after = r
+                    .iter()
+                    .filter_map(|x| x.as_ref().err().and_then(|e| e.retry_after))
+                    .max();
+                tokio::time::sleep(self.config.backoff.delay(attempts, after)).await;
+                continue;
+            }
+            results = r;
+            break;
+        }
+        drop(ctxs);
+        for ((step, mut rep), r) in todo.into_iter().zip(results) {
+            self.crash.hit("after-call", &step.id);
+            rep.attempts = attempts;
+            let outcome = match r {
+                Ok(o) => o,
+                Err(e) => failed(&e),
+            };
+            self.crash.hit("before-outcome", &step.id);
+            self.record_outcome(req, step, &outcome, attempts)?;
+            self.crash.hit("after-outcome", &step.id);
+            if outcome.is_success() {
+                rep.outcome = Some(outcome);
+                rep.verification = self.verify(req, step, conn).await?;
+            } else {
+                rep.outcome = Some(outcome);
+            }
+            reports.push(rep);
+        }
+        Ok(reports)
+    }
+
+    fn record_evidence(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        evidence: &serde_json::Value,
+    ) -> Result<String, EngineError> {
+        let bytes = canonical_json(evidence).map_err(|e| {
+            AuditError::Encode(format!("evidence of step `{}`: {e}", step.id))
+        })?;
+        let hash = sha256_hex(&bytes);
+        self.store
+            .put_new(ObjectKind::Evidence, &format!("{hash}.json"), &bytes)?;
+        let mut d = self.draft(req, Kind::Evidence, step);
+        d.evidence = Some(hash.clone());
+        self.log.append(d)?;
+        Ok(hash)
+    }
+
+    fn record_outcome(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        outcome: &Outcome,
+        attempts: u32,
+    ) -> Result<(), EngineError> {
+        let mut d = self.draft(req, Kind::Outcome, step);
+        d.outcome = Some(outcome.clone());
+        d.approvers = req.approvals.iter().map(Approver::from).collect();
+        if req.break_glass.is_some() {
+            d.break_glass = req.break_glass.map(|b| b.reason.clone());
+        }
+        d.data = Some(serde_json::json!({ "attempts": attempts }));
+        self.log.append(d)?;
+        Ok(())
+    }
+
+    async fn verify(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        conn: &dyn Connector,
+    ) -> Result<Option<Verification>, EngineError> {
+        if step.action.class() != DecisionClass::Contain {
+            return Ok(None);
+        }
+        let ctx = self.ctx(req, step);
+        let v = match conn.verify(&ctx).await {
+            Ok(v) => v,
+            Err(e) => Verification::NotVerified {
+                detail: format!("verification failed: {e}"),
+            },
+        };
+        let mut d = self.draft(req, Kind::Verify, step);
+        d.verification = Some(v.clone());
+        self.log.append(d)?;
+        Ok(Some(v))
+    }
+
+    async fn with_retries<T, F, Fut>(&self, mut f: F, attempts: &mut u32) -> Result<T, ConnectorError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ConnectorError>>,
+    {
+        let mut n = 0;
+        loop {
+            n += 1;
+            *attempts += 1;
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && n < self.config.backoff.max_attempts => {
+                    tracing::debug!(error = %e, attempt = n, "retrying read");
+                    tokio::time::sleep(self.config.backoff.delay(n, e.retry_after)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn execute_with_retries(
+        &self,
+        key: &str,
+        conn: &dyn Connector,
+        ctx: &StepContext<'_>,
+        attempts: &mut u32,
+    ) -> Outcome {
+        let mut n = 0;
+        loop {
+            n += 1;
+            *attempts += 1;
+            self.limiter.take(key).await;
+            let r = conn.execute(ctx).await;
+            self.crash.hit("after-call", &ctx.step.id);
+            let e = match r {
+                Ok(o) => return o,
+                Err(e) => e,
+            };
+            if e.class == ErrorClass::Permanent || n >= self.config.backoff.max_attempts {
+                return failed(&e);
+            }
+            tracing::debug!(step = %ctx.step.id, error = %e, attempt = n, "retrying");
+            tokio::time::sleep(self.config.backoff.delay(n, e.retry_after)).await;
+            if e.class == ErrorClass::Ambiguous {
+                // The change may have happened: read before trying again.
+                self.limiter.take(key).await;
+                if let Ok(st) = conn.describe(ctx).await {
+                    if st.contained {
+                        return Outcome::Done {
+                            detail: format!(
+                                "change confirmed by re-reading the target after an ambiguous response ({e})"
+                            ),
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn todo_len(unit: &[&PlanStep]) -> usize {
+    unit.len()
+}
+
+fn failed(e: &ConnectorError) -> Outcome {
+    match e.class {
+        ErrorClass::Ambiguous => Outcome::Unknown {
+            error: e.message.clone(),
+        },
+        c => Outcome::Failed {
+            retryable: c == ErrorClass::Retryable,
+            error: e.message.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

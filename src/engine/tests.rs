@@ -1,0 +1,270 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cordon_connector::{Action, PlanStep, Provider, Target};
+
+use super::*;
+use crate::audit::verify_file;
+use crate::connectors::test::TestConnector;
+use crate::gate::TestOnlyGate;
+use crate::plan::{now_ms, PrincipalKind, Requester, Severity, Source, PLAN_VERSION};
+use crate::state::Home;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    conn: Arc<TestConnector>,
+    log: Arc<AuditLog>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::open(dir.path().join("home")).unwrap();
+    let log = Arc::new(AuditLog::new(home.audit_path(), home.torn_dir()));
+    let conn = Arc::new(TestConnector::new(home.root().join("test-items.json")));
+    let mut reg = Registry::new();
+    reg.register(conn.clone());
+    let config = EngineConfig {
+        backoff: Backoff {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(50),
+            max_attempts: 4,
+        },
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(Arc::new(home), log.clone(), Arc::new(TestOnlyGate), reg, config);
+    Fixture {
+        _dir: dir,
+        engine,
+        conn,
+        log,
+    }
+}
+
+fn plan(items: &[&str]) -> Plan {
+    Plan {
+        version: PLAN_VERSION,
+        created_at: now_ms(),
+        requester: Requester {
+            name: "alice".into(),
+            kind: PrincipalKind::Person,
+        },
+        source: Source::Manual,
+        severity: Severity::High,
+        incident: None,
+        reason: None,
+        steps: items
+            .iter()
+            .enumerate()
+            .map(|(i, id)| PlanStep {
+                id: format!("s{}", i + 1),
+                action: if id.starts_with("aws") {
+                    Action::AwsDisableAccessKey
+                } else {
+                    Action::TestContain
+                },
+                target: Target::new(
+                    if id.starts_with("aws") {
+                        Provider::Aws
+                    } else {
+                        Provider::Test
+                    },
+                    "item",
+                    *id,
+                ),
+                secret: None,
+                params: Default::default(),
+            })
+            .collect(),
+    }
+}
+
+fn alice() -> Principal {
+    Principal {
+        name: "alice".into(),
+        kind: PrincipalKind::Person,
+        verified: true,
+        proof: None,
+    }
+}
+
+async fn apply(f: &Fixture, p: &Plan) -> ApplyReport {
+    let secrets = SecretBag::default();
+    let ev = HashMap::new();
+    let who = alice();
+    let bytes = p.to_canonical_bytes().unwrap();
+    let id = crate::plan::plan_id(&bytes);
+    f.engine
+        .apply(&ApplyRequest {
+            plan_id: &id,
+            plan: p,
+            requester: &who,
+            approvals: &[],
+            break_glass: None,
+            secrets: &secrets,
+            restore_evidence: &ev,
+            now: now_ms(),
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn five_steps_contained_verified_and_chained() {
+    let f = fixture();
+    let p = plan(&["a", "b", "c", "d", "e"]);
+    let r = apply(&f, &p).await;
+    assert!(r.all_succeeded(), "{r:#?}");
+    for s in &r.steps {
+        assert_eq!(s.outcome.as_ref().unwrap().label(), "done");
+        assert_eq!(s.verification.as_ref().unwrap().label(), "dead");
+        assert!(s.evidence.is_some());
+    }
+    let items = f.conn.items().unwrap();
+    assert!(items.values().all(|i| i.changes == 1 && i.contained));
+    assert_eq!(verify_file(f.log.path()).unwrap().status, crate::audit::VerifyStatus::Intact);
+    // Every intent precedes its outcome, and there is one of each per step.
+    let recs = f.log.read_all().unwrap();
+    for s in ["s1", "s2", "s3", "s4", "s5"] {
+        let kinds: Vec<Kind> = recs
+            .iter()
+            .filter(|r| r.step.as_deref() == Some(s))
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![Kind::Decision, Kind::Evidence, Kind::Intent, Kind::Outcome, Kind::Verify],
+            "{s}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn second_apply_does_nothing_again() {
+    let f = fixture();
+    let p = plan(&["a", "b"]);
+    apply(&f, &p).await;
+    let before = f.log.read_all().unwrap().len();
+    let r = apply(&f, &p).await;
+    assert!(r.steps.iter().all(|s| s.from_earlier_run));
+    assert_eq!(f.log.read_all().unwrap().len(), before);
+    assert!(f.conn.items().unwrap().values().all(|i| i.changes == 1 && i.calls == 1));
+}
+
+#[tokio::test]
+async fn retryable_errors_are_retried_and_permanent_ones_are_not() {
+    let f = fixture();
+    let p = plan(&["flaky-2-x", "fail-permanent-y"]);
+    let r = apply(&f, &p).await;
+    let flaky = &r.steps[0];
+    assert_eq!(flaky.outcome.as_ref().unwrap().label(), "done");
+    assert_eq!(f.conn.items().unwrap()["flaky-2-x"].calls, 3);
+    let perm = &r.steps[1];
+    assert!(matches!(perm.outcome, Some(Outcome::Failed { retryable: false, .. })));
+    assert_eq!(perm.attempts, 1, "a permanent error must not be retried");
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_budget() {
+    let f = fixture();
+    let p = plan(&["flaky-9-z"]);
+    let r = apply(&f, &p).await;
+    assert!(matches!(r.steps[0].outcome, Some(Outcome::Failed { retryable: true, .. })));
+    assert_eq!(f.conn.items().unwrap()["flaky-9-z"].calls, 4);
+}
+
+#[tokio::test]
+async fn ambiguous_response_is_resolved_by_reading_state_not_by_a_second_change() {
+    let f = fixture();
+    let r = apply(&f, &plan(&["ambiguous-q"])).await;
+    let o = r.steps[0].outcome.as_ref().unwrap();
+    assert_eq!(o.label(), "done", "{o:?}");
+    assert!(o.detail().contains("re-reading"));
+    let item = &f.conn.items().unwrap()["ambiguous-q"];
+    assert_eq!((item.changes, item.calls), (1, 1));
+}
+
+#[tokio::test]
+async fn denied_steps_get_a_decision_record_and_nothing_else() {
+    let f = fixture();
+    let r = apply(&f, &plan(&["aws-key", "ok"])).await;
+    assert!(r.steps[0].denied());
+    assert!(r.steps[1].outcome.as_ref().unwrap().is_success());
+    let recs = f.log.read_all().unwrap();
+    let s1: Vec<Kind> = recs
+        .iter()
+        .filter(|r| r.step.as_deref() == Some("s1"))
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(s1, vec![Kind::Decision]);
+}
+
+#[tokio::test]
+async fn resume_after_intent_without_outcome_reconciles_by_reading_state() {
+    let f = fixture();
+    let p = plan(&["done-before-crash", "not-done-before-crash"]);
+    let id = crate::plan::plan_id(&p.to_canonical_bytes().unwrap());
+    // Simulate a run killed after the intents: the first change had reached
+    // the target, the second had not.
+    for (sid, step) in [("s1", &p.steps[0]), ("s2", &p.steps[1])] {
+        let mut d = RecordDraft::new(Kind::Intent, alice());
+        d.plan = Some(id.clone());
+        d.step = Some(sid.into());
+        d.target = Some(step.target.clone());
+        f.log.append(d).unwrap();
+    }
+    f.conn
+        .execute(&StepContext {
+            plan_id: &id,
+            step: &p.steps[0],
+            secret: None,
+            evidence: None,
+        })
+        .await
+        .unwrap();
+    let r = apply(&f, &p).await;
+    assert!(r.steps.iter().all(|s| s.resumed));
+    assert_eq!(r.steps[0].outcome.as_ref().unwrap().label(), "already-contained");
+    assert_eq!(r.steps[1].outcome.as_ref().unwrap().label(), "done");
+    let items = f.conn.items().unwrap();
+    assert_eq!(items["done-before-crash"].changes, 1);
+    assert_eq!(items["not-done-before-crash"].changes, 1);
+    let j = Journal::for_plan(&f.log.read_all().unwrap(), &id);
+    assert_eq!(j.step("s1").unwrap().outcomes, 1);
+    assert_eq!(j.step("s2").unwrap().outcomes, 1);
+}
+
+#[tokio::test]
+async fn audit_failure_stops_before_any_side_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::open(dir.path().join("home")).unwrap();
+    // Every write to /dev/full fails with ENOSPC.
+    let log = Arc::new(AuditLog::new("/dev/full", home.torn_dir()));
+    let conn = Arc::new(TestConnector::new(home.root().join("test-items.json")));
+    let mut reg = Registry::new();
+    reg.register(conn.clone());
+    let engine = Engine::new(Arc::new(home), log, Arc::new(TestOnlyGate), reg, EngineConfig::default());
+    let p = plan(&["x"]);
+    let id = crate::plan::plan_id(&p.to_canonical_bytes().unwrap());
+    let secrets = SecretBag::default();
+    let ev = HashMap::new();
+    let who = alice();
+    let err = engine
+        .apply(&ApplyRequest {
+            plan_id: &id,
+            plan: &p,
+            requester: &who,
+            approvals: &[],
+            break_glass: None,
+            secrets: &secrets,
+            restore_evidence: &ev,
+            now: now_ms(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("audit log"), "{err}");
+    assert!(conn.items().unwrap().get("x").is_none_or(|i| i.calls == 0));
+}
