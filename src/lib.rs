@@ -4,6 +4,7 @@
 //! hash-chained audit log. See `DESIGN.md` in the shared folder and the README.
 
 pub mod audit;
+pub mod cli;
 pub mod connectors;
 pub mod engine;
 pub mod gate;

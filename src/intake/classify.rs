@@ -76,6 +76,8 @@ pub enum Found {
         session: bool,
         secret: Option<Secret>,
         line: usize,
+        /// Line of the paired secret, when it is on another line.
+        secret_line: Option<usize>,
     },
     /// Looked like a credential but is not a valid one. `reason` never
     /// contains the text itself.
@@ -320,8 +322,10 @@ pub fn classify(text: &str) -> Vec<Found> {
             used[j] = true;
         }
     }
+    let secret_pos: Vec<usize> = secrets.iter().map(|(p, _)| *p).collect();
     let mut taken: Vec<Option<Secret>> = secrets.into_iter().map(|(_, s)| Some(s)).collect();
     for (i, (s, _, id)) in ids.iter().enumerate() {
+        let secret_line = pairs[i].map(|j| line_of(secret_pos[j]));
         let secret = pairs[i].and_then(|j| taken.get_mut(j).and_then(Option::take));
         out.push((
             *s,
@@ -330,6 +334,7 @@ pub fn classify(text: &str) -> Vec<Found> {
                 session: id.starts_with("ASIA"),
                 secret,
                 line: line_of(*s),
+                secret_line,
             },
         ));
     }
@@ -367,6 +372,10 @@ pub fn classify(text: &str) -> Vec<Found> {
 pub fn classify_lines(text: &str) -> Vec<Found> {
     let found = classify(text);
     let mut lines_with: std::collections::BTreeSet<usize> = found.iter().map(Found::line).collect();
+    lines_with.extend(found.iter().filter_map(|f| match f {
+        Found::AwsKey { secret_line, .. } => *secret_line,
+        _ => None,
+    }));
     let mut out = found;
     for (i, l) in text.lines().enumerate() {
         let n = i + 1;
@@ -513,6 +522,12 @@ mod tests {
         // git sha-1, a longer base32 word, a lowercase akia, an uuid
         let text = "commit 9fceb02d0ae598e95dc970b74767f19372d61af8\nAKIAIOSFODNN7EXAMPLEXX\nakiaiosfodnn7example\n123e4567-e89b-12d3-a456-426614174000\nghx_abcdefghijklmnopqrstuvwxyz0123456789\n";
         assert!(classify(text).is_empty(), "{:?}", kinds(&classify(text)));
+    }
+
+    #[test]
+    fn a_paired_secret_on_its_own_line_is_not_reported_as_unrecognised() {
+        let text = "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
+        assert_eq!(kinds(&classify_lines(text)), vec!["aws:AKIA:long:true"]);
     }
 
     #[test]

@@ -1,0 +1,244 @@
+//! `cordon apply PLAN`: authenticate, gate, execute, verify; re-run to resume.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use clap::Args;
+use cordon_connector::{Outcome, Secret};
+
+use super::context::Context;
+use super::error::{CmdResult, CommandError, Exit};
+use super::output::Out;
+use crate::engine::{ApplyReport, ApplyRequest, Engine, EngineConfig, SecretBag};
+use crate::gate::BreakGlass;
+use crate::intake::classify::{classify, Found};
+use crate::plan::{now_ms, Plan};
+use crate::policy::{AuthRequest, PolicyGate};
+use crate::state::{ObjectKind, Store};
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunOpts {
+    /// Act as this principal (default: the plan's requester).
+    #[arg(long = "as", value_name = "NAME")]
+    pub requester: Option<String>,
+    /// Break-glass: act where the policy allows it only in an emergency.
+    #[arg(long, requires = "reason")]
+    pub break_glass: bool,
+    /// Why break-glass is needed (recorded; required with --break-glass).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Read the leaked secrets a plan refers to from this environment variable (repeatable).
+    #[arg(long = "secret-env", value_name = "VAR")]
+    pub secret_env: Vec<String>,
+    /// Read leaked secrets from stdin (any text; credentials are recognised in it).
+    #[arg(long)]
+    pub secrets_stdin: bool,
+    /// Steps in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Provider calls per second per account.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    pub plan: String,
+    #[command(flatten)]
+    pub run: RunOpts,
+}
+
+pub fn collect_secrets(opts: &RunOpts, bag: &mut SecretBag) -> Result<(), CommandError> {
+    for var in &opts.secret_env {
+        let v = std::env::var(var).map_err(|_| {
+            CommandError::usage(format!("environment variable `{var}` is not set"))
+        })?;
+        add_from_text(Secret::new(v), bag);
+    }
+    if opts.secrets_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| CommandError::failed(format!("cannot read stdin: {e}")))?;
+        add_from_text(Secret::new(s), bag);
+    }
+    Ok(())
+}
+
+/// Put every credential recognised in `text` into the bag; a bare value that
+/// is not recognised is kept as is (an AWS secret access key on its own).
+fn add_from_text(text: Secret, bag: &mut SecretBag) {
+    let found = classify(text.expose());
+    let mut any = false;
+    for f in found {
+        match f {
+            Found::GithubToken { secret, .. } | Found::AwsSecretUnpaired { secret, .. } => {
+                bag.insert(secret);
+                any = true;
+            }
+            Found::AwsKey { secret: Some(secret), .. } => {
+                bag.insert(secret);
+                any = true;
+            }
+            _ => {}
+        }
+    }
+    if !any {
+        let trimmed = Secret::new(text.expose().trim().to_owned());
+        if !trimmed.is_empty() {
+            bag.insert(trimmed);
+        }
+    }
+}
+
+/// Run a stored plan and print the report; shared by apply, revoke,
+/// quarantine and restore.
+pub async fn run_plan(ctx: &Context, out: &Out, id: &str, bytes: &[u8], plan: &Plan, opts: &RunOpts, secrets: &SecretBag) -> CmdResult {
+    let gate = ctx.gate();
+    let now = now_ms();
+    let claimed = opts.requester.clone().unwrap_or_else(|| plan.requester.name.clone());
+    let signatures = super::approve::stored_signatures(ctx, id)?;
+    let (principal, approvals, rejected) = match gate.policy() {
+        Ok(policy) => {
+            let auto_secret = policy.roster().automation.get(&claimed).and_then(|a| a.secret_env.as_ref()).and_then(|var| std::env::var(var).ok()).map(Secret::new);
+            let auth = policy.authenticate(&AuthRequest {
+                plan,
+                plan_bytes: bytes,
+                claimed_requester: &claimed,
+                signatures: &signatures,
+                automation_secret: auto_secret.as_ref(),
+                now,
+            });
+            (auth.principal, auth.approvals, auth.rejected)
+        }
+        Err(e) => {
+            if !out.json {
+                out.line(format!("warning: {}", e.summary()));
+            }
+            (super::plan::principal_claim(&claimed, plan.requester.kind), vec![], vec![])
+        }
+    };
+    for r in &rejected {
+        tracing::warn!(code = r.code, "signature not counted: {}", r.message);
+        if !out.json {
+            out.line(format!("note: a signature does not count ({}): {}", r.code, r.message));
+        }
+    }
+    let break_glass = if opts.break_glass {
+        Some(BreakGlass {
+            reason: opts.reason.clone().unwrap_or_default(),
+        })
+    } else {
+        None
+    };
+    // Restore steps get the snapshot they undo.
+    let mut restore_evidence = HashMap::new();
+    for s in &plan.steps {
+        if let Some(h) = s.param_str("evidence_hash") {
+            let b = ctx.home.get(ObjectKind::Evidence, &format!("{h}.json"))?.ok_or_else(|| {
+                CommandError::failed(format!("evidence `{h}` for step `{}` is missing from the state dir", s.id))
+            })?;
+            let v: serde_json::Value = serde_json::from_slice(&b).map_err(|e| CommandError::failed(format!("evidence `{h}`: {e}")))?;
+            restore_evidence.insert(s.id.clone(), v);
+        }
+    }
+    let registry = ctx.registry_for(plan).await?;
+    let config = EngineConfig {
+        concurrency: opts.concurrency.max(1),
+        rate_per_sec: opts.rate,
+        burst: (opts.rate.ceil() as u32).max(1),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(ctx.store(), ctx.log.clone(), Arc::new(gate) as Arc<PolicyGate>, registry, config);
+    let report = engine
+        .apply(&ApplyRequest {
+            plan_id: id,
+            plan,
+            requester: &principal,
+            approvals: &approvals,
+            break_glass: break_glass.as_ref(),
+            secrets,
+            restore_evidence: &restore_evidence,
+            now,
+        })
+        .await?;
+    print_report(out, &report, &principal.name, principal.verified);
+    Ok(exit_for(&report))
+}
+
+pub fn exit_for(r: &ApplyReport) -> Exit {
+    let ok = |s: &crate::engine::StepReport| {
+        s.outcome.as_ref().is_some_and(Outcome::is_success)
+            && !matches!(s.verification, Some(cordon_connector::Verification::Alive { .. }) | Some(cordon_connector::Verification::NotVerified { .. }))
+    };
+    if r.steps.iter().all(ok) {
+        return Exit::Ok;
+    }
+    if r.steps.iter().any(|s| s.outcome.as_ref().is_some_and(Outcome::is_success)) {
+        return Exit::Partial;
+    }
+    let denied: Vec<_> = r.steps.iter().filter(|s| s.denied()).collect();
+    if !denied.is_empty() && denied.len() == r.steps.len() {
+        if denied.iter().any(|s| s.decision.as_ref().is_some_and(|d| !d.missing.is_empty())) {
+            return Exit::AwaitingApproval;
+        }
+        return Exit::Denied;
+    }
+    Exit::Failed
+}
+
+fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool) {
+    if out.json {
+        out.json(&serde_json::json!({
+            "plan": r.plan,
+            "requester": who,
+            "requester_verified": verified,
+            "steps": r.steps,
+            "exit": exit_for(r).code(),
+        }));
+        return;
+    }
+    out.line(format!(
+        "plan {}  as {who} ({})",
+        r.plan,
+        if verified { "verified" } else { "unverified claim" }
+    ));
+    let rows: Vec<Vec<String>> = r
+        .steps
+        .iter()
+        .map(|s| {
+            let decision = match &s.decision {
+                Some(d) if d.is_allow() => format!("allow{}", if d.break_glass { " (break-glass)" } else { "" }),
+                Some(_) => "deny".into(),
+                None if s.from_earlier_run => "earlier run".into(),
+                None => "-".into(),
+            };
+            let outcome = s.outcome.as_ref().map(|o| o.label()).unwrap_or("not run");
+            let verify = s.verification.as_ref().map(|v| v.label()).unwrap_or("-");
+            let detail = match (&s.outcome, &s.decision) {
+                (Some(o), _) => o.detail().to_owned(),
+                (None, Some(d)) => {
+                    let mut parts = d.missing.clone();
+                    parts.extend(d.errors.iter().cloned());
+                    if parts.is_empty() { format!("no policy permits this (policies: {})", d.policies.join(", ")) } else { parts.join("; ") }
+                }
+                _ => String::new(),
+            };
+            vec![s.step.clone(), s.action.clone(), s.target.clone(), decision, outcome.into(), verify.into(), detail]
+        })
+        .collect();
+    out.table(&["STEP", "ACTION", "TARGET", "DECISION", "OUTCOME", "VERIFIED", "DETAIL"], &rows);
+    match exit_for(r) {
+        Exit::AwaitingApproval => out.line(format!("awaiting approval: `cordon approve {} --key ~/.ssh/id_ed25519`, then `cordon apply {}`", r.plan, r.plan)),
+        Exit::Partial | Exit::Failed => out.line(format!("not everything is contained: fix what the detail says, then re-run `cordon apply {}` (done steps are not repeated)", r.plan)),
+        _ => {}
+    }
+}
+
+pub async fn cmd_apply(ctx: &Context, out: &Out, a: ApplyArgs) -> CmdResult {
+    let (id, bytes, plan) = ctx.load_plan(&a.plan)?;
+    let mut bag = SecretBag::default();
+    collect_secrets(&a.run, &mut bag)?;
+    run_plan(ctx, out, &id, &bytes, &plan, &a.run, &bag).await
+}

@@ -1,0 +1,120 @@
+//! What every command that touches state needs: the home, the audit log, the
+//! authority policy and the connectors.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cordon_connector::Provider;
+
+use super::error::CommandError;
+use crate::audit::AuditLog;
+use crate::connectors::test::TestConnector;
+use crate::connectors::Registry;
+use crate::plan::Plan;
+use crate::policy::PolicyGate;
+use crate::state::{Home, ObjectKind, Store};
+
+pub struct Context {
+    pub home: Arc<Home>,
+    pub log: Arc<AuditLog>,
+    pub policy_dir: PathBuf,
+}
+
+impl Context {
+    pub fn open(home: Option<PathBuf>, policy: Option<PathBuf>) -> Result<Context, CommandError> {
+        let root = match home {
+            Some(h) => h,
+            None => Home::default_path()?,
+        };
+        let home = Home::open(root)?;
+        let policy_dir = policy.unwrap_or_else(|| home.policy_dir());
+        let log = Arc::new(AuditLog::new(home.audit_path(), home.torn_dir()));
+        Ok(Context {
+            home: Arc::new(home),
+            log,
+            policy_dir,
+        })
+    }
+
+    /// The authority gate. A policy that fails to load denies everything
+    /// (fail closed); the error is in every decision and in the hint here.
+    pub fn gate(&self) -> PolicyGate {
+        let g = PolicyGate::load(&self.policy_dir);
+        if let Err(e) = g.policy() {
+            tracing::warn!("authority policy failed to load, every step will be denied: {}", e.summary());
+        }
+        g
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.home.clone()
+    }
+
+    pub fn test_connector(&self) -> Result<TestConnector, CommandError> {
+        let dir = self.home.ensure_dir("connectors")?;
+        Ok(TestConnector::new(dir.join("test-items.json")))
+    }
+
+    /// Register the connectors a plan needs (explicit list, one place).
+    pub async fn registry_for(&self, plan: &Plan) -> Result<Registry, CommandError> {
+        let mut reg = Registry::new();
+        let needs = |p: Provider| plan.steps.iter().any(|s| s.action.provider() == p);
+        if needs(Provider::Test) {
+            reg.register(Arc::new(self.test_connector()?));
+        }
+        if needs(Provider::Aws) {
+            reg.register(Arc::new(self.aws().await?));
+        }
+        if needs(Provider::Github) {
+            reg.register(Arc::new(self.github()?));
+        }
+        Ok(reg)
+    }
+
+    pub async fn aws(&self) -> Result<cordon_aws::AwsConnector, CommandError> {
+        let cfg = cordon_aws::AwsConfig::from_env().map_err(|e| {
+            CommandError::failed(format!("aws configuration: {}", e.message))
+                .hint("see `CORDON_AWS_*` and `AWS_*` in the README")
+        })?;
+        cordon_aws::AwsConnector::new(cfg)
+            .await
+            .map_err(|e| CommandError::failed(format!("aws: {}", e.message)))
+    }
+
+    pub fn github(&self) -> Result<cordon_github::GithubConnector, CommandError> {
+        let dir = self.home.ensure_dir("connectors")?;
+        cordon_github::GithubConnector::from_env(&dir)
+            .map_err(|e| CommandError::failed(format!("github: {}", e.message)))
+    }
+
+    /// Load a plan by id (or unique id prefix), checking its digest.
+    pub fn load_plan(&self, id: &str) -> Result<(String, Vec<u8>, Plan), CommandError> {
+        let names = self.home.list(ObjectKind::Plan, "")?;
+        let want = id.trim_end_matches(".json");
+        let matches: Vec<&String> = names
+            .iter()
+            .filter(|n| n.trim_end_matches(".json").starts_with(want))
+            .collect();
+        let name = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                return Err(CommandError::failed(format!("no plan `{id}` in `{}`", self.home.root().display()))
+                    .hint("list plans with `cordon plan list`"))
+            }
+            _ => {
+                return Err(CommandError::usage(format!("plan id `{id}` is ambiguous ({} plans match)", matches.len()))
+                    .hint("give more characters of the id"))
+            }
+        };
+        let full = name.trim_end_matches(".json").to_owned();
+        let bytes = self
+            .home
+            .get(ObjectKind::Plan, &name)?
+            .ok_or_else(|| CommandError::failed(format!("plan `{full}` vanished while reading")))?;
+        let plan = Plan::from_bytes(&bytes, Some(&full)).map_err(|e| {
+            CommandError::failed(format!("plan `{full}` cannot be used: {e}"))
+                .hint("plans are immutable: write a new one with `cordon plan ...`")
+        })?;
+        Ok((full, bytes, plan))
+    }
+}

@@ -1,0 +1,148 @@
+//! The command line. Each command lives in its own file with an `XxxArgs`
+//! struct and one `cmd_xxx` function (as jj does); this module only parses
+//! and dispatches.
+
+mod apply;
+mod approve;
+mod auth;
+mod classify;
+mod context;
+mod error;
+mod init;
+mod log;
+mod output;
+mod plan;
+mod policy;
+mod revoke;
+
+pub use error::{CommandError, Exit};
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use context::Context;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cordon",
+    version,
+    about = "The emergency brake for non-human identities: contain leaked credentials, under policy, with proof.",
+    after_help = "Exit codes: 0 ok, 1 failed, 2 usage, 3 denied, 4 partial, 5 awaiting approval, 6 nothing containable, 7 log tampered, 8 log torn tail, 9 policy invalid."
+)]
+pub struct Cli {
+    /// State directory (plans, approvals, evidence, audit log).
+    #[arg(long, global = true, env = "CORDON_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Authority policy directory (default: the `policy` folder of the state directory).
+    #[arg(long, global = true, env = "CORDON_POLICY", value_name = "DIR")]
+    pub policy: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More diagnostics on stderr (-v, -vv); `RUST_LOG` works too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the state directory and install the shipped authority policy.
+    Init(init::InitArgs),
+    /// Recognise credentials in text from stdin (never echoes them).
+    Classify(classify::ClassifyArgs),
+    /// Write a plan (immutable, content-addressed); `plan show` / `plan list`.
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
+    /// Sign a plan with your SSH key (or import an `ssh-keygen -Y sign` signature).
+    Approve(approve::ApproveArgs),
+    /// Execute a plan's allowed steps, journaled; re-run to resume.
+    Apply(apply::ApplyArgs),
+    /// Identify, plan, decide, apply and verify in one go.
+    #[command(subcommand)]
+    Revoke(revoke::RevokeCommand),
+    /// Quarantine an identity (deny-all; for roles, revoke live sessions).
+    #[command(subcommand)]
+    Quarantine(revoke::QuarantineCommand),
+    /// Undo what a plan did, from its evidence snapshots (restore authority).
+    Restore(revoke::RestoreArgs),
+    /// The audit log: `log verify`, `log show`.
+    #[command(subcommand)]
+    Log(log::LogCommand),
+    /// The authority policy: `policy check`, `policy explain`.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// cordon's own credentials in the OS keyring.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Shell completions.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,cordon=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(output::color_enabled())
+        .try_init();
+}
+
+/// Run a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    let out = output::Out { json: cli.json };
+    let result = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dispatch(cli, &out)),
+        Err(e) => Err(CommandError::failed(format!("cannot start the runtime: {e}"))),
+    };
+    match result {
+        Ok(code) => code.code(),
+        Err(e) => {
+            if out.json {
+                out.json(&serde_json::json!({
+                    "error": e.message,
+                    "hints": e.hints,
+                    "exit": e.exit.code(),
+                }));
+            }
+            output::print_error(&e);
+            e.exit.code()
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
+    let ctx = || Context::open(cli.home.clone(), cli.policy.clone());
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "cordon", &mut std::io::stdout());
+            Ok(Exit::Ok)
+        }
+        Command::Init(a) => init::cmd_init(&ctx()?, out, a),
+        Command::Classify(a) => classify::cmd_classify(out, a),
+        Command::Plan(c) => plan::cmd_plan(&ctx()?, out, c).await,
+        Command::Approve(a) => approve::cmd_approve(&ctx()?, out, a),
+        Command::Apply(a) => apply::cmd_apply(&ctx()?, out, a).await,
+        Command::Revoke(c) => revoke::cmd_revoke(&ctx()?, out, c).await,
+        Command::Quarantine(c) => revoke::cmd_quarantine(&ctx()?, out, c).await,
+        Command::Restore(a) => revoke::cmd_restore(&ctx()?, out, a).await,
+        Command::Log(c) => log::cmd_log(&ctx()?, out, c),
+        Command::Policy(c) => policy::cmd_policy(cli.home.clone(), cli.policy.clone(), out, c),
+        Command::Auth(c) => auth::cmd_auth(out, c),
+    }
+}

@@ -1,0 +1,312 @@
+//! One-shot commands for the on-call engineer: identify → plan → gate →
+//! apply → verify. `revoke`, `quarantine` and `restore`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use clap::{Args, Subcommand};
+use cordon_connector::{Action, DecisionClass, Outcome, PlanStep, Provider, Secret, Target};
+
+use super::apply::{run_plan, RunOpts};
+use super::context::Context;
+use super::error::{CmdResult, CommandError, Exit};
+use super::output::Out;
+use super::plan::{print_plan, write_plan, PlanMeta};
+use crate::engine::{Journal, SecretBag};
+use crate::gate::{BreakGlass, Gate, GateInput};
+use crate::intake::classify::{classify, Found, GithubKind};
+use crate::plan::{now_ms, Plan};
+
+#[derive(Args, Debug, Clone)]
+pub struct OneShot {
+    #[command(flatten)]
+    pub meta: PlanMeta,
+    /// Write the plan and show the decisions, but act on nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Break-glass (the policy says who may); `--reason` is required with it.
+    #[arg(long, requires = "reason")]
+    pub break_glass: bool,
+}
+
+impl OneShot {
+    fn run_opts(&self) -> RunOpts {
+        RunOpts {
+            requester: None,
+            break_glass: self.break_glass,
+            reason: self.meta.reason.clone(),
+            ..RunOpts {
+                concurrency: 16,
+                rate: 10.0,
+                ..RunOpts::default()
+            }
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RevokeCommand {
+    /// Disable a leaked AWS access key (and optionally quarantine its user).
+    AwsKey {
+        /// The access key id (AKIA... or ASIA...). Not secret.
+        key_id: String,
+        /// Environment variable holding the leaked secret access key, so that
+        /// verification can prove the key dead with a signed call.
+        #[arg(long, value_name = "VAR")]
+        secret_env: Option<String>,
+        /// Also quarantine the key's user (deny-all, console login removed).
+        #[arg(long)]
+        quarantine_user: bool,
+        /// For ASIA keys: the role whose sessions to revoke.
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        one: OneShot,
+    },
+    /// Revoke a leaked GitHub token, read from stdin or an environment
+    /// variable (never from argv: argv leaks into shell history and `ps`).
+    GithubToken {
+        #[arg(long, conflicts_with = "env", required_unless_present = "env")]
+        stdin: bool,
+        #[arg(long, value_name = "VAR")]
+        env: Option<String>,
+        #[command(flatten)]
+        one: OneShot,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCommand {
+    /// Deny-all on an IAM user and delete its console login profile.
+    AwsUser {
+        name: String,
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        one: OneShot,
+    },
+    /// Deny-all on an IAM role plus revocation of its live sessions.
+    AwsRole {
+        name: String,
+        #[arg(long)]
+        account: Option<String>,
+        /// Environment of the role (`production` needs more authority).
+        #[arg(long)]
+        environment: Option<String>,
+        #[command(flatten)]
+        one: OneShot,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// `PLAN` (every contained step) or `PLAN:STEP`.
+    pub what: String,
+    /// Re-activate a leaked access key too (never done unless asked).
+    #[arg(long)]
+    pub reactivate_key: bool,
+    #[command(flatten)]
+    pub one: OneShot,
+}
+
+/// Write the plan, then either show decisions (dry run) or run it.
+async fn plan_and_run(ctx: &Context, out: &Out, one: &OneShot, steps: Vec<PlanStep>, secrets: SecretBag) -> CmdResult {
+    let (id, bytes, plan) = write_plan(ctx, &one.meta, steps)?;
+    if one.dry_run {
+        return dry_run(ctx, out, &id, &plan);
+    }
+    run_plan(ctx, out, &id, &bytes, &plan, &one.run_opts(), &secrets).await
+}
+
+fn dry_run(ctx: &Context, out: &Out, id: &str, plan: &Plan) -> CmdResult {
+    let gate = ctx.gate();
+    let who = super::plan::principal_claim(&plan.requester.name, plan.requester.kind);
+    let decisions: Vec<_> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            let d = gate.decide(&GateInput {
+                plan_id: id,
+                plan,
+                step: s,
+                requester: &who,
+                approvals: &[],
+                break_glass: None::<&BreakGlass>,
+                now: now_ms(),
+            });
+            (s.id.clone(), d)
+        })
+        .collect();
+    if out.json {
+        out.json(&serde_json::json!({"id": id, "plan": plan, "dry_run": true, "decisions": decisions.iter().map(|(s, d)| serde_json::json!({"step": s, "decision": d})).collect::<Vec<_>>()}));
+    } else {
+        print_plan(out, id, plan);
+        for (s, d) in &decisions {
+            out.line(format!(
+                "{s}: {} {}",
+                if d.is_allow() { "would be allowed" } else { "would be denied" },
+                if d.missing.is_empty() { d.policies.join(", ") } else { d.missing.join("; ") }
+            ));
+        }
+        out.line(format!("dry run: nothing was done. Act with `cordon apply {id}` (the requester is a claim until signed: `cordon approve {id} --key ...`)"));
+    }
+    Ok(Exit::Ok)
+}
+
+fn read_secret_env(var: &str) -> Result<Secret, CommandError> {
+    std::env::var(var)
+        .map(|v| Secret::new(v.trim().to_owned()))
+        .map_err(|_| CommandError::usage(format!("environment variable `{var}` is not set")))
+}
+
+pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResult {
+    match cmd {
+        RevokeCommand::AwsKey { key_id, secret_env, quarantine_user, role, one } => {
+            cordon_aws::key_kind(&key_id).map_err(|e| CommandError::usage(e.message))?;
+            let mut secrets = SecretBag::default();
+            let mut fp = None;
+            if let Some(var) = &secret_env {
+                let s = read_secret_env(var)?;
+                fp = Some(s.fingerprint());
+                secrets.insert(s);
+            }
+            let aws = ctx.aws().await?;
+            let identity = aws.identify_access_key(&key_id).await.map_err(|e| {
+                CommandError::failed(format!("cannot identify `{key_id}`: {}", e.message))
+            })?;
+            if !out.json {
+                out.line(format!("identified: {}", identity.summary()));
+            }
+            let steps = cordon_aws::contain_steps_for_key(
+                &identity,
+                &cordon_aws::ContainOptions {
+                    quarantine_user,
+                    quarantine_mode: None,
+                    role,
+                    secret_fingerprint: fp,
+                },
+            )?;
+            plan_and_run(ctx, out, &one, steps, secrets).await
+        }
+        RevokeCommand::GithubToken { stdin, env, one } => {
+            let raw = if stdin {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).map_err(|e| CommandError::failed(format!("cannot read stdin: {e}")))?;
+                Secret::new(s)
+            } else if let Some(var) = &env {
+                read_secret_env(var)?
+            } else {
+                return Err(CommandError::usage("give --stdin or --env VAR"));
+            };
+            let mut secrets = SecretBag::default();
+            let mut steps = Vec::new();
+            let mut rejected = Vec::new();
+            for f in classify(raw.expose()) {
+                match f {
+                    Found::GithubToken { kind, secret, .. } => {
+                        let fp = secret.fingerprint();
+                        let (action, tkind) = if kind == GithubKind::Installation {
+                            (Action::GithubRevokeInstallationToken, "installation-token")
+                        } else {
+                            (Action::GithubRevokeToken, "token")
+                        };
+                        let mut target = Target::new(Provider::Github, tkind, fp.clone());
+                        target.tags.insert("token_type".into(), kind.prefix().trim_end_matches('_').to_owned());
+                        steps.push(PlanStep {
+                            id: format!("s{}", steps.len() + 1),
+                            action,
+                            target,
+                            secret: Some(fp),
+                            params: BTreeMap::new(),
+                        });
+                        secrets.insert(secret);
+                    }
+                    Found::Invalid { reason, fingerprint, .. } => rejected.push(format!("sha256:{fingerprint}: {reason}")),
+                    _ => {}
+                }
+            }
+            for r in &rejected {
+                if !out.json {
+                    out.line(format!("not containable: {r}"));
+                }
+            }
+            if steps.is_empty() {
+                return Err(CommandError::new(Exit::NothingContainable, "no valid GitHub token in the input")
+                    .hint("tokens start with ghp_, gho_, ghu_, ghs_, ghr_ or github_pat_; classic ones must pass their checksum"));
+            }
+            plan_and_run(ctx, out, &one, steps, secrets).await
+        }
+    }
+}
+
+pub async fn cmd_quarantine(ctx: &Context, out: &Out, cmd: QuarantineCommand) -> CmdResult {
+    let (action, kind, name, account, environment, one) = match cmd {
+        QuarantineCommand::AwsUser { name, account, one } => (Action::AwsQuarantineUser, "user", name, account, None, one),
+        QuarantineCommand::AwsRole { name, account, environment, one } => (Action::AwsQuarantineRole, "role", name, account, environment, one),
+    };
+    let account = match account {
+        Some(a) => a,
+        None => ctx.aws().await?.own_account().await.map_err(|e| CommandError::failed(format!("cannot tell the AWS account: {}", e.message)).hint("pass --account"))?,
+    };
+    let mut target = Target::new(Provider::Aws, kind, name);
+    target.account = Some(account);
+    target.environment = environment;
+    let steps = vec![PlanStep { id: "s1".into(), action, target, secret: None, params: BTreeMap::new() }];
+    plan_and_run(ctx, out, &one, steps, SecretBag::default()).await
+}
+
+pub async fn cmd_restore(ctx: &Context, out: &Out, a: RestoreArgs) -> CmdResult {
+    let (plan_ref, step_ref) = match a.what.split_once(':') {
+        Some((p, s)) => (p.to_owned(), Some(s.to_owned())),
+        None => (a.what.clone(), None),
+    };
+    let (id, _, plan) = ctx.load_plan(&plan_ref)?;
+    let journal = Journal::for_plan(&ctx.log.read_all()?, &id);
+    let mut steps = Vec::new();
+    let mut skipped = Vec::new();
+    for s in &plan.steps {
+        if step_ref.as_ref().is_some_and(|r| r != &s.id) || s.action.class() != DecisionClass::Contain {
+            continue;
+        }
+        let j = journal.step(&s.id);
+        let done = j.and_then(|j| j.outcome.as_ref()).is_some_and(|o| matches!(o, Outcome::Done { .. }));
+        let Some(evidence) = j.and_then(|j| j.evidence.clone()).filter(|_| done) else {
+            skipped.push(format!("{}: cordon did not change it (nothing to undo)", s.id));
+            continue;
+        };
+        let restore = match s.action.provider() {
+            Provider::Aws => cordon_aws::restore_step_for(s, &evidence),
+            Provider::Test => Some(PlanStep {
+                id: s.id.clone(),
+                action: Action::TestRestore,
+                target: s.target.clone(),
+                secret: None,
+                params: BTreeMap::from([("evidence_hash".to_owned(), serde_json::Value::String(evidence))]),
+            }),
+            Provider::Github => {
+                skipped.push(format!("{}: a revoked GitHub credential cannot be restored; issue a new one", s.id));
+                None
+            }
+        };
+        if let Some(mut r) = restore {
+            r.id = format!("s{}", steps.len() + 1);
+            if a.reactivate_key && r.action == Action::AwsRestoreAccessKey {
+                r.params.insert("reactivate_key".into(), serde_json::Value::Bool(true));
+            }
+            steps.push(r);
+        }
+    }
+    for s in &skipped {
+        if !out.json {
+            out.line(format!("skipped {s}"));
+        }
+    }
+    if steps.is_empty() {
+        return Err(CommandError::failed(format!("nothing in plan `{id}` can be restored")));
+    }
+    let mut one = a.one;
+    if one.meta.incident.is_none() {
+        one.meta.incident = plan.incident.clone();
+    }
+    plan_and_run(ctx, out, &one, steps, SecretBag::default()).await
+}
