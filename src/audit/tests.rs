@@ -69,7 +69,11 @@ fn flipping_any_byte_of_a_100_record_log_fails_at_that_seq() {
         let k = line_of(&data, pos) as usize;
         let mut d = data[starts[k]..].to_vec();
         d[pos - starts[k]] ^= 0x01;
-        let prev = if k == 0 { GENESIS } else { recs[k - 1].hash.as_str() };
+        let prev = if k == 0 {
+            GENESIS
+        } else {
+            recs[k - 1].hash.as_str()
+        };
         let r = verify_reader_from(&d[..], k as u64 + 1, prev).unwrap();
         let want = k as u64 + 1;
         match r.status {
@@ -109,7 +113,10 @@ fn truncating_the_last_line_at_every_offset_is_a_torn_tail() {
             },
             "cut at {cut}"
         );
-        assert_eq!(r.records, 99, "cut at {cut}: earlier records must be intact");
+        assert_eq!(
+            r.records, 99,
+            "cut at {cut}: earlier records must be intact"
+        );
     }
 }
 
@@ -122,15 +129,24 @@ fn deleting_reordering_duplicating_or_inserting_a_record_is_detected() {
 
     let mut del = lines.clone();
     del.remove(41);
-    assert!(matches!(verify_bytes(join(&del).as_bytes()).status, VerifyStatus::Tampered { seq: 42, .. }));
+    assert!(matches!(
+        verify_bytes(join(&del).as_bytes()).status,
+        VerifyStatus::Tampered { seq: 42, .. }
+    ));
 
     let mut swap = lines.clone();
     swap.swap(10, 11);
-    assert!(matches!(verify_bytes(join(&swap).as_bytes()).status, VerifyStatus::Tampered { seq: 11, .. }));
+    assert!(matches!(
+        verify_bytes(join(&swap).as_bytes()).status,
+        VerifyStatus::Tampered { seq: 11, .. }
+    ));
 
     let mut dup = lines.clone();
     dup.insert(60, lines[59]);
-    assert!(matches!(verify_bytes(join(&dup).as_bytes()).status, VerifyStatus::Tampered { seq: 61, .. }));
+    assert!(matches!(
+        verify_bytes(join(&dup).as_bytes()).status,
+        VerifyStatus::Tampered { seq: 61, .. }
+    ));
 
     // A forged record with a correct-looking hash of its own, inserted mid-chain.
     let mut v: serde_json::Value = serde_json::from_str(lines[20]).unwrap();
@@ -140,12 +156,18 @@ fn deleting_reordering_duplicating_or_inserting_a_record_is_detected() {
     let forged = serde_json::to_string(&v).unwrap();
     let mut ins = lines.clone();
     ins.insert(21, &forged);
-    assert!(matches!(verify_bytes(join(&ins).as_bytes()).status, VerifyStatus::Tampered { seq: 22, .. }));
+    assert!(matches!(
+        verify_bytes(join(&ins).as_bytes()).status,
+        VerifyStatus::Tampered { seq: 22, .. }
+    ));
 
     // Re-hashing an edited record does not help: the next record's prev breaks.
     let mut edit = lines.clone();
     edit[20] = &forged;
-    assert!(matches!(verify_bytes(join(&edit).as_bytes()).status, VerifyStatus::Tampered { seq: 22, .. }));
+    assert!(matches!(
+        verify_bytes(join(&edit).as_bytes()).status,
+        VerifyStatus::Tampered { seq: 22, .. }
+    ));
 }
 
 #[test]
@@ -168,7 +190,9 @@ fn append_after_a_torn_tail_keeps_the_bytes_and_records_the_recovery() {
     assert!(all[4].message.as_deref().unwrap().contains("torn tail"));
     let r = verify_file(log.path()).unwrap();
     assert_eq!(r.status, VerifyStatus::Intact);
-    let kept: Vec<_> = std::fs::read_dir(t.path().join("audit.torn")).unwrap().collect();
+    let kept: Vec<_> = std::fs::read_dir(t.path().join("audit.torn"))
+        .unwrap()
+        .collect();
     assert_eq!(kept.len(), 1);
 }
 
@@ -176,10 +200,15 @@ fn append_after_a_torn_tail_keeps_the_bytes_and_records_the_recovery() {
 fn a_second_writer_is_seen_by_the_first() {
     let (t, log) = log_with(3);
     let other = AuditLog::new(log.path(), t.path().join("audit.torn"));
-    other.append(RecordDraft::note("b", "from b".into())).unwrap();
+    other
+        .append(RecordDraft::note("b", "from b".into()))
+        .unwrap();
     let r = log.append(RecordDraft::note("a", "from a".into())).unwrap();
     assert_eq!(r.seq, 5);
-    assert_eq!(verify_file(log.path()).unwrap().status, VerifyStatus::Intact);
+    assert_eq!(
+        verify_file(log.path()).unwrap().status,
+        VerifyStatus::Intact
+    );
 }
 
 #[test]

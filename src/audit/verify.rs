@@ -49,7 +49,11 @@ pub fn verify_reader<R: Read>(r: R) -> std::io::Result<VerifyReport> {
 /// Verify a suffix of a log that starts at record `first_seq`, whose
 /// predecessor's hash is `prev` (from a trusted earlier verification or a
 /// checkpoint). `records` in the report counts only the suffix.
-pub fn verify_reader_from<R: Read>(r: R, first_seq: u64, prev: &str) -> std::io::Result<VerifyReport> {
+pub fn verify_reader_from<R: Read>(
+    r: R,
+    first_seq: u64,
+    prev: &str,
+) -> std::io::Result<VerifyReport> {
     let mut reader = BufReader::with_capacity(1 << 20, r);
     let mut line = Vec::with_capacity(1024);
     let mut prev = prev.to_owned();

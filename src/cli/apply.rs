@@ -51,9 +51,8 @@ pub struct ApplyArgs {
 
 pub fn collect_secrets(opts: &RunOpts, bag: &mut SecretBag) -> Result<(), CommandError> {
     for var in &opts.secret_env {
-        let v = std::env::var(var).map_err(|_| {
-            CommandError::usage(format!("environment variable `{var}` is not set"))
-        })?;
+        let v = std::env::var(var)
+            .map_err(|_| CommandError::usage(format!("environment variable `{var}` is not set")))?;
         add_from_text(Secret::new(v), bag);
     }
     if opts.secrets_stdin {
@@ -77,7 +76,10 @@ fn add_from_text(text: Secret, bag: &mut SecretBag) {
                 bag.insert(secret);
                 any = true;
             }
-            Found::AwsKey { secret: Some(secret), .. } => {
+            Found::AwsKey {
+                secret: Some(secret),
+                ..
+            } => {
                 bag.insert(secret);
                 any = true;
             }
@@ -94,14 +96,31 @@ fn add_from_text(text: Secret, bag: &mut SecretBag) {
 
 /// Run a stored plan and print the report; shared by apply, revoke,
 /// quarantine and restore.
-pub async fn run_plan(ctx: &Context, out: &Out, id: &str, bytes: &[u8], plan: &Plan, opts: &RunOpts, secrets: &SecretBag) -> CmdResult {
+pub async fn run_plan(
+    ctx: &Context,
+    out: &Out,
+    id: &str,
+    bytes: &[u8],
+    plan: &Plan,
+    opts: &RunOpts,
+    secrets: &SecretBag,
+) -> CmdResult {
     let gate = ctx.gate();
     let now = now_ms();
-    let claimed = opts.requester.clone().unwrap_or_else(|| plan.requester.name.clone());
+    let claimed = opts
+        .requester
+        .clone()
+        .unwrap_or_else(|| plan.requester.name.clone());
     let signatures = super::approve::stored_signatures(ctx, id)?;
     let (principal, approvals, rejected) = match gate.policy() {
         Ok(policy) => {
-            let auto_secret = policy.roster().automation.get(&claimed).and_then(|a| a.secret_env.as_ref()).and_then(|var| std::env::var(var).ok()).map(Secret::new);
+            let auto_secret = policy
+                .roster()
+                .automation
+                .get(&claimed)
+                .and_then(|a| a.secret_env.as_ref())
+                .and_then(|var| std::env::var(var).ok())
+                .map(Secret::new);
             let auth = policy.authenticate(&AuthRequest {
                 plan,
                 plan_bytes: bytes,
@@ -116,13 +135,20 @@ pub async fn run_plan(ctx: &Context, out: &Out, id: &str, bytes: &[u8], plan: &P
             if !out.json {
                 out.line(format!("warning: {}", e.summary()));
             }
-            (super::plan::principal_claim(&claimed, plan.requester.kind), vec![], vec![])
+            (
+                super::plan::principal_claim(&claimed, plan.requester.kind),
+                vec![],
+                vec![],
+            )
         }
     };
     for r in &rejected {
         tracing::warn!(code = r.code, "signature not counted: {}", r.message);
         if !out.json {
-            out.line(format!("note: a signature does not count ({}): {}", r.code, r.message));
+            out.line(format!(
+                "note: a signature does not count ({}): {}",
+                r.code, r.message
+            ));
         }
     }
     let break_glass = if opts.break_glass {
@@ -136,10 +162,17 @@ pub async fn run_plan(ctx: &Context, out: &Out, id: &str, bytes: &[u8], plan: &P
     let mut restore_evidence = HashMap::new();
     for s in &plan.steps {
         if let Some(h) = s.param_str("evidence_hash") {
-            let b = ctx.home.get(ObjectKind::Evidence, &format!("{h}.json"))?.ok_or_else(|| {
-                CommandError::failed(format!("evidence `{h}` for step `{}` is missing from the state dir", s.id))
-            })?;
-            let v: serde_json::Value = serde_json::from_slice(&b).map_err(|e| CommandError::failed(format!("evidence `{h}`: {e}")))?;
+            let b = ctx
+                .home
+                .get(ObjectKind::Evidence, &format!("{h}.json"))?
+                .ok_or_else(|| {
+                    CommandError::failed(format!(
+                        "evidence `{h}` for step `{}` is missing from the state dir",
+                        s.id
+                    ))
+                })?;
+            let v: serde_json::Value = serde_json::from_slice(&b)
+                .map_err(|e| CommandError::failed(format!("evidence `{h}`: {e}")))?;
             restore_evidence.insert(s.id.clone(), v);
         }
     }
@@ -150,7 +183,13 @@ pub async fn run_plan(ctx: &Context, out: &Out, id: &str, bytes: &[u8], plan: &P
         burst: (opts.rate.ceil() as u32).max(1),
         ..EngineConfig::default()
     };
-    let engine = Engine::new(ctx.store(), ctx.log.clone(), Arc::new(gate) as Arc<PolicyGate>, registry, config);
+    let engine = Engine::new(
+        ctx.store(),
+        ctx.log.clone(),
+        Arc::new(gate) as Arc<PolicyGate>,
+        registry,
+        config,
+    );
     let report = engine
         .apply(&ApplyRequest {
             plan_id: id,
@@ -170,17 +209,27 @@ pub async fn run_plan(ctx: &Context, out: &Out, id: &str, bytes: &[u8], plan: &P
 pub fn exit_for(r: &ApplyReport) -> Exit {
     let ok = |s: &crate::engine::StepReport| {
         s.outcome.as_ref().is_some_and(Outcome::is_success)
-            && !matches!(s.verification, Some(cordon_connector::Verification::Alive { .. }) | Some(cordon_connector::Verification::NotVerified { .. }))
+            && !matches!(
+                s.verification,
+                Some(cordon_connector::Verification::Alive { .. })
+                    | Some(cordon_connector::Verification::NotVerified { .. })
+            )
     };
     if r.steps.iter().all(ok) {
         return Exit::Ok;
     }
-    if r.steps.iter().any(|s| s.outcome.as_ref().is_some_and(Outcome::is_success)) {
+    if r.steps
+        .iter()
+        .any(|s| s.outcome.as_ref().is_some_and(Outcome::is_success))
+    {
         return Exit::Partial;
     }
     let denied: Vec<_> = r.steps.iter().filter(|s| s.denied()).collect();
     if !denied.is_empty() && denied.len() == r.steps.len() {
-        if denied.iter().any(|s| s.decision.as_ref().is_some_and(|d| !d.missing.is_empty())) {
+        if denied
+            .iter()
+            .any(|s| s.decision.as_ref().is_some_and(|d| !d.missing.is_empty()))
+        {
             return Exit::AwaitingApproval;
         }
         return Exit::Denied;
@@ -202,14 +251,20 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool) {
     out.line(format!(
         "plan {}  as {who} ({})",
         r.plan,
-        if verified { "verified" } else { "unverified claim" }
+        if verified {
+            "verified"
+        } else {
+            "unverified claim"
+        }
     ));
     let rows: Vec<Vec<String>> = r
         .steps
         .iter()
         .map(|s| {
             let decision = match &s.decision {
-                Some(d) if d.is_allow() => format!("allow{}", if d.break_glass { " (break-glass)" } else { "" }),
+                Some(d) if d.is_allow() => {
+                    format!("allow{}", if d.break_glass { " (break-glass)" } else { "" })
+                }
                 Some(_) => "deny".into(),
                 None if s.from_earlier_run => "earlier run".into(),
                 None => "-".into(),
@@ -221,14 +276,34 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool) {
                 (None, Some(d)) => {
                     let mut parts = d.missing.clone();
                     parts.extend(d.errors.iter().cloned());
-                    if parts.is_empty() { format!("no policy permits this (policies: {})", d.policies.join(", ")) } else { parts.join("; ") }
+                    if parts.is_empty() {
+                        format!(
+                            "no policy permits this (policies: {})",
+                            d.policies.join(", ")
+                        )
+                    } else {
+                        parts.join("; ")
+                    }
                 }
                 _ => String::new(),
             };
-            vec![s.step.clone(), s.action.clone(), s.target.clone(), decision, outcome.into(), verify.into(), detail]
+            vec![
+                s.step.clone(),
+                s.action.clone(),
+                s.target.clone(),
+                decision,
+                outcome.into(),
+                verify.into(),
+                detail,
+            ]
         })
         .collect();
-    out.table(&["STEP", "ACTION", "TARGET", "DECISION", "OUTCOME", "VERIFIED", "DETAIL"], &rows);
+    out.table(
+        &[
+            "STEP", "ACTION", "TARGET", "DECISION", "OUTCOME", "VERIFIED", "DETAIL",
+        ],
+        &rows,
+    );
     match exit_for(r) {
         Exit::AwaitingApproval => out.line(format!("awaiting approval: `cordon approve {} --key ~/.ssh/id_ed25519`, then `cordon apply {}`", r.plan, r.plan)),
         Exit::Partial | Exit::Failed => out.line(format!("not everything is contained: fix what the detail says, then re-run `cordon apply {}` (done steps are not repeated)", r.plan)),

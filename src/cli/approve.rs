@@ -20,7 +20,12 @@ pub struct ApproveArgs {
     pub plan: String,
     /// Your SSH private key (unencrypted; for an encrypted key sign with
     /// `ssh-keygen -Y sign -n cordon-plan -f KEY PLANFILE` and use --import).
-    #[arg(long, value_name = "PATH", conflicts_with = "import", required_unless_present = "import")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "import",
+        required_unless_present = "import"
+    )]
     pub key: Option<PathBuf>,
     /// An armored signature made by `ssh-keygen -Y sign -n cordon-plan`.
     #[arg(long, value_name = "FILE")]
@@ -40,10 +45,15 @@ struct StoredFile {
 }
 
 /// The signatures stored for a plan, oldest first (the requester's first).
-pub fn stored_signatures(ctx: &Context, plan_id: &str) -> Result<Vec<StoredSignature>, CommandError> {
+pub fn stored_signatures(
+    ctx: &Context,
+    plan_id: &str,
+) -> Result<Vec<StoredSignature>, CommandError> {
     let mut out = Vec::new();
     for name in ctx.home.list(ObjectKind::Approval, plan_id)? {
-        let Some(bytes) = ctx.home.get(ObjectKind::Approval, &name)? else { continue };
+        let Some(bytes) = ctx.home.get(ObjectKind::Approval, &name)? else {
+            continue;
+        };
         let f: StoredFile = serde_json::from_slice(&bytes).map_err(|e| {
             CommandError::failed(format!("approval file `{name}` is unreadable: {e}"))
         })?;
@@ -56,11 +66,20 @@ pub fn stored_signatures(ctx: &Context, plan_id: &str) -> Result<Vec<StoredSigna
     Ok(out)
 }
 
-fn store(ctx: &Context, plan_id: &str, bytes: &[u8], armored: String, claimed: Option<&str>) -> Result<(String, String), CommandError> {
+fn store(
+    ctx: &Context,
+    plan_id: &str,
+    bytes: &[u8],
+    armored: String,
+    claimed: Option<&str>,
+) -> Result<(String, String), CommandError> {
     let gate = ctx.gate();
     let policy = gate.policy().map_err(|e| {
-        CommandError::new(Exit::PolicyInvalid, format!("cannot check the signature: {}", e.summary()))
-            .hint("run `cordon policy check`")
+        CommandError::new(
+            Exit::PolicyInvalid,
+            format!("cannot check the signature: {}", e.summary()),
+        )
+        .hint("run `cordon policy check`")
     })?;
     let now = now_ms();
     let check = policy
@@ -68,7 +87,12 @@ fn store(ctx: &Context, plan_id: &str, bytes: &[u8], armored: String, claimed: O
         .map_err(|e| CommandError::failed(format!("signature refused: {e}")))?;
     // One review per reviewer.
     for s in stored_signatures(ctx, plan_id)? {
-        if let Ok(prev) = policy.verify_signature(bytes, &s.armored, s.claimed_signer.as_deref(), s.recorded_at) {
+        if let Ok(prev) = policy.verify_signature(
+            bytes,
+            &s.armored,
+            s.claimed_signer.as_deref(),
+            s.recorded_at,
+        ) {
             if prev.signer == check.signer {
                 return Err(CommandError::failed(format!(
                     "`{}` has already signed plan `{plan_id}`: a second approval by the same person does not count",
@@ -84,7 +108,11 @@ fn store(ctx: &Context, plan_id: &str, bytes: &[u8], armored: String, claimed: O
         claimed_signer: claimed.map(str::to_owned),
     };
     let json = serde_json::to_vec(&file).map_err(|e| CommandError::failed(e.to_string()))?;
-    let name = format!("{plan_id}/{}-{}.json", now.format("%Y%m%dT%H%M%S%.3fZ"), check.signer);
+    let name = format!(
+        "{plan_id}/{}-{}.json",
+        now.format("%Y%m%dT%H%M%S%.3fZ"),
+        check.signer
+    );
     ctx.home.put_new(ObjectKind::Approval, &name, &json)?;
     let mut d = RecordDraft::new(
         Kind::Approval,
@@ -105,8 +133,15 @@ fn store(ctx: &Context, plan_id: &str, bytes: &[u8], armored: String, claimed: O
     Ok((check.signer, check.fingerprint))
 }
 
-pub fn sign_and_store(ctx: &Context, plan_id: &str, bytes: &[u8], key: &Path, claimed: Option<&str>) -> Result<(String, String), CommandError> {
-    let armored = crate::policy::sign(bytes, key).map_err(|e| CommandError::failed(e.to_string()))?;
+pub fn sign_and_store(
+    ctx: &Context,
+    plan_id: &str,
+    bytes: &[u8],
+    key: &Path,
+    claimed: Option<&str>,
+) -> Result<(String, String), CommandError> {
+    let armored =
+        crate::policy::sign(bytes, key).map_err(|e| CommandError::failed(e.to_string()))?;
     store(ctx, plan_id, bytes, armored, claimed)
 }
 
@@ -124,7 +159,9 @@ pub fn cmd_approve(ctx: &Context, out: &Out, a: ApproveArgs) -> CmdResult {
     if out.json {
         out.json(&serde_json::json!({"plan": id, "signer": signer, "key_fingerprint": fp}));
     } else {
-        out.line(format!("approval recorded: plan {id} signed by {signer} ({fp})"));
+        out.line(format!(
+            "approval recorded: plan {id} signed by {signer} ({fp})"
+        ));
         out.line(format!("next: `cordon apply {id}`"));
     }
     Ok(Exit::Ok)

@@ -28,11 +28,16 @@ pub fn cmd_auth(out: &Out, cmd: AuthCommand) -> CmdResult {
                     .hint("AWS credentials come from the AWS default chain (environment, profiles, SSO, instance roles)"));
             }
             let mut v = String::new();
-            std::io::stdin().read_to_string(&mut v).map_err(|e| CommandError::failed(format!("cannot read stdin: {e}")))?;
+            std::io::stdin()
+                .read_to_string(&mut v)
+                .map_err(|e| CommandError::failed(format!("cannot read stdin: {e}")))?;
             let secret = Secret::new(v.trim_end_matches(['\n', '\r']).to_owned());
             cordon_github::store_credential(&name, &secret).map_err(|e| {
-                CommandError::failed(format!("cannot store `github/{name}` in the keyring: {}", e.message))
-                    .hint("set it in the environment instead (GITHUB_TOKEN, CORDON_GITHUB_*)")
+                CommandError::failed(format!(
+                    "cannot store `github/{name}` in the keyring: {}",
+                    e.message
+                ))
+                .hint("set it in the environment instead (GITHUB_TOKEN, CORDON_GITHUB_*)")
             })?;
             if out.json {
                 out.json(&serde_json::json!({"stored": format!("github/{name}")}));

@@ -24,27 +24,68 @@ pub fn cmd_classify(out: &Out, _a: ClassifyArgs) -> CmdResult {
         let (kind, ident, note) = match f {
             Found::GithubToken { kind, secret, .. } => {
                 any = true;
-                (format!("github-token ({})", kind.prefix()), format!("sha256:{}", secret.fingerprint()), "checksum ok".to_owned())
-            }
-            Found::AwsKey { key_id, session, secret, .. } => {
-                any = true;
                 (
-                    if *session { "aws-session-key".into() } else { "aws-access-key".into() },
-                    key_id.clone(),
-                    if secret.is_some() { "paired with its secret".into() } else { "key id only".into() },
+                    format!("github-token ({})", kind.prefix()),
+                    format!("sha256:{}", secret.fingerprint()),
+                    "checksum ok".to_owned(),
                 )
             }
-            Found::Invalid { what, reason, fingerprint, .. } => (format!("not a credential ({what})"), format!("sha256:{fingerprint}"), reason.clone()),
-            Found::AwsSecretUnpaired { secret, .. } => ("aws-secret (no key id)".into(), format!("sha256:{}", secret.fingerprint()), "not containable without its key id".into()),
-            Found::Unrecognised { length, .. } => ("unrecognised".into(), "-".into(), format!("{length} characters, not echoed")),
+            Found::AwsKey {
+                key_id,
+                session,
+                secret,
+                ..
+            } => {
+                any = true;
+                (
+                    if *session {
+                        "aws-session-key".into()
+                    } else {
+                        "aws-access-key".into()
+                    },
+                    key_id.clone(),
+                    if secret.is_some() {
+                        "paired with its secret".into()
+                    } else {
+                        "key id only".into()
+                    },
+                )
+            }
+            Found::Invalid {
+                what,
+                reason,
+                fingerprint,
+                ..
+            } => (
+                format!("not a credential ({what})"),
+                format!("sha256:{fingerprint}"),
+                reason.clone(),
+            ),
+            Found::AwsSecretUnpaired { secret, .. } => (
+                "aws-secret (no key id)".into(),
+                format!("sha256:{}", secret.fingerprint()),
+                "not containable without its key id".into(),
+            ),
+            Found::Unrecognised { length, .. } => (
+                "unrecognised".into(),
+                "-".into(),
+                format!("{length} characters, not echoed"),
+            ),
         };
         rows.push(vec![f.line().to_string(), kind, ident, note]);
     }
     if out.json {
-        let v: Vec<_> = rows.iter().map(|r| serde_json::json!({"line": r[0], "kind": r[1], "id": r[2], "note": r[3]})).collect();
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| serde_json::json!({"line": r[0], "kind": r[1], "id": r[2], "note": r[3]}))
+            .collect();
         out.json(&v);
     } else {
         out.table(&["LINE", "KIND", "ID", "NOTE"], &rows);
     }
-    Ok(if any { Exit::Ok } else { Exit::NothingContainable })
+    Ok(if any {
+        Exit::Ok
+    } else {
+        Exit::NothingContainable
+    })
 }

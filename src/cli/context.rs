@@ -41,7 +41,10 @@ impl Context {
     pub fn gate(&self) -> PolicyGate {
         let g = PolicyGate::load(&self.policy_dir);
         if let Err(e) = g.policy() {
-            tracing::warn!("authority policy failed to load, every step will be denied: {}", e.summary());
+            tracing::warn!(
+                "authority policy failed to load, every step will be denied: {}",
+                e.summary()
+            );
         }
         g
     }
@@ -98,12 +101,18 @@ impl Context {
         let name = match matches.as_slice() {
             [one] => (*one).clone(),
             [] => {
-                return Err(CommandError::failed(format!("no plan `{id}` in `{}`", self.home.root().display()))
-                    .hint("list plans with `cordon plan list`"))
+                return Err(CommandError::failed(format!(
+                    "no plan `{id}` in `{}`",
+                    self.home.root().display()
+                ))
+                .hint("list plans with `cordon plan list`"))
             }
             _ => {
-                return Err(CommandError::usage(format!("plan id `{id}` is ambiguous ({} plans match)", matches.len()))
-                    .hint("give more characters of the id"))
+                return Err(CommandError::usage(format!(
+                    "plan id `{id}` is ambiguous ({} plans match)",
+                    matches.len()
+                ))
+                .hint("give more characters of the id"))
             }
         };
         let full = name.trim_end_matches(".json").to_owned();

@@ -20,16 +20,40 @@ pub enum Exit {
 
 impl Exit {
     pub const TABLE: &'static [(Exit, &'static str)] = &[
-        (Exit::Ok, "success: everything asked for was done (and verified)"),
+        (
+            Exit::Ok,
+            "success: everything asked for was done (and verified)",
+        ),
         (Exit::Failed, "failed: an error, or a step that failed"),
         (Exit::Usage, "usage: bad flags or arguments"),
-        (Exit::Denied, "denied by the authority policy: nothing was done"),
-        (Exit::Partial, "partially contained: some steps done, others failed, denied or unverified"),
-        (Exit::AwaitingApproval, "awaiting approval: the policy needs approvals (`cordon approve`)"),
-        (Exit::NothingContainable, "nothing containable: the input held no credential cordon can act on"),
-        (Exit::Tampered, "audit log tampered: the chain breaks at the named seq"),
-        (Exit::TornTail, "audit log torn tail: a crash cut the last record short; all earlier records intact"),
-        (Exit::PolicyInvalid, "policy invalid: the policy failed to load or lint"),
+        (
+            Exit::Denied,
+            "denied by the authority policy: nothing was done",
+        ),
+        (
+            Exit::Partial,
+            "partially contained: some steps done, others failed, denied or unverified",
+        ),
+        (
+            Exit::AwaitingApproval,
+            "awaiting approval: the policy needs approvals (`cordon approve`)",
+        ),
+        (
+            Exit::NothingContainable,
+            "nothing containable: the input held no credential cordon can act on",
+        ),
+        (
+            Exit::Tampered,
+            "audit log tampered: the chain breaks at the named seq",
+        ),
+        (
+            Exit::TornTail,
+            "audit log torn tail: a crash cut the last record short; all earlier records intact",
+        ),
+        (
+            Exit::PolicyInvalid,
+            "policy invalid: the policy failed to load or lint",
+        ),
     ];
 
     pub fn code(self) -> i32 {

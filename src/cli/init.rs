@@ -9,10 +9,19 @@ use crate::state::write_atomic;
 
 /// The shipped policy, compiled in so `init` works from the binary alone.
 const SHIPPED: [(&str, &str); 4] = [
-    ("authority.cedar", include_str!("../../policies/authority.cedar")),
-    ("authority.cedarschema", include_str!("../../policies/authority.cedarschema")),
+    (
+        "authority.cedar",
+        include_str!("../../policies/authority.cedar"),
+    ),
+    (
+        "authority.cedarschema",
+        include_str!("../../policies/authority.cedarschema"),
+    ),
     ("roster.toml", include_str!("../../policies/roster.toml")),
-    ("allowed_signers", include_str!("../../policies/allowed_signers")),
+    (
+        "allowed_signers",
+        include_str!("../../policies/allowed_signers"),
+    ),
 ];
 
 #[derive(Args, Debug)]
@@ -37,7 +46,11 @@ pub fn cmd_init(ctx: &Context, out: &Out, a: InitArgs) -> CmdResult {
         out.json(&serde_json::json!({"home": ctx.home.root(), "policy": dir, "written": written}));
     } else {
         out.line(format!("state: {}", ctx.home.root().display()));
-        out.line(format!("policy: {} ({} files written)", dir.display(), written.len()));
+        out.line(format!(
+            "policy: {} ({} files written)",
+            dir.display(),
+            written.len()
+        ));
         out.line("next: edit roster.toml and allowed_signers for your organisation, then `cordon policy check`");
     }
     Ok(Exit::Ok)

@@ -29,7 +29,9 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
     match cmd {
         LogCommand::Verify => {
             let path = ctx.log.path();
-            let r = verify_file(path).map_err(|e| CommandError::failed(format!("cannot read `{}`: {e}", path.display())))?;
+            let r = verify_file(path).map_err(|e| {
+                CommandError::failed(format!("cannot read `{}`: {e}", path.display()))
+            })?;
             let exit = match &r.status {
                 VerifyStatus::Intact => Exit::Ok,
                 VerifyStatus::TornTail { .. } => Exit::TornTail,
@@ -52,12 +54,25 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
             }
             Ok(exit)
         }
-        LogCommand::Show { incident, plan, kind, break_glass } => {
+        LogCommand::Show {
+            incident,
+            plan,
+            kind,
+            break_glass,
+        } => {
             let recs = ctx.log.read_all()?;
             let sel: Vec<_> = recs
                 .into_iter()
-                .filter(|r| incident.as_ref().is_none_or(|i| r.incident.as_ref() == Some(i)))
-                .filter(|r| plan.as_ref().is_none_or(|p| r.plan.as_deref().is_some_and(|x| x.starts_with(p.as_str()))))
+                .filter(|r| {
+                    incident
+                        .as_ref()
+                        .is_none_or(|i| r.incident.as_ref() == Some(i))
+                })
+                .filter(|r| {
+                    plan.as_ref().is_none_or(|p| {
+                        r.plan.as_deref().is_some_and(|x| x.starts_with(p.as_str()))
+                    })
+                })
                 .filter(|r| kind.is_none_or(|k| r.kind == k))
                 .filter(|r| !break_glass || r.break_glass.is_some())
                 .collect();
@@ -69,7 +84,16 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
                 .iter()
                 .map(|r| {
                     let what = if let Some(d) = &r.decision {
-                        format!("{:?} by {}", d.effect, if d.policies.is_empty() { "default".into() } else { d.policies.join(",") }).to_lowercase()
+                        format!(
+                            "{:?} by {}",
+                            d.effect,
+                            if d.policies.is_empty() {
+                                "default".into()
+                            } else {
+                                d.policies.join(",")
+                            }
+                        )
+                        .to_lowercase()
                     } else if let Some(o) = &r.outcome {
                         format!("{}: {}", o.label(), o.detail())
                     } else if let Some(v) = &r.verification {
@@ -83,16 +107,43 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
                         r.seq.to_string(),
                         crate::timefmt::format(&r.time),
                         r.kind.as_str().into(),
-                        format!("{}{}", r.actor.name, if r.actor.verified { "" } else { "?" }),
-                        r.approvers.iter().map(|a| a.id.clone()).collect::<Vec<_>>().join(","),
+                        format!(
+                            "{}{}",
+                            r.actor.name,
+                            if r.actor.verified { "" } else { "?" }
+                        ),
+                        r.approvers
+                            .iter()
+                            .map(|a| a.id.clone())
+                            .collect::<Vec<_>>()
+                            .join(","),
                         r.plan.clone().unwrap_or_default(),
                         r.step.clone().unwrap_or_default(),
-                        r.target.as_ref().map(|t| t.display_name()).unwrap_or_default(),
-                        match &r.break_glass { Some(b) => format!("BREAK-GLASS ({b}) {what}"), None => what },
+                        r.target
+                            .as_ref()
+                            .map(|t| t.display_name())
+                            .unwrap_or_default(),
+                        match &r.break_glass {
+                            Some(b) => format!("BREAK-GLASS ({b}) {what}"),
+                            None => what,
+                        },
                     ]
                 })
                 .collect();
-            out.table(&["SEQ", "TIME", "KIND", "ACTOR", "APPROVERS", "PLAN", "STEP", "TARGET", "WHAT"], &rows);
+            out.table(
+                &[
+                    "SEQ",
+                    "TIME",
+                    "KIND",
+                    "ACTOR",
+                    "APPROVERS",
+                    "PLAN",
+                    "STEP",
+                    "TARGET",
+                    "WHAT",
+                ],
+                &rows,
+            );
             Ok(Exit::Ok)
         }
     }

@@ -78,9 +78,7 @@ pub enum Command {
     #[command(subcommand)]
     Auth(auth::AuthCommand),
     /// Shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -107,7 +105,9 @@ pub fn run(cli: Cli) -> i32 {
         .build()
     {
         Ok(rt) => rt.block_on(dispatch(cli, &out)),
-        Err(e) => Err(CommandError::failed(format!("cannot start the runtime: {e}"))),
+        Err(e) => Err(CommandError::failed(format!(
+            "cannot start the runtime: {e}"
+        ))),
     };
     match result {
         Ok(code) => code.code(),

@@ -11,7 +11,9 @@ use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
 use crate::audit::{Kind, RecordDraft};
 use crate::gate::Principal;
-use crate::plan::{now_ms, plan_id, sha256_hex, Plan, PrincipalKind, Requester, Severity, Source, PLAN_VERSION};
+use crate::plan::{
+    now_ms, plan_id, sha256_hex, Plan, PrincipalKind, Requester, Severity, Source, PLAN_VERSION,
+};
 use crate::state::{ObjectKind, Store};
 
 /// Who asks, how bad, and why: shared by every command that writes a plan.
@@ -75,7 +77,11 @@ pub fn principal_claim(name: &str, kind: PrincipalKind) -> Principal {
 
 /// Write a plan: canonical bytes into the store, a `plan` audit record, and
 /// the requester's signature when `--key` was given.
-pub fn write_plan(ctx: &Context, meta: &PlanMeta, steps: Vec<PlanStep>) -> Result<(String, Vec<u8>, Plan), CommandError> {
+pub fn write_plan(
+    ctx: &Context,
+    meta: &PlanMeta,
+    steps: Vec<PlanStep>,
+) -> Result<(String, Vec<u8>, Plan), CommandError> {
     let name = meta.requester_name();
     let kind = if matches!(name.as_str(), "ci" | "agent") {
         PrincipalKind::Automation
@@ -85,19 +91,24 @@ pub fn write_plan(ctx: &Context, meta: &PlanMeta, steps: Vec<PlanStep>) -> Resul
     let plan = Plan {
         version: PLAN_VERSION,
         created_at: now_ms(),
-        requester: Requester { name: name.clone(), kind },
+        requester: Requester {
+            name: name.clone(),
+            kind,
+        },
         source: meta.source,
         severity: meta.severity,
         incident: meta.incident.clone(),
         reason: meta.reason.clone(),
         steps,
     };
-    plan.validate().map_err(|e| CommandError::failed(e.to_string()))?;
+    plan.validate()
+        .map_err(|e| CommandError::failed(e.to_string()))?;
     let bytes = plan
         .to_canonical_bytes()
         .map_err(|e| CommandError::failed(e.to_string()))?;
     let id = plan_id(&bytes);
-    ctx.home.put_new(ObjectKind::Plan, &format!("{id}.json"), &bytes)?;
+    ctx.home
+        .put_new(ObjectKind::Plan, &format!("{id}.json"), &bytes)?;
     let mut d = RecordDraft::new(Kind::Plan, principal_claim(&name, kind));
     d.plan = Some(id.clone());
     d.incident = plan.incident.clone();
@@ -117,13 +128,21 @@ pub fn write_plan(ctx: &Context, meta: &PlanMeta, steps: Vec<PlanStep>) -> Resul
 
 pub async fn cmd_plan(ctx: &Context, out: &Out, cmd: PlanCommand) -> CmdResult {
     match cmd {
-        PlanCommand::Test { items, restore, meta } => {
+        PlanCommand::Test {
+            items,
+            restore,
+            meta,
+        } => {
             let steps = items
                 .iter()
                 .enumerate()
                 .map(|(i, item)| PlanStep {
                     id: format!("s{}", i + 1),
-                    action: if restore { Action::TestRestore } else { Action::TestContain },
+                    action: if restore {
+                        Action::TestRestore
+                    } else {
+                        Action::TestContain
+                    },
                     target: Target::new(Provider::Test, "item", item.as_str()),
                     secret: None,
                     params: BTreeMap::new(),
@@ -165,7 +184,17 @@ pub async fn cmd_plan(ctx: &Context, out: &Out, cmd: PlanCommand) -> CmdResult {
             if out.json {
                 out.json(&list);
             } else {
-                out.table(&["PLAN", "CREATED", "REQUESTER", "SEVERITY", "STEPS", "INCIDENT"], &rows);
+                out.table(
+                    &[
+                        "PLAN",
+                        "CREATED",
+                        "REQUESTER",
+                        "SEVERITY",
+                        "STEPS",
+                        "INCIDENT",
+                    ],
+                    &rows,
+                );
             }
             Ok(Exit::Ok)
         }
@@ -187,7 +216,10 @@ pub fn print_plan(out: &Out, id: &str, plan: &Plan) {
         plan.requester.name,
         plan.severity.as_str(),
         plan.source.as_str(),
-        plan.incident.as_ref().map(|i| format!("  incident {i}")).unwrap_or_default()
+        plan.incident
+            .as_ref()
+            .map(|i| format!("  incident {i}"))
+            .unwrap_or_default()
     ));
     let rows: Vec<Vec<String>> = plan
         .steps
@@ -198,7 +230,10 @@ pub fn print_plan(out: &Out, id: &str, plan: &Plan) {
                 s.action.id().to_owned(),
                 s.target.display_name(),
                 s.target.account.clone().unwrap_or_else(|| "-".into()),
-                s.secret.as_deref().map(|f| format!("sha256:{}", &f[..12.min(f.len())])).unwrap_or_else(|| "-".into()),
+                s.secret
+                    .as_deref()
+                    .map(|f| format!("sha256:{}", &f[..12.min(f.len())]))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();

@@ -45,7 +45,11 @@ pub enum PolicyCommand {
     },
 }
 
-fn resolve_dir(home: Option<PathBuf>, policy: Option<PathBuf>, dir: Option<PathBuf>) -> Result<PathBuf, CommandError> {
+fn resolve_dir(
+    home: Option<PathBuf>,
+    policy: Option<PathBuf>,
+    dir: Option<PathBuf>,
+) -> Result<PathBuf, CommandError> {
     if let Some(d) = dir.or(policy) {
         return Ok(d);
     }
@@ -56,17 +60,31 @@ fn resolve_dir(home: Option<PathBuf>, policy: Option<PathBuf>, dir: Option<PathB
     Ok(root.join("policy"))
 }
 
-pub fn cmd_policy(home: Option<PathBuf>, policy: Option<PathBuf>, out: &Out, cmd: PolicyCommand) -> CmdResult {
+pub fn cmd_policy(
+    home: Option<PathBuf>,
+    policy: Option<PathBuf>,
+    out: &Out,
+    cmd: PolicyCommand,
+) -> CmdResult {
     match cmd {
         PolicyCommand::Check { dir } => {
             let dir = resolve_dir(home, policy, dir)?;
             let findings = check(&dir);
-            let errors = findings.iter().filter(|f| f.severity == FindingSeverity::Error).count();
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == FindingSeverity::Error)
+                .count();
             if out.json {
                 out.json(&serde_json::json!({"dir": dir, "ok": errors == 0, "findings": findings}));
             } else {
                 for f in &findings {
-                    out.line(format!("{}: {f}", match f.severity { FindingSeverity::Error => "error", _ => "warning" }));
+                    out.line(format!(
+                        "{}: {f}",
+                        match f.severity {
+                            FindingSeverity::Error => "error",
+                            _ => "warning",
+                        }
+                    ));
                 }
                 out.line(format!(
                     "{}: {errors} errors, {} warnings",
@@ -74,12 +92,29 @@ pub fn cmd_policy(home: Option<PathBuf>, policy: Option<PathBuf>, out: &Out, cmd
                     findings.len() - errors
                 ));
             }
-            Ok(if errors == 0 { Exit::Ok } else { Exit::PolicyInvalid })
+            Ok(if errors == 0 {
+                Exit::Ok
+            } else {
+                Exit::PolicyInvalid
+            })
         }
-        PolicyCommand::Explain { principal, unverified, action, target, environment, account, severity, source, approvals, elapsed, break_glass } => {
+        PolicyCommand::Explain {
+            principal,
+            unverified,
+            action,
+            target,
+            environment,
+            account,
+            severity,
+            source,
+            approvals,
+            elapsed,
+            break_glass,
+        } => {
             let dir = resolve_dir(home, policy, None)?;
             let loaded = crate::policy::load(&dir).map_err(|e| {
-                CommandError::new(Exit::PolicyInvalid, e.summary()).hint("run `cordon policy check`")
+                CommandError::new(Exit::PolicyInvalid, e.summary())
+                    .hint("run `cordon policy check`")
             })?;
             let mut q = WhatIf::new(principal, action, target);
             q.verified = !unverified;
@@ -90,7 +125,9 @@ pub fn cmd_policy(home: Option<PathBuf>, policy: Option<PathBuf>, out: &Out, cmd
             q.approvers = approvals;
             q.elapsed_minutes = elapsed;
             q.break_glass = break_glass;
-            let e = loaded.explain(&q).map_err(|e| CommandError::usage(e.to_string()))?;
+            let e = loaded
+                .explain(&q)
+                .map_err(|e| CommandError::usage(e.to_string()))?;
             let allow = e.decision.is_allow();
             if out.json {
                 out.json(&e);
@@ -103,7 +140,10 @@ pub fn cmd_policy(home: Option<PathBuf>, policy: Option<PathBuf>, out: &Out, cmd
                     e.target.display_name()
                 ));
                 if !e.decision.policies.is_empty() {
-                    out.line(format!("deciding policies: {}", e.decision.policies.join(", ")));
+                    out.line(format!(
+                        "deciding policies: {}",
+                        e.decision.policies.join(", ")
+                    ));
                 }
                 for m in &e.decision.missing {
                     out.line(format!("missing: {m}"));

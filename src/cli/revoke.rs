@@ -110,7 +110,13 @@ pub struct RestoreArgs {
 }
 
 /// Write the plan, then either show decisions (dry run) or run it.
-async fn plan_and_run(ctx: &Context, out: &Out, one: &OneShot, steps: Vec<PlanStep>, secrets: SecretBag) -> CmdResult {
+async fn plan_and_run(
+    ctx: &Context,
+    out: &Out,
+    one: &OneShot,
+    steps: Vec<PlanStep>,
+    secrets: SecretBag,
+) -> CmdResult {
     let (id, bytes, plan) = write_plan(ctx, &one.meta, steps)?;
     if one.dry_run {
         return dry_run(ctx, out, &id, &plan);
@@ -144,8 +150,16 @@ fn dry_run(ctx: &Context, out: &Out, id: &str, plan: &Plan) -> CmdResult {
         for (s, d) in &decisions {
             out.line(format!(
                 "{s}: {} {}",
-                if d.is_allow() { "would be allowed" } else { "would be denied" },
-                if d.missing.is_empty() { d.policies.join(", ") } else { d.missing.join("; ") }
+                if d.is_allow() {
+                    "would be allowed"
+                } else {
+                    "would be denied"
+                },
+                if d.missing.is_empty() {
+                    d.policies.join(", ")
+                } else {
+                    d.missing.join("; ")
+                }
             ));
         }
         out.line(format!("dry run: nothing was done. Act with `cordon apply {id}` (the requester is a claim until signed: `cordon approve {id} --key ...`)"));
@@ -161,7 +175,13 @@ fn read_secret_env(var: &str) -> Result<Secret, CommandError> {
 
 pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResult {
     match cmd {
-        RevokeCommand::AwsKey { key_id, secret_env, quarantine_user, role, one } => {
+        RevokeCommand::AwsKey {
+            key_id,
+            secret_env,
+            quarantine_user,
+            role,
+            one,
+        } => {
             cordon_aws::key_kind(&key_id).map_err(|e| CommandError::usage(e.message))?;
             let mut secrets = SecretBag::default();
             let mut fp = None;
@@ -191,7 +211,9 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
         RevokeCommand::GithubToken { stdin, env, one } => {
             let raw = if stdin {
                 let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).map_err(|e| CommandError::failed(format!("cannot read stdin: {e}")))?;
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .map_err(|e| CommandError::failed(format!("cannot read stdin: {e}")))?;
                 Secret::new(s)
             } else if let Some(var) = &env {
                 read_secret_env(var)?
@@ -211,7 +233,10 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
                             (Action::GithubRevokeToken, "token")
                         };
                         let mut target = Target::new(Provider::Github, tkind, fp.clone());
-                        target.tags.insert("token_type".into(), kind.prefix().trim_end_matches('_').to_owned());
+                        target.tags.insert(
+                            "token_type".into(),
+                            kind.prefix().trim_end_matches('_').to_owned(),
+                        );
                         steps.push(PlanStep {
                             id: format!("s{}", steps.len() + 1),
                             action,
@@ -221,7 +246,11 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
                         });
                         secrets.insert(secret);
                     }
-                    Found::Invalid { reason, fingerprint, .. } => rejected.push(format!("sha256:{fingerprint}: {reason}")),
+                    Found::Invalid {
+                        reason,
+                        fingerprint,
+                        ..
+                    } => rejected.push(format!("sha256:{fingerprint}: {reason}")),
                     _ => {}
                 }
             }
@@ -241,17 +270,40 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
 
 pub async fn cmd_quarantine(ctx: &Context, out: &Out, cmd: QuarantineCommand) -> CmdResult {
     let (action, kind, name, account, environment, one) = match cmd {
-        QuarantineCommand::AwsUser { name, account, one } => (Action::AwsQuarantineUser, "user", name, account, None, one),
-        QuarantineCommand::AwsRole { name, account, environment, one } => (Action::AwsQuarantineRole, "role", name, account, environment, one),
+        QuarantineCommand::AwsUser { name, account, one } => {
+            (Action::AwsQuarantineUser, "user", name, account, None, one)
+        }
+        QuarantineCommand::AwsRole {
+            name,
+            account,
+            environment,
+            one,
+        } => (
+            Action::AwsQuarantineRole,
+            "role",
+            name,
+            account,
+            environment,
+            one,
+        ),
     };
     let account = match account {
         Some(a) => a,
-        None => ctx.aws().await?.own_account().await.map_err(|e| CommandError::failed(format!("cannot tell the AWS account: {}", e.message)).hint("pass --account"))?,
+        None => ctx.aws().await?.own_account().await.map_err(|e| {
+            CommandError::failed(format!("cannot tell the AWS account: {}", e.message))
+                .hint("pass --account")
+        })?,
     };
     let mut target = Target::new(Provider::Aws, kind, name);
     target.account = Some(account);
     target.environment = environment;
-    let steps = vec![PlanStep { id: "s1".into(), action, target, secret: None, params: BTreeMap::new() }];
+    let steps = vec![PlanStep {
+        id: "s1".into(),
+        action,
+        target,
+        secret: None,
+        params: BTreeMap::new(),
+    }];
     plan_and_run(ctx, out, &one, steps, SecretBag::default()).await
 }
 
@@ -265,13 +317,20 @@ pub async fn cmd_restore(ctx: &Context, out: &Out, a: RestoreArgs) -> CmdResult 
     let mut steps = Vec::new();
     let mut skipped = Vec::new();
     for s in &plan.steps {
-        if step_ref.as_ref().is_some_and(|r| r != &s.id) || s.action.class() != DecisionClass::Contain {
+        if step_ref.as_ref().is_some_and(|r| r != &s.id)
+            || s.action.class() != DecisionClass::Contain
+        {
             continue;
         }
         let j = journal.step(&s.id);
-        let done = j.and_then(|j| j.outcome.as_ref()).is_some_and(|o| matches!(o, Outcome::Done { .. }));
+        let done = j
+            .and_then(|j| j.outcome.as_ref())
+            .is_some_and(|o| matches!(o, Outcome::Done { .. }));
         let Some(evidence) = j.and_then(|j| j.evidence.clone()).filter(|_| done) else {
-            skipped.push(format!("{}: cordon did not change it (nothing to undo)", s.id));
+            skipped.push(format!(
+                "{}: cordon did not change it (nothing to undo)",
+                s.id
+            ));
             continue;
         };
         let restore = match s.action.provider() {
@@ -281,17 +340,24 @@ pub async fn cmd_restore(ctx: &Context, out: &Out, a: RestoreArgs) -> CmdResult 
                 action: Action::TestRestore,
                 target: s.target.clone(),
                 secret: None,
-                params: BTreeMap::from([("evidence_hash".to_owned(), serde_json::Value::String(evidence))]),
+                params: BTreeMap::from([(
+                    "evidence_hash".to_owned(),
+                    serde_json::Value::String(evidence),
+                )]),
             }),
             Provider::Github => {
-                skipped.push(format!("{}: a revoked GitHub credential cannot be restored; issue a new one", s.id));
+                skipped.push(format!(
+                    "{}: a revoked GitHub credential cannot be restored; issue a new one",
+                    s.id
+                ));
                 None
             }
         };
         if let Some(mut r) = restore {
             r.id = format!("s{}", steps.len() + 1);
             if a.reactivate_key && r.action == Action::AwsRestoreAccessKey {
-                r.params.insert("reactivate_key".into(), serde_json::Value::Bool(true));
+                r.params
+                    .insert("reactivate_key".into(), serde_json::Value::Bool(true));
             }
             steps.push(r);
         }
@@ -302,7 +368,9 @@ pub async fn cmd_restore(ctx: &Context, out: &Out, a: RestoreArgs) -> CmdResult 
         }
     }
     if steps.is_empty() {
-        return Err(CommandError::failed(format!("nothing in plan `{id}` can be restored")));
+        return Err(CommandError::failed(format!(
+            "nothing in plan `{id}` can be restored"
+        )));
     }
     let mut one = a.one;
     if one.meta.incident.is_none() {

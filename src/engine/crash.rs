@@ -26,7 +26,11 @@ impl CrashPoints {
     pub fn hit(&self, point: &str, step: &str) {
         if let Some((p, s)) = &self.at {
             if p == point && s == step {
-                tracing::warn!(point, step, "CORDON_CRASHPOINT reached: killing the process");
+                tracing::warn!(
+                    point,
+                    step,
+                    "CORDON_CRASHPOINT reached: killing the process"
+                );
                 // SAFETY: getpid/kill have no memory-safety preconditions.
                 unsafe {
                     libc::kill(libc::getpid(), libc::SIGKILL);

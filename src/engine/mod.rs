@@ -172,7 +172,11 @@ impl Engine {
         registry: Registry,
         config: EngineConfig,
     ) -> Engine {
-        let limiter = Limiter::new(config.rate_per_sec, config.burst, config.per_account_concurrency);
+        let limiter = Limiter::new(
+            config.rate_per_sec,
+            config.burst,
+            config.per_account_concurrency,
+        );
         Engine {
             store,
             log,
@@ -344,7 +348,10 @@ impl Engine {
         rep.resumed = had_intent;
         // Snapshot first: evidence before any change, and the reconcile read.
         self.limiter.take(&key).await;
-        let state = match self.with_retries(|| conn.describe(&ctx), &mut rep.attempts).await {
+        let state = match self
+            .with_retries(|| conn.describe(&ctx), &mut rep.attempts)
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 let outcome = failed(&e);
@@ -494,9 +501,8 @@ impl Engine {
         step: &PlanStep,
         evidence: &serde_json::Value,
     ) -> Result<String, EngineError> {
-        let bytes = canonical_json(evidence).map_err(|e| {
-            AuditError::Encode(format!("evidence of step `{}`: {e}", step.id))
-        })?;
+        let bytes = canonical_json(evidence)
+            .map_err(|e| AuditError::Encode(format!("evidence of step `{}`: {e}", step.id)))?;
         let hash = sha256_hex(&bytes);
         self.store
             .put_new(ObjectKind::Evidence, &format!("{hash}.json"), &bytes)?;
@@ -546,7 +552,11 @@ impl Engine {
         Ok(Some(v))
     }
 
-    async fn with_retries<T, F, Fut>(&self, mut f: F, attempts: &mut u32) -> Result<T, ConnectorError>
+    async fn with_retries<T, F, Fut>(
+        &self,
+        mut f: F,
+        attempts: &mut u32,
+    ) -> Result<T, ConnectorError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ConnectorError>>,

@@ -35,7 +35,13 @@ fn fixture() -> Fixture {
         },
         ..EngineConfig::default()
     };
-    let engine = Engine::new(Arc::new(home), log.clone(), Arc::new(TestOnlyGate), reg, config);
+    let engine = Engine::new(
+        Arc::new(home),
+        log.clone(),
+        Arc::new(TestOnlyGate),
+        reg,
+        config,
+    );
     Fixture {
         _dir: dir,
         engine,
@@ -125,7 +131,10 @@ async fn five_steps_contained_verified_and_chained() {
     }
     let items = f.conn.items().unwrap();
     assert!(items.values().all(|i| i.changes == 1 && i.contained));
-    assert_eq!(verify_file(f.log.path()).unwrap().status, crate::audit::VerifyStatus::Intact);
+    assert_eq!(
+        verify_file(f.log.path()).unwrap().status,
+        crate::audit::VerifyStatus::Intact
+    );
     // Every intent precedes its outcome, and there is one of each per step.
     let recs = f.log.read_all().unwrap();
     for s in ["s1", "s2", "s3", "s4", "s5"] {
@@ -136,7 +145,13 @@ async fn five_steps_contained_verified_and_chained() {
             .collect();
         assert_eq!(
             kinds,
-            vec![Kind::Decision, Kind::Evidence, Kind::Intent, Kind::Outcome, Kind::Verify],
+            vec![
+                Kind::Decision,
+                Kind::Evidence,
+                Kind::Intent,
+                Kind::Outcome,
+                Kind::Verify
+            ],
             "{s}"
         );
     }
@@ -151,7 +166,12 @@ async fn second_apply_does_nothing_again() {
     let r = apply(&f, &p).await;
     assert!(r.steps.iter().all(|s| s.from_earlier_run));
     assert_eq!(f.log.read_all().unwrap().len(), before);
-    assert!(f.conn.items().unwrap().values().all(|i| i.changes == 1 && i.calls == 1));
+    assert!(f
+        .conn
+        .items()
+        .unwrap()
+        .values()
+        .all(|i| i.changes == 1 && i.calls == 1));
 }
 
 #[tokio::test]
@@ -163,7 +183,13 @@ async fn retryable_errors_are_retried_and_permanent_ones_are_not() {
     assert_eq!(flaky.outcome.as_ref().unwrap().label(), "done");
     assert_eq!(f.conn.items().unwrap()["flaky-2-x"].calls, 3);
     let perm = &r.steps[1];
-    assert!(matches!(perm.outcome, Some(Outcome::Failed { retryable: false, .. })));
+    assert!(matches!(
+        perm.outcome,
+        Some(Outcome::Failed {
+            retryable: false,
+            ..
+        })
+    ));
     assert_eq!(perm.attempts, 1, "a permanent error must not be retried");
 }
 
@@ -172,7 +198,13 @@ async fn retries_stop_at_the_budget() {
     let f = fixture();
     let p = plan(&["flaky-9-z"]);
     let r = apply(&f, &p).await;
-    assert!(matches!(r.steps[0].outcome, Some(Outcome::Failed { retryable: true, .. })));
+    assert!(matches!(
+        r.steps[0].outcome,
+        Some(Outcome::Failed {
+            retryable: true,
+            ..
+        })
+    ));
     assert_eq!(f.conn.items().unwrap()["flaky-9-z"].calls, 4);
 }
 
@@ -227,7 +259,10 @@ async fn resume_after_intent_without_outcome_reconciles_by_reading_state() {
         .unwrap();
     let r = apply(&f, &p).await;
     assert!(r.steps.iter().all(|s| s.resumed));
-    assert_eq!(r.steps[0].outcome.as_ref().unwrap().label(), "already-contained");
+    assert_eq!(
+        r.steps[0].outcome.as_ref().unwrap().label(),
+        "already-contained"
+    );
     assert_eq!(r.steps[1].outcome.as_ref().unwrap().label(), "done");
     let items = f.conn.items().unwrap();
     assert_eq!(items["done-before-crash"].changes, 1);
@@ -246,7 +281,13 @@ async fn audit_failure_stops_before_any_side_effect() {
     let conn = Arc::new(TestConnector::new(home.root().join("test-items.json")));
     let mut reg = Registry::new();
     reg.register(conn.clone());
-    let engine = Engine::new(Arc::new(home), log, Arc::new(TestOnlyGate), reg, EngineConfig::default());
+    let engine = Engine::new(
+        Arc::new(home),
+        log,
+        Arc::new(TestOnlyGate),
+        reg,
+        EngineConfig::default(),
+    );
     let p = plan(&["x"]);
     let id = crate::plan::plan_id(&p.to_canonical_bytes().unwrap());
     let secrets = SecretBag::default();

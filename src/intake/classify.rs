@@ -347,7 +347,9 @@ pub fn classify(text: &str) -> Vec<Found> {
             continue;
         };
         let line_start = text[..m.start()].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = text[m.end()..].find('\n').map_or(text.len(), |i| m.end() + i);
+        let line_end = text[m.end()..]
+            .find('\n')
+            .map_or(text.len(), |i| m.end() + i);
         let alone = text[line_start..line_end].trim() == m.as_str();
         if let Some(secret) = taken[idx].take() {
             if alone {
@@ -453,7 +455,11 @@ mod tests {
     fn wrong_checksum_is_invalid_and_never_echoed() {
         let t = make_classic_token("ghp_", "x");
         let last = t.chars().last().unwrap();
-        let bad = format!("{}{}", &t[..t.len() - 1], if last == 'A' { 'B' } else { 'A' });
+        let bad = format!(
+            "{}{}",
+            &t[..t.len() - 1],
+            if last == 'A' { 'B' } else { 'A' }
+        );
         let f = classify(&bad);
         assert_eq!(kinds(&f), vec!["invalid:github token"]);
         let Found::Invalid { reason, .. } = &f[0] else {
@@ -510,7 +516,10 @@ mod tests {
     fn two_pairs_pair_by_nearness() {
         let text = "A=AKIAAAAAAAAAAAAAAAAA S=aaaaaaaaaaBBBBBBBBBB1111111111cccccccccc\nB=ASIABBBBBBBBBBBBBBBB S=dddddddddd2222222222EEEEEEEEEEffffffffff\n";
         let f = classify(text);
-        assert_eq!(kinds(&f), vec!["aws:AKIA:long:true", "aws:ASIA:session:true"]);
+        assert_eq!(
+            kinds(&f),
+            vec!["aws:AKIA:long:true", "aws:ASIA:session:true"]
+        );
         let Found::AwsKey { secret, .. } = &f[1] else {
             panic!()
         };

@@ -128,7 +128,8 @@ impl Plan {
                 });
             }
         }
-        let plan: Plan = serde_json::from_slice(bytes).map_err(|e| PlanError::Json(e.to_string()))?;
+        let plan: Plan =
+            serde_json::from_slice(bytes).map_err(|e| PlanError::Json(e.to_string()))?;
         if plan.version != PLAN_VERSION {
             return Err(PlanError::Version(plan.version));
         }
@@ -260,6 +261,9 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         v["secret_value"] = serde_json::json!("x");
         let b = canonical_json(&v).unwrap();
-        assert!(matches!(Plan::from_bytes(&b, None), Err(PlanError::Json(_))));
+        assert!(matches!(
+            Plan::from_bytes(&b, None),
+            Err(PlanError::Json(_))
+        ));
     }
 }

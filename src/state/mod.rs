@@ -45,7 +45,9 @@ pub enum StateError {
 
 fn hint_for(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => " (the disk is full: free space, or move state with --home)",
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            " (the disk is full: free space, or move state with --home)"
+        }
         Some(libc::EROFS) => " (the filesystem is read-only: use a writable --home)",
         Some(libc::EACCES) | Some(libc::EPERM) => {
             " (permission denied: run as the state's owner, or use another --home)"
@@ -136,13 +138,7 @@ impl Home {
         }
         let home = Home { root };
         home.check_safe(&home.root.clone())?;
-        for d in [
-            "plans",
-            "approvals",
-            "evidence",
-            "connectors",
-            "audit.torn",
-        ] {
+        for d in ["plans", "approvals", "evidence", "connectors", "audit.torn"] {
             let p = home.root.join(d);
             if p.exists() {
                 home.check_safe(&p)?;
@@ -218,7 +214,9 @@ impl Home {
     fn object_path(&self, kind: ObjectKind, name: &str) -> Result<PathBuf, StateError> {
         let bad = name.is_empty()
             || name.starts_with('/')
-            || name.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            || name
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
             || name.matches('/').count() > 1;
         if bad {
             return Err(StateError::Io {
@@ -231,7 +229,11 @@ impl Home {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
             if parent != dir {
-                self.ensure_dir(&format!("{}/{}", kind.dir(), name.split('/').next().unwrap_or("")))?;
+                self.ensure_dir(&format!(
+                    "{}/{}",
+                    kind.dir(),
+                    name.split('/').next().unwrap_or("")
+                ))?;
             }
         }
         Ok(path)
@@ -345,7 +347,11 @@ mod tests {
         let f = fs::metadata(home.root().join("plans/abc.json")).unwrap();
         assert_eq!(f.permissions().mode() & 0o777, 0o600);
         assert_eq!(
-            fs::metadata(home.root().join("plans")).unwrap().permissions().mode() & 0o777,
+            fs::metadata(home.root().join("plans"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o700
         );
     }

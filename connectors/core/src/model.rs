@@ -223,7 +223,10 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn is_success(&self) -> bool {
-        matches!(self, Outcome::Done { .. } | Outcome::AlreadyContained { .. })
+        matches!(
+            self,
+            Outcome::Done { .. } | Outcome::AlreadyContained { .. }
+        )
     }
 
     pub fn label(&self) -> &'static str {
