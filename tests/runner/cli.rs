@@ -1,0 +1,165 @@
+//! CLI behaviour and output (insta snapshots, times, ids and paths filtered).
+
+use crate::support::{all_files, filters, Env};
+
+fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    for (re, rep) in filters() {
+        s.add_filter(re, rep);
+    }
+    s
+}
+
+#[test]
+fn plan_apply_log_end_to_end_on_the_test_connector() {
+    let env = Env::new();
+    let id = env.plan_test(&["build-cache", "staging-db"], &["--reason", "drill"]);
+    let shown = env.ok(&["plan", "show", &id]);
+    // one step at a time, so that the log snapshot has a fixed order
+    let applied = env.ok(&["apply", &id, "--concurrency", "1"]);
+    let again = env.ok(&["apply", &id]);
+    let log = env.ok(&["log", "show"]);
+    let verify = env.ok(&["log", "verify"]);
+    settings().bind(|| {
+        insta::assert_snapshot!("plan_show", shown);
+        insta::assert_snapshot!("apply_first", applied);
+        insta::assert_snapshot!("apply_again", again);
+        insta::assert_snapshot!("log_show", log);
+        insta::assert_snapshot!("log_verify", verify);
+    });
+    let items = env.items();
+    assert_eq!(items["build-cache"]["changes"], 1);
+    assert_eq!(items["staging-db"]["changes"], 1);
+}
+
+#[test]
+fn plans_are_immutable_an_edited_plan_is_refused() {
+    let env = Env::new();
+    let id = env.plan_test(&["x"], &[]);
+    let path = env.home.join(format!("plans/{id}.json"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"x\"", "\"y\"")).unwrap();
+    let o = env.run(&["apply", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("was modified after it was written"), "{err}");
+    assert!(env.items().get("y").is_none() && env.items().get("x").is_none());
+}
+
+#[test]
+fn exit_codes_tell_denied_awaiting_approval_and_nothing_containable_apart() {
+    let env = Env::new();
+    // Restoring needs an approval from someone else: awaiting approval (5).
+    let id = env.plan_test(&["r"], &["--restore"]);
+    let o = env.run(&["apply", &id]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("awaiting approval"));
+    // A policy that does not load denies everything (fail closed): 3 or 5, never 0.
+    let o = env
+        .cmd()
+        .args(["apply", &id, "--as", "amara"])
+        .env("CORDON_POLICY", env.dir.path().join("no-such-policy"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    // Nothing recognisable on stdin.
+    let o = env
+        .cmd()
+        .arg("classify")
+        .write_stdin("hello\nworld\n")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(6));
+    // Usage.
+    assert_eq!(env.run(&["apply"]).status.code(), Some(2));
+}
+
+#[test]
+fn log_verify_exit_codes_for_tamper_and_torn_tail() {
+    let env = Env::new();
+    let id = env.plan_test(&["a", "b", "c"], &[]);
+    env.ok(&["apply", &id]);
+    let log = env.home.join("audit.log");
+    let data = std::fs::read(&log).unwrap();
+    // Flip one byte inside record 4.
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            data.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    let mut bad = data.clone();
+    bad[starts[3] + 10] ^= 0x20;
+    std::fs::write(&log, &bad).unwrap();
+    let o = env.run(&["log", "verify"]);
+    assert_eq!(o.status.code(), Some(7));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("TAMPERED at seq 4"));
+    // Torn tail: cut the last record short.
+    std::fs::write(&log, &data[..data.len() - 30]).unwrap();
+    let o = env.run(&["--json", "log", "verify"]);
+    assert_eq!(o.status.code(), Some(8));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "torn-tail");
+}
+
+#[test]
+fn classify_and_revoke_never_echo_a_canary_secret() {
+    let env = Env::new();
+    let canary_gh = "ghp_CANARYxCANARYxCANARYxCANARYx";
+    // complete the canary with a correct checksum
+    let tok = cordon::intake::classify::make_classic_token("ghp_", canary_gh);
+    let aws = "AKIAIOSFODNN7CANARY7 wJalrXUtnFEMI/K7MDENG/bPxRfiCANARYCANARY";
+    let input = format!("{tok}\n{aws}\n");
+    let o = env
+        .cmd()
+        .args(["classify"])
+        .write_stdin(input.clone())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let o2 = env
+        .cmd()
+        .args(["--json", "classify"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    // revoke with no GitHub peer configured: it must fail cleanly, still without echo
+    let o3 = env
+        .cmd()
+        .args(["revoke", "github-token", "--env", "LEAK", "--as", "amara"])
+        .env("LEAK", &tok)
+        .env("CORDON_GITHUB_API_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let secret_part = &tok[4..];
+    for (name, bytes) in [
+        ("stdout", &o.stdout),
+        ("stderr", &o.stderr),
+        ("json stdout", &o2.stdout),
+        ("revoke stdout", &o3.stdout),
+        ("revoke stderr", &o3.stderr),
+    ] {
+        let s = String::from_utf8_lossy(bytes);
+        assert!(!s.contains(secret_part), "canary in {name}: {s}");
+        assert!(!s.contains("CANARYCANARY"), "aws canary in {name}");
+    }
+    for f in all_files(&env.home) {
+        let b = std::fs::read(&f).unwrap();
+        let s = String::from_utf8_lossy(&b);
+        assert!(!s.contains(secret_part), "canary in {}", f.display());
+    }
+}
+
+#[test]
+fn completions_and_version() {
+    let env = Env::new();
+    assert!(env.ok(&["completions", "bash"]).contains("cordon"));
+    assert!(env.ok(&["--version"]).starts_with("cordon "));
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the `cordon` binary, compiled into one test binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod cli;
+mod crash;
+mod state;

@@ -1,0 +1,100 @@
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let e = Env { dir, home };
+        e.ok(&["init"]);
+        e
+    }
+
+    /// A cordon command with a clean environment pointed at this home.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("cordon").unwrap();
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CORDON_") || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        c.env("CORDON_HOME", &self.home).env("NO_COLOR", "1");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "cordon {args:?} failed ({:?}):\n{}\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Write a test-connector plan and return its id.
+    pub fn plan_test(&self, items: &[&str], extra: &[&str]) -> String {
+        let mut args = vec!["--json", "plan", "test"];
+        args.extend_from_slice(items);
+        args.extend_from_slice(&["--as", "amara"]);
+        args.extend_from_slice(extra);
+        let out = self.ok(&args);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub fn items(&self) -> serde_json::Value {
+        let p = self.home.join("connectors/test-items.json");
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).unwrap(),
+            Err(_) => serde_json::json!({}),
+        }
+    }
+
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(&["--json", "log", "show"]);
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Replace ids, hashes, times and paths so that snapshots are stable.
+pub fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", "[TIME]"),
+        (r"\b[0-9a-f]{64}\b", "[SHA256]"),
+        (r"\b[0-9a-f]{16}\b", "[PLAN]"),
+        (r"/tmp/[^\s`\x22]+", "[PATH]"),
+    ]
+}
