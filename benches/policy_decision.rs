@@ -1,0 +1,238 @@
+//! Decision latency of the authority gate: one `Policy::decide` per step,
+//! building the Cedar entities and context included, for the shipped policy
+//! and for a generated 200-rule policy.
+//!
+//! Run: `cargo bench --bench policy_decision` (N=10000 by default; set
+//! `POLICY_BENCH_N` to change it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use cordon::gate::{GateInput, Principal, VerifiedApproval};
+use cordon::plan::{Plan, PrincipalKind, Requester, Severity, Source, PLAN_VERSION};
+use cordon::policy::{load, Policy, FILES};
+use cordon_connector::{Action, PlanStep, Provider, Target};
+
+struct Case {
+    name: &'static str,
+    plan: Plan,
+    requester: Principal,
+    approvals: Vec<VerifiedApproval>,
+    expect_allow: bool,
+}
+
+fn plan(
+    requester: &str,
+    kind: PrincipalKind,
+    source: Source,
+    action: Action,
+    target: Target,
+) -> Plan {
+    Plan {
+        version: PLAN_VERSION,
+        created_at: Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap(),
+        requester: Requester {
+            name: requester.into(),
+            kind,
+        },
+        source,
+        severity: Severity::High,
+        incident: Some("INC-1".into()),
+        reason: None,
+        steps: vec![PlanStep {
+            id: "s1".into(),
+            action,
+            target,
+            secret: None,
+            params: Default::default(),
+        }],
+    }
+}
+
+fn person(name: &str) -> Principal {
+    Principal {
+        name: name.into(),
+        kind: PrincipalKind::Person,
+        verified: true,
+        proof: None,
+    }
+}
+
+fn approval(name: &str) -> VerifiedApproval {
+    VerifiedApproval {
+        signer: name.into(),
+        key_fingerprint: "SHA256:bench".into(),
+        signed_at: Utc.with_ymd_and_hms(2026, 11, 22, 3, 1, 0).unwrap(),
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let mut role = Target::new(Provider::Aws, "role", "deploy-prod");
+    role.environment = Some("production".into());
+    role.tags.insert("team".into(), "payments".into());
+    let mut key = Target::new(Provider::Aws, "access-key", "AKIAEXAMPLE000000001");
+    key.environment = Some("production".into());
+    vec![
+        Case {
+            name: "allow: responder disables a key",
+            plan: plan(
+                "bruno",
+                PrincipalKind::Person,
+                Source::Manual,
+                Action::AwsDisableAccessKey,
+                key.clone(),
+            ),
+            requester: person("bruno"),
+            approvals: vec![],
+            expect_allow: true,
+        },
+        Case {
+            name: "allow: quarantine role, 1 approval",
+            plan: plan(
+                "bruno",
+                PrincipalKind::Person,
+                Source::Manual,
+                Action::AwsQuarantineRole,
+                role.clone(),
+            ),
+            requester: person("bruno"),
+            approvals: vec![approval("amara")],
+            expect_allow: true,
+        },
+        Case {
+            name: "deny + missing: quarantine role",
+            plan: plan(
+                "bruno",
+                PrincipalKind::Person,
+                Source::Manual,
+                Action::AwsQuarantineRole,
+                role,
+            ),
+            requester: person("bruno"),
+            approvals: vec![],
+            expect_allow: false,
+        },
+    ]
+}
+
+/// 200 rules: per (role, action) permits with context conditions, plus
+/// forbids on tags and environments; the shipped rules' shape, many times.
+fn generated_policy(dir: &Path) {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for f in FILES {
+        std::fs::copy(shipped.join(f), dir.join(f)).unwrap();
+    }
+    let roles = [
+        "security",
+        "sre",
+        "platform",
+        "incident-commander",
+        "comms",
+        "legal",
+    ];
+    let kinds = ["access-key", "token", "user", "role", "deploy-key"];
+    let mut text = String::new();
+    let mut n = 0;
+    'outer: for (i, a) in Action::ALL.iter().enumerate() {
+        for (j, r) in roles.iter().enumerate() {
+            for (k, kind) in kinds.iter().enumerate() {
+                if n == 173 {
+                    break 'outer;
+                }
+                let sev = 1 + (i + j + k) % 4;
+                let _ = writeln!(
+                    text,
+                    "@id(\"gen-{n}\")\npermit (principal is Person in Role::\"{r}\", action == Action::\"{}\", resource is Target)\nwhen {{ resource.kind == \"{kind}\" && context.severity_level >= {sev} && context.approvals.owner >= {} && (resource has environment && resource.environment == \"env-{n}\") }};\n",
+                    a.id(),
+                    (i + k) % 3
+                );
+                n += 1;
+            }
+        }
+    }
+    for m in 0..10 {
+        let _ = writeln!(
+            text,
+            "@id(\"gen-forbid-{m}\")\nforbid (principal, action, resource is Target)\nwhen {{ resource.hasTag(\"team\") && resource.getTag(\"team\") == \"frozen-{m}\" && !context.break_glass }};\n"
+        );
+    }
+    // keep the shipped rules too, so the same cases allow
+    let shipped_rules = std::fs::read_to_string(shipped.join("authority.cedar")).unwrap();
+    std::fs::write(
+        dir.join("authority.cedar"),
+        format!("{shipped_rules}\n{text}"),
+    )
+    .unwrap();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn run(label: &str, policy: &Policy, n: usize, out: &mut Vec<String>) {
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 3, 5, 0).unwrap();
+    for c in cases() {
+        let input = GateInput {
+            plan_id: "bench",
+            plan: &c.plan,
+            step: &c.plan.steps[0],
+            requester: &c.requester,
+            approvals: &c.approvals,
+            break_glass: None,
+            now,
+        };
+        let d = policy.decide(&input);
+        assert_eq!(d.is_allow(), c.expect_allow, "{label} / {}: {d:?}", c.name);
+        assert!(d.errors.is_empty(), "{d:?}");
+        // warm up
+        for _ in 0..(n / 20).max(10) {
+            std::hint::black_box(policy.decide(&input));
+        }
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            std::hint::black_box(policy.decide(std::hint::black_box(&input)));
+            times.push(t.elapsed());
+        }
+        times.sort_unstable();
+        out.push(format!(
+            "| {label:<22} | {:<34} | {n:>6} | {:>10.1} | {:>10.1} |",
+            c.name,
+            percentile(&times, 0.5).as_secs_f64() * 1e6,
+            percentile(&times, 0.99).as_secs_f64() * 1e6,
+        ));
+    }
+}
+
+fn main() {
+    let n: usize = std::env::var("POLICY_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let shipped = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    generated_policy(dir.path());
+    let generated = load(dir.path()).unwrap();
+    let mut rows = vec![
+        "| policy                 | case                               |      n | median µs  |   p99 µs   |".to_string(),
+        "|------------------------|------------------------------------|--------|------------|------------|".to_string(),
+    ];
+    run(
+        &format!("shipped ({} rules)", shipped.policies().len()),
+        &shipped,
+        n,
+        &mut rows,
+    );
+    run(
+        &format!("generated ({} rules)", generated.policies().len()),
+        &generated,
+        n,
+        &mut rows,
+    );
+    println!("{}", rows.join("\n"));
+}
