@@ -176,7 +176,8 @@ pub async fn run_plan(
             restore_evidence.insert(s.id.clone(), v);
         }
     }
-    let registry = ctx.registry_for(plan).await?;
+    let github_probe = probe_allowed(ctx, id, plan, &gate, &principal, &approvals, now)?;
+    let registry = ctx.registry_for(plan, github_probe).await?;
     let config = EngineConfig {
         concurrency: opts.concurrency.max(1),
         rate_per_sec: opts.rate,
@@ -204,6 +205,55 @@ pub async fn run_plan(
         .await?;
     print_report(out, &report, &principal.name, principal.verified);
     Ok(exit_for(&report))
+}
+
+/// Ask the policy whether cordon may identify leaked GitHub tokens with
+/// `GET /user` (it shows in the owner's logs). The decision is recorded.
+fn probe_allowed(
+    ctx: &Context,
+    id: &str,
+    plan: &Plan,
+    gate: &PolicyGate,
+    principal: &crate::gate::Principal,
+    approvals: &[crate::gate::VerifiedApproval],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, CommandError> {
+    use crate::gate::{Gate, GateInput};
+    let Some(step) = plan.steps.iter().find(|s| {
+        matches!(
+            s.action,
+            cordon_connector::Action::GithubRevokeToken
+                | cordon_connector::Action::GithubRevokeInstallationToken
+        )
+    }) else {
+        return Ok(false);
+    };
+    let probe = cordon_connector::PlanStep {
+        id: format!("{}-probe", step.id),
+        action: cordon_connector::Action::GithubProbeToken,
+        target: step.target.clone(),
+        secret: step.secret.clone(),
+        params: Default::default(),
+    };
+    let decision = gate.decide(&GateInput {
+        plan_id: id,
+        plan,
+        step: &probe,
+        requester: principal,
+        approvals,
+        break_glass: None,
+        now,
+    });
+    let mut d = crate::audit::RecordDraft::new(crate::audit::Kind::Decision, principal.clone());
+    d.plan = Some(id.to_owned());
+    d.incident = plan.incident.clone();
+    d.action = Some(probe.action.id().to_owned());
+    d.target = Some(probe.target.clone());
+    d.message = Some("may cordon identify leaked GitHub tokens with GET /user?".into());
+    let allow = decision.is_allow();
+    d.decision = Some(decision);
+    ctx.log.append(d)?;
+    Ok(allow)
 }
 
 pub fn exit_for(r: &ApplyReport) -> Exit {

@@ -59,7 +59,11 @@ impl Context {
     }
 
     /// Register the connectors a plan needs (explicit list, one place).
-    pub async fn registry_for(&self, plan: &Plan) -> Result<Registry, CommandError> {
+    pub async fn registry_for(
+        &self,
+        plan: &Plan,
+        github_probe: bool,
+    ) -> Result<Registry, CommandError> {
         let mut reg = Registry::new();
         let needs = |p: Provider| plan.steps.iter().any(|s| s.action.provider() == p);
         if needs(Provider::Test) {
@@ -69,7 +73,7 @@ impl Context {
             reg.register(Arc::new(self.aws().await?));
         }
         if needs(Provider::Github) {
-            reg.register(Arc::new(self.github()?));
+            reg.register(Arc::new(self.github(github_probe)?));
         }
         Ok(reg)
     }
@@ -84,9 +88,16 @@ impl Context {
             .map_err(|e| CommandError::failed(format!("aws: {}", e.message)))
     }
 
-    pub fn github(&self) -> Result<cordon_github::GithubConnector, CommandError> {
+    /// `probe`: whether the policy lets cordon call `GET /user` with a leaked
+    /// token to identify its owner (see `github:probe-token`).
+    pub fn github(&self, probe: bool) -> Result<cordon_github::GithubConnector, CommandError> {
         let dir = self.home.ensure_dir("connectors")?;
-        cordon_github::GithubConnector::from_env(&dir)
+        let config = cordon_github::GithubConfig::from_env(&dir)
+            .map_err(|e| CommandError::failed(format!("github: {}", e.message)))?
+            .with_probe(probe);
+        let creds = cordon_github::CordonCredentials::load()
+            .map_err(|e| CommandError::failed(format!("github credentials: {}", e.message)))?;
+        cordon_github::GithubConnector::new(config, creds)
             .map_err(|e| CommandError::failed(format!("github: {}", e.message)))
     }
 

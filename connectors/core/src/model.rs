@@ -93,6 +93,11 @@ pub enum Action {
     GithubDeleteDeployKey,
     #[serde(rename = "github:revoke-org-pat-access")]
     GithubRevokeOrgPatAccess,
+    /// Not a side effect on the target: asking GitHub whose a leaked token is
+    /// (`GET /user` with it). It shows up in the token owner's logs, so the
+    /// policy decides whether cordon may do it.
+    #[serde(rename = "github:probe-token")]
+    GithubProbeToken,
     // The engine's own test connector.
     #[serde(rename = "test:contain")]
     TestContain,
@@ -124,6 +129,7 @@ impl Action {
         Action::GithubRevokeOauthGrant,
         Action::GithubDeleteDeployKey,
         Action::GithubRevokeOrgPatAccess,
+        Action::GithubProbeToken,
         Action::TestContain,
         Action::TestRestore,
     ];
@@ -142,7 +148,8 @@ impl Action {
             | Action::GithubRevokeOauthToken
             | Action::GithubRevokeOauthGrant
             | Action::GithubDeleteDeployKey
-            | Action::GithubRevokeOrgPatAccess => Provider::Github,
+            | Action::GithubRevokeOrgPatAccess
+            | Action::GithubProbeToken => Provider::Github,
             Action::TestContain | Action::TestRestore => Provider::Test,
         }
     }
@@ -173,6 +180,7 @@ impl Action {
             Action::GithubRevokeOauthGrant => "github:revoke-oauth-grant",
             Action::GithubDeleteDeployKey => "github:delete-deploy-key",
             Action::GithubRevokeOrgPatAccess => "github:revoke-org-pat-access",
+            Action::GithubProbeToken => "github:probe-token",
             Action::TestContain => "test:contain",
             Action::TestRestore => "test:restore",
         }

@@ -72,7 +72,7 @@ fn the_shipped_policy_loads_and_the_same_step_is_allowed_through_the_gate() {
     let dir = copy_shipped();
     let gate = PolicyGate::load(dir.path());
     let policy = gate.policy().unwrap();
-    assert_eq!(policy.policies().len(), 17);
+    assert_eq!(policy.policies().len(), 18);
     assert!(policy.policies().iter().all(|p| p.line > 0));
     let p = principal("bruno", PrincipalKind::Person, true);
     let plan = plan(
