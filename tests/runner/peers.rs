@@ -1,0 +1,211 @@
+//! The whole path through the binary against the real local peers (moto and
+//! Prism + token registry, started by scripts/test): identify, plan, gate,
+//! contain, verify, with canary secrets searched for in every output and file.
+
+use std::process::Command as Std;
+
+use crate::support::{all_files, Env};
+
+fn peer(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("`{var}` is not set: run `scripts/test`, which starts the local peers")
+    })
+}
+
+/// A home with the shipped policy plus a signing key for `amara` (security).
+fn env_with_signer() -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    let key = env.dir.path().join("amara");
+    let st = Std::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "amara", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let signers = env.home.join("policy/allowed_signers");
+    let mut text = std::fs::read_to_string(&signers).unwrap();
+    text.push_str(&format!("amara namespaces=\"cordon-plan\" {public}"));
+    std::fs::write(&signers, text).unwrap();
+    (env, key)
+}
+
+fn aws_cmd(env: &Env) -> assert_cmd::Command {
+    let mut c = env.cmd();
+    c.env("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID"))
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"),
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("CORDON_AWS_ENDPOINT_URL", peer("CORDON_TEST_AWS_ENDPOINT"));
+    c
+}
+
+fn seed_aws(user: &str) -> (String, String, String) {
+    let py = concat!(env!("CARGO_MANIFEST_DIR"), "/.peers/moto-venv/bin/python");
+    let out = Std::new(py)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/seed_aws.py"))
+        .arg(user)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")).map(str::to_owned))
+            .unwrap()
+    };
+    (
+        get("DEMO_AWS_KEY_ID"),
+        get("DEMO_AWS_SECRET"),
+        get("DEMO_AWS_SPARE_KEY_ID"),
+    )
+}
+
+fn no_canary(env: &Env, canary: &str, outputs: &[&[u8]]) {
+    for o in outputs {
+        assert!(
+            !String::from_utf8_lossy(o).contains(canary),
+            "canary in output"
+        );
+    }
+    for f in all_files(&env.home) {
+        let b = std::fs::read(&f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&b).contains(canary),
+            "canary in {}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn revoke_aws_key_disables_only_the_leaked_key_and_proves_it_dead() {
+    let (env, key) = env_with_signer();
+    let user = format!("runner-{}", std::process::id());
+    let (key_id, secret, spare) = seed_aws(&user);
+    let o = aws_cmd(&env)
+        .args([
+            "--json",
+            "revoke",
+            "aws-key",
+            &key_id,
+            "--secret-env",
+            "LEAKED",
+            "--as",
+            "amara",
+            "--key",
+        ])
+        .arg(&key)
+        .env("LEAKED", &secret)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["requester_verified"], true);
+    assert_eq!(v["steps"][0]["outcome"]["status"], "done");
+    assert_eq!(v["steps"][0]["verification"]["status"], "dead");
+    // The spare key still works: the same SDK call signed with it is accepted.
+    let py = concat!(env!("CARGO_MANIFEST_DIR"), "/.peers/moto-venv/bin/python");
+    let status = Std::new(py)
+        .args(["-c", "import boto3,os,sys; c=boto3.client('iam',endpoint_url=os.environ['E'],aws_access_key_id=os.environ['A'],aws_secret_access_key=os.environ['S'],region_name='us-east-1'); ks=c.list_access_keys(UserName=sys.argv[1])['AccessKeyMetadata']; print({k['AccessKeyId']:k['Status'] for k in ks})", &user])
+        .env("E", peer("CORDON_TEST_AWS_ENDPOINT"))
+        .env("A", peer("CORDON_TEST_AWS_ACCESS_KEY_ID"))
+        .env("S", peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"))
+        .output()
+        .unwrap();
+    let statuses = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        statuses.contains(&format!("'{key_id}': 'Inactive'")),
+        "{statuses}"
+    );
+    assert!(
+        statuses.contains(&format!("'{spare}': 'Active'")),
+        "{statuses}"
+    );
+    // A second run is a no-op.
+    let again = aws_cmd(&env)
+        .args([
+            "--json", "revoke", "aws-key", &key_id, "--as", "amara", "--key",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v["steps"][0]["outcome"]["status"], "already-contained");
+    no_canary(
+        &env,
+        &secret,
+        &[&o.stdout, &o.stderr, &again.stdout, &again.stderr],
+    );
+    assert!(env.run(&["log", "verify"]).status.success());
+}
+
+#[test]
+fn revoke_github_token_through_prism_and_prove_it_dead() {
+    let (env, key) = env_with_signer();
+    let tok = cordon::intake::classify::make_classic_token(
+        "ghp_",
+        &format!("runner-{}", std::process::id()),
+    );
+    let reg = peer("CORDON_TEST_GITHUB_REGISTRY_URL");
+    let seeded = Std::new("curl")
+        .args(["-fsS", "-X", "POST", &format!("{reg}/tokens"), "-H", "content-type: application/json", "-d"])
+        .arg(format!("{{\"tag\":\"runner\",\"login\":\"octo-bot\",\"scopes\":[\"repo\"],\"token\":\"{tok}\"}}"))
+        .status()
+        .unwrap();
+    assert!(seeded.success());
+    let o = env
+        .cmd()
+        .args([
+            "--json",
+            "revoke",
+            "github-token",
+            "--env",
+            "LEAKED",
+            "--as",
+            "amara",
+            "--key",
+        ])
+        .arg(&key)
+        .env("LEAKED", &tok)
+        .env("CORDON_GITHUB_API_URL", peer("CORDON_TEST_GITHUB_URL"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"][0]["verification"]["status"], "dead");
+    // The policy allowed the owner probe, and it was recorded.
+    let recs = env.records();
+    assert!(recs
+        .iter()
+        .any(|r| r["action"] == "github:probe-token" && r["decision"]["effect"] == "allow"));
+    let evidence = all_files(&env.home.join("evidence"));
+    assert!(
+        evidence
+            .iter()
+            .any(|f| std::fs::read_to_string(f).unwrap().contains("octo-bot")),
+        "owner kept as evidence"
+    );
+    no_canary(&env, &tok[4..], &[&o.stdout, &o.stderr]);
+}
