@@ -27,6 +27,12 @@ pub struct OneShot {
     /// Break-glass (the policy says who may); `--reason` is required with it.
     #[arg(long, requires = "reason")]
     pub break_glass: bool,
+    /// Steps in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Provider calls per second per account (the default is safe for real IAM).
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
 }
 
 impl OneShot {
@@ -35,23 +41,22 @@ impl OneShot {
             requester: None,
             break_glass: self.break_glass,
             reason: self.meta.reason.clone(),
-            ..RunOpts {
-                concurrency: 16,
-                rate: 10.0,
-                ..RunOpts::default()
-            }
+            concurrency: self.concurrency,
+            rate: self.rate,
+            ..RunOpts::default()
         }
     }
 }
 
 #[derive(Subcommand, Debug)]
 pub enum RevokeCommand {
-    /// Disable a leaked AWS access key (and optionally quarantine its user).
+    /// Disable leaked AWS access keys (and optionally quarantine their users).
     AwsKey {
-        /// The access key id (AKIA... or ASIA...). Not secret.
-        key_id: String,
-        /// Environment variable holding the leaked secret access key, so that
-        /// verification can prove the key dead with a signed call.
+        /// The access key ids (AKIA... or ASIA...). Not secret. One plan holds them all.
+        #[arg(required = true)]
+        key_ids: Vec<String>,
+        /// Environment variable holding the leaked secret access key (one key
+        /// id only), so that verification can prove the key dead with a signed call.
         #[arg(long, value_name = "VAR")]
         secret_env: Option<String>,
         /// Also quarantine the key's user (deny-all, console login removed).
@@ -176,13 +181,20 @@ fn read_secret_env(var: &str) -> Result<Secret, CommandError> {
 pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResult {
     match cmd {
         RevokeCommand::AwsKey {
-            key_id,
+            key_ids,
             secret_env,
             quarantine_user,
             role,
             one,
         } => {
-            cordon_aws::key_kind(&key_id).map_err(|e| CommandError::usage(e.message))?;
+            for k in &key_ids {
+                cordon_aws::key_kind(k).map_err(|e| CommandError::usage(e.message))?;
+            }
+            if secret_env.is_some() && key_ids.len() > 1 {
+                return Err(CommandError::usage(
+                    "--secret-env goes with a single key id",
+                ));
+            }
             let mut secrets = SecretBag::default();
             let mut fp = None;
             if let Some(var) = &secret_env {
@@ -191,21 +203,44 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
                 secrets.insert(s);
             }
             let aws = ctx.aws().await?;
-            let identity = aws.identify_access_key(&key_id).await.map_err(|e| {
-                CommandError::failed(format!("cannot identify `{key_id}`: {}", e.message))
-            })?;
-            if !out.json {
-                out.line(format!("identified: {}", identity.summary()));
+            // Identify concurrently, as many at once as steps may run.
+            let sem = tokio::sync::Semaphore::new(one.concurrency.max(1));
+            let (sem, aws) = (&sem, &aws);
+            let identities = futures::future::join_all(key_ids.iter().map(|k| async move {
+                let _p = sem.acquire().await;
+                aws.identify_access_key(k).await.map_err(|e| {
+                    CommandError::failed(format!("cannot identify `{k}`: {}", e.message))
+                })
+            }))
+            .await;
+            let mut steps: Vec<PlanStep> = Vec::new();
+            for identity in identities {
+                let identity = identity?;
+                if !out.json && key_ids.len() <= 20 {
+                    out.line(format!("identified: {}", identity.summary()));
+                }
+                let mine = cordon_aws::contain_steps_for_key(
+                    &identity,
+                    &cordon_aws::ContainOptions {
+                        quarantine_user,
+                        quarantine_mode: None,
+                        role: role.clone(),
+                        secret_fingerprint: fp.clone(),
+                    },
+                )?;
+                for mut s in mine {
+                    // One quarantine per user, however many of its keys leaked.
+                    if s.action == Action::AwsQuarantineUser
+                        && steps
+                            .iter()
+                            .any(|x| x.action == s.action && x.target == s.target)
+                    {
+                        continue;
+                    }
+                    s.id = format!("s{}", steps.len() + 1);
+                    steps.push(s);
+                }
             }
-            let steps = cordon_aws::contain_steps_for_key(
-                &identity,
-                &cordon_aws::ContainOptions {
-                    quarantine_user,
-                    quarantine_mode: None,
-                    role,
-                    secret_fingerprint: fp,
-                },
-            )?;
             plan_and_run(ctx, out, &one, steps, secrets).await
         }
         RevokeCommand::GithubToken { stdin, env, one } => {
