@@ -191,6 +191,13 @@ pub async fn run_plan(
         registry,
         config,
     );
+    // A spinner only on a terminal; scripts and CI get plain lines.
+    let spinner = (!out.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_message(format!("applying {} steps of plan {id}", plan.steps.len()));
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    });
     let report = engine
         .apply(&ApplyRequest {
             plan_id: id,
@@ -203,6 +210,9 @@ pub async fn run_plan(
             now,
         })
         .await?;
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
     print_report(out, &report, &principal.name, principal.verified);
     Ok(exit_for(&report))
 }

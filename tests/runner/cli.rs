@@ -163,3 +163,50 @@ fn completions_and_version() {
     assert!(env.ok(&["completions", "bash"]).contains("cordon"));
     assert!(env.ok(&["--version"]).starts_with("cordon "));
 }
+
+#[test]
+fn break_glass_only_for_an_incident_commander_and_listed_for_review() {
+    let (env, amara) = crate::support::env_with_signer();
+    let bruno = amara.with_file_name("bruno");
+    // Restoring a test item normally needs an approval; break-glass skips it,
+    // but only for a verified incident commander (amara, not bruno).
+    let key = amara.to_str().unwrap();
+    let id = env.plan_test(&["bg"], &["--restore", "--key", key]);
+    let o = env.run(&["apply", &id, "--break-glass", "--reason", "prod down"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let listed = env.ok(&["--json", "log", "show", "--break-glass"]);
+    let v: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    assert!(v.iter().any(|r| r["kind"] == "decision"
+        && r["break_glass"] == "prod down"
+        && r["decision"]["break_glass"] == true));
+    assert!(v.iter().any(|r| r["kind"] == "outcome"));
+    let mut args = vec![
+        "--json",
+        "plan",
+        "test",
+        "bg2",
+        "--restore",
+        "--as",
+        "bruno",
+        "--key",
+    ];
+    args.push(bruno.to_str().unwrap());
+    let out = env.ok(&args);
+    let id2 = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = env.run(&["apply", &id2, "--break-glass", "--reason", "me too"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(env.items().get("bg2").is_none());
+    // --break-glass without --reason is a usage error.
+    assert_eq!(
+        env.run(&["apply", &id2, "--break-glass"]).status.code(),
+        Some(2)
+    );
+}

@@ -4,30 +4,12 @@
 
 use std::process::Command as Std;
 
-use crate::support::{all_files, Env};
+use crate::support::{all_files, env_with_signer, Env};
 
 fn peer(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("`{var}` is not set: run `scripts/test`, which starts the local peers")
     })
-}
-
-/// A home with the shipped policy plus a signing key for `amara` (security).
-fn env_with_signer() -> (Env, std::path::PathBuf) {
-    let env = Env::new();
-    let key = env.dir.path().join("amara");
-    let st = Std::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "amara", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    let signers = env.home.join("policy/allowed_signers");
-    let mut text = std::fs::read_to_string(&signers).unwrap();
-    text.push_str(&format!("amara namespaces=\"cordon-plan\" {public}"));
-    std::fs::write(&signers, text).unwrap();
-    (env, key)
 }
 
 fn aws_cmd(env: &Env) -> assert_cmd::Command {

@@ -98,3 +98,32 @@ pub fn filters() -> Vec<(&'static str, &'static str)> {
         (r"/tmp/[^\s`\x22]+", "[PATH]"),
     ]
 }
+
+/// A home with the shipped policy plus signing keys for `amara` (security,
+/// incident commander) and `bruno` (security); returns amara's key path
+/// (bruno's is beside it).
+pub fn env_with_signer() -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    let key = env.dir.path().join("amara");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "amara", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bruno = env.dir.path().join("bruno");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bruno", "-f"])
+        .arg(&bruno)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let signers = env.home.join("policy/allowed_signers");
+    let mut text = std::fs::read_to_string(&signers).unwrap();
+    for (who, k) in [("amara", &key), ("bruno", &bruno)] {
+        let public = std::fs::read_to_string(k.with_extension("pub")).unwrap();
+        text.push_str(&format!("{who} namespaces=\"cordon-plan\" {public}"));
+    }
+    std::fs::write(&signers, text).unwrap();
+    (env, key)
+}
