@@ -15,7 +15,10 @@ use cordon_connector::{Outcome, Provider, Target};
 use sha2::{Digest, Sha256};
 
 fn env_num(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn draft(i: usize) -> RecordDraft {
