@@ -366,7 +366,7 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool) {
     );
     match exit_for(r) {
         Exit::AwaitingApproval => out.line(format!("awaiting approval: `cordon approve {} --key ~/.ssh/id_ed25519`, then `cordon apply {}`", r.plan, r.plan)),
-        Exit::Partial | Exit::Failed => out.line(format!("not everything is contained: fix what the detail says, then re-run `cordon apply {}` (done steps are not repeated)", r.plan)),
+        Exit::Partial | Exit::Failed => out.line(format!("not every step succeeded: fix what the detail says, then re-run `cordon apply {}` (done steps are not repeated)", r.plan)),
         _ => {}
     }
 }

@@ -390,7 +390,15 @@ pub async fn cmd_restore(ctx: &Context, out: &Out, a: RestoreArgs) -> CmdResult 
         };
         if let Some(mut r) = restore {
             r.id = format!("s{}", steps.len() + 1);
-            if a.reactivate_key && r.action == Action::AwsRestoreAccessKey {
+            if r.action == Action::AwsRestoreAccessKey {
+                if !a.reactivate_key {
+                    // A leaked key is never re-activated unless asked for.
+                    skipped.push(format!(
+                        "{}: the leaked access key stays disabled (rotate it, or pass --reactivate-key)",
+                        s.id
+                    ));
+                    continue;
+                }
                 r.params
                     .insert("reactivate_key".into(), serde_json::Value::Bool(true));
             }

@@ -191,3 +191,130 @@ fn revoke_github_token_through_prism_and_prove_it_dead() {
     );
     no_canary(&env, &tok[4..], &[&o.stdout, &o.stderr]);
 }
+
+fn key_statuses(user: &str) -> String {
+    let py = concat!(env!("CARGO_MANIFEST_DIR"), "/.peers/moto-venv/bin/python");
+    let out = Std::new(py)
+        .args(["-c", "import boto3,os,sys; c=boto3.client('iam',endpoint_url=os.environ['E'],aws_access_key_id=os.environ['A'],aws_secret_access_key=os.environ['S'],region_name='us-east-1'); ks=c.list_access_keys(UserName=sys.argv[1])['AccessKeyMetadata']; print(sorted((k['AccessKeyId'],k['Status']) for k in ks)); print(c.list_user_policies(UserName=sys.argv[1])['PolicyNames'])", user])
+        .env("E", peer("CORDON_TEST_AWS_ENDPOINT"))
+        .env("A", peer("CORDON_TEST_AWS_ACCESS_KEY_ID"))
+        .env("S", peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn restore_undoes_the_quarantine_and_reactivates_a_key_only_when_asked() {
+    let (env, key) = env_with_signer();
+    let user = format!("restore-{}", std::process::id());
+    let (key_id, _secret, _spare) = seed_aws(&user);
+    let k = key.to_str().unwrap();
+    // Critical severity: a security member may quarantine alone.
+    let o = aws_cmd(&env)
+        .args([
+            "--json",
+            "revoke",
+            "aws-key",
+            &key_id,
+            "--quarantine-user",
+            "--severity",
+            "critical",
+            "--as",
+            "amara",
+            "--key",
+            k,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let plan = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["plan"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let contained = key_statuses(&user);
+    assert!(
+        contained.contains(&format!("('{key_id}', 'Inactive')"))
+            && contained.contains("cordon-quarantine-deny-all"),
+        "{contained}"
+    );
+    // Restoring takes more authority: amara alone is denied ...
+    let o = aws_cmd(&env)
+        .args(["restore", &plan, "--as", "amara", "--key", k])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(o.status.code(), Some(3) | Some(5)),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        key_statuses(&user),
+        contained,
+        "a denied restore changed something"
+    );
+    // ... but an incident commander under break-glass may; the key stays disabled unless asked.
+    let o = aws_cmd(&env)
+        .args([
+            "restore",
+            &plan,
+            "--as",
+            "amara",
+            "--key",
+            k,
+            "--break-glass",
+            "--reason",
+            "false positive",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let restored = key_statuses(&user);
+    assert!(
+        !restored.contains("cordon-quarantine-deny-all"),
+        "{restored}"
+    );
+    assert!(
+        restored.contains(&format!("('{key_id}', 'Inactive')")),
+        "{restored}"
+    );
+    let o = aws_cmd(&env)
+        .args([
+            "restore",
+            &format!("{plan}:s1"),
+            "--reactivate-key",
+            "--as",
+            "amara",
+            "--key",
+            k,
+            "--break-glass",
+            "--reason",
+            "rotated elsewhere",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(key_statuses(&user).contains(&format!("('{key_id}', 'Active')")));
+    assert!(env.run(&["log", "verify"]).status.success());
+}
