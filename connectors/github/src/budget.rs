@@ -67,6 +67,30 @@ impl RevocationBudget {
         let _guard = self.lock.lock().map_err(|_| {
             ConnectorError::permanent("the revocation budget lock is poisoned; restart cordon")
         })?;
+        // Another cordon process (a second terminal, the agent) may spend the
+        // same budget: hold an exclusive lock on a sibling file for the
+        // read-modify-write (the budget file itself is replaced by rename).
+        let lock_path = self.path.with_extension("lock");
+        if let Some(dir) = lock_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ConnectorError::permanent(format!("cannot create `{}`: {e}", dir.display()))
+            })?;
+        }
+        let lock_file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(|e| {
+                    ConnectorError::permanent(format!("cannot open `{}`: {e}", lock_path.display()))
+                })?
+        };
+        fs4::fs_std::FileExt::lock_exclusive(&lock_file).map_err(|e| {
+            ConnectorError::permanent(format!("cannot lock `{}`: {e}", lock_path.display()))
+        })?;
         let now = now();
         let mut file = self.read(now)?;
         let used = u32::try_from(file.requests.len()).unwrap_or(u32::MAX);
@@ -196,6 +220,24 @@ pub fn until(unix: u64) -> Duration {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn two_budgets_on_one_file_never_overspend() {
+        // Two instances stand for two cordon processes: only the file lock
+        // keeps them apart (their in-process mutexes are distinct).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("budget.json");
+        let granted: u32 = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let b = RevocationBudget::new(&path, 60);
+                    s.spawn(move || (0..60).map(|_| b.take(1).unwrap().0).sum::<u32>())
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(granted, 60);
+    }
 
     #[test]
     fn budget_is_kept_in_the_file_and_spent() {
