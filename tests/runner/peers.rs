@@ -104,11 +104,11 @@ fn revoke_aws_key_disables_only_the_leaked_key_and_proves_it_dead() {
     // Only the leaked key was disabled; the user's other key is untouched.
     let statuses = key_statuses(&user);
     assert!(
-        statuses.contains(&format!("'{key_id}': 'Inactive'")),
+        statuses.contains(&format!("('{key_id}', 'Inactive')")),
         "{statuses}"
     );
     assert!(
-        statuses.contains(&format!("'{spare}': 'Active'")),
+        statuses.contains(&format!("('{spare}', 'Active')")),
         "{statuses}"
     );
     // A second run is a no-op.
