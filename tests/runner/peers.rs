@@ -310,3 +310,77 @@ fn restore_undoes_the_quarantine_and_reactivates_a_key_only_when_asked() {
     assert!(key_statuses(&user).contains(&format!("('{key_id}', 'Active')")));
     assert!(env.run(&["log", "verify"]).status.success());
 }
+
+#[test]
+fn throttling_between_cordon_and_moto_is_retried_to_completion() {
+    let (env, key) = env_with_signer();
+    let user = format!("throttled-{}", std::process::id());
+    let (key_id, _secret, _spare) = seed_aws(&user);
+    let k = key.to_str().unwrap();
+    // Identify and plan directly (a dry run writes the signed plan) ...
+    let o = aws_cmd(&env)
+        .args([
+            "--json",
+            "revoke",
+            "aws-key",
+            &key_id,
+            "--dry-run",
+            "--as",
+            "amara",
+            "--key",
+            k,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // ... then apply through a proxy that throttles the first three calls.
+    let mut proxy = Std::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/peers/faultproxy/proxy.py"
+        ))
+        .args([
+            "--listen-port",
+            "0",
+            "--quiet",
+            "--mode",
+            "throttle",
+            "--fail-first",
+            "3",
+            "--upstream",
+        ])
+        .arg(peer("CORDON_TEST_AWS_ENDPOINT"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(proxy.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let o = aws_cmd(&env)
+        .args(["--json", "apply", &plan])
+        .env(
+            "CORDON_AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", port.trim()),
+        )
+        .output()
+        .unwrap();
+    let _ = proxy.kill();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"][0]["outcome"]["status"], "done");
+    assert!(v["steps"][0]["attempts"].as_u64().unwrap() >= 2, "{v}");
+    assert!(key_statuses(&user).contains(&format!("('{key_id}', 'Inactive')")));
+}
