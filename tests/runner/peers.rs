@@ -372,6 +372,7 @@ fn throttling_between_cordon_and_moto_is_retried_to_completion() {
         .output()
         .unwrap();
     let _ = proxy.kill();
+    let _ = proxy.wait();
     assert_eq!(
         o.status.code(),
         Some(0),
