@@ -114,7 +114,10 @@ pub struct StepReport {
     pub from_earlier_run: bool,
     /// This run finished a step an earlier run had started (intent without outcome).
     pub resumed: bool,
+    /// Calls of the action itself (1 unless it was retried).
     pub attempts: u32,
+    /// Reads of the target's state (the snapshot, and re-reads), retries included.
+    pub reads: u32,
 }
 
 impl StepReport {
@@ -299,6 +302,7 @@ impl Engine {
             from_earlier_run: false,
             resumed: false,
             attempts: 0,
+            reads: 0,
         }
     }
 
@@ -349,7 +353,7 @@ impl Engine {
         // Snapshot first: evidence before any change, and the reconcile read.
         self.limiter.take(&key).await;
         let state = match self
-            .with_retries(|| conn.describe(&ctx), &mut rep.attempts)
+            .with_retries(|| conn.describe(&ctx), &mut rep.reads)
             .await
         {
             Ok(s) => s,

@@ -182,6 +182,7 @@ async fn retryable_errors_are_retried_and_permanent_ones_are_not() {
     let flaky = &r.steps[0];
     assert_eq!(flaky.outcome.as_ref().unwrap().label(), "done");
     assert_eq!(f.conn.items().unwrap()["flaky-2-x"].calls, 3);
+    assert_eq!((flaky.reads, flaky.attempts), (1, 3));
     let perm = &r.steps[1];
     assert!(matches!(
         perm.outcome,
@@ -190,7 +191,12 @@ async fn retryable_errors_are_retried_and_permanent_ones_are_not() {
             ..
         })
     ));
-    assert_eq!(perm.attempts, 1, "a permanent error must not be retried");
+    // Its read fails permanently: not retried, and the action never called.
+    assert_eq!(
+        (perm.reads, perm.attempts),
+        (1, 0),
+        "a permanent error must not be retried"
+    );
 }
 
 #[tokio::test]
