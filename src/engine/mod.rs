@@ -449,7 +449,7 @@ impl Engine {
             self.crash.hit("before-intent", &step.id);
             let mut d = self.draft(req, Kind::Intent, step);
             d.evidence = rep.evidence.clone();
-            d.message = Some(format!("batched with {} steps", todo_len(unit)));
+            d.message = Some(format!("batched with {} steps", unit.len()));
             self.log.append(d)?;
             self.crash.hit("after-intent", &step.id);
         }
@@ -618,10 +618,6 @@ impl Engine {
             }
         }
     }
-}
-
-fn todo_len(unit: &[&PlanStep]) -> usize {
-    unit.len()
 }
 
 fn failed(e: &ConnectorError) -> Outcome {
