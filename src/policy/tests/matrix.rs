@@ -127,6 +127,10 @@ fn rows() -> Vec<Row> {
         r
     };
     vec![
+        // --- probing a leaked token's owner (GET /user): proven principals only
+        row(P("chen"), Ac::GithubProbeToken, Token, Medium, &[], 0, true, "probe-leaked-token-for-evidence", ""),
+        row(A("ci"), Ac::GithubProbeToken, Token, High, &[], 0, true, "probe-leaked-token-for-evidence", ""),
+        row(U("chen"), Ac::GithubProbeToken, Token, Critical, &[], 0, false, "unverified-only-test-targets", ""),
         // --- containment of credentials: any verified responder, alone -----
         row(P("bruno"), Ac::AwsDisableAccessKey, Key, Low, &[], 0, true, "contain-credential-responder", ""),
         row(P("chen"), Ac::GithubRevokeToken, Token, Medium, &[], 0, true, "contain-credential-responder", ""),
