@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::client::AccountClients;
 use crate::config::QuarantineMode;
-use crate::error::{classify, error_code};
+use crate::error::{classify, coded, error_code};
 use crate::policy::{
     decode_document, deny_all_document, is_deny_all, revoke_cutoff, revoke_sessions_document,
     revoke_sid, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
@@ -216,12 +216,7 @@ async fn get_inline(
             .send()
             .await
             .map(|o| Some(decode_document(o.policy_document())))
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:GetUserPolicy", &e),
-                )
-            }),
+            .map_err(coded("iam:GetUserPolicy")),
         Principal::Role(r) => c
             .iam
             .get_role_policy()
@@ -230,12 +225,7 @@ async fn get_inline(
             .send()
             .await
             .map(|o| Some(decode_document(o.policy_document())))
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:GetRolePolicy", &e),
-                )
-            }),
+            .map_err(coded("iam:GetRolePolicy")),
     };
     match res {
         Ok(v) => Ok(v),
@@ -257,12 +247,7 @@ async fn principal_exists(c: &AccountClients, p: Principal<'_>) -> Result<(), Co
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:GetUser", &e),
-                )
-            }),
+            .map_err(coded("iam:GetUser")),
         Principal::Role(r) => c
             .iam
             .get_role()
@@ -270,12 +255,7 @@ async fn principal_exists(c: &AccountClients, p: Principal<'_>) -> Result<(), Co
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:GetRole", &e),
-                )
-            }),
+            .map_err(coded("iam:GetRole")),
     };
     match res {
         Ok(()) => Ok(()),
@@ -334,12 +314,7 @@ async fn delete_inline(
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:DeleteUserPolicy", &e),
-                )
-            }),
+            .map_err(coded("iam:DeleteUserPolicy")),
         Principal::Role(r) => c
             .iam
             .delete_role_policy()
@@ -348,12 +323,7 @@ async fn delete_inline(
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:DeleteRolePolicy", &e),
-                )
-            }),
+            .map_err(coded("iam:DeleteRolePolicy")),
     };
     match res {
         Ok(()) => Ok(()),
@@ -410,12 +380,7 @@ async fn set_managed(
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:AttachUserPolicy", &e),
-                )
-            }),
+            .map_err(coded("iam:AttachUserPolicy")),
         (Principal::User(u), false) => c
             .iam
             .detach_user_policy()
@@ -424,12 +389,7 @@ async fn set_managed(
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:DetachUserPolicy", &e),
-                )
-            }),
+            .map_err(coded("iam:DetachUserPolicy")),
         (Principal::Role(r), true) => c
             .iam
             .attach_role_policy()
@@ -438,12 +398,7 @@ async fn set_managed(
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:AttachRolePolicy", &e),
-                )
-            }),
+            .map_err(coded("iam:AttachRolePolicy")),
         (Principal::Role(r), false) => c
             .iam
             .detach_role_policy()
@@ -452,12 +407,7 @@ async fn set_managed(
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                (
-                    error_code(&e).map(str::to_owned),
-                    classify("iam:DetachRolePolicy", &e),
-                )
-            }),
+            .map_err(coded("iam:DetachRolePolicy")),
     };
     match res {
         Ok(()) => Ok(()),
@@ -941,22 +891,18 @@ impl AwsConnector {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            error_code(&e).map(str::to_owned),
-                            classify("sts:GetCallerIdentity", &e),
-                        )
-                    }),
+                    .map_err(coded("sts:GetCallerIdentity")),
             )
         } else {
             (
                 "iam:GetUser",
-                leaked.iam.get_user().send().await.map(|_| ()).map_err(|e| {
-                    (
-                        error_code(&e).map(str::to_owned),
-                        classify("iam:GetUser", &e),
-                    )
-                }),
+                leaked
+                    .iam
+                    .get_user()
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(coded("iam:GetUser")),
             )
         };
         match result {

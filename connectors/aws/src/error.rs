@@ -44,6 +44,17 @@ pub(crate) fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse
 }
 
 /// Turn an SDK failure of `op` (like `iam:UpdateAccessKey`) into a classified error.
+/// For `map_err` on calls whose error code decides what happens next ("already
+/// gone" vs a real failure): the code, and the classified error.
+pub(crate) fn coded<E>(
+    op: &'static str,
+) -> impl Fn(SdkError<E, HttpResponse>) -> (Option<String>, ConnectorError)
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    move |e| (error_code(&e).map(str::to_owned), classify(op, &e))
+}
+
 pub(crate) fn classify<E>(op: &str, err: &SdkError<E, HttpResponse>) -> ConnectorError
 where
     E: ProvideErrorMetadata + StdError + 'static,
