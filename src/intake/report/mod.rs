@@ -1,0 +1,229 @@
+//! Scanner reports → findings. Each finding keeps its provenance (scanner,
+//! rule, file, line, commit) as evidence and the credential only as a
+//! [`Secret`]. A report that cannot be read is an error and yields nothing:
+//! no side effect may come from half a report.
+//!
+//! Formats: gitleaks JSON, SARIF, trufflehog JSON lines, ggshield
+//! `secret scan --json`, detect-secrets JSON, secretlint JSON, GitHub secret
+//! scanning alerts (REST alert objects carry the secret; webhook deliveries do
+//! not, and become [`AlertRef`]s to fetch), and plain text.
+
+use cordon_connector::Secret;
+use serde::Serialize;
+
+use super::classify::{classify, Found, GithubKind};
+
+mod plain;
+
+/// A report format. `Auto` looks at the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    Auto,
+    Gitleaks,
+    Sarif,
+    Trufflehog,
+    Ggshield,
+    DetectSecrets,
+    Secretlint,
+    GithubAlert,
+    Plain,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Gitleaks => "gitleaks",
+            Format::Sarif => "sarif",
+            Format::Trufflehog => "trufflehog",
+            Format::Ggshield => "ggshield",
+            Format::DetectSecrets => "detect-secrets",
+            Format::Secretlint => "secretlint",
+            Format::GithubAlert => "github-alert",
+            Format::Plain => "plain",
+        }
+    }
+}
+
+/// Where a finding came from. Safe to print and to record: never the secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    pub scanner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// A link to the finding (GitHub alert `html_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A credential cordon knows how to contain.
+#[derive(Debug)]
+pub enum Credential {
+    Github {
+        kind: GithubKind,
+        secret: Secret,
+    },
+    AwsKey {
+        key_id: String,
+        /// `ASIA`: session credentials.
+        session: bool,
+        /// The secret access key, when the report held it (used to prove the
+        /// key dead with a signed call).
+        secret: Option<Secret>,
+    },
+}
+
+/// Why a finding cannot be contained. Never contains the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotContainable {
+    pub reason: String,
+    /// Fingerprint of the text, so a user can match it up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Finding {
+    pub provenance: Provenance,
+    pub item: Result<Credential, NotContainable>,
+}
+
+/// A GitHub secret scanning alert to fetch (webhook deliveries carry no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertRef {
+    pub owner: String,
+    pub repo: String,
+    pub number: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub alerts: Vec<AlertRef>,
+}
+
+/// What went wrong reading a report. Names the format and where; never the secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReportError {
+    #[error("cannot tell the report's format: {0}")]
+    UnknownFormat(String),
+    #[error("{format} report is malformed at {at}: {reason}")]
+    Malformed {
+        format: &'static str,
+        at: String,
+        reason: String,
+    },
+    #[error("report is {size} bytes, more than the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+}
+
+/// Options for parsers that need more than the bytes (detect-secrets stores
+/// only a hash: the file is re-read at the reported line).
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    /// Directory the report's relative paths are relative to.
+    pub root: Option<std::path::PathBuf>,
+}
+
+/// The largest report read (a finding list, not a repository dump).
+pub const MAX_REPORT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Parse `bytes` as `format` (`Auto` detects).
+pub fn parse(bytes: &[u8], format: Format, opts: &ParseOptions) -> Result<Report, ReportError> {
+    if bytes.len() > MAX_REPORT_BYTES {
+        return Err(ReportError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_REPORT_BYTES,
+        });
+    }
+    let format = match format {
+        Format::Auto => detect(bytes)?,
+        f => f,
+    };
+    let _ = opts;
+    match format {
+        Format::Plain => plain::parse(bytes),
+        other => Err(ReportError::UnknownFormat(format!(
+            "`{}` reports are not read yet",
+            other.name()
+        ))),
+    }
+}
+
+/// Guess the format from the bytes.
+pub fn detect(bytes: &[u8]) -> Result<Format, ReportError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ReportError::UnknownFormat(format!("not UTF-8 text (at byte {})", e.valid_up_to()))
+    })?;
+    let t = text.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        return Err(ReportError::UnknownFormat(
+            "JSON of a shape cordon does not know; pass --format".into(),
+        ));
+    }
+    Ok(Format::Plain)
+}
+
+impl Credential {
+    /// The credential in a classifier finding, or why there is none.
+    pub fn from_found(f: Found) -> Option<Result<Credential, NotContainable>> {
+        match f {
+            Found::GithubToken { kind, secret, .. } => Some(Ok(Credential::Github { kind, secret })),
+            Found::AwsKey {
+                key_id,
+                session,
+                secret,
+                ..
+            } => Some(Ok(Credential::AwsKey {
+                key_id,
+                session,
+                secret,
+            })),
+            Found::Invalid {
+                what,
+                reason,
+                fingerprint,
+                ..
+            } => Some(Err(NotContainable {
+                reason: format!("not a valid {what}: {reason}"),
+                fingerprint: Some(fingerprint),
+            })),
+            Found::AwsSecretUnpaired { secret, .. } => Some(Err(NotContainable {
+                reason: "an AWS secret access key without its key id: cordon cannot tell which key to disable".into(),
+                fingerprint: Some(secret.fingerprint()),
+            })),
+            Found::Unrecognised { .. } => None,
+        }
+    }
+}
+
+/// Classify a piece of text a scanner reported and turn every credential in
+/// it into a finding with `prov`; nothing recognised is one not-containable
+/// finding (the scanner saw a secret of a type no connector handles).
+pub fn findings_from_text(text: &str, prov: &Provenance, what: &str) -> Vec<Finding> {
+    let mut out: Vec<Finding> = classify(text)
+        .into_iter()
+        .filter_map(Credential::from_found)
+        .map(|item| Finding {
+            provenance: prov.clone(),
+            item,
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(Finding {
+            provenance: prov.clone(),
+            item: Err(NotContainable {
+                reason: format!("{what}: no connector handles this kind of secret"),
+                fingerprint: (!text.is_empty()).then(|| Secret::new(text).fingerprint()),
+            }),
+        });
+    }
+    out
+}
