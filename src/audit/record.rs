@@ -22,6 +22,9 @@ pub enum Kind {
     Outcome,
     /// Proof that a credential is dead (or not).
     Verify,
+    /// A scanner report, webhook or alert was received: its findings, with
+    /// provenance and credential references (never the secrets).
+    Finding,
     /// Incident, task and role changes.
     Incident,
     Task,
@@ -39,6 +42,7 @@ impl Kind {
             Kind::Intent => "intent",
             Kind::Outcome => "outcome",
             Kind::Verify => "verify",
+            Kind::Finding => "finding",
             Kind::Incident => "incident",
             Kind::Task => "task",
             Kind::Note => "note",

@@ -94,6 +94,61 @@ fn add_from_text(text: Secret, bag: &mut SecretBag) {
     }
 }
 
+/// Who is asking for a stored plan and which approvals count: the requester
+/// is proven by a signature or an automation secret, or stays a claim.
+pub struct Authenticated {
+    pub principal: crate::gate::Principal,
+    pub approvals: Vec<crate::gate::VerifiedApproval>,
+    /// Why signatures did not count (`code`, message): printed as notes.
+    pub rejected: Vec<(String, String)>,
+}
+
+pub fn authenticate_plan(
+    ctx: &Context,
+    gate: &PolicyGate,
+    id: &str,
+    bytes: &[u8],
+    plan: &Plan,
+    claimed: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Authenticated, CommandError> {
+    let signatures = super::approve::stored_signatures(ctx, id)?;
+    Ok(match gate.policy() {
+        Ok(policy) => {
+            let auto_secret = policy
+                .roster()
+                .automation
+                .get(claimed)
+                .and_then(|a| a.secret_env.as_ref())
+                .and_then(|var| std::env::var(var).ok())
+                .map(Secret::new);
+            let auth = policy.authenticate(&AuthRequest {
+                plan,
+                plan_bytes: bytes,
+                claimed_requester: claimed,
+                signatures: &signatures,
+                automation_secret: auto_secret.as_ref(),
+                now,
+            });
+            Authenticated {
+                principal: auth.principal,
+                approvals: auth.approvals,
+                rejected: auth
+                    .rejected
+                    .into_iter()
+                    .map(|r| (r.code.to_string(), r.message))
+                    .collect(),
+            }
+        }
+        // A policy that does not load denies every step; the requester stays a claim.
+        Err(_) => Authenticated {
+            principal: super::plan::principal_claim(claimed, plan.requester.kind),
+            approvals: vec![],
+            rejected: vec![],
+        },
+    })
+}
+
 /// Run a stored plan and print the report; shared by apply, revoke,
 /// quarantine and restore.
 pub async fn run_plan(
@@ -105,49 +160,43 @@ pub async fn run_plan(
     opts: &RunOpts,
     secrets: &SecretBag,
 ) -> CmdResult {
+    let (report, principal) = execute_plan(ctx, out, id, bytes, plan, opts, secrets).await?;
+    print_report(out, &report, &principal.name, principal.verified);
+    Ok(exit_for(&report))
+}
+
+/// Authenticate, gate and run a stored plan; prints only notes (rejected
+/// signatures, a policy that failed to load) and the spinner.
+pub async fn execute_plan(
+    ctx: &Context,
+    out: &Out,
+    id: &str,
+    bytes: &[u8],
+    plan: &Plan,
+    opts: &RunOpts,
+    secrets: &SecretBag,
+) -> Result<(ApplyReport, crate::gate::Principal), CommandError> {
     let gate = ctx.gate();
     let now = now_ms();
     let claimed = opts
         .requester
         .clone()
         .unwrap_or_else(|| plan.requester.name.clone());
-    let signatures = super::approve::stored_signatures(ctx, id)?;
-    let (principal, approvals, rejected) = match gate.policy() {
-        Ok(policy) => {
-            let auto_secret = policy
-                .roster()
-                .automation
-                .get(&claimed)
-                .and_then(|a| a.secret_env.as_ref())
-                .and_then(|var| std::env::var(var).ok())
-                .map(Secret::new);
-            let auth = policy.authenticate(&AuthRequest {
-                plan,
-                plan_bytes: bytes,
-                claimed_requester: &claimed,
-                signatures: &signatures,
-                automation_secret: auto_secret.as_ref(),
-                now,
-            });
-            (auth.principal, auth.approvals, auth.rejected)
+    if let Err(e) = gate.policy() {
+        if !out.json {
+            out.line(format!("warning: {}", e.summary()));
         }
-        Err(e) => {
-            if !out.json {
-                out.line(format!("warning: {}", e.summary()));
-            }
-            (
-                super::plan::principal_claim(&claimed, plan.requester.kind),
-                vec![],
-                vec![],
-            )
-        }
-    };
-    for r in &rejected {
-        tracing::warn!(code = r.code, "signature not counted: {}", r.message);
+    }
+    let Authenticated {
+        principal,
+        approvals,
+        rejected,
+    } = authenticate_plan(ctx, &gate, id, bytes, plan, &claimed, now)?;
+    for (code, message) in &rejected {
+        tracing::warn!(code = code.as_str(), "signature not counted: {message}");
         if !out.json {
             out.line(format!(
-                "note: a signature does not count ({}): {}",
-                r.code, r.message
+                "note: a signature does not count ({code}): {message}"
             ));
         }
     }
@@ -213,8 +262,7 @@ pub async fn run_plan(
     if let Some(pb) = spinner {
         pb.finish_and_clear();
     }
-    print_report(out, &report, &principal.name, principal.verified);
-    Ok(exit_for(&report))
+    Ok((report, principal))
 }
 
 /// Ask the policy whether cordon may identify leaked GitHub tokens with

@@ -11,8 +11,10 @@ mod error;
 mod init;
 mod log;
 mod output;
+mod pending;
 mod plan;
 mod policy;
+mod respond;
 mod revoke;
 
 pub use error::{CommandError, Exit};
@@ -60,6 +62,10 @@ pub enum Command {
     Approve(approve::ApproveArgs),
     /// Execute a plan's allowed steps, journaled; re-run to resume.
     Apply(apply::ApplyArgs),
+    /// Contain every credential in a scanner report: plan, decide, apply, verify.
+    Respond(respond::RespondArgs),
+    /// Plans waiting for approval, and what each still needs.
+    Pending(pending::PendingArgs),
     /// Identify, plan, decide, apply and verify in one go.
     #[command(subcommand)]
     Revoke(revoke::RevokeCommand),
@@ -138,6 +144,8 @@ async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
         Command::Plan(c) => plan::cmd_plan(&ctx()?, out, c).await,
         Command::Approve(a) => approve::cmd_approve(&ctx()?, out, a),
         Command::Apply(a) => apply::cmd_apply(&ctx()?, out, a).await,
+        Command::Respond(a) => respond::cmd_respond(&ctx()?, out, a).await,
+        Command::Pending(a) => pending::cmd_pending(&ctx()?, out, a),
         Command::Revoke(c) => revoke::cmd_revoke(&ctx()?, out, c).await,
         Command::Quarantine(c) => revoke::cmd_quarantine(&ctx()?, out, c).await,
         Command::Restore(a) => revoke::cmd_restore(&ctx()?, out, a).await,

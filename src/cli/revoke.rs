@@ -36,7 +36,7 @@ pub struct OneShot {
 }
 
 impl OneShot {
-    fn run_opts(&self) -> RunOpts {
+    pub fn run_opts(&self) -> RunOpts {
         RunOpts {
             requester: None,
             break_glass: self.break_glass,
@@ -114,6 +114,64 @@ pub struct RestoreArgs {
     pub one: OneShot,
 }
 
+/// The step that revokes a leaked GitHub token, named by its fingerprint.
+pub fn github_token_step(id: String, kind: GithubKind, fingerprint: String) -> PlanStep {
+    let (action, tkind) = if kind == GithubKind::Installation {
+        (Action::GithubRevokeInstallationToken, "installation-token")
+    } else {
+        (Action::GithubRevokeToken, "token")
+    };
+    let mut target = Target::new(Provider::Github, tkind, fingerprint.clone());
+    target.tags.insert(
+        "token_type".into(),
+        kind.prefix().trim_end_matches('_').to_owned(),
+    );
+    PlanStep {
+        id,
+        action,
+        target,
+        secret: Some(fingerprint),
+        params: BTreeMap::new(),
+    }
+}
+
+/// Append `new` to `steps`, numbering them on; a step already planned (one
+/// quarantine per user, however many of its keys leaked) is not planned twice.
+/// Returns the ids of the steps that cover `new`, existing ones included.
+pub fn add_steps(steps: &mut Vec<PlanStep>, new: Vec<PlanStep>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for mut s in new {
+        if let Some(x) = steps
+            .iter()
+            .find(|x| x.action == s.action && x.target == s.target)
+        {
+            ids.push(x.id.clone());
+            continue;
+        }
+        s.id = format!("s{}", steps.len() + 1);
+        ids.push(s.id.clone());
+        steps.push(s);
+    }
+    ids
+}
+
+/// Identify AWS keys, as many at once as `concurrency`; one result per key, in order.
+pub async fn identify_keys(
+    aws: &cordon_aws::AwsConnector,
+    key_ids: &[String],
+    concurrency: usize,
+) -> Vec<Result<cordon_aws::KeyIdentity, String>> {
+    let sem = tokio::sync::Semaphore::new(concurrency.max(1));
+    let sem = &sem;
+    futures::future::join_all(key_ids.iter().map(|k| async move {
+        let _p = sem.acquire().await;
+        aws.identify_access_key(k)
+            .await
+            .map_err(|e| format!("cannot identify `{k}`: {}", e.message))
+    }))
+    .await
+}
+
 /// Write the plan, then either show decisions (dry run) or run it.
 async fn plan_and_run(
     ctx: &Context,
@@ -129,7 +187,7 @@ async fn plan_and_run(
     run_plan(ctx, out, &id, &bytes, &plan, &one.run_opts(), &secrets).await
 }
 
-fn dry_run(ctx: &Context, out: &Out, id: &str, plan: &Plan) -> CmdResult {
+pub fn dry_run(ctx: &Context, out: &Out, id: &str, plan: &Plan) -> CmdResult {
     let gate = ctx.gate();
     let who = super::plan::principal_claim(&plan.requester.name, plan.requester.kind);
     let decisions: Vec<_> = plan
@@ -203,19 +261,10 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
                 secrets.insert(s);
             }
             let aws = ctx.aws().await?;
-            // Identify concurrently, as many at once as steps may run.
-            let sem = tokio::sync::Semaphore::new(one.concurrency.max(1));
-            let (sem, aws) = (&sem, &aws);
-            let identities = futures::future::join_all(key_ids.iter().map(|k| async move {
-                let _p = sem.acquire().await;
-                aws.identify_access_key(k).await.map_err(|e| {
-                    CommandError::failed(format!("cannot identify `{k}`: {}", e.message))
-                })
-            }))
-            .await;
+            let identities = identify_keys(&aws, &key_ids, one.concurrency).await;
             let mut steps: Vec<PlanStep> = Vec::new();
             for identity in identities {
-                let identity = identity?;
+                let identity = identity.map_err(CommandError::failed)?;
                 if !out.json && key_ids.len() <= 20 {
                     out.line(format!("identified: {}", identity.summary()));
                 }
@@ -228,18 +277,7 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
                         secret_fingerprint: fp.clone(),
                     },
                 )?;
-                for mut s in mine {
-                    // One quarantine per user, however many of its keys leaked.
-                    if s.action == Action::AwsQuarantineUser
-                        && steps
-                            .iter()
-                            .any(|x| x.action == s.action && x.target == s.target)
-                    {
-                        continue;
-                    }
-                    s.id = format!("s{}", steps.len() + 1);
-                    steps.push(s);
-                }
+                add_steps(&mut steps, mine);
             }
             plan_and_run(ctx, out, &one, steps, secrets).await
         }
@@ -261,24 +299,11 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
             for f in classify(raw.expose()) {
                 match f {
                     Found::GithubToken { kind, secret, .. } => {
-                        let fp = secret.fingerprint();
-                        let (action, tkind) = if kind == GithubKind::Installation {
-                            (Action::GithubRevokeInstallationToken, "installation-token")
-                        } else {
-                            (Action::GithubRevokeToken, "token")
-                        };
-                        let mut target = Target::new(Provider::Github, tkind, fp.clone());
-                        target.tags.insert(
-                            "token_type".into(),
-                            kind.prefix().trim_end_matches('_').to_owned(),
-                        );
-                        steps.push(PlanStep {
-                            id: format!("s{}", steps.len() + 1),
-                            action,
-                            target,
-                            secret: Some(fp),
-                            params: BTreeMap::new(),
-                        });
+                        steps.push(github_token_step(
+                            format!("s{}", steps.len() + 1),
+                            kind,
+                            secret.fingerprint(),
+                        ));
                         secrets.insert(secret);
                     }
                     Found::Invalid {

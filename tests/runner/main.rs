@@ -6,4 +6,5 @@ mod support;
 mod cli;
 mod crash;
 mod peers;
+mod respond;
 mod state;

@@ -6,13 +6,13 @@ use std::process::Command as Std;
 
 use crate::support::{all_files, env_with_signer, Env};
 
-fn peer(var: &str) -> String {
+pub(crate) fn peer(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("`{var}` is not set: run `scripts/test`, which starts the local peers")
     })
 }
 
-fn aws_cmd(env: &Env) -> assert_cmd::Command {
+pub(crate) fn aws_cmd(env: &Env) -> assert_cmd::Command {
     let mut c = env.cmd();
     c.env("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID"))
         .env(
@@ -27,7 +27,7 @@ fn aws_cmd(env: &Env) -> assert_cmd::Command {
     c
 }
 
-fn seed_aws(user: &str) -> (String, String, String) {
+pub(crate) fn seed_aws(user: &str) -> (String, String, String) {
     let py = concat!(env!("CARGO_MANIFEST_DIR"), "/.peers/moto-venv/bin/python");
     let out = Std::new(py)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/seed_aws.py"))
@@ -52,7 +52,7 @@ fn seed_aws(user: &str) -> (String, String, String) {
     )
 }
 
-fn no_canary(env: &Env, canary: &str, outputs: &[&[u8]]) {
+pub(crate) fn no_canary(env: &Env, canary: &str, outputs: &[&[u8]]) {
     for o in outputs {
         assert!(
             !String::from_utf8_lossy(o).contains(canary),
@@ -184,7 +184,7 @@ fn revoke_github_token_through_prism_and_prove_it_dead() {
     no_canary(&env, &tok[4..], &[&o.stdout, &o.stderr]);
 }
 
-fn key_statuses(user: &str) -> String {
+pub(crate) fn key_statuses(user: &str) -> String {
     let py = concat!(env!("CARGO_MANIFEST_DIR"), "/.peers/moto-venv/bin/python");
     let out = Std::new(py)
         .args(["-c", "import boto3,os,sys; c=boto3.client('iam',endpoint_url=os.environ['E'],aws_access_key_id=os.environ['A'],aws_secret_access_key=os.environ['S'],region_name='us-east-1'); ks=c.list_access_keys(UserName=sys.argv[1])['AccessKeyMetadata']; print(sorted((k['AccessKeyId'],k['Status']) for k in ks)); print(c.list_user_policies(UserName=sys.argv[1])['PolicyNames'])", user])

@@ -25,6 +25,8 @@ impl Env {
                 c.env_remove(k);
             }
         }
+        // `CI` makes `respond` act as the `ci` principal: tests say so explicitly.
+        c.env_remove("CI");
         c.env("CORDON_HOME", &self.home).env("NO_COLOR", "1");
         c
     }
