@@ -3,6 +3,7 @@
 //! intake → plan → authority gate → engine (journal, connector) → verify →
 //! hash-chained audit log. See `DESIGN.md` in the shared folder and the README.
 
+pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod connectors;

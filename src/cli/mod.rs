@@ -2,6 +2,7 @@
 //! struct and one `cmd_xxx` function (as jj does); this module only parses
 //! and dispatches.
 
+mod agent;
 mod apply;
 mod approve;
 mod auth;
@@ -64,6 +65,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Contain every credential in a scanner report: plan, decide, apply, verify.
     Respond(respond::RespondArgs),
+    /// Listen for GitHub webhooks and AWS EventBridge events; respond to each as `agent`.
+    Agent(agent::AgentArgs),
     /// Plans waiting for approval, and what each still needs.
     Pending(pending::PendingArgs),
     /// Identify, plan, decide, apply and verify in one go.
@@ -145,6 +148,7 @@ async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
         Command::Approve(a) => approve::cmd_approve(&ctx()?, out, a),
         Command::Apply(a) => apply::cmd_apply(&ctx()?, out, a).await,
         Command::Respond(a) => respond::cmd_respond(&ctx()?, out, a).await,
+        Command::Agent(a) => agent::cmd_agent(&ctx()?, out, a).await,
         Command::Pending(a) => pending::cmd_pending(&ctx()?, out, a),
         Command::Revoke(c) => revoke::cmd_revoke(&ctx()?, out, c).await,
         Command::Quarantine(c) => revoke::cmd_quarantine(&ctx()?, out, c).await,

@@ -51,7 +51,8 @@ pub struct RespondArgs {
 /// A report, read and parsed, with what identifies it in the audit log.
 pub struct Intake {
     pub report: Report,
-    pub format: Format,
+    /// The format's name: `gitleaks`, ..., `github-webhook`, `eventbridge`.
+    pub format: &'static str,
     /// Where it came from: a path, `stdin`, `webhook <delivery>`.
     pub origin: String,
     pub sha256: String,
@@ -192,7 +193,7 @@ pub fn parse_intake(
     })?;
     Ok(Intake {
         report,
-        format: detected,
+        format: detected.name(),
         origin,
         sha256: sha256_hex(bytes),
         bytes: bytes.len(),
@@ -406,11 +407,11 @@ pub async fn respond(
     d.incident = one.meta.incident.clone();
     d.message = Some(format!(
         "{} report from {origin}: {} findings",
-        format.name(),
+        format,
         rows.len()
     ));
     d.data = Some(serde_json::json!({
-        "format": format.name(),
+        "format": format,
         "origin": origin,
         "sha256": sha256,
         "bytes": bytes,
@@ -419,7 +420,7 @@ pub async fn respond(
     ctx.log.append(d)?;
 
     let mut summary = Summary {
-        format: format.name(),
+        format,
         origin,
         report_sha256: sha256,
         plan: None,

@@ -96,7 +96,7 @@ pub struct Finding {
 }
 
 /// A GitHub secret scanning alert to fetch (webhook deliveries carry no secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AlertRef {
     pub owner: String,
     pub repo: String,

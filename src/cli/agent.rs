@@ -1,0 +1,179 @@
+//! `cordon agent --listen ADDR`: GitHub webhooks and AWS EventBridge events
+//! in, `cordon respond` out, with principal `agent` (see src/agent).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use cordon_connector::Secret;
+
+use super::context::Context;
+use super::error::{CmdResult, CommandError, Exit};
+use super::output::Out;
+use super::plan::PlanMeta;
+use super::respond::{respond, Intake, RespondOpts};
+use super::revoke::OneShot;
+use crate::agent::{serve, AgentConfig, Handler};
+use crate::intake::webhook::{Event, EventSource};
+use crate::plan::{sha256_hex, Source};
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Address to listen on. Loopback by default: put a TLS-terminating proxy
+    /// in front to receive deliveries from outside.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Environment variable holding the GitHub webhook secret.
+    #[arg(long, default_value = "CORDON_WEBHOOK_SECRET", value_name = "VAR")]
+    pub github_secret_env: String,
+    /// Environment variable holding the bearer token EventBridge sends.
+    #[arg(long, default_value = "CORDON_EVENTBRIDGE_TOKEN", value_name = "VAR")]
+    pub eventbridge_token_env: String,
+    /// Largest delivery body accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body: usize,
+    /// Events accepted but not yet processed, at most (then 503 + Retry-After).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_queue: usize,
+    /// Steps in flight at once, per event.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Provider calls per second per account.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Attach the plans to this incident.
+    #[arg(long, env = "CORDON_INCIDENT")]
+    pub incident: Option<String>,
+}
+
+struct RespondHandler {
+    home: PathBuf,
+    policy: PathBuf,
+    concurrency: usize,
+    rate: f64,
+    incident: Option<String>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Handler for RespondHandler {
+    fn handle(&self, event: &Event) -> Result<serde_json::Value, String> {
+        let ctx = Context::open(Some(self.home.clone()), Some(self.policy.clone()))
+            .map_err(|e| e.message)?;
+        let canonical = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+        let intake = Intake {
+            report: event.to_report(),
+            format: match event.source {
+                EventSource::Github => "github-webhook",
+                EventSource::Aws => "eventbridge",
+            },
+            origin: format!("{} {}", event.kind, event.id),
+            sha256: sha256_hex(&canonical),
+            bytes: canonical.len(),
+        };
+        let opts = RespondOpts {
+            one: OneShot {
+                meta: PlanMeta {
+                    requester: Some("agent".into()),
+                    severity: event.severity,
+                    source: Source::Agent,
+                    incident: self.incident.clone(),
+                    reason: Some(format!("{} {}", event.kind, event.id)),
+                    key: None,
+                },
+                dry_run: false,
+                break_glass: false,
+                concurrency: self.concurrency,
+                rate: self.rate,
+            },
+            quarantine_user: false,
+        };
+        // JSON mode: respond prints nothing; the summary goes to done/ and the log.
+        let out = Out { json: true };
+        let summary = self
+            .rt
+            .block_on(respond(&ctx, &out, intake, &opts))
+            .map_err(|e| e.message)?;
+        Ok(serde_json::json!({
+            "plan": summary.plan,
+            "requester_verified": summary.requester_verified,
+            "exit": summary.exit.code(),
+            "findings": summary.findings,
+        }))
+    }
+}
+
+fn secret_from(var: &str) -> Option<Secret> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Secret::new)
+}
+
+pub async fn cmd_agent(ctx: &Context, out: &Out, a: AgentArgs) -> CmdResult {
+    let github_secret = secret_from(&a.github_secret_env);
+    let eventbridge_token = secret_from(&a.eventbridge_token_env);
+    if github_secret.is_none() && eventbridge_token.is_none() {
+        return Err(CommandError::usage(format!(
+            "neither `{}` nor `{}` is set: the agent would refuse every delivery",
+            a.github_secret_env, a.eventbridge_token_env
+        ))
+        .hint(
+            "set the GitHub webhook secret and/or the EventBridge bearer token in the environment",
+        ));
+    }
+    if std::env::var_os("CORDON_AGENT_SECRET").is_none() {
+        tracing::warn!("CORDON_AGENT_SECRET is not set: the agent acts as an unverified claim and the policy will refuse it");
+    }
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .map_err(|e| CommandError::failed(format!("cannot listen on `{}`: {e}", a.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CommandError::failed(format!("cannot read the bound address: {e}")))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::failed(format!("cannot start the worker runtime: {e}")))?;
+    let handler = Arc::new(RespondHandler {
+        home: ctx.home.root().to_path_buf(),
+        policy: ctx.policy_dir.clone(),
+        concurrency: a.concurrency,
+        rate: a.rate,
+        incident: a.incident.clone(),
+        rt,
+    });
+    let config = AgentConfig {
+        github_secret,
+        eventbridge_token,
+        max_body: a.max_body,
+        max_queue: a.max_queue,
+        dir: ctx.home.ensure_dir("agent")?,
+    };
+    // Scripts and tests read the address from the first line.
+    out.line(format!("listening on {local}"));
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!("cannot watch SIGTERM: {e}");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("stopping: no new deliveries; finishing the event in progress");
+    };
+    let stats = serve(config, listener, handler, shutdown)
+        .await
+        .map_err(|e| CommandError::failed(e.to_string()))?;
+    out.line(format!(
+        "stopped: {} events processed, {} failed, {} left for the next start",
+        stats.processed, stats.failed, stats.left_in_inbox
+    ));
+    Ok(Exit::Ok)
+}
