@@ -226,7 +226,7 @@ mod tests {
             text,
             "test report is malformed at `a[0].b`: expected a non-negative integer, found a string"
         );
-        let e = items[0].node().req("c").unwrap_err();
+        let e = items[0].node().req("c").err().unwrap();
         assert_eq!(
             e.to_string(),
             "test report is malformed at `a[0].c`: missing field"

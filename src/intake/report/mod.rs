@@ -266,12 +266,10 @@ fn detect_value(v: &serde_json::Value) -> Option<Format> {
                 Some(Format::Ggshield)
             } else if has(o, "results") && (has(o, "plugins_used") || has(o, "filters_used")) {
                 Some(Format::DetectSecrets)
-            } else if has(o, "secret_type") && has(o, "number") {
-                Some(Format::GithubAlert)
-            } else if o
-                .get("alert")
-                .and_then(Value::as_object)
-                .is_some_and(|a| has(a, "secret_type"))
+            } else if (has(o, "secret_type") && has(o, "number"))
+                || o.get("alert")
+                    .and_then(Value::as_object)
+                    .is_some_and(|a| has(a, "secret_type"))
             {
                 Some(Format::GithubAlert)
             } else {
@@ -364,3 +362,6 @@ pub fn findings_from_text(text: &str, prov: &Provenance, what: &str) -> Vec<Find
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
