@@ -5,7 +5,8 @@
 //!
 //! gitleaks reports an AWS key id (`aws-access-token`) and its secret (caught
 //! by another rule) as two unlinked findings; they are paired by file and
-//! nearness (see `hits::pair_aws`).
+//! nearness (see `hits::pair_aws`). A report written with `--redact` holds
+//! no secrets: its findings are not containable, with that hint.
 
 use cordon_connector::Secret;
 
@@ -20,6 +21,7 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
     let w = Walk::new(FORMAT);
     let root = w.root(&v);
     let mut found = Vec::new();
+    let mut redacted = Vec::new();
     for rec in root.items()? {
         let n = rec.node();
         let rule = n.req_str("RuleID")?;
@@ -30,22 +32,29 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
         // Directory scans have no commit: gitleaks writes "".
         let commit = n.opt_nonempty("Commit")?;
         let link = n.opt_nonempty("Link")?;
+        let prov = Provenance {
+            scanner: FORMAT.into(),
+            rule: Some(rule.to_owned()),
+            file,
+            line,
+            commit,
+            url: link,
+        };
+        if hits::gitleaks_redacted(secret) {
+            redacted.push(hits::gitleaks_redacted_finding(prov));
+            continue;
+        }
         found.push(Hit {
-            prov: Provenance {
-                scanner: FORMAT.into(),
-                rule: Some(rule.to_owned()),
-                file,
-                line,
-                commit,
-                url: link,
-            },
+            prov,
             column,
             text: Secret::new(secret),
             what: format!("gitleaks rule `{rule}`"),
         });
     }
+    let mut findings = hits::findings(found);
+    findings.extend(redacted);
     Ok(Report {
-        findings: hits::findings(found),
+        findings,
         alerts: Vec::new(),
     })
 }

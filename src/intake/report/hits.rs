@@ -18,6 +18,22 @@ pub(super) struct Hit {
     pub what: String,
 }
 
+/// True when gitleaks ran with `--redact`: the secret is `REDACTED`, or (with
+/// `--redact=N`) its first part followed by `...` (gitleaks' `MaskSecret`).
+pub(super) fn gitleaks_redacted(secret: &str) -> bool {
+    secret == "REDACTED" || secret.ends_with("...")
+}
+
+pub(super) fn gitleaks_redacted_finding(prov: Provenance) -> Finding {
+    Finding {
+        provenance: prov,
+        item: Err(NotContainable {
+            reason: "gitleaks ran with `--redact`, so the report does not hold the secret; rerun gitleaks without `--redact` (keep its report private) or pass the secret as plain text".into(),
+            fingerprint: None,
+        }),
+    }
+}
+
 /// How far apart (in lines) an AWS key id and a secret reported separately may
 /// be and still be taken as one key. Credentials files and env files put them
 /// on adjacent lines; further apart they are more likely two different keys.

@@ -29,7 +29,10 @@ pub(super) fn syntax_error(
         }
         // Syntax and I/O messages are fixed texts ("expected `,` or `]`"),
         // never quoting the input.
-        Category::Syntax | Category::Io => format!("not valid JSON: {}", strip_position(e)),
+        Category::Syntax | Category::Io => format!(
+            "not valid JSON: {}; pass the report file the scanner wrote, not its console output",
+            strip_position(e)
+        ),
         // Data errors quote values: say only that the shape is wrong.
         Category::Data => "a value of the wrong type".to_owned(),
     };

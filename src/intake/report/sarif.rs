@@ -106,6 +106,9 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
                 };
                 any = true;
                 match snippet.filter(|s| !s.is_empty()) {
+                    Some(s) if scanner == "gitleaks" && hits::gitleaks_redacted(s) => {
+                        blind.push(hits::gitleaks_redacted_finding(prov));
+                    }
                     Some(s) => found.push(Hit {
                         prov,
                         column,

@@ -171,6 +171,34 @@ fn gitleaks_pairs_the_aws_key_id_with_its_secret_and_keeps_provenance() {
 }
 
 #[test]
+fn gitleaks_redacted_reports_say_to_rerun_without_redact() {
+    for (name, format) in [
+        ("gitleaks.json", Format::Gitleaks),
+        ("gitleaks.sarif", Format::Sarif),
+    ] {
+        // `--redact` writes REDACTED; `--redact=70` the first 30% and `...`.
+        let text = fixture(name)
+            .replace(GH1, "REDACTED")
+            .replace(SECRET1, "CordonCan...")
+            .replace(GH_BAD, "REDACTED");
+        let r = parse(text.as_bytes(), format, &opts()).unwrap();
+        let redacted: Vec<&Finding> = r
+            .findings
+            .iter()
+            .filter(|f| {
+                f.item
+                    .as_ref()
+                    .is_err_and(|nc| nc.reason.contains("rerun gitleaks without `--redact`"))
+            })
+            .collect();
+        let want = if format == Format::Gitleaks { 3 } else { 2 };
+        assert_eq!(redacted.len(), want, "{name}: {:?}", descs(&r));
+        // The key id alone is still containable (by id).
+        assert!(r.findings.iter().any(|f| matches!(&f.item, Ok(Credential::AwsKey { key_id, secret: None, .. }) if key_id == ID1)));
+    }
+}
+
+#[test]
 fn gitleaks_empty_report_is_no_findings() {
     let r = parse(b"[]\n", Format::Auto, &opts()).unwrap();
     assert!(r.findings.is_empty() && r.alerts.is_empty());
