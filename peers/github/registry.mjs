@@ -33,6 +33,8 @@ const installations = new Map();
 const repos = new Map();
 /** org -> { tag, grants: [grant] } */
 const orgPats = new Map();
+/** "owner/repo" -> { tag, alerts: Map(number -> { secret, secretType, locations }) } */
+const secretAlerts = new Map();
 /** tag -> { "METHOD /template": count } */
 const counts = new Map();
 /** tag -> [{ status, remaining, endpoint }] */
@@ -473,6 +475,88 @@ route("POST", "/orgs/{org}/personal-access-tokens/{pat_id}", (req, body, [org, p
   };
 });
 
+// ---------------------------------------------------------------- secret scanning
+// Alerts are planted through the admin port (POST /secret-scanning-alerts);
+// cordon fetches them with its own token, as a `secret_scanning_alert`
+// webhook carries no secret.
+
+function alertBody(owner, repo, number, a, hideSecret) {
+  const api = `https://api.github.com/repos/${owner}/${repo}/secret-scanning/alerts/${number}`;
+  const body = {
+    number,
+    created_at: "2020-01-01T00:00:00Z",
+    updated_at: "2020-01-01T00:00:00Z",
+    url: api,
+    html_url: `https://github.com/${owner}/${repo}/security/secret-scanning/${number}`,
+    locations_url: `${api}/locations`,
+    state: "open",
+    resolution: null,
+    resolved_at: null,
+    resolved_by: null,
+    resolution_comment: null,
+    secret_type: a.secretType,
+    secret_type_display_name: a.displayName,
+    push_protection_bypassed: false,
+    push_protection_bypassed_by: null,
+    push_protection_bypassed_at: null,
+    validity: "unknown",
+    publicly_leaked: false,
+    multi_repo: false,
+    is_base64_encoded: false,
+    has_more_locations: a.locations.length > 1,
+  };
+  if (!hideSecret) body.secret = a.secret;
+  return body;
+}
+
+function locationBody(owner, repo, l) {
+  const api = `https://api.github.com/repos/${owner}/${repo}`;
+  return {
+    type: "commit",
+    details: {
+      path: l.path,
+      start_line: l.start_line,
+      end_line: l.start_line,
+      start_column: l.start_column ?? 1,
+      end_column: l.end_column ?? 41,
+      blob_sha: l.blob_sha,
+      blob_url: `${api}/git/blobs/${l.blob_sha}`,
+      commit_sha: l.commit_sha,
+      commit_url: `${api}/git/commits/${l.commit_sha}`,
+      html_url: `https://github.com/${owner}/${repo}/blob/${l.commit_sha}/${l.path}#L${l.start_line}`,
+    },
+  };
+}
+
+function alertRoute(suffix, answer) {
+  route("GET", `/repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}${suffix}`, (req, _body, [owner, repo, n]) => {
+    const r = secretAlerts.get(`${owner}/${repo}`);
+    return {
+      tags: new Set(r ? [r.tag] : []),
+      reply: () => {
+        // cordon's own token, with `security_events` / secret scanning read access.
+        if (!cordonCaller(req)) return [401, err("Requires authentication")];
+        const a = r?.alerts.get(Number(n));
+        if (!a) return [404, err("Not Found")];
+        return answer(req, owner, repo, Number(n), a);
+      },
+    };
+  });
+}
+
+alertRoute("", (req, owner, repo, n, a) => {
+  const hide = new URL(req.url, "http://x").searchParams.get("hide_secret") === "true";
+  return [200, alertBody(owner, repo, n, a, hide)];
+});
+
+alertRoute("/locations", (req, owner, repo, _n, a) => {
+  const url = new URL(req.url, "http://x");
+  const perPage = Number(url.searchParams.get("per_page") ?? 30);
+  const page = Number(url.searchParams.get("page") ?? 1);
+  const list = a.locations.map((l) => locationBody(owner, repo, l));
+  return [200, list.slice((page - 1) * perPage, page * perPage)];
+});
+
 async function api(req, res) {
   const url = new URL(req.url, "http://127.0.0.1");
   const r = routes.find((x) => x.method === req.method && x.re.test(url.pathname));
@@ -600,6 +684,27 @@ async function admin(req, res) {
         enabled: true,
       });
       return send(res, 201, { id, fingerprint: sshFingerprint(b.key) });
+    }
+    if (req.method === "POST" && p === "/secret-scanning-alerts") {
+      // { tag, owner, repo, secret, secret_type, display_name?, locations: [{ path, start_line, commit_sha, blob_sha? }] } -> { number }
+      need("tag", "owner", "repo", "secret", "secret_type");
+      const name = `${b.owner}/${b.repo}`;
+      const r = secretAlerts.get(name) ?? { tag: b.tag, alerts: new Map() };
+      secretAlerts.set(name, r);
+      const number = r.alerts.size + 1;
+      const locations = (b.locations ?? []).map((l) => {
+        if (!l.path || !Number.isInteger(l.start_line) || !/^[0-9a-f]{40}$/.test(l.commit_sha ?? "")) {
+          throw new Error("each location needs path, integer start_line and a 40-hex commit_sha");
+        }
+        return { ...l, blob_sha: l.blob_sha ?? createHash("sha1").update(l.path).digest("hex") };
+      });
+      r.alerts.set(number, {
+        secret: b.secret,
+        secretType: b.secret_type,
+        displayName: b.display_name ?? b.secret_type,
+        locations,
+      });
+      return send(res, 201, { number });
     }
     if (req.method === "POST" && p === "/fail") {
       // { tag, count, status, endpoint? }: the next `count` requests involving `tag` get `status`.

@@ -21,6 +21,8 @@ export const OPERATIONS = {
   "/orgs/{org}/personal-access-tokens": ["get"],
   "/orgs/{org}/personal-access-tokens/{pat_id}": ["post"],
   "/user": ["get"],
+  "/repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}": ["get"],
+  "/repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}/locations": ["get"],
 };
 
 const [, , input, output] = process.argv;

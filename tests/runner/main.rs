@@ -6,5 +6,6 @@ mod support;
 mod cli;
 mod crash;
 mod peers;
+mod reports;
 mod respond;
 mod state;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::alerts::{parse_alert, parse_locations, SecretScanningAlert};
 use crate::budget::{hhmm_utc, until, BudgetStatus, RevocationBudget};
 use crate::config::{GithubConfig, REVOKE_BATCH_LIMIT};
 use crate::credentials::CordonCredentials;
@@ -497,6 +498,82 @@ impl GithubConnector {
                 &reply,
             )),
         }
+    }
+
+    // ------------------------------------------------------------ secret scanning alerts
+
+    /// Read secret scanning alert `number` of `owner/repo` with its secret and
+    /// every location (`GET /repos/{owner}/{repo}/secret-scanning/alerts/{n}`
+    /// and `…/locations`), with cordon's own token: a `secret_scanning_alert`
+    /// webhook carries no secret. The answer's body is wiped once read.
+    pub async fn fetch_secret_scanning_alert(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+    ) -> Result<SecretScanningAlert, ConnectorError> {
+        use zeroize::Zeroize as _;
+        let owner = segment(owner, "owner")?;
+        let repo = segment(repo, "repository")?;
+        let token = self.cordon_token("reading a secret scanning alert")?;
+        let base = format!("/repos/{owner}/{repo}/secret-scanning/alerts/{number}");
+        let what = format!("reading secret scanning alert {number} of `{owner}/{repo}`");
+        let mut reply = self
+            .api
+            .send(Method::GET, &base, Auth::Bearer(token), None::<&()>)
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(status_error(&what, &reply));
+        }
+        let parsed = serde_json::from_str::<serde_json::Value>(&reply.body);
+        reply.body.zeroize();
+        let mut value = parsed.map_err(|_| {
+            ConnectorError::permanent(format!("github's answer to {what} is not JSON"))
+        })?;
+        let fields = parse_alert(&value, owner, repo, number);
+        if let Some(serde_json::Value::String(s)) = value.get_mut("secret") {
+            s.zeroize();
+        }
+        let (secret, secret_type, html_url) = fields?;
+
+        let mut locations = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let reply = self
+                .api
+                .send(
+                    Method::GET,
+                    &format!("{base}/locations?per_page=100&page={page}"),
+                    Auth::Bearer(token),
+                    None::<&()>,
+                )
+                .await?;
+            if reply.status != StatusCode::OK {
+                return Err(status_error(
+                    &format!("listing the locations of secret scanning alert {number} of `{owner}/{repo}`"),
+                    &reply,
+                ));
+            }
+            let v = reply.json().ok_or_else(|| {
+                ConnectorError::permanent(format!(
+                    "github's list of locations of alert {number} of `{owner}/{repo}` is not JSON"
+                ))
+            })?;
+            let got = parse_locations(&v, owner, repo, number)?;
+            let n = got.len();
+            locations.extend(got);
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(SecretScanningAlert {
+            owner: owner.to_owned(),
+            repo: repo.to_owned(),
+            number,
+            secret,
+            secret_type,
+            html_url,
+            locations,
+        })
     }
 
     // ------------------------------------------------------------ deploy keys

@@ -9,6 +9,9 @@
 //! | `github:delete-deploy-key`           | `deploy-key`         | `DELETE /repos/{owner}/{repo}/keys/{key_id}`, found by fingerprint |
 //! | `github:revoke-org-pat-access`       | `org-pat`            | `POST /orgs/{org}/personal-access-tokens/{pat_id}` as cordon's GitHub App |
 //!
+//! Reading a secret scanning alert (a webhook carries no secret):
+//! [`GithubConnector::fetch_secret_scanning_alert`], with cordon's own token.
+//!
 //! Verification of a token is `GET /user` with it answering 401, retried with
 //! backoff: GitHub revokes asynchronously, so `execute` of a revocation only
 //! says "accepted; verification decides".
@@ -16,12 +19,14 @@
 //! The base URL is configurable for GitHub Enterprise Server
 //! (`CORDON_GITHUB_API_URL`).
 
+mod alerts;
 mod budget;
 mod config;
 mod connector;
 mod credentials;
 mod http;
 
+pub use alerts::{AlertLocation, SecretScanningAlert};
 pub use budget::{hhmm_utc, BudgetStatus, RevocationBudget};
 pub use config::{GithubConfig, DEFAULT_API_URL, REVOKE_BATCH_LIMIT, REVOKE_REQUESTS_PER_HOUR};
 pub use connector::{ssh_fingerprint, token_type, GithubConnector};

@@ -18,6 +18,8 @@
 //!   unknown ones, 403 to an authenticated `POST /credentials/revoke`, 202 to
 //!   revocation (applied after an optional delay, as GitHub revokes
 //!   asynchronously), and verifies GitHub App JWTs (RS256) with the app's key.
+//!   It also serves secret scanning alerts planted through its admin port
+//!   (`POST /secret-scanning-alerts`), answering cordon's own token only.
 //! * Statuses GitHub sends but its description omits (401 on
 //!   `DELETE /installation/token`, 404 on the OAuth token endpoints, 5xx
 //!   anywhere) pass Prism with a warning, as they reach cordon from GitHub.
@@ -1007,4 +1009,132 @@ async fn org_pat_access_contain_cycle_and_missing_permission() {
     seen.debug("connector", &s.connector);
     seen.debug("error", &e);
     seen.assert_clean(&[&pem, &pem2]);
+}
+
+#[tokio::test]
+async fn secret_scanning_alert_is_fetched_with_its_secret_and_locations() {
+    let reg = Registry::new();
+    let tag = unique("ssa");
+    let owner = unique("owner-");
+    let repo = "app";
+    let cordon_token = canary("ghp_");
+    let leaked = canary("ghp_");
+    reg.seed_tokens(&tag, "cordon-bot", &[&cordon_token], json!({}))
+        .await;
+    let commit = hex(&Sha256::digest(unique("commit"))[..20]);
+    // 101 locations: the list is read across two pages of 100.
+    let mut locations =
+        vec![json!({"path": "deploy/config.env", "start_line": 4, "commit_sha": commit})];
+    for i in 0..100 {
+        locations.push(
+            json!({"path": format!("copies/{i}.env"), "start_line": i + 1, "commit_sha": commit}),
+        );
+    }
+    let planted = reg
+        .call(
+            "POST",
+            "/secret-scanning-alerts",
+            Some(json!({
+                "tag": tag, "owner": owner, "repo": repo,
+                "secret": leaked.expose(),
+                "secret_type": "github_personal_access_token",
+                "display_name": "GitHub Personal Access Token",
+                "locations": locations,
+            })),
+        )
+        .await;
+    let number = planted["number"].as_u64().unwrap();
+
+    let s = connector(
+        false,
+        CordonCredentials {
+            token: Some(cordon_token.duplicate()),
+            ..CordonCredentials::default()
+        },
+    );
+    // Through Prism: request and both answers are checked against GitHub's description.
+    let alert = s
+        .connector
+        .fetch_secret_scanning_alert(&owner, repo, number)
+        .await
+        .unwrap();
+    assert_eq!(alert.secret.expose(), leaked.expose());
+    assert_eq!(alert.secret_type, "github_personal_access_token");
+    assert_eq!(alert.number, number);
+    assert_eq!(
+        alert.html_url.as_deref(),
+        Some(
+            format!("https://github.com/{owner}/{repo}/security/secret-scanning/{number}").as_str()
+        )
+    );
+    assert_eq!(alert.locations.len(), 101);
+    let first = &alert.locations[0];
+    assert_eq!(first.kind, "commit");
+    assert_eq!(first.path.as_deref(), Some("deploy/config.env"));
+    assert_eq!(first.line, Some(4));
+    assert_eq!(first.commit.as_deref(), Some(commit.as_str()));
+    assert_eq!(alert.locations[100].path.as_deref(), Some("copies/99.env"));
+    assert_eq!(
+        reg.count(
+            &tag,
+            "GET /repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        reg.count(
+            &tag,
+            "GET /repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}/locations"
+        )
+        .await,
+        2
+    );
+
+    // An alert that does not exist: permanent, names it.
+    let e = s
+        .connector
+        .fetch_secret_scanning_alert(&owner, repo, number + 50)
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{}", e.message);
+    assert!(e.message.contains("404"), "{}", e.message);
+    // A path trick in the owner never reaches GitHub.
+    let e = s
+        .connector
+        .fetch_secret_scanning_alert("../user", repo, number)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("not a valid github owner"),
+        "{}",
+        e.message
+    );
+    // Without cordon's own token: says what to set.
+    let bare = connector(false, CordonCredentials::default());
+    let e = bare
+        .connector
+        .fetch_secret_scanning_alert(&owner, repo, number)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("GITHUB_TOKEN"), "{}", e.message);
+    // A server error is retryable.
+    reg.fail_next(
+        &tag,
+        1,
+        503,
+        Some("GET /repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}"),
+    )
+    .await;
+    let e = s
+        .connector
+        .fetch_secret_scanning_alert(&owner, repo, number)
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Retryable, "{}", e.message);
+
+    let mut seen = Seen::default();
+    seen.debug("alert", &alert);
+    seen.debug("connector", &s.connector);
+    seen.assert_clean(&[&leaked, &cordon_token]);
 }

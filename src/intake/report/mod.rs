@@ -13,7 +13,16 @@ use serde::Serialize;
 
 use super::classify::{classify, Found, GithubKind};
 
+mod detect_secrets;
+mod ggshield;
+mod github_alert;
+mod gitleaks;
+mod hits;
+mod json;
 mod plain;
+mod sarif;
+mod secretlint;
+mod trufflehog;
 
 /// A report format. `Auto` looks at the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -147,28 +156,154 @@ pub fn parse(bytes: &[u8], format: Format, opts: &ParseOptions) -> Result<Report
         Format::Auto => detect(bytes)?,
         f => f,
     };
-    let _ = opts;
+    if format == Format::Plain {
+        return plain::parse(bytes);
+    }
+    let name = format.name();
+    let text = std::str::from_utf8(bytes).map_err(|e| ReportError::Malformed {
+        format: name,
+        at: format!("byte {}", e.valid_up_to()),
+        reason: "not UTF-8 text".into(),
+    })?;
     match format {
+        Format::Gitleaks => gitleaks::parse(text),
+        Format::Sarif => sarif::parse(text),
+        Format::Trufflehog => trufflehog::parse(text),
+        Format::Ggshield => ggshield::parse(text),
+        Format::DetectSecrets => detect_secrets::parse(text, opts),
+        Format::Secretlint => secretlint::parse(text),
+        Format::GithubAlert => github_alert::parse(text),
         Format::Plain => plain::parse(bytes),
-        other => Err(ReportError::UnknownFormat(format!(
-            "`{}` reports are not read yet",
-            other.name()
-        ))),
+        Format::Auto => Err(ReportError::UnknownFormat(
+            "cannot tell the report's format; pass --format".into(),
+        )),
     }
 }
 
-/// Guess the format from the bytes.
+/// Guess the format from the bytes: JSON is told apart by the keys each
+/// scanner writes; anything that is not JSON is plain text. JSON that does
+/// not parse (a truncated report) is told apart by the keys it contains, so
+/// that the format's parser reports where it breaks.
 pub fn detect(bytes: &[u8]) -> Result<Format, ReportError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ReportError::UnknownFormat(format!("not UTF-8 text (at byte {})", e.valid_up_to()))
     })?;
     let t = text.trim_start();
-    if t.starts_with('{') || t.starts_with('[') {
-        return Err(ReportError::UnknownFormat(
-            "JSON of a shape cordon does not know; pass --format".into(),
-        ));
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return Ok(Format::Plain);
     }
-    Ok(Format::Plain)
+    match serde_json::from_str::<serde_json::Value>(t) {
+        Ok(v) => detect_value(&v).ok_or_else(|| {
+            ReportError::UnknownFormat(format!(
+                "JSON of a shape cordon does not know ({}); pass --format with one of: gitleaks, sarif, trufflehog, ggshield, detect-secrets, secretlint, github-alert",
+                shape(&v)
+            ))
+        }),
+        Err(_) => {
+            // JSON lines: the first record decides.
+            if let Some(first) = t.lines().next() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(first) {
+                    if let Some(f) = detect_value(&v) {
+                        return Ok(f);
+                    }
+                }
+            }
+            detect_by_keys(t).ok_or_else(|| {
+                ReportError::UnknownFormat(
+                    "the report looks like JSON but does not parse, and holds none of the keys of a known scanner; pass --format to see where it breaks".into(),
+                )
+            })
+        }
+    }
+}
+
+/// A short description of a JSON value's shape (keys only, never values).
+fn shape(v: &serde_json::Value) -> String {
+    let keys = |o: &serde_json::Map<String, serde_json::Value>| {
+        let mut k: Vec<String> = o.keys().take(6).map(|k| format!("`{k}`")).collect();
+        if o.len() > 6 {
+            k.push("…".into());
+        }
+        k.join(", ")
+    };
+    match v {
+        serde_json::Value::Object(o) => format!("an object with keys {}", keys(o)),
+        serde_json::Value::Array(a) => match a.first() {
+            Some(serde_json::Value::Object(o)) => {
+                format!("an array of objects with keys {}", keys(o))
+            }
+            Some(other) => format!("an array of {}", json::kind(other)),
+            None => "an empty array".into(),
+        },
+        other => json::kind(other).into(),
+    }
+}
+
+fn detect_value(v: &serde_json::Value) -> Option<Format> {
+    use serde_json::Value;
+    let has = |o: &serde_json::Map<String, Value>, k: &str| o.contains_key(k);
+    match v {
+        // `[]` is what gitleaks writes when it finds nothing.
+        Value::Array(a) if a.is_empty() => Some(Format::Gitleaks),
+        Value::Array(a) => match a.first() {
+            Some(Value::Object(o)) if has(o, "RuleID") => Some(Format::Gitleaks),
+            Some(Value::Object(o)) if has(o, "filePath") && has(o, "messages") => {
+                Some(Format::Secretlint)
+            }
+            Some(Value::Object(o)) if has(o, "secret_type") && has(o, "number") => {
+                Some(Format::GithubAlert)
+            }
+            _ => None,
+        },
+        Value::Object(o) => {
+            if has(o, "runs") && (has(o, "$schema") || has(o, "version")) {
+                Some(Format::Sarif)
+            } else if has(o, "DetectorName") || has(o, "SourceMetadata") {
+                Some(Format::Trufflehog)
+            } else if has(o, "entities_with_incidents")
+                || (has(o, "total_incidents") && has(o, "type"))
+            {
+                Some(Format::Ggshield)
+            } else if has(o, "results") && (has(o, "plugins_used") || has(o, "filters_used")) {
+                Some(Format::DetectSecrets)
+            } else if (has(o, "secret_type") && has(o, "number"))
+                || o.get("alert")
+                    .and_then(Value::as_object)
+                    .is_some_and(|a| has(a, "secret_type"))
+            {
+                Some(Format::GithubAlert)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// For JSON that does not parse: the keys each format writes early on.
+fn detect_by_keys(t: &str) -> Option<Format> {
+    let head = match t.char_indices().nth(64 * 1024) {
+        Some((i, _)) => &t[..i],
+        None => t,
+    };
+    let k = |key: &str| head.contains(&format!("\"{key}\""));
+    if k("DetectorName") || k("SourceMetadata") {
+        Some(Format::Trufflehog)
+    } else if k("runs") && (k("$schema") || k("version")) && head.contains("sarif") {
+        Some(Format::Sarif)
+    } else if k("RuleID") {
+        Some(Format::Gitleaks)
+    } else if k("entities_with_incidents") || k("total_incidents") {
+        Some(Format::Ggshield)
+    } else if k("hashed_secret") || k("plugins_used") {
+        Some(Format::DetectSecrets)
+    } else if k("filePath") && k("messages") {
+        Some(Format::Secretlint)
+    } else if k("secret_type") {
+        Some(Format::GithubAlert)
+    } else {
+        None
+    }
 }
 
 impl Credential {
@@ -227,3 +362,6 @@ pub fn findings_from_text(text: &str, prov: &Provenance, what: &str) -> Vec<Find
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
