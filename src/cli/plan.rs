@@ -27,7 +27,7 @@ pub struct PlanMeta {
     pub severity: Severity,
     #[arg(long, value_enum, default_value = "manual")]
     pub source: Source,
-    /// Attach to an incident.
+    /// Attach to an incident (it must exist and be open; default: CORDON_INCIDENT).
     #[arg(long, env = "CORDON_INCIDENT")]
     pub incident: Option<String>,
     #[arg(long)]
@@ -88,6 +88,17 @@ pub fn write_plan(
     } else {
         PrincipalKind::Person
     };
+    // A plan attaches only to an incident that exists and is open, under
+    // its canonical id: a typo would otherwise orphan the plan's steps.
+    let incident = match &meta.incident {
+        Some(i) => {
+            let ledger = super::incident::load_ledger(ctx)?;
+            let inc = super::incident::resolve(&ledger, Some(i))?;
+            super::incident::ensure_open(inc)?;
+            Some(inc.id.clone())
+        }
+        None => None,
+    };
     let plan = Plan {
         version: PLAN_VERSION,
         created_at: now_ms(),
@@ -97,7 +108,7 @@ pub fn write_plan(
         },
         source: meta.source,
         severity: meta.severity,
-        incident: meta.incident.clone(),
+        incident,
         reason: meta.reason.clone(),
         steps,
     };
