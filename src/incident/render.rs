@@ -118,21 +118,27 @@ pub fn render_status(s: &Status, now: DateTime<Utc>) -> String {
     o
 }
 
-pub fn human_secs(secs: i64) -> String {
-    let (sign, s) = if secs < 0 { ("-", -secs) } else { ("", secs) };
+/// `850ms`, `4.2s`, `3m 07s`, `1h 02m 09s`.
+pub fn human_ms(ms: i64) -> String {
+    let (sign, ms) = if ms < 0 { ("-", -ms) } else { ("", ms) };
+    if ms < 1000 {
+        return format!("{sign}{ms}ms");
+    }
+    if ms < 60_000 {
+        return format!("{sign}{}.{}s", ms / 1000, (ms % 1000) / 100);
+    }
+    let s = ms / 1000;
     let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
     if h > 0 {
         format!("{sign}{h}h {m:02}m {s:02}s")
-    } else if m > 0 {
-        format!("{sign}{m}m {s:02}s")
     } else {
-        format!("{sign}{s}s")
+        format!("{sign}{m}m {s:02}s")
     }
 }
 
 fn ms(m: &Option<Milestone>) -> String {
     match m {
-        Some(m) => format!("{} (+{})", ts(&m.at), human_secs(m.after_detected_secs)),
+        Some(m) => format!("{} (+{})", ts(&m.at), human_ms(m.after_detected_ms)),
         None => "-".into(),
     }
 }
@@ -468,8 +474,8 @@ fn html_table(o: &mut String, header: &[&str], rows: &[Vec<String>]) {
 const CSS: &str = "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;color:#1b1f24;background:#fff}\
 h1{font-size:1.5rem;margin:0 0 1rem}h2{font-size:1.15rem;margin:2rem 0 .5rem;border-bottom:1px solid #d0d7de;padding-bottom:.25rem}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}\
-table{border-collapse:collapse;width:100%;font-size:12.5px}th,td{border:1px solid #d0d7de;padding:.3rem .45rem;text-align:left;vertical-align:top;word-break:break-word}\
-th{background:#f6f8fa}tbody tr:nth-child(even){background:#fbfcfd}.none{color:#57606a}\
+table{border-collapse:collapse;width:100%;font-size:12.5px}th,td{border:1px solid #d0d7de;padding:.3rem .45rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
+th{background:#f6f8fa;white-space:nowrap}tbody tr:nth-child(even){background:#fbfcfd}.none{color:#57606a}\
 .verify{padding:.5rem .75rem;border-radius:4px;background:#dafbe1}.verify.bad{background:#ffebe9}\
 @media print{body{margin:0}}";
 

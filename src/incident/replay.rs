@@ -222,8 +222,8 @@ pub struct EvidenceRef {
 pub struct Milestone {
     #[serde(with = "crate::timefmt")]
     pub at: DateTime<Utc>,
-    /// Seconds since the credential was detected.
-    pub after_detected_secs: i64,
+    /// Milliseconds since the credential was detected.
+    pub after_detected_ms: i64,
 }
 
 /// Time to contain one credential: detected → planned → approved →
@@ -831,7 +831,7 @@ fn apply_task(inc: &mut Incident, r: &Record, ev: TaskEvent) -> String {
 fn milestone(at: Option<DateTime<Utc>>, detected: DateTime<Utc>) -> Option<Milestone> {
     at.map(|at| Milestone {
         at,
-        after_detected_secs: (at - detected).num_seconds(),
+        after_detected_ms: (at - detected).num_milliseconds(),
     })
 }
 
