@@ -141,6 +141,24 @@ pub fn resolve<'l>(ledger: &'l Ledger, named: Option<&str>) -> Result<&'l Incide
     }
 }
 
+/// The people holding a roster role, for "waiting for whom"; empty when the
+/// policy does not load (the status must still show).
+pub fn role_holders(ctx: &Context) -> impl Fn(&str) -> Vec<String> {
+    let roster = ctx.gate().policy().ok().map(|p| p.roster().clone());
+    move |role: &str| {
+        roster
+            .as_ref()
+            .map(|r| {
+                r.people
+                    .iter()
+                    .filter(|(_, p)| p.roles.iter().any(|x| x == role))
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 pub fn ensure_open(inc: &Incident) -> Result<(), CommandError> {
     if inc.state == IncidentState::Closed {
         return Err(CommandError::failed(format!(
@@ -431,7 +449,9 @@ pub fn cmd_incident(ctx: &Context, out: &Out, cmd: IncidentCommand) -> CmdResult
                 return Ok(Exit::Ok);
             }
             let now = now_ms();
-            out.line(render_status(&status_of(inc, now), now).trim_end());
+            let mut st = status_of(inc, now);
+            crate::incident::name_role_holders(&mut st.waiting, &role_holders(ctx));
+            out.line(render_status(&st, now).trim_end());
             if !inc.plans.is_empty() {
                 out.line("\nPLANS");
                 let rows: Vec<Vec<String>> = inc

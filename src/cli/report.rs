@@ -7,10 +7,10 @@ use clap::{Args, ValueEnum};
 
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
-use super::incident::{load_ledger, resolve};
+use super::incident::{load_ledger, resolve, role_holders};
 use super::output::Out;
 use crate::audit::verify_file;
-use crate::incident::{build_report, render_html, render_markdown};
+use crate::incident::{build_report, name_role_holders, render_html, render_markdown};
 use crate::plan::now_ms;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -38,7 +38,8 @@ pub fn cmd_report(ctx: &Context, out: &Out, a: ReportArgs) -> CmdResult {
     let path = ctx.log.path();
     let verify = verify_file(path)
         .map_err(|e| CommandError::failed(format!("cannot read `{}`: {e}", path.display())))?;
-    let report = build_report(inc, verify, now_ms());
+    let mut report = build_report(inc, verify, now_ms());
+    name_role_holders(&mut report.open_items, &role_holders(ctx));
     let format = if out.json { Format::Json } else { a.format };
     let text = match format {
         Format::Md => render_markdown(&report),

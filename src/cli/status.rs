@@ -9,9 +9,9 @@ use clap::Args;
 
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
-use super::incident::{load_ledger, resolve};
+use super::incident::{load_ledger, resolve, role_holders};
 use super::output::Out;
-use crate::incident::{render_status, status_of};
+use crate::incident::{name_role_holders, render_status, status_of};
 use crate::plan::now_ms;
 
 #[derive(Args, Debug)]
@@ -38,7 +38,8 @@ fn render(
     let ledger = load_ledger(ctx)?;
     let inc = resolve(&ledger, a.incident.as_deref())?;
     let now = now_ms();
-    let st = status_of(inc, now);
+    let mut st = status_of(inc, now);
+    name_role_holders(&mut st.waiting, &role_holders(ctx));
     Ok(if json_compact {
         serde_json::to_string(&st).map_err(|e| CommandError::failed(e.to_string()))?
     } else if pretty {

@@ -1088,3 +1088,34 @@ pub fn build_report(inc: &Incident, verify: VerifyReport, now: DateTime<Utc>) ->
         log_verify: verify,
     }
 }
+
+/// Say who can act on an item that names roster roles (the gate's "needs 1
+/// approval from role `security`"): append the people holding each role, as
+/// the roster has them now.
+pub fn name_role_holders(items: &mut [Item], holders: &dyn Fn(&str) -> Vec<String>) {
+    for item in items {
+        let mut named: Vec<String> = Vec::new();
+        let mut rest = item.detail.as_str();
+        while let Some(i) = rest.find("role `") {
+            rest = &rest[i + "role `".len()..];
+            let Some(end) = rest.find('`') else { break };
+            let role = &rest[..end];
+            rest = &rest[end..];
+            if named.iter().any(|n| n.starts_with(&format!("{role}: "))) {
+                continue;
+            }
+            let people = holders(role);
+            named.push(format!(
+                "{role}: {}",
+                if people.is_empty() {
+                    "nobody in the roster".to_owned()
+                } else {
+                    people.join(", ")
+                }
+            ));
+        }
+        if !named.is_empty() {
+            item.detail = format!("{} [who: {}]", item.detail, named.join("; "));
+        }
+    }
+}
