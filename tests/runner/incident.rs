@@ -203,9 +203,8 @@ fn issue_7_a_scripted_incident_gives_the_expected_status_and_report() {
         .map(|i| format!("{} {} {}", i["task"], i["what"], i["detail"]))
         .collect();
     assert!(
-        waiting_items
-            .iter()
-            .any(|w| w.contains(&waiting) && w.contains("waiting for approval: it needs 1 more approval")),
+        waiting_items.iter().any(|w| w.contains(&waiting)
+            && w.contains("waiting for approval: it needs 1 more approval")),
         "{waiting_items:?}"
     );
     assert!(waiting_items
