@@ -361,6 +361,16 @@ struct Building {
     inc: Incident,
     steps: HashMap<String, StepTrack>,
     first_seen: HashMap<String, DateTime<Utc>>,
+    /// Task id -> position in `inc.tasks` (a containment run has thousands).
+    index: HashMap<String, usize>,
+}
+
+fn task_mut<'a>(
+    tasks: &'a mut [Task],
+    index: &HashMap<String, usize>,
+    id: &str,
+) -> Option<&'a mut Task> {
+    index.get(id).and_then(|i| tasks.get_mut(*i))
 }
 
 fn actor(p: &Principal) -> String {
@@ -418,6 +428,7 @@ pub fn replay(records: &[Record], objects: &dyn Objects) -> Ledger {
                             },
                             steps: HashMap::new(),
                             first_seen: HashMap::new(),
+                            index: HashMap::new(),
                         },
                     );
                 }
@@ -448,7 +459,12 @@ fn event<T: serde::de::DeserializeOwned>(r: &Record) -> Option<Result<T, String>
 }
 
 fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
-    let inc = &mut b.inc;
+    let Building {
+        inc,
+        steps,
+        first_seen,
+        index,
+    } = b;
     inc.last_change = r.time;
     let mut entry = TimelineEntry {
         seq: r.seq,
@@ -471,7 +487,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
     };
     let target = r.target.as_ref().map(|t| t.display_name());
     if let Some(t) = &target {
-        b.first_seen.entry(t.clone()).or_insert(r.time);
+        first_seen.entry(t.clone()).or_insert(r.time);
     }
     let step_key = match (&r.plan, &r.step) {
         (Some(p), Some(s)) => Some(format!("{p}:{s}")),
@@ -505,7 +521,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
             None => entry.what = r.message.clone().unwrap_or_default(),
         },
         Kind::Task => match event::<TaskEvent>(r) {
-            Some(Ok(ev)) => entry.what = apply_task(inc, r, ev),
+            Some(Ok(ev)) => entry.what = apply_task(inc, index, r, ev),
             Some(Err(e)) => {
                 inc.problems
                     .push(format!("record {}: unreadable task event: {e}", r.seq));
@@ -526,14 +542,15 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                     for s in &plan.steps {
                         let key = format!("{id}:{}", s.id);
                         let tgt = s.target.display_name();
-                        b.first_seen.entry(tgt.clone()).or_insert(r.time);
-                        b.steps.insert(
+                        first_seen.entry(tgt.clone()).or_insert(r.time);
+                        steps.insert(
                             key.clone(),
                             StepTrack {
                                 planned: Some(r.time),
                                 ..StepTrack::default()
                             },
                         );
+                        index.insert(key.clone(), inc.tasks.len());
                         inc.tasks.push(Task {
                             id: key,
                             title: format!("{} {}", s.action.id(), tgt),
@@ -635,13 +652,13 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                     });
                 }
                 if let Some(key) = &step_key {
-                    if let Some(t) = inc.tasks.iter_mut().find(|t| &t.id == key) {
+                    if let Some(t) = task_mut(&mut inc.tasks, index, key) {
                         t.updated_at = r.time;
                         if d.is_allow() {
                             t.status = TaskStatus::Running;
                             t.waiting_for.clear();
                             t.detail = None;
-                            if let Some(s) = b.steps.get_mut(key) {
+                            if let Some(s) = steps.get_mut(key) {
                                 s.allowed.get_or_insert((
                                     r.time,
                                     d.policy_hash.clone(),
@@ -689,7 +706,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
             );
             if let Some(t) = step_key
                 .as_ref()
-                .and_then(|k| inc.tasks.iter_mut().find(|t| &t.id == k))
+                .and_then(|k| task_mut(&mut inc.tasks, index, k))
             {
                 t.status = TaskStatus::Running;
                 t.updated_at = r.time;
@@ -699,7 +716,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
             if let Some(o) = &r.outcome {
                 entry.what = format!("{}: {}", o.label(), o.detail());
                 if let Some(key) = &step_key {
-                    if let Some(t) = inc.tasks.iter_mut().find(|t| &t.id == key) {
+                    if let Some(t) = task_mut(&mut inc.tasks, index, key) {
                         t.updated_at = r.time;
                         t.detail = Some(o.detail().to_owned());
                         let contain = matches!(
@@ -711,7 +728,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                         );
                         t.status = match o {
                             Outcome::Done { .. } | Outcome::AlreadyContained { .. } => {
-                                if let Some(s) = b.steps.get_mut(key) {
+                                if let Some(s) = steps.get_mut(key) {
                                     s.contained.get_or_insert(r.time);
                                 }
                                 if contain {
@@ -736,12 +753,12 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                 };
                 entry.what = format!("verified {}: {detail}", v.label());
                 if let Some(key) = &step_key {
-                    if let Some(t) = inc.tasks.iter_mut().find(|t| &t.id == key) {
+                    if let Some(t) = task_mut(&mut inc.tasks, index, key) {
                         t.updated_at = r.time;
                         t.detail = Some(detail);
                         t.status = match v {
                             Verification::Dead { .. } => {
-                                if let Some(s) = b.steps.get_mut(key) {
+                                if let Some(s) = steps.get_mut(key) {
                                     s.verified.get_or_insert(r.time);
                                 }
                                 TaskStatus::Verified
@@ -758,7 +775,12 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
     inc.timeline.push(entry);
 }
 
-fn apply_task(inc: &mut Incident, r: &Record, ev: TaskEvent) -> String {
+fn apply_task(
+    inc: &mut Incident,
+    index: &mut HashMap<String, usize>,
+    r: &Record,
+    ev: TaskEvent,
+) -> String {
     let who = actor(&r.actor);
     match ev {
         TaskEvent::Add {
@@ -776,6 +798,7 @@ fn apply_task(inc: &mut Incident, r: &Record, ev: TaskEvent) -> String {
                 due.map(|d| format!(", due {}", crate::timefmt::format(&d)))
                     .unwrap_or_default()
             );
+            index.insert(task.clone(), inc.tasks.len());
             inc.tasks.push(Task {
                 id: task,
                 title,
@@ -793,14 +816,14 @@ fn apply_task(inc: &mut Incident, r: &Record, ev: TaskEvent) -> String {
             what
         }
         TaskEvent::Assign { task, owner } => {
-            if let Some(t) = inc.tasks.iter_mut().find(|t| t.id == task) {
+            if let Some(t) = task_mut(&mut inc.tasks, index, &task) {
                 t.owner = Some(owner.clone());
                 t.updated_at = r.time;
             }
             format!("task {task} assigned to {owner}")
         }
         TaskEvent::Block { task, reason } => {
-            if let Some(t) = inc.tasks.iter_mut().find(|t| t.id == task) {
+            if let Some(t) = task_mut(&mut inc.tasks, index, &task) {
                 t.blocker = Some(Blocker {
                     reason: reason.clone(),
                     by: who,
@@ -811,14 +834,14 @@ fn apply_task(inc: &mut Incident, r: &Record, ev: TaskEvent) -> String {
             format!("task {task} blocked: {reason}")
         }
         TaskEvent::Unblock { task } => {
-            if let Some(t) = inc.tasks.iter_mut().find(|t| t.id == task) {
+            if let Some(t) = task_mut(&mut inc.tasks, index, &task) {
                 t.blocker = None;
                 t.updated_at = r.time;
             }
             format!("task {task} unblocked")
         }
         TaskEvent::Done { task } => {
-            if let Some(t) = inc.tasks.iter_mut().find(|t| t.id == task) {
+            if let Some(t) = task_mut(&mut inc.tasks, index, &task) {
                 t.status = TaskStatus::Done;
                 t.blocker = None;
                 t.updated_at = r.time;
@@ -850,6 +873,7 @@ fn finish(mut b: Building) -> Incident {
     }
     // Credentials: containment steps grouped by target, in first-seen order.
     let mut creds: Vec<Credential> = Vec::new();
+    let mut cred_index: HashMap<String, usize> = HashMap::new();
     for t in &b.inc.tasks {
         let TaskSource::Step {
             class: DecisionClass::Contain,
@@ -859,21 +883,24 @@ fn finish(mut b: Building) -> Incident {
         else {
             continue;
         };
-        match creds.iter_mut().find(|c| &c.target == target) {
-            Some(c) => c.tasks.push(t.id.clone()),
-            None => creds.push(Credential {
-                target: target.clone(),
-                tasks: vec![t.id.clone()],
-                status: t.status,
-                detected: None,
-                planned: None,
-                approved: None,
-                contained: None,
-                verified: None,
-                policy_hash: None,
-                approvals: vec![],
-                break_glass: false,
-            }),
+        match cred_index.get(target) {
+            Some(i) => creds[*i].tasks.push(t.id.clone()),
+            None => {
+                cred_index.insert(target.clone(), creds.len());
+                creds.push(Credential {
+                    target: target.clone(),
+                    tasks: vec![t.id.clone()],
+                    status: t.status,
+                    detected: None,
+                    planned: None,
+                    approved: None,
+                    contained: None,
+                    verified: None,
+                    policy_hash: None,
+                    approvals: vec![],
+                    break_glass: false,
+                })
+            }
         }
     }
     for c in &mut creds {
@@ -881,7 +908,7 @@ fn finish(mut b: Building) -> Incident {
         let statuses: Vec<TaskStatus> = c
             .tasks
             .iter()
-            .filter_map(|k| b.inc.tasks.iter().find(|t| &t.id == k))
+            .filter_map(|k| b.index.get(k).and_then(|i| b.inc.tasks.get(*i)))
             .map(|t| t.status)
             .collect();
         c.status = least_progressed(&statuses);
