@@ -141,6 +141,17 @@ pub fn resolve<'l>(ledger: &'l Ledger, named: Option<&str>) -> Result<&'l Incide
     }
 }
 
+/// The incident a plan (or a scanner finding) may attach to: one that
+/// exists and is open, under its canonical id. A typo would otherwise
+/// orphan the plan's steps.
+pub fn attachable(ctx: &Context, named: Option<&str>) -> Result<Option<String>, CommandError> {
+    let Some(named) = named else { return Ok(None) };
+    let ledger = load_ledger(ctx)?;
+    let inc = resolve(&ledger, Some(named))?;
+    ensure_open(inc)?;
+    Ok(Some(inc.id.clone()))
+}
+
 /// The people holding a roster role, for "waiting for whom"; empty when the
 /// policy does not load (the status must still show).
 pub fn role_holders(ctx: &Context) -> impl Fn(&str) -> Vec<String> {

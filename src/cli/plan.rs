@@ -88,17 +88,7 @@ pub fn write_plan(
     } else {
         PrincipalKind::Person
     };
-    // A plan attaches only to an incident that exists and is open, under
-    // its canonical id: a typo would otherwise orphan the plan's steps.
-    let incident = match &meta.incident {
-        Some(i) => {
-            let ledger = super::incident::load_ledger(ctx)?;
-            let inc = super::incident::resolve(&ledger, Some(i))?;
-            super::incident::ensure_open(inc)?;
-            Some(inc.id.clone())
-        }
-        None => None,
-    };
+    let incident = super::incident::attachable(ctx, meta.incident.as_deref())?;
     let plan = Plan {
         version: PLAN_VERSION,
         created_at: now_ms(),

@@ -372,7 +372,7 @@ fn sections(r: &Report) -> Sections {
     }
 }
 
-const INTRO_CREDENTIALS: &str = "Time to contain, per credential: detected (its first record in the log) → planned → approved (allowed by the authority gate) → contained → verified (proven dead). Durations are counted from detection; a milestone is `-` until every containment step of the credential reached it.";
+const INTRO_CREDENTIALS: &str = "Time to contain, per credential: detected (the scanner finding that reported it, else its first plan) → planned → approved (allowed by the authority gate) → contained → verified (proven dead). Durations are counted from detection; a milestone is `-` until every containment step of the credential reached it.";
 const INTRO_TIMELINE: &str = "Every audit-log record of this incident, in log order: who decided what, when, under which policy hash and with which approvals. Actors named with `--as` and no signature are marked as claims.";
 
 pub fn render_markdown(r: &Report) -> String {

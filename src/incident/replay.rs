@@ -363,6 +363,9 @@ struct Building {
     first_seen: HashMap<String, DateTime<Utc>>,
     /// Task id -> position in `inc.tasks` (a containment run has thousands).
     index: HashMap<String, usize>,
+    /// Credential id (key id or fingerprint, as in plan targets) -> when a
+    /// `finding` record first reported it.
+    found: HashMap<String, DateTime<Utc>>,
 }
 
 fn task_mut<'a>(
@@ -429,6 +432,7 @@ pub fn replay(records: &[Record], objects: &dyn Objects) -> Ledger {
                             steps: HashMap::new(),
                             first_seen: HashMap::new(),
                             index: HashMap::new(),
+                            found: HashMap::new(),
                         },
                     );
                 }
@@ -464,6 +468,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
         steps,
         first_seen,
         index,
+        found,
     } = b;
     inc.last_change = r.time;
     let mut entry = TimelineEntry {
@@ -542,7 +547,18 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                     for s in &plan.steps {
                         let key = format!("{id}:{}", s.id);
                         let tgt = s.target.display_name();
-                        first_seen.entry(tgt.clone()).or_insert(r.time);
+                        // Detected when a finding reported it (by key id or
+                        // fingerprint), else when it was first planned.
+                        let reported = [Some(&s.target.id), s.secret.as_ref()]
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|k| found.get(k))
+                            .min()
+                            .copied();
+                        let seen = first_seen.entry(tgt.clone()).or_insert(r.time);
+                        if let Some(t) = reported {
+                            *seen = (*seen).min(t);
+                        }
                         steps.insert(
                             key.clone(),
                             StepTrack {
@@ -769,6 +785,24 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                     }
                 }
             }
+        }
+        Kind::Finding => {
+            let ids = r
+                .data
+                .as_ref()
+                .and_then(|d| d.get("findings"))
+                .and_then(|f| f.as_array())
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|x| x.get("credential").and_then(|c| c.as_str()))
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            for id in ids {
+                found.entry(id).or_insert(r.time);
+            }
+            entry.what = r.message.clone().unwrap_or_else(|| "finding".into());
         }
         Kind::Note => entry.what = r.message.clone().unwrap_or_default(),
     }

@@ -436,3 +436,39 @@ fn role_holders_are_named_once_per_role_and_an_unheld_role_says_nobody() {
         items[0].detail
     );
 }
+
+#[test]
+fn a_scanner_finding_sets_the_detected_milestone_before_the_plan() {
+    let mut log = Log::new();
+    let mut fake = Fake::default();
+    fake.plans.insert("p1".into(), plan_of(&["AKIAEXAMPLE"]));
+    log.incident(
+        "INC-1",
+        IncidentEvent::Open {
+            title: "leak".into(),
+            severity: Severity::High,
+        },
+    );
+    let mut d = RecordDraft::new(Kind::Finding, who("ci"));
+    d.incident = Some("INC-1".into());
+    d.data = Some(serde_json::json!({
+        "findings": [{"finding": 1, "credential": "AKIAEXAMPLE"}, {"finding": 2, "credential": null}]
+    }));
+    log.push(d);
+    // A finding of another incident says nothing about this one.
+    let mut d = RecordDraft::new(Kind::Finding, who("ci"));
+    d.data = Some(serde_json::json!({"findings": [{"credential": "AKIAEXAMPLE"}]}));
+    log.push(d);
+    log.plan("p1", Some("INC-1"));
+    log.step("p1", "s1", "AKIAEXAMPLE", Kind::Decision, |d| {
+        d.decision = Some(decision(true, &[]))
+    });
+    let ledger = replay(&log.records, &fake);
+    let c = &ledger.get("INC-1").unwrap().credentials[0];
+    assert_eq!(
+        c.detected.as_ref().unwrap().at,
+        log.t0 + Duration::seconds(1)
+    );
+    assert_eq!(c.planned.as_ref().unwrap().after_detected_ms, 2_000);
+    assert_eq!(c.approved.as_ref().unwrap().after_detected_ms, 3_000);
+}

@@ -446,6 +446,28 @@ fn issue_7_bad_requests_are_refused_clearly_and_record_nothing() {
         "no incident `INC-9`",
     );
     refuse(&["report", "INC-9"], 1, "no incident `INC-9`");
+    // respond checks before its `finding` record: nothing at all is written.
+    let tok = cordon::intake::classify::make_classic_token("ghp_", "incident-respond");
+    let before = log_len(&env);
+    let o = env
+        .cmd()
+        .args([
+            "respond",
+            "--report",
+            "-",
+            "--incident",
+            "INC-9",
+            "--as",
+            "amara",
+        ])
+        .write_stdin(format!("GITHUB_TOKEN={tok}\n"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no incident `INC-9`"), "{err}");
+    assert!(!err.contains(&tok[4..]) && !String::from_utf8_lossy(&o.stdout).contains(&tok[4..]));
+    assert_eq!(log_len(&env), before);
     // People not in the roster, and people not eligible for the role.
     let e = refuse(
         &["incident", "assign", "commander", "zoe"],
