@@ -300,12 +300,8 @@ pub fn draft(
     d
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, CommandError> {
-    serde_json::to_value(v).map_err(|e| CommandError::failed(format!("cannot encode event: {e}")))
-}
-
 pub fn event_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, CommandError> {
-    to_value(v)
+    serde_json::to_value(v).map_err(|e| CommandError::failed(format!("cannot encode event: {e}")))
 }
 
 #[derive(Subcommand, Debug)]
