@@ -9,6 +9,7 @@ pub mod cli;
 pub mod connectors;
 pub mod engine;
 pub mod gate;
+pub mod incident;
 pub mod intake;
 pub mod plan;
 pub mod policy;

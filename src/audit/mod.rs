@@ -99,6 +99,30 @@ impl AuditLog {
         result
     }
 
+    /// Append one record built from the records already in the log, under
+    /// the log's lock: the check (does the incident exist, is the task done?)
+    /// and the append are one step, so two terminals cannot both close the
+    /// same incident or take the same id. When `build` refuses, nothing is
+    /// written and its error is returned inside `Ok`.
+    pub fn append_with<E>(
+        &self,
+        build: impl FnOnce(&[Record]) -> Result<RecordDraft, E>,
+    ) -> Result<Result<Record, E>, AuditError> {
+        let mut guard = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = self.open_file()?;
+        file.lock_exclusive()
+            .map_err(io_err("lock audit log", &self.path))?;
+        let result = match self.read_all() {
+            Ok(records) => match build(&records) {
+                Ok(draft) => self.append_locked(&mut file, &mut guard, draft).map(Ok),
+                Err(e) => Ok(Err(e)),
+            },
+            Err(e) => Err(e),
+        };
+        let _ = FileExt::unlock(&file);
+        result
+    }
+
     fn append_locked(
         &self,
         file: &mut File,

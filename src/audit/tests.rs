@@ -221,3 +221,30 @@ fn a_full_disk_fails_the_append_with_a_clear_error() {
         .to_string();
     assert!(e.contains("disk is full"), "{e}");
 }
+
+#[test]
+fn append_with_sees_every_record_writes_nothing_when_refused_and_chains_when_accepted() {
+    let (_t, log) = log_with(3);
+    let before = std::fs::read(log.path()).unwrap();
+    let refused = log
+        .append_with(|recs| {
+            assert_eq!(recs.len(), 3);
+            Err::<RecordDraft, _>("no")
+        })
+        .unwrap();
+    assert_eq!(refused.unwrap_err(), "no");
+    assert_eq!(std::fs::read(log.path()).unwrap(), before);
+    let rec = log
+        .append_with(|recs| {
+            let mut d = RecordDraft::new(Kind::Incident, actor());
+            d.message = Some(format!("after {}", recs.len()));
+            Ok::<_, ()>(d)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!((rec.seq, rec.message.as_deref()), (4, Some("after 3")));
+    // A plain append after it still chains (the cached head stays right).
+    log.append(RecordDraft::note("t", "x".into())).unwrap();
+    let r = verify_file(log.path()).unwrap();
+    assert_eq!((r.status, r.records), (VerifyStatus::Intact, 5));
+}

@@ -9,14 +9,18 @@ mod auth;
 mod classify;
 mod context;
 mod error;
+mod incident;
 mod init;
 mod log;
 mod output;
 mod pending;
 mod plan;
 mod policy;
+mod report;
 mod respond;
 mod revoke;
+mod status;
+mod task;
 
 pub use error::{CommandError, Exit};
 
@@ -83,6 +87,16 @@ pub enum Command {
     /// The authority policy: `policy check`, `policy explain`.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Incidents: `incident open | list | show | close | assign`.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
+    /// Tasks of an incident: `task add | assign | block | unblock | done`.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    /// What is contained, verified, failed, blocked and waiting for whom.
+    Status(status::StatusArgs),
+    /// The post-incident report (md, html, json), from the audit log.
+    Report(report::ReportArgs),
     /// cordon's own credentials in the OS keyring.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
@@ -156,5 +170,9 @@ async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
         Command::Log(c) => log::cmd_log(&ctx()?, out, c),
         Command::Policy(c) => policy::cmd_policy(cli.home.clone(), cli.policy.clone(), out, c),
         Command::Auth(c) => auth::cmd_auth(out, c),
+        Command::Incident(c) => incident::cmd_incident(&ctx()?, out, c),
+        Command::Task(c) => task::cmd_task(&ctx()?, out, c),
+        Command::Status(a) => status::cmd_status(&ctx()?, out, a).await,
+        Command::Report(a) => report::cmd_report(&ctx()?, out, a),
     }
 }

@@ -27,7 +27,7 @@ pub struct PlanMeta {
     pub severity: Severity,
     #[arg(long, value_enum, default_value = "manual")]
     pub source: Source,
-    /// Attach to an incident.
+    /// Attach to an incident (it must exist and be open; default: CORDON_INCIDENT).
     #[arg(long, env = "CORDON_INCIDENT")]
     pub incident: Option<String>,
     #[arg(long)]
@@ -88,6 +88,7 @@ pub fn write_plan(
     } else {
         PrincipalKind::Person
     };
+    let incident = super::incident::attachable(ctx, meta.incident.as_deref())?;
     let plan = Plan {
         version: PLAN_VERSION,
         created_at: now_ms(),
@@ -97,7 +98,7 @@ pub fn write_plan(
         },
         source: meta.source,
         severity: meta.severity,
-        incident: meta.incident.clone(),
+        incident,
         reason: meta.reason.clone(),
         steps,
     };

@@ -246,6 +246,8 @@ pub async fn respond(
     findings.extend(fetch_alerts(ctx, &report.alerts).await);
 
     let mut one = opts.one.clone();
+    // Refuse an unknown or closed incident before anything is recorded.
+    one.meta.incident = super::incident::attachable(ctx, one.meta.incident.as_deref())?;
     let requester = default_requester(&one.meta);
     one.meta.requester = Some(requester.clone());
     if one.meta.source == Source::Manual {

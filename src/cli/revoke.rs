@@ -442,7 +442,14 @@ pub async fn cmd_restore(ctx: &Context, out: &Out, a: RestoreArgs) -> CmdResult 
     }
     let mut one = a.one;
     if one.meta.incident.is_none() {
-        one.meta.incident = plan.incident.clone();
+        // Inherit the original plan's incident while it is open; a restore
+        // after the incident was closed stands on its own.
+        let ledger = super::incident::load_ledger(ctx)?;
+        one.meta.incident = plan.incident.clone().filter(|i| {
+            ledger
+                .get(i)
+                .is_some_and(|x| x.state == crate::incident::IncidentState::Open)
+        });
     }
     plan_and_run(ctx, out, &one, steps, SecretBag::default()).await
 }

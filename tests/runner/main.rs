@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod crash;
+mod incident;
 mod peers;
 mod reports;
 mod respond;

@@ -235,5 +235,5 @@ fn the_shipped_allowed_signers_is_accepted_by_ssh_keygen() {
         "allowed_signers",
     )
     .unwrap();
-    assert_eq!(parsed.entries.len(), 8);
+    assert_eq!(parsed.entries.len(), 9);
 }

@@ -1,0 +1,291 @@
+//! `cordon task add | assign | block | unblock | done`: tasks of an incident.
+//!
+//! Manual tasks are `t1`, `t2`, ...; every step of a plan attached to the
+//! incident is a task too (`PLAN:STEP`, derived from the engine's records).
+//! A step task may get an owner or a blocker here, but only applying the
+//! plan finishes it.
+
+use clap::Subcommand;
+
+use super::context::Context;
+use super::error::{CmdResult, CommandError, Exit};
+use super::incident::{
+    append_checked, check_member, draft, ensure_open, event_value, resolve, roster, ActorArgs,
+};
+use super::output::Out;
+use crate::audit::{Kind, Record};
+use crate::incident::{parse_due, Incident, TaskEvent, TaskSource, TaskStatus};
+use crate::plan::now_ms;
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCommand {
+    /// Add a task to the incident.
+    Add {
+        title: String,
+        /// Who owns it (a person or automation principal of the roster).
+        #[arg(long)]
+        owner: Option<String>,
+        /// When it is due: RFC 3339, or a delay like `45m`, `2h`, `1d`.
+        #[arg(long)]
+        due: Option<String>,
+        #[arg(long, env = "CORDON_INCIDENT")]
+        incident: Option<String>,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Give a task (manual or a plan step, `PLAN:STEP`) an owner.
+    Assign {
+        task: String,
+        person: String,
+        #[arg(long, env = "CORDON_INCIDENT")]
+        incident: Option<String>,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Mark a task blocked, and say on what.
+    Block {
+        task: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, env = "CORDON_INCIDENT")]
+        incident: Option<String>,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Lift a task's blocker.
+    Unblock {
+        task: String,
+        #[arg(long, env = "CORDON_INCIDENT")]
+        incident: Option<String>,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Mark a manual task done (plan steps finish when `cordon apply` runs them).
+    Done {
+        task: String,
+        #[arg(long, env = "CORDON_INCIDENT")]
+        incident: Option<String>,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+}
+
+fn find<'i>(inc: &'i Incident, task: &str) -> Result<&'i crate::incident::Task, CommandError> {
+    inc.task(task).map_err(|e| {
+        CommandError::failed(e).hint(format!("see the tasks with `cordon status {}`", inc.id))
+    })
+}
+
+fn not_finished(inc: &Incident, t: &crate::incident::Task, verb: &str) -> Result<(), CommandError> {
+    if t.status.is_finished() {
+        return Err(CommandError::failed(format!(
+            "task {} of {} is already {}: nothing to {verb}",
+            t.id,
+            inc.id,
+            t.status.as_str()
+        )));
+    }
+    Ok(())
+}
+
+fn print(out: &Out, rec: &Record, text: String) {
+    if out.json {
+        out.json(&serde_json::json!({
+            "incident": rec.incident,
+            "seq": rec.seq,
+            "hash": rec.hash,
+            "actor": rec.actor,
+            "event": rec.data,
+        }));
+    } else {
+        out.line(format!("{text} (audit record {})", rec.seq));
+    }
+}
+
+pub fn cmd_task(ctx: &Context, out: &Out, cmd: TaskCommand) -> CmdResult {
+    match cmd {
+        TaskCommand::Add {
+            title,
+            owner,
+            due,
+            incident,
+            who,
+        } => {
+            let title = title.trim().to_owned();
+            if title.is_empty() {
+                return Err(CommandError::usage("the task title is empty"));
+            }
+            if let Some(o) = &owner {
+                check_member(&roster(ctx)?, ctx, o)?;
+            }
+            let due = due
+                .as_deref()
+                .map(|d| parse_due(d, now_ms()))
+                .transpose()
+                .map_err(CommandError::usage)?;
+            let actor = who.principal(ctx);
+            let rec = append_checked(ctx, |ledger| {
+                let inc = resolve(ledger, incident.as_deref())?;
+                ensure_open(inc)?;
+                let n = inc
+                    .tasks
+                    .iter()
+                    .filter(|t| matches!(t.source, TaskSource::Manual))
+                    .count();
+                let ev = TaskEvent::Add {
+                    task: format!("t{}", n + 1),
+                    title: title.clone(),
+                    owner: owner.clone(),
+                    due,
+                };
+                Ok(draft(
+                    Kind::Task,
+                    actor,
+                    &inc.id,
+                    event_value(&ev)?,
+                    format!("task {} added: {title}", ev.task()),
+                ))
+            })?;
+            let task = rec
+                .data
+                .as_ref()
+                .and_then(|d| d.get("task"))
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            print(
+                out,
+                &rec,
+                format!(
+                    "task {task} added to {}",
+                    rec.incident.clone().unwrap_or_default()
+                ),
+            );
+            Ok(Exit::Ok)
+        }
+        TaskCommand::Assign {
+            task,
+            person,
+            incident,
+            who,
+        } => {
+            check_member(&roster(ctx)?, ctx, &person)?;
+            let actor = who.principal(ctx);
+            let rec = append_checked(ctx, |ledger| {
+                let inc = resolve(ledger, incident.as_deref())?;
+                ensure_open(inc)?;
+                let t = find(inc, &task)?;
+                not_finished(inc, t, "assign")?;
+                let ev = TaskEvent::Assign {
+                    task: t.id.clone(),
+                    owner: person.clone(),
+                };
+                Ok(draft(
+                    Kind::Task,
+                    actor,
+                    &inc.id,
+                    event_value(&ev)?,
+                    format!("task {} assigned to {person}", t.id),
+                ))
+            })?;
+            print(out, &rec, format!("task {task} assigned to {person}"));
+            Ok(Exit::Ok)
+        }
+        TaskCommand::Block {
+            task,
+            reason,
+            incident,
+            who,
+        } => {
+            let reason = reason.trim().to_owned();
+            if reason.is_empty() {
+                return Err(CommandError::usage(
+                    "`--reason` is empty: say what the task is waiting on",
+                ));
+            }
+            let actor = who.principal(ctx);
+            let rec = append_checked(ctx, |ledger| {
+                let inc = resolve(ledger, incident.as_deref())?;
+                ensure_open(inc)?;
+                let t = find(inc, &task)?;
+                not_finished(inc, t, "block")?;
+                let ev = TaskEvent::Block {
+                    task: t.id.clone(),
+                    reason: reason.clone(),
+                };
+                Ok(draft(
+                    Kind::Task,
+                    actor,
+                    &inc.id,
+                    event_value(&ev)?,
+                    format!("task {} blocked: {reason}", t.id),
+                ))
+            })?;
+            print(out, &rec, format!("task {task} blocked: {reason}"));
+            Ok(Exit::Ok)
+        }
+        TaskCommand::Unblock {
+            task,
+            incident,
+            who,
+        } => {
+            let actor = who.principal(ctx);
+            let rec = append_checked(ctx, |ledger| {
+                let inc = resolve(ledger, incident.as_deref())?;
+                ensure_open(inc)?;
+                let t = find(inc, &task)?;
+                if t.blocker.is_none() {
+                    return Err(CommandError::failed(format!(
+                        "task {} of {} is not blocked",
+                        t.id, inc.id
+                    )));
+                }
+                let ev = TaskEvent::Unblock { task: t.id.clone() };
+                Ok(draft(
+                    Kind::Task,
+                    actor,
+                    &inc.id,
+                    event_value(&ev)?,
+                    format!("task {} unblocked", t.id),
+                ))
+            })?;
+            print(out, &rec, format!("task {task} unblocked"));
+            Ok(Exit::Ok)
+        }
+        TaskCommand::Done {
+            task,
+            incident,
+            who,
+        } => {
+            let actor = who.principal(ctx);
+            let rec = append_checked(ctx, |ledger| {
+                let inc = resolve(ledger, incident.as_deref())?;
+                ensure_open(inc)?;
+                let t = find(inc, &task)?;
+                if let TaskSource::Step { plan, .. } = &t.source {
+                    return Err(CommandError::failed(format!(
+                        "task {} is a step of plan {plan}: it is done when the step is applied and verified, not by hand",
+                        t.id
+                    ))
+                    .hint(format!("run `cordon apply {plan}`")));
+                }
+                if t.status == TaskStatus::Done {
+                    return Err(CommandError::failed(format!(
+                        "task {} of {} is already done",
+                        t.id, inc.id
+                    )));
+                }
+                let ev = TaskEvent::Done { task: t.id.clone() };
+                Ok(draft(
+                    Kind::Task,
+                    actor,
+                    &inc.id,
+                    event_value(&ev)?,
+                    format!("task {} done", t.id),
+                ))
+            })?;
+            print(out, &rec, format!("task {task} done"));
+            Ok(Exit::Ok)
+        }
+    }
+}
