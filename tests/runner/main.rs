@@ -3,6 +3,8 @@
 
 mod support;
 
+mod agent;
+
 mod cli;
 mod crash;
 mod incident;
