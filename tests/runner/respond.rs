@@ -201,3 +201,80 @@ fn a_report_without_a_containable_credential_exits_6_and_says_why() {
     assert_eq!(recs.iter().filter(|r| r["kind"] == "finding").count(), 1);
     assert_eq!(recs.iter().filter(|r| r["kind"] == "plan").count(), 0);
 }
+
+/// The body of action.yml, run as CI would run it: a gitleaks report of a
+/// leaked key pair and token in, containment and step outputs out.
+#[test]
+fn the_github_action_script_contains_a_gitleaks_report_as_ci() {
+    let env = Env::new();
+    let user = format!("action-{}", std::process::id());
+    let (key_id, secret, _) = seed_aws(&user);
+    let tok = plant_github_token(&user);
+    let finding = |line: u32, rule: &str, value: &str| {
+        serde_json::json!({"Description": rule, "StartLine": line, "EndLine": line, "StartColumn": 10, "EndColumn": 60,
+            "Match": value, "Secret": value, "File": "deploy/app.env", "SymlinkFile": "", "Commit": "6f1c0ffee6f1c0ffee6f1c0ffee6f1c0ffee6f1c",
+            "Entropy": 4.5, "Author": "dev", "Email": "dev@example.com", "Date": "2026-11-22T03:00:00Z", "Message": "deploy",
+            "Tags": [], "RuleID": rule, "Fingerprint": format!("6f1c:deploy/app.env:{rule}:{line}")})
+    };
+    let report = env.dir.path().join("gitleaks.json");
+    std::fs::write(
+        &report,
+        serde_json::json!([
+            finding(1, "aws-access-token", &key_id),
+            finding(2, "generic-api-key", &secret),
+            finding(3, "github-pat", &tok),
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let outputs = env.dir.path().join("github-output");
+    let o = Std::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ci-respond"))
+        .env("CORDON_BIN", assert_cmd::cargo::cargo_bin("cordon"))
+        .env("CORDON_HOME", env.dir.path().join("ci-home"))
+        .env("CORDON_REPORT", &report)
+        .env("CORDON_CI_SECRET", CI_SECRET)
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID"))
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"),
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("CORDON_AWS_ENDPOINT_URL", peer("CORDON_TEST_AWS_ENDPOINT"))
+        .env("CORDON_GITHUB_API_URL", peer("CORDON_TEST_GITHUB_URL"))
+        .env_remove("CORDON_INCIDENT")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let outs = std::fs::read_to_string(&outputs).unwrap();
+    assert!(outs.contains("exit-code=0\n"), "{outs}\n{stdout}");
+    assert!(outs.contains("plan="), "{outs}");
+    // gitleaks' two unlinked AWS findings were paired: the leaked secret proved the key dead.
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.dir.path().join("ci-home/respond-summary.json")).unwrap(),
+    )
+    .unwrap();
+    let f = summary["findings"].as_array().unwrap();
+    assert!(f.iter().all(|x| x["status"] == "contained"), "{summary:#}");
+    assert!(f
+        .iter()
+        .any(|x| x["provenance"]["commit"] == "6f1c0ffee6f1c0ffee6f1c0ffee6f1c0ffee6f1c"));
+    assert!(key_statuses(&user).contains(&format!("('{key_id}', 'Inactive')")));
+    assert!(!stdout.contains(&secret) && !stderr.contains(&secret) && !stdout.contains(&tok[4..]));
+    // A report that is not there fails the job with a clear error.
+    let o = Std::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ci-respond"))
+        .env("CORDON_BIN", assert_cmd::cargo::cargo_bin("cordon"))
+        .env("CORDON_HOME", env.dir.path().join("ci-home"))
+        .env("CORDON_REPORT", env.dir.path().join("missing.json"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("does not exist"));
+}
