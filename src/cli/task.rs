@@ -102,6 +102,37 @@ fn print(out: &Out, rec: &Record, text: String) {
     }
 }
 
+/// Record one change to an existing task of an open incident: `change`
+/// checks the task (under the log lock) and says what event to record and
+/// how to describe it.
+fn change_task(
+    ctx: &Context,
+    out: &Out,
+    incident: Option<&str>,
+    task: &str,
+    who: ActorArgs,
+    change: impl FnOnce(&Incident, &crate::incident::Task) -> Result<(TaskEvent, String), CommandError>,
+) -> CmdResult {
+    let actor = who.principal(ctx);
+    let mut said = String::new();
+    let rec = append_checked(ctx, |ledger| {
+        let inc = resolve(ledger, incident)?;
+        ensure_open(inc)?;
+        let t = find(inc, task)?;
+        let (ev, what) = change(inc, t)?;
+        said = what;
+        Ok(draft(
+            Kind::Task,
+            actor,
+            &inc.id,
+            event_value(&ev)?,
+            format!("task {} {said}", t.id),
+        ))
+    })?;
+    print(out, &rec, format!("task {task} {said}"));
+    Ok(Exit::Ok)
+}
+
 pub fn cmd_task(ctx: &Context, out: &Out, cmd: TaskCommand) -> CmdResult {
     match cmd {
         TaskCommand::Add {
@@ -170,26 +201,16 @@ pub fn cmd_task(ctx: &Context, out: &Out, cmd: TaskCommand) -> CmdResult {
             who,
         } => {
             check_member(&roster(ctx)?, ctx, &person)?;
-            let actor = who.principal(ctx);
-            let rec = append_checked(ctx, |ledger| {
-                let inc = resolve(ledger, incident.as_deref())?;
-                ensure_open(inc)?;
-                let t = find(inc, &task)?;
+            change_task(ctx, out, incident.as_deref(), &task, who, |inc, t| {
                 not_finished(inc, t, "assign")?;
-                let ev = TaskEvent::Assign {
-                    task: t.id.clone(),
-                    owner: person.clone(),
-                };
-                Ok(draft(
-                    Kind::Task,
-                    actor,
-                    &inc.id,
-                    event_value(&ev)?,
-                    format!("task {} assigned to {person}", t.id),
+                Ok((
+                    TaskEvent::Assign {
+                        task: t.id.clone(),
+                        owner: person.clone(),
+                    },
+                    format!("assigned to {person}"),
                 ))
-            })?;
-            print(out, &rec, format!("task {task} assigned to {person}"));
-            Ok(Exit::Ok)
+            })
         }
         TaskCommand::Block {
             task,
@@ -203,89 +224,52 @@ pub fn cmd_task(ctx: &Context, out: &Out, cmd: TaskCommand) -> CmdResult {
                     "`--reason` is empty: say what the task is waiting on",
                 ));
             }
-            let actor = who.principal(ctx);
-            let rec = append_checked(ctx, |ledger| {
-                let inc = resolve(ledger, incident.as_deref())?;
-                ensure_open(inc)?;
-                let t = find(inc, &task)?;
+            change_task(ctx, out, incident.as_deref(), &task, who, |inc, t| {
                 not_finished(inc, t, "block")?;
-                let ev = TaskEvent::Block {
-                    task: t.id.clone(),
-                    reason: reason.clone(),
-                };
-                Ok(draft(
-                    Kind::Task,
-                    actor,
-                    &inc.id,
-                    event_value(&ev)?,
-                    format!("task {} blocked: {reason}", t.id),
+                Ok((
+                    TaskEvent::Block {
+                        task: t.id.clone(),
+                        reason: reason.clone(),
+                    },
+                    format!("blocked: {reason}"),
                 ))
-            })?;
-            print(out, &rec, format!("task {task} blocked: {reason}"));
-            Ok(Exit::Ok)
+            })
         }
         TaskCommand::Unblock {
             task,
             incident,
             who,
-        } => {
-            let actor = who.principal(ctx);
-            let rec = append_checked(ctx, |ledger| {
-                let inc = resolve(ledger, incident.as_deref())?;
-                ensure_open(inc)?;
-                let t = find(inc, &task)?;
-                if t.blocker.is_none() {
-                    return Err(CommandError::failed(format!(
-                        "task {} of {} is not blocked",
-                        t.id, inc.id
-                    )));
-                }
-                let ev = TaskEvent::Unblock { task: t.id.clone() };
-                Ok(draft(
-                    Kind::Task,
-                    actor,
-                    &inc.id,
-                    event_value(&ev)?,
-                    format!("task {} unblocked", t.id),
-                ))
-            })?;
-            print(out, &rec, format!("task {task} unblocked"));
-            Ok(Exit::Ok)
-        }
+        } => change_task(ctx, out, incident.as_deref(), &task, who, |inc, t| {
+            if t.blocker.is_none() {
+                return Err(CommandError::failed(format!(
+                    "task {} of {} is not blocked",
+                    t.id, inc.id
+                )));
+            }
+            Ok((
+                TaskEvent::Unblock { task: t.id.clone() },
+                "unblocked".into(),
+            ))
+        }),
         TaskCommand::Done {
             task,
             incident,
             who,
-        } => {
-            let actor = who.principal(ctx);
-            let rec = append_checked(ctx, |ledger| {
-                let inc = resolve(ledger, incident.as_deref())?;
-                ensure_open(inc)?;
-                let t = find(inc, &task)?;
-                if let TaskSource::Step { plan, .. } = &t.source {
-                    return Err(CommandError::failed(format!(
-                        "task {} is a step of plan {plan}: it is done when the step is applied and verified, not by hand",
-                        t.id
-                    ))
-                    .hint(format!("run `cordon apply {plan}`")));
-                }
-                if t.status == TaskStatus::Done {
-                    return Err(CommandError::failed(format!(
-                        "task {} of {} is already done",
-                        t.id, inc.id
-                    )));
-                }
-                let ev = TaskEvent::Done { task: t.id.clone() };
-                Ok(draft(
-                    Kind::Task,
-                    actor,
-                    &inc.id,
-                    event_value(&ev)?,
-                    format!("task {} done", t.id),
+        } => change_task(ctx, out, incident.as_deref(), &task, who, |inc, t| {
+            if let TaskSource::Step { plan, .. } = &t.source {
+                return Err(CommandError::failed(format!(
+                    "task {} is a step of plan {plan}: it is done when the step is applied and verified, not by hand",
+                    t.id
                 ))
-            })?;
-            print(out, &rec, format!("task {task} done"));
-            Ok(Exit::Ok)
-        }
+                .hint(format!("run `cordon apply {plan}`")));
+            }
+            if t.status == TaskStatus::Done {
+                return Err(CommandError::failed(format!(
+                    "task {} of {} is already done",
+                    t.id, inc.id
+                )));
+            }
+            Ok((TaskEvent::Done { task: t.id.clone() }, "done".into()))
+        }),
     }
 }
