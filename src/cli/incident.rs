@@ -344,7 +344,8 @@ pub enum IncidentCommand {
     },
 }
 
-fn recorded(out: &Out, rec: &Record, text: String) {
+/// What an incident or task command prints: the event and its audit record.
+pub fn recorded(out: &Out, rec: &Record, text: String) {
     if out.json {
         out.json(&serde_json::json!({
             "incident": rec.incident,

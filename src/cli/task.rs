@@ -10,10 +10,11 @@ use clap::Subcommand;
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::incident::{
-    append_checked, check_member, draft, ensure_open, event_value, resolve, roster, ActorArgs,
+    append_checked, check_member, draft, ensure_open, event_value, recorded, resolve, roster,
+    ActorArgs,
 };
 use super::output::Out;
-use crate::audit::{Kind, Record};
+use crate::audit::Kind;
 use crate::incident::{parse_due, Incident, TaskEvent, TaskSource, TaskStatus};
 use crate::plan::now_ms;
 
@@ -88,20 +89,6 @@ fn not_finished(inc: &Incident, t: &crate::incident::Task, verb: &str) -> Result
     Ok(())
 }
 
-fn print(out: &Out, rec: &Record, text: String) {
-    if out.json {
-        out.json(&serde_json::json!({
-            "incident": rec.incident,
-            "seq": rec.seq,
-            "hash": rec.hash,
-            "actor": rec.actor,
-            "event": rec.data,
-        }));
-    } else {
-        out.line(format!("{text} (audit record {})", rec.seq));
-    }
-}
-
 /// Record one change to an existing task of an open incident: `change`
 /// checks the task (under the log lock) and says what event to record and
 /// how to describe it.
@@ -129,7 +116,7 @@ fn change_task(
             format!("task {} {said}", t.id),
         ))
     })?;
-    print(out, &rec, format!("task {task} {said}"));
+    recorded(out, &rec, format!("task {task} {said}"));
     Ok(Exit::Ok)
 }
 
@@ -184,7 +171,7 @@ pub fn cmd_task(ctx: &Context, out: &Out, cmd: TaskCommand) -> CmdResult {
                 .and_then(|t| t.as_str())
                 .unwrap_or_default()
                 .to_owned();
-            print(
+            recorded(
                 out,
                 &rec,
                 format!(
