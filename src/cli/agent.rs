@@ -70,6 +70,7 @@ impl Handler for RespondHandler {
             origin: format!("{} {}", event.kind, event.id),
             sha256: sha256_hex(&canonical),
             bytes: canonical.len(),
+            role_hints: event.role_hints(),
         };
         let opts = RespondOpts {
             one: OneShot {

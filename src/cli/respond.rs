@@ -57,6 +57,8 @@ pub struct Intake {
     pub origin: String,
     pub sha256: String,
     pub bytes: usize,
+    /// The role of a session key, when the source named it (key id → role).
+    pub role_hints: BTreeMap<String, String>,
 }
 
 /// How one finding ended.
@@ -197,6 +199,7 @@ pub fn parse_intake(
         origin,
         sha256: sha256_hex(bytes),
         bytes: bytes.len(),
+        role_hints: BTreeMap::new(),
     })
 }
 
@@ -241,6 +244,7 @@ pub async fn respond(
         origin,
         sha256,
         bytes,
+        role_hints,
     } = intake;
     let mut findings: Vec<Finding> = report.findings;
     findings.extend(fetch_alerts(ctx, &report.alerts).await);
@@ -360,7 +364,7 @@ pub async fn respond(
                             &cordon_aws::ContainOptions {
                                 quarantine_user: opts.quarantine_user,
                                 quarantine_mode: None,
-                                role: None,
+                                role: role_hints.get(key_id).cloned(),
                                 secret_fingerprint: fp.clone(),
                             },
                         )

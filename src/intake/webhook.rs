@@ -31,6 +31,10 @@ pub struct KeyRef {
     pub account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The role of a session (`ASIA`) key, when the event names it
+    /// (GuardDuty's `userName` for `userType` `AssumedRole`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// One event worth acting on. Holds no secret.
@@ -209,9 +213,11 @@ pub fn parse_eventbridge(body: &[u8]) -> Result<Parsed, WebhookError> {
                 )));
             }
             let key_id = str_at(detail, "resource.accessKeyDetails.accessKeyId")?;
-            let user = str_at(detail, "resource.accessKeyDetails.userName")
+            let name = str_at(detail, "resource.accessKeyDetails.userName")
                 .ok()
                 .map(str::to_owned);
+            let assumed = str_at(detail, "resource.accessKeyDetails.userType") == Ok("AssumedRole");
+            let (user, role) = if assumed { (None, name) } else { (name, None) };
             let gd_type = str_at(detail, "type").ok().map(str::to_owned);
             let sev = detail
                 .get("severity")
@@ -241,6 +247,7 @@ pub fn parse_eventbridge(body: &[u8]) -> Result<Parsed, WebhookError> {
                         .map(str::to_owned)
                         .or(account),
                     user,
+                    role,
                 }],
                 provenance: EventProvenance {
                     scanner: "guardduty".into(),
@@ -273,6 +280,7 @@ pub fn parse_eventbridge(body: &[u8]) -> Result<Parsed, WebhookError> {
                     key_id: k.to_owned(),
                     account: account.clone(),
                     user: None,
+                    role: None,
                 });
             }
             if keys.is_empty() {
@@ -301,6 +309,14 @@ pub fn parse_eventbridge(body: &[u8]) -> Result<Parsed, WebhookError> {
 }
 
 impl Event {
+    /// Roles named for session keys: key id → role.
+    pub fn role_hints(&self) -> std::collections::BTreeMap<String, String> {
+        self.keys
+            .iter()
+            .filter_map(|k| k.role.clone().map(|r| (k.key_id.clone(), r)))
+            .collect()
+    }
+
     /// The report respond acts on: alerts to fetch, keys to identify.
     pub fn to_report(&self) -> Report {
         let prov = Provenance {
@@ -427,6 +443,17 @@ mod tests {
         assert_eq!(e.severity, Severity::High);
         assert_eq!(e.keys[0].key_id, "AKIAIOSFODNN7EXAMPLE");
         assert_eq!(e.keys[0].user.as_deref(), Some("deploy"));
+        assert_eq!(e.keys[0].role, None);
+        let assumed = String::from_utf8(guardduty("ASIAIOSFODNN7EXAMPLE", 8.0))
+            .unwrap()
+            .replace("\"IAMUser\"", "\"AssumedRole\"");
+        let Parsed::Act(s) = parse_eventbridge(assumed.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (s.keys[0].user.as_deref(), s.keys[0].role.as_deref()),
+            (None, Some("deploy"))
+        );
         let r = e.to_report();
         assert!(
             matches!(&r.findings[0].item, Ok(Credential::AwsKey { key_id, secret: None, .. }) if key_id == "AKIAIOSFODNN7EXAMPLE")
