@@ -12,6 +12,9 @@ selected by --fail-first or --rate, injects the fault named by --mode:
   reset               the connection is reset (RST) before anything is forwarded
   drop-after-forward  the request IS forwarded and applied upstream, then the connection
                       is closed without a response: the client cannot know it succeeded
+  slow                the request IS forwarded and applied upstream at once, but the answer
+                      is held back --slow-ms before it is sent: a client timeout after the
+                      change was made
   none                no fault (only --delay-ms)
 
 It prints the port it listens on, alone, as its first stdout line, then logs to stderr.
@@ -19,7 +22,11 @@ GET /__faultproxy/stats (never forwarded) returns JSON counters. Stdlib only, th
 (one thread per client connection), binds 127.0.0.1.
 
 --pass-first N lets N requests through first (a client's set-up calls), so a fault can be
-aimed at one call.
+aimed at one call. --match TEXT aims faults at the requests whose "METHOD PATH" line or body
+contains TEXT (e.g. `Action=UpdateAccessKey`, `POST /credentials/revoke`): only those are
+counted by --pass-first/--fail-first/--rate, and the stats count them (`matched`) and how
+many of them reached upstream (`matched_forwarded`): the number of change requests the peer
+really received.
 
 Example:
   proxy.py --listen-port 0 --upstream http://127.0.0.1:5000 --mode throttle --fail-first 2
@@ -39,7 +46,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("none", "throttle", "throttle-429", "503", "reset", "drop-after-forward")
+MODES = ("none", "throttle", "throttle-429", "503", "reset", "drop-after-forward", "slow")
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -71,6 +78,19 @@ class State:
         self.requests = 0
         self.faults = 0
         self.forwarded = 0
+        self.matched = 0
+        self.matched_forwarded = 0
+
+    def selects(self, command: str, path: str, body: bytes) -> bool:
+        needle = self.args.match
+        if needle is None:
+            return True
+        text = f"{command} {path}\n".encode() + body
+        hit = needle.encode() in text
+        if hit:
+            with self.lock:
+                self.matched += 1
+        return hit
 
     def next_is_fault(self) -> bool:
         with self.lock:
@@ -88,9 +108,11 @@ class State:
                 self.faults += 1
             return fault
 
-    def count_forwarded(self) -> None:
+    def count_forwarded(self, selected: bool) -> None:
         with self.lock:
             self.forwarded += 1
+            if selected and self.args.match is not None:
+                self.matched_forwarded += 1
 
     def stats(self) -> dict:
         with self.lock:
@@ -98,6 +120,8 @@ class State:
                 "requests": self.requests,
                 "faults": self.faults,
                 "forwarded": self.forwarded,
+                "matched": self.matched,
+                "matched_forwarded": self.matched_forwarded,
                 "mode": self.args.mode,
             }
 
@@ -148,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _forward(self, body: bytes, selected: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         for attempt in (1, 2):
             conn = self._upstream_conn()
@@ -163,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._conn = None
                 if attempt == 2:
                     raise
-        self.state.count_forwarded()
+        self.state.count_forwarded(selected)
         out = [
             (k, v)
             for k, v in resp.getheaders()
@@ -181,7 +205,8 @@ class Handler(BaseHTTPRequestHandler):
         args = self.state.args
         if args.delay_ms > 0:
             time.sleep(args.delay_ms / 1000.0)
-        if self.state.next_is_fault():
+        selected = self.state.selects(self.command, self.path, body)
+        if selected and self.state.next_is_fault():
             mode = args.mode
             self.log_message("injecting %s into %s %s", mode, self.command, self.path)
             if mode == "throttle":
@@ -206,12 +231,20 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if mode == "drop-after-forward":
                 try:
-                    self._forward(body)
+                    self._forward(body, selected)
                 finally:
                     self._reset()
                 return
+            if mode == "slow":
+                status, headers, data = self._forward(body, selected)
+                time.sleep(args.slow_ms / 1000.0)
+                try:
+                    self._reply(status, headers, data)
+                except OSError:
+                    pass  # the client gave up waiting, as intended
+                return
         try:
-            status, headers, data = self._forward(body)
+            status, headers, data = self._forward(body, selected)
         except Exception as exc:  # upstream down: tell the client plainly
             msg = f"faultproxy: upstream unreachable: {exc.__class__.__name__}\n".encode()
             self._reply(502, [("Content-Type", "text/plain")], msg)
@@ -246,6 +279,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="inject into this fraction (0..1) of requests, after --fail-first",
     )
     p.add_argument("--seed", type=int, default=None, help="seed for --rate (reproducible runs)")
+    p.add_argument(
+        "--match", default=None,
+        help="aim faults only at requests whose `METHOD PATH` line or body contains this text",
+    )
+    p.add_argument("--slow-ms", type=int, default=5000, help="how long `slow` holds an answer back")
     p.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds (throttle-429)")
     p.add_argument("--upstream-timeout", type=float, default=30.0)
     p.add_argument("--quiet", action="store_true", help="log nothing (only the port is printed)")

@@ -13,17 +13,17 @@ use sha2::Sha256;
 use crate::peers::{key_statuses, no_canary, peer, seed_aws};
 use crate::support::Env;
 
-const HOOK_SECRET: &str = "webhook-secret-for-tests";
+pub(crate) const HOOK_SECRET: &str = "webhook-secret-for-tests";
 const EB_TOKEN: &str = "eventbridge-token-for-tests";
 const AGENT_SECRET: &str = "cordon-example-agent-secret-replace-me";
 
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Agent {
-    fn start(env: &Env, extra: &[(&str, String)]) -> Agent {
+    pub(crate) fn start(env: &Env, extra: &[(&str, String)]) -> Agent {
         let bin = assert_cmd::cargo::cargo_bin("cordon");
         let mut c = Std::new(bin);
         for (k, _) in std::env::vars() {
@@ -55,12 +55,12 @@ impl Agent {
         Agent { child, addr }
     }
 
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    pub(crate) fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
         http(&self.addr, "POST", path, headers, body)
     }
 
     /// SIGTERM, then wait; returns (exit code, stdout rest, stderr).
-    fn stop(mut self) -> (Option<i32>, String, String) {
+    pub(crate) fn stop(mut self) -> (Option<i32>, String, String) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let st = self.child.wait().unwrap();
         let mut out = String::new();
@@ -87,7 +87,7 @@ impl Drop for Agent {
     }
 }
 
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -122,13 +122,13 @@ fn http(
     (code, body)
 }
 
-fn sign(body: &[u8]) -> String {
+pub(crate) fn sign(body: &[u8]) -> String {
     let mut m = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
     m.update(body);
     format!("sha256={}", hex::encode(m.finalize().into_bytes()))
 }
 
-fn alert_payload(owner: &str, repo: &str, number: u64) -> Vec<u8> {
+pub(crate) fn alert_payload(owner: &str, repo: &str, number: u64) -> Vec<u8> {
     serde_json::json!({
         "action": "created",
         "alert": {"number": number, "secret_type": "github_personal_access_token",

@@ -7,6 +7,7 @@ mod agent;
 
 mod cli;
 mod crash;
+mod fire;
 mod incident;
 mod peers;
 mod reports;
