@@ -249,7 +249,10 @@ class Handler(BaseHTTPRequestHandler):
             msg = f"faultproxy: upstream unreachable: {exc.__class__.__name__}\n".encode()
             self._reply(502, [("Content-Type", "text/plain")], msg)
             return
-        self._reply(status, headers, data)
+        try:
+            self._reply(status, headers, data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (killed, timed out)
 
     do_GET = _handle
     do_POST = _handle

@@ -151,20 +151,21 @@ pub async fn cmd_agent(ctx: &Context, out: &Out, a: AgentArgs) -> CmdResult {
         max_queue: a.max_queue,
         dir: ctx.home.ensure_dir("agent")?,
     };
+    // Watch SIGTERM and SIGINT before announcing the address: whoever reads
+    // that line may stop the agent at once, and a signal that arrives before
+    // its handler exists takes its default action (the process dies instead
+    // of stopping gracefully).
+    use tokio::signal::unix::{signal, SignalKind};
+    let watch = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| CommandError::failed(format!("cannot watch {name}: {e}")))
+    };
+    let mut term = watch(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = watch(SignalKind::interrupt(), "SIGINT")?;
     // Scripts and tests read the address from the first line.
     out.line(format!("listening on {local}"));
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::error!("cannot watch SIGTERM: {e}");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+    let shutdown = async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
+            _ = int.recv() => {},
             _ = term.recv() => {},
         }
         tracing::info!("stopping: no new deliveries; finishing the event in progress");

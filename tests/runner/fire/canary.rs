@@ -62,7 +62,9 @@ impl Canaries {
     fn github(&self) -> Vec<&str> {
         self.all
             .iter()
-            .filter(|c| c.0.starts_with("gh") || c.0 == "invalid-checksum")
+            .filter(|c| {
+                c.0.starts_with("gh") || c.0.starts_with("github_pat_") || c.0 == "invalid-checksum"
+            })
             .map(|c| c.1.as_str())
             .collect()
     }
@@ -136,6 +138,7 @@ impl Harness {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked"), "{what}: cordon panicked:\n{err}");
         assert!(o.status.code().is_some(), "{what}: killed by a signal");
+        eprintln!("canary input `{what}`: exit {:?}", o.status.code());
         self.outputs
             .push((format!("{what} stdout"), o.stdout.clone()));
         self.outputs

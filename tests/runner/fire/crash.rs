@@ -135,12 +135,15 @@ fn prepare(name: &str) -> Run {
         .to_owned();
     let steps: serde_json::Value =
         serde_json::from_str(&run.env.ok(&["--json", "plan", "show", &run.plan])).unwrap();
-    let actions: Vec<&str> = steps["steps"]
+    let actions: Vec<&str> = steps["plan"]["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["action"].as_str().unwrap())
         .collect();
+    if name.ends_with("-s1") || name.ends_with("-0") {
+        eprintln!("{name}: steps {actions:?}");
+    }
     assert_eq!(
         actions.len(),
         5,
@@ -272,7 +275,7 @@ fn fire_crash_at_random_moments() {
         .unwrap_or(4);
     for i in 0..runs {
         let run = prepare(&format!("crash-random-{i}"));
-        let delay = Duration::from_millis(50 + rng.below(1500));
+        let delay = Duration::from_millis(50 + rng.below(4000));
         let mut c = apply(&run, None);
         let mut child = c
             .stdin(Stdio::piped())

@@ -131,3 +131,27 @@ fn fire_load_agent_keeps_every_event_once_under_concurrent_deliveries() {
         distinct + dups
     );
 }
+
+/// Regression: `cordon agent` printed `listening on ...` before it watched
+/// SIGTERM/SIGINT (the handlers were only installed when the server first
+/// polled its shutdown future), so a supervisor stopping it right after it
+/// announced itself killed it outright (default signal action) instead of
+/// stopping it gracefully. Found by the load test above, whose restarted
+/// agent had nothing left to do and was stopped at once.
+#[test]
+fn fire_agent_stopped_right_after_it_says_listening_stops_gracefully() {
+    let env = Env::new();
+    for i in 0..5 {
+        let agent = Agent::start(&env, &[]);
+        let (code, out, err) = agent.stop();
+        assert_eq!(
+            code,
+            Some(0),
+            "start {i}: not a graceful stop:\n{out}\n{err}"
+        );
+        assert!(
+            out.contains("stopped: 0 events processed"),
+            "start {i}: {out}"
+        );
+    }
+}
