@@ -81,6 +81,9 @@ struct Shared {
     queued: AtomicUsize,
     /// The worker's queue; `None` once shutting down.
     tx: Mutex<Option<mpsc::Sender<String>>>,
+    /// Set once the server has stopped: the worker finishes the event it is
+    /// on and leaves the rest, durable in the inbox, for the next start.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Counters reported at shutdown.
@@ -179,6 +182,7 @@ pub async fn serve(
         inbox: inbox.clone(),
         done: done.clone(),
         tx: Mutex::new(Some(tx)),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
     let worker_shared = shared.clone();
     let worker = std::thread::Builder::new()
@@ -199,6 +203,7 @@ pub async fn serve(
     if let Ok(mut g) = shared.tx.lock() {
         g.take();
     }
+    shared.stopping.store(true, Ordering::SeqCst);
     let stats = worker
         .join()
         .map_err(|_| AgentError::Server("the worker thread panicked".into()))?;
@@ -214,6 +219,9 @@ fn set_private(d: &Path) -> Result<(), AgentError> {
 fn worker_loop(shared: &Shared, rx: &mpsc::Receiver<String>, handler: &dyn Handler) -> Stats {
     let mut stats = Stats::default();
     while let Ok(name) = rx.recv() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
         let path = shared.inbox.join(&name);
         let event = match std::fs::read(&path)
             .map_err(|e| e.to_string())

@@ -440,18 +440,46 @@ impl Engine {
             return Ok(reports);
         };
         let conn = conn.as_ref();
-        // Evidence and intent for every step before the one batched call.
-        for (step, rep) in todo.iter_mut() {
+        // Evidence and intent for every step before the one batched call. A
+        // step found already contained (after an interrupted run, or done by
+        // someone else) leaves the batch: nothing is sent for it again.
+        let mut send = Vec::new();
+        for (step, mut rep) in todo {
             let ctx = self.ctx(req, step);
-            if let Ok(state) = conn.describe(&ctx).await {
-                rep.evidence = Some(self.record_evidence(req, step, &state.evidence)?);
+            let mut note = format!("batched with {} steps", unit.len());
+            match conn.describe(&ctx).await {
+                Ok(state) => {
+                    rep.evidence = Some(self.record_evidence(req, step, &state.evidence)?);
+                    if state.contained {
+                        let o = Outcome::AlreadyContained {
+                            detail: if rep.resumed {
+                                "found in place after an interrupted run; nothing sent again".into()
+                            } else {
+                                "already in place before cordon acted; nothing changed".into()
+                            },
+                        };
+                        self.record_outcome(req, step, &o, 0)?;
+                        rep.outcome = Some(o);
+                        rep.verification = self.verify(req, step, conn).await?;
+                        reports.push(rep);
+                        continue;
+                    }
+                }
+                // Revocation is idempotent, so the batch goes ahead; the
+                // intent says that no snapshot could be taken, and why.
+                Err(e) => note.push_str(&format!("; no evidence snapshot: {}", e.message)),
             }
             self.crash.hit("before-intent", &step.id);
             let mut d = self.draft(req, Kind::Intent, step);
             d.evidence = rep.evidence.clone();
-            d.message = Some(format!("batched with {} steps", unit.len()));
+            d.message = Some(note);
             self.log.append(d)?;
             self.crash.hit("after-intent", &step.id);
+            send.push((step, rep));
+        }
+        let todo = send;
+        if todo.is_empty() {
+            return Ok(reports);
         }
         let ctxs: Vec<StepContext<'_>> = todo.iter().map(|(s, _)| self.ctx(req, s)).collect();
         let key = self.limiter.key(todo[0].0);
