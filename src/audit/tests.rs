@@ -322,7 +322,10 @@ fn flipping_any_bit_of_a_100_record_log_fails_at_that_seq() {
         }
     }
     assert_eq!(flips, data.len() as u64 * 8);
-    println!("{} bytes, {flips} bit flips, all caught at their record", data.len());
+    println!(
+        "{} bytes, {flips} bit flips, all caught at their record",
+        data.len()
+    );
 }
 
 #[test]
