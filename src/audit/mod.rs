@@ -17,6 +17,7 @@
 //! the torn bytes to `audit.torn/` (nothing is thrown away), cuts them off and
 //! records a `note` saying so.
 
+pub mod checkpoint;
 mod record;
 mod verify;
 

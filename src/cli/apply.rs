@@ -262,6 +262,15 @@ pub async fn execute_plan(
     if let Some(pb) = spinner {
         pb.finish_and_clear();
     }
+    // Every plan run ends with a signed checkpoint of the audit log. The
+    // run's records are already durable, so a checkpoint that cannot be
+    // written is reported, not turned into a failed run.
+    if let Err(e) = crate::audit::checkpoint::write_latest(&ctx.home) {
+        tracing::warn!("audit checkpoint not written: {e}");
+        if !out.json {
+            out.line(format!("warning: audit checkpoint not written: {e}"));
+        }
+    }
     Ok((report, principal))
 }
 

@@ -1,16 +1,35 @@
-//! `cordon log verify` and `cordon log show`.
+//! `cordon log verify`, `log show`, `log checkpoint` and `log key`.
 
-use clap::Subcommand;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
 
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
-use crate::audit::{verify_file, Kind, VerifyStatus};
+use crate::audit::checkpoint::{self, CheckpointKey, Consistency, Verifier};
+use crate::audit::{verify_file, Kind, VerifyReport, VerifyStatus};
 
 #[derive(Subcommand, Debug)]
 pub enum LogCommand {
-    /// Check the hash chain; exit 0 intact, 7 tampered, 8 torn tail.
-    Verify,
+    /// Check the hash chain; exit 0 intact, 7 tampered, 8 torn tail. With
+    /// --checkpoint, also check that the log still holds every record an
+    /// exported checkpoint covers (catches a log cut short and re-chained).
+    Verify(VerifyArgs),
+    /// Sign a checkpoint of the log as it is now (also written after every
+    /// plan run) and print it, or write it to --out: keep it somewhere the
+    /// state directory's users cannot change.
+    Checkpoint {
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print the public key that checks this log's checkpoints (safe to
+    /// share; pass it to `log verify --key`). The private key never leaves
+    /// the state directory.
+    Key {
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Show records (table or --json).
     Show {
         #[arg(long)]
@@ -25,34 +44,75 @@ pub enum LogCommand {
     },
 }
 
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// A checkpoint exported earlier (`cordon log checkpoint --out FILE`).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// The verifier key exported with `cordon log key` (the key text, or a
+    /// file holding it). Default: the key in the state directory, which
+    /// whoever can rewrite the log can also replace.
+    #[arg(long, value_name = "VERIFIER", requires = "checkpoint")]
+    key: Option<String>,
+}
+
 pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
     match cmd {
-        LogCommand::Verify => {
-            let path = ctx.log.path();
-            let r = verify_file(path).map_err(|e| {
-                CommandError::failed(format!("cannot read `{}`: {e}", path.display()))
-            })?;
-            let exit = match &r.status {
-                VerifyStatus::Intact => Exit::Ok,
-                VerifyStatus::TornTail { .. } => Exit::TornTail,
-                VerifyStatus::Tampered { .. } => Exit::Tampered,
-            };
-            if out.json {
-                out.json(&r);
-            } else {
-                match &r.status {
-                    VerifyStatus::Intact => out.line(format!("audit log intact: {} records, head {}", r.records, r.head)),
-                    VerifyStatus::TornTail { bytes } => out.line(format!(
-                        "audit log torn tail: the last {bytes} bytes are an incomplete record (a crash mid-write); the {} records before it are intact. The next cordon command keeps the bytes in `audit.torn/` and records the recovery.",
-                        r.records
-                    )),
-                    VerifyStatus::Tampered { seq, reason } => out.line(format!(
-                        "audit log TAMPERED at seq {seq}: {reason}. {} records before it verify.",
-                        r.records
-                    )),
+        LogCommand::Verify(args) => match args.checkpoint {
+            Some(file) => verify_against_checkpoint(ctx, out, &file, args.key.as_deref()),
+            None => {
+                let path = ctx.log.path();
+                let r = verify_file(path).map_err(|e| {
+                    CommandError::failed(format!("cannot read `{}`: {e}", path.display()))
+                })?;
+                if out.json {
+                    out.json(&r);
+                } else {
+                    out.line(describe(&r));
                 }
+                Ok(exit_for(&r))
             }
-            Ok(exit)
+        },
+        LogCommand::Checkpoint { out: file } => {
+            let (cp, note) = checkpoint::write_latest(&ctx.home).map_err(checkpoint_error)?;
+            if let Some(f) = &file {
+                std::fs::write(f, &note).map_err(|e| {
+                    CommandError::failed(format!("cannot write `{}`: {e}", f.display()))
+                })?;
+            }
+            if out.json {
+                out.json(&serde_json::json!({
+                    "origin": cp.origin,
+                    "size": cp.size,
+                    "root": cp.root_b64(),
+                    "checkpoint": note,
+                }));
+            } else if let Some(f) = &file {
+                out.line(format!(
+                    "checkpoint of {} records written to `{}`; check it later with `cordon log verify --checkpoint {} --key \"$(cordon log key)\"`",
+                    cp.size,
+                    f.display(),
+                    f.display()
+                ));
+            } else {
+                out.line(note.trim_end_matches('\n'));
+            }
+            Ok(Exit::Ok)
+        }
+        LogCommand::Key { out: file } => {
+            let key = CheckpointKey::load_or_create(&ctx.home).map_err(checkpoint_error)?;
+            let vkey = key.verifier().encode();
+            if let Some(f) = &file {
+                std::fs::write(f, format!("{vkey}\n")).map_err(|e| {
+                    CommandError::failed(format!("cannot write `{}`: {e}", f.display()))
+                })?;
+            }
+            if out.json {
+                out.json(&serde_json::json!({ "name": key.name(), "verifier_key": vkey }));
+            } else if file.is_none() {
+                out.line(vkey);
+            }
+            Ok(Exit::Ok)
         }
         LogCommand::Show {
             incident,
@@ -147,4 +207,127 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
             Ok(Exit::Ok)
         }
     }
+}
+
+fn exit_for(r: &VerifyReport) -> Exit {
+    match &r.status {
+        VerifyStatus::Intact => Exit::Ok,
+        VerifyStatus::TornTail { .. } => Exit::TornTail,
+        VerifyStatus::Tampered { .. } => Exit::Tampered,
+    }
+}
+
+fn describe(r: &VerifyReport) -> String {
+    match &r.status {
+        VerifyStatus::Intact => format!("audit log intact: {} records, head {}", r.records, r.head),
+        VerifyStatus::TornTail { bytes } => format!(
+            "audit log torn tail: the last {bytes} bytes are an incomplete record (a crash mid-write); the {} records before it are intact. The next cordon command keeps the bytes in `audit.torn/` and records the recovery.",
+            r.records
+        ),
+        VerifyStatus::Tampered { seq, reason } => format!(
+            "audit log TAMPERED at seq {seq}: {reason}. {} records before it verify.",
+            r.records
+        ),
+    }
+}
+
+fn checkpoint_error(e: checkpoint::CheckpointError) -> CommandError {
+    match e {
+        checkpoint::CheckpointError::Tampered { .. } => {
+            CommandError::new(Exit::Tampered, e.to_string())
+        }
+        e => CommandError::failed(e.to_string()),
+    }
+}
+
+/// `--key`: the key text itself, or a file that holds it.
+fn verifier_from_arg(arg: &str) -> Result<Verifier, CommandError> {
+    match Verifier::parse(arg) {
+        Ok(v) => Ok(v),
+        Err(parse_err) => {
+            let path = Path::new(arg);
+            if !path.is_file() {
+                return Err(CommandError::usage(format!(
+                    "`--key`: {parse_err}, and no file `{arg}` exists"
+                ))
+                .hint("print the key with `cordon log key` (on the machine that wrote the checkpoint)"));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CommandError::failed(format!("cannot read verifier key `{arg}`: {e}"))
+            })?;
+            Verifier::parse(&text)
+                .map_err(|e| CommandError::failed(format!("verifier key file `{arg}`: {e}")))
+        }
+    }
+}
+
+fn verify_against_checkpoint(
+    ctx: &Context,
+    out: &Out,
+    file: &Path,
+    key: Option<&str>,
+) -> CmdResult {
+    let verifier = match key {
+        Some(k) => verifier_from_arg(k)?,
+        None => CheckpointKey::load(&ctx.home)
+            .map_err(checkpoint_error)?
+            .map(|k| k.verifier())
+            .ok_or_else(|| {
+                CommandError::failed(format!(
+                    "this state directory has no checkpoint key, so `{}` cannot be checked against it",
+                    file.display()
+                ))
+                .hint("pass the verifier key exported when the checkpoint was made: `--key VERIFIER`")
+            })?,
+    };
+    let cp = checkpoint::open_file(file, &verifier).map_err(|e| {
+        CommandError::failed(e.to_string()).hint(
+            "a checkpoint only proves something with the verifier key exported before it: pass it with `--key`",
+        )
+    })?;
+    let path = ctx.log.path();
+    let scan = checkpoint::scan_file(path, Some(cp.size))
+        .map_err(|e| CommandError::failed(format!("cannot read `{}`: {e}", path.display())))?;
+    let consistency = checkpoint::consistency(&scan, &cp);
+    let problem = consistency.describe(&cp);
+    let exit = match (&scan.report.status, &consistency) {
+        (VerifyStatus::Tampered { .. }, _)
+        | (_, Consistency::Truncated { .. } | Consistency::Rewritten { .. }) => Exit::Tampered,
+        _ => exit_for(&scan.report),
+    };
+    if out.json {
+        let mut v = serde_json::to_value(&scan.report).unwrap_or_default();
+        v["checkpoint"] = serde_json::json!({
+            "file": file.display().to_string(),
+            "origin": cp.origin,
+            "size": cp.size,
+            "root": cp.root_b64(),
+            "contained": problem.is_none(),
+            "reason": problem,
+        });
+        out.json(&v);
+        return Ok(exit);
+    }
+    match (&scan.report.status, problem) {
+        (VerifyStatus::Tampered { .. }, _) => out.line(describe(&scan.report)),
+        (_, Some(p)) => out.line(format!(
+            "audit log TAMPERED against checkpoint `{}`: {p}. The hash chain alone {}: it was rewritten after the checkpoint was exported.",
+            file.display(),
+            match scan.report.status {
+                VerifyStatus::Intact => "verifies",
+                _ => "verifies up to a torn tail",
+            }
+        )),
+        (_, None) => {
+            out.line(describe(&scan.report));
+            out.line(format!(
+                "checkpoint `{}` verified: signed by `{}`, and the log still contains its {} records (root {})",
+                file.display(),
+                verifier.name,
+                cp.size,
+                cp.root_b64()
+            ));
+        }
+    }
+    Ok(exit)
 }

@@ -6,6 +6,8 @@
 //! ```text
 //! audit.log              hash-chained JSON lines (see crate::audit)
 //! audit.torn/            bytes of torn tails cut off after a crash, kept for review
+//! audit.key              Ed25519 key that signs audit checkpoints (0600, never printed)
+//! audit.checkpoint       the latest signed checkpoint (see crate::audit::checkpoint)
 //! plans/<id>.json        immutable canonical plans
 //! approvals/<plan>/      SSH signatures over plan bytes
 //! evidence/<sha256>.json snapshots taken before any change

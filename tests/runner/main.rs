@@ -4,7 +4,7 @@
 mod support;
 
 mod agent;
-
+mod checkpoint;
 mod cli;
 mod crash;
 mod fire;

@@ -5,6 +5,7 @@ mod explain;
 mod interop;
 mod load;
 mod matrix;
+mod properties;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
