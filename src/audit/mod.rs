@@ -6,11 +6,18 @@
 //! without the `hash` field. A line must also *be* canonical, so that no byte
 //! of the file can change without the chain breaking at that record.
 //!
-//! Every append is written with one `write` and fsynced before the call
-//! returns: the engine writes an `intent` record before every side effect, so
-//! a side effect never happens without a durable record of it. If the write
-//! fails (disk full, permissions), the caller gets the error and acts on
-//! nothing.
+//! Every append is written and fsynced before the call returns: the engine
+//! writes an `intent` record before every side effect, so a side effect never
+//! happens without a durable record of it. If the write fails (disk full,
+//! permissions), the caller gets the error and acts on nothing.
+//!
+//! Appends from concurrent threads are *group committed*: while one thread
+//! (the leader) writes and fsyncs, the others queue their drafts; the next
+//! leader seals everything queued in arrival order, chains it, and writes the
+//! whole group with one `write` and one `fdatasync`. Each caller still returns
+//! only once its own record is durable (or with the group's error), and the
+//! chain, `seq` order and torn-tail recovery are exactly those of one append
+//! at a time: a crash inside a group write leaves a torn tail like any other.
 //!
 //! A crash in the middle of a write leaves a *torn tail*: a last line without
 //! its newline. `verify` tells it apart from tampering; the next append moves
@@ -24,11 +31,12 @@ mod verify;
 pub use record::{Approver, Kind, Record, RecordDraft};
 pub use verify::{verify_file, verify_reader, verify_reader_from, VerifyReport, VerifyStatus};
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use fs4::fs_std::FileExt;
 
@@ -48,6 +56,26 @@ pub struct AuditLog {
     path: PathBuf,
     torn_dir: PathBuf,
     head: Mutex<Option<Head>>,
+    group: Mutex<Group>,
+    committed: Condvar,
+}
+
+/// Drafts waiting for the next group commit, and the results of the last ones.
+#[derive(Default)]
+struct Group {
+    next_ticket: u64,
+    queue: Vec<(u64, RecordDraft)>,
+    done: HashMap<u64, Result<Record, AuditError>>,
+    /// A thread is writing a group now.
+    leader: bool,
+    /// Group writes so far (each one `write` + one `fdatasync`).
+    commits: u64,
+}
+
+/// The lock, even if a thread panicked while holding it (the data it guards
+/// stays consistent: every update is a single assignment or push).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +98,8 @@ impl AuditLog {
             path: path.into(),
             torn_dir: torn_dir.into(),
             head: Mutex::new(None),
+            group: Mutex::new(Group::default()),
+            committed: Condvar::new(),
         }
     }
 
@@ -87,15 +117,65 @@ impl AuditLog {
             .map_err(io_err("open audit log", &self.path))
     }
 
-    /// Append one record: lock, recover a torn tail if there is one, chain,
-    /// write, fsync. Returns the record as written.
+    /// Append one record and return it as written, once it is durable.
+    ///
+    /// The caller's draft joins the queue; if no other thread is writing, this
+    /// one becomes the leader and commits the queue (its own draft and any
+    /// that arrive meanwhile) as one group; otherwise it waits for the leader
+    /// that takes its draft.
     pub fn append(&self, draft: RecordDraft) -> Result<Record, AuditError> {
-        let mut guard = self.head.lock().unwrap_or_else(|p| p.into_inner());
-        let mut file = self.open_file()?;
-        // Other processes (the agent, a second terminal) append too.
-        file.lock_exclusive()
-            .map_err(io_err("lock audit log", &self.path))?;
-        let result = self.append_locked(&mut file, &mut guard, draft);
+        let mut g = lock(&self.group);
+        let ticket = g.next_ticket;
+        g.next_ticket += 1;
+        g.queue.push((ticket, draft));
+        loop {
+            if let Some(result) = g.done.remove(&ticket) {
+                return result;
+            }
+            if !g.leader {
+                g.leader = true;
+                let batch = std::mem::take(&mut g.queue);
+                drop(g);
+                let results = self.commit_group(batch);
+                g = lock(&self.group);
+                g.leader = false;
+                g.commits += 1;
+                g.done.extend(results);
+                self.committed.notify_all();
+                continue;
+            }
+            g = self.committed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Group writes so far (one `write` and one `fdatasync` each).
+    pub fn group_commits(&self) -> u64 {
+        lock(&self.group).commits
+    }
+
+    /// Drafts queued behind the group being written (tests).
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        lock(&self.group).queue.len()
+    }
+
+    /// Lock the file (other processes append too), recover a torn tail if
+    /// there is one, chain the drafts in order, write them at once, fsync.
+    fn commit_group(
+        &self,
+        batch: Vec<(u64, RecordDraft)>,
+    ) -> Vec<(u64, Result<Record, AuditError>)> {
+        let mut cache = lock(&self.head);
+        let file = self.open_file().and_then(|f| {
+            f.lock_exclusive()
+                .map_err(io_err("lock audit log", &self.path))?;
+            Ok(f)
+        });
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) => return fail_all(batch, &AuditError::State(e)),
+        };
+        let result = self.commit_locked(&mut file, &mut cache, batch);
         let _ = FileExt::unlock(&file);
         result
     }
@@ -115,7 +195,16 @@ impl AuditLog {
             .map_err(io_err("lock audit log", &self.path))?;
         let result = match self.read_all() {
             Ok(records) => match build(&records) {
-                Ok(draft) => self.append_locked(&mut file, &mut guard, draft).map(Ok),
+                // Not through the group queue: this append depends on what the
+                // log holds, so it is sealed alone, under the same locks (head
+                // cache, then file) a group commit takes, in the same order.
+                Ok(draft) => match self
+                    .commit_locked(&mut file, &mut guard, vec![(0, draft)])
+                    .pop()
+                {
+                    Some((_, r)) => r.map(Ok),
+                    None => Err(AuditError::Encode("the record was not written".into())),
+                },
                 Err(e) => Ok(Err(e)),
             },
             Err(e) => Err(e),
@@ -124,41 +213,72 @@ impl AuditLog {
         result
     }
 
-    fn append_locked(
+    fn commit_locked(
         &self,
         file: &mut File,
         cache: &mut Option<Head>,
-        draft: RecordDraft,
-    ) -> Result<Record, AuditError> {
-        let len = file
+        batch: Vec<(u64, RecordDraft)>,
+    ) -> Vec<(u64, Result<Record, AuditError>)> {
+        let head = file
             .metadata()
-            .map_err(io_err("read metadata of", &self.path))?
-            .len();
-        let head = match cache.as_ref() {
-            Some(h) if h.len == len => h.clone(),
-            _ => self.read_head(file, len)?,
+            .map_err(|e| AuditError::from(io_err("read metadata of", &self.path)(e)))
+            .and_then(|md| match cache.as_ref() {
+                Some(h) if h.len == md.len() => Ok(h.clone()),
+                _ => self.read_head(file, md.len()),
+            });
+        let head = match head {
+            Ok(h) => h,
+            Err(e) => {
+                *cache = None;
+                return fail_all(batch, &e);
+            }
         };
-        let rec = draft.seal(head.seq + 1, &head.hash);
-        let mut line = rec.canonical_line().map_err(AuditError::Encode)?;
-        line.push(b'\n');
-        if let Err(e) = file.write_all(&line).and_then(|_| file.sync_data()) {
+        let mut bytes = Vec::new();
+        let (mut seq, mut hash) = (head.seq, head.hash.clone());
+        let mut out = Vec::with_capacity(batch.len());
+        let mut sealed = Vec::with_capacity(batch.len());
+        for (ticket, draft) in batch {
+            let rec = draft.seal(seq + 1, &hash);
+            match rec.canonical_line() {
+                Ok(mut line) => {
+                    line.push(b'\n');
+                    bytes.extend_from_slice(&line);
+                    seq = rec.seq;
+                    hash = rec.hash.clone();
+                    sealed.push((ticket, rec));
+                }
+                // Only this draft fails; the chain goes on without it.
+                Err(e) => out.push((ticket, Err(AuditError::Encode(e)))),
+            }
+        }
+        if sealed.is_empty() {
+            return out;
+        }
+        if let Err(e) = file.write_all(&bytes).and_then(|_| file.sync_data()) {
             // Leave no half record behind if we can help it.
             let _ = file.set_len(head.len);
             let _ = file.sync_data();
             *cache = None;
-            return Err(io_err("append to audit log", &self.path)(e).into());
+            let err = AuditError::from(io_err("append to audit log", &self.path)(e));
+            out.extend(fail_all(sealed, &err));
+            return out;
         }
         if head.seq == 0 {
             if let Some(dir) = self.path.parent() {
-                sync_dir(dir)?;
+                if let Err(e) = sync_dir(dir) {
+                    *cache = None;
+                    out.extend(fail_all(sealed, &AuditError::State(e)));
+                    return out;
+                }
             }
         }
         *cache = Some(Head {
-            seq: rec.seq,
-            hash: rec.hash.clone(),
-            len: head.len + line.len() as u64,
+            seq,
+            hash,
+            len: head.len + bytes.len() as u64,
         });
-        Ok(rec)
+        out.extend(sealed.into_iter().map(|(t, r)| (t, Ok(r))));
+        out
     }
 
     /// Read the last complete record; cut off (and keep) a torn tail.
@@ -289,6 +409,49 @@ impl AuditLog {
             out.push(rec);
         }
         Ok(out)
+    }
+}
+
+/// The same error for every caller of a failed group.
+fn fail_all<T>(batch: Vec<(u64, T)>, e: &AuditError) -> Vec<(u64, Result<Record, AuditError>)> {
+    batch
+        .into_iter()
+        .map(|(t, _)| (t, Err(e.duplicate())))
+        .collect()
+}
+
+impl AuditError {
+    /// A copy for another caller of the same failed group (`io::Error` is
+    /// not `Clone`; the OS error code is kept, so are the hints built on it).
+    fn duplicate(&self) -> AuditError {
+        match self {
+            AuditError::State(s) => AuditError::State(match s {
+                StateError::Io { op, path, source } => StateError::Io {
+                    op,
+                    path: path.clone(),
+                    source: match source.raw_os_error() {
+                        Some(code) => std::io::Error::from_raw_os_error(code),
+                        None => std::io::Error::new(source.kind(), source.to_string()),
+                    },
+                },
+                StateError::Unsafe { path, what, fix } => StateError::Unsafe {
+                    path: path.clone(),
+                    what: what.clone(),
+                    fix: fix.clone(),
+                },
+                StateError::Conflict { kind, name } => StateError::Conflict {
+                    kind,
+                    name: name.clone(),
+                },
+                StateError::NoHome => StateError::NoHome,
+            }),
+            AuditError::Corrupt { path, seq, why } => AuditError::Corrupt {
+                path: path.clone(),
+                seq: *seq,
+                why: why.clone(),
+            },
+            AuditError::Encode(m) => AuditError::Encode(m.clone()),
+        }
     }
 }
 

@@ -459,3 +459,114 @@ fn inserting_a_record_anywhere_is_caught() {
         }
     }
 }
+
+#[test]
+fn concurrent_appends_keep_one_continuous_chain_and_each_caller_gets_its_record() {
+    let (_t, log) = log_with(2);
+    let log = std::sync::Arc::new(log);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        let mut d = RecordDraft::new(Kind::Note, actor());
+                        d.message = Some(format!("thread {t} record {i}"));
+                        log.append(d).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut returned: Vec<Record> = threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let r = verify_file(log.path()).unwrap();
+    assert_eq!(r.status, VerifyStatus::Intact);
+    assert_eq!(r.records, 2 + 8 * 50);
+    // What each caller got back is exactly what is on disk at its seq.
+    let all = log.read_all().unwrap();
+    returned.sort_by_key(|r| r.seq);
+    let seqs: Vec<u64> = returned.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (3..=402).collect::<Vec<u64>>());
+    for r in &returned {
+        let on_disk = &all[r.seq as usize - 1];
+        assert_eq!(on_disk.hash, r.hash);
+        assert_eq!(on_disk.message, r.message);
+    }
+    // A thread's own records keep their order in the chain.
+    for t in 0..8 {
+        let mine: Vec<&Record> = all
+            .iter()
+            .filter(|r| {
+                r.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(&format!("thread {t} ")))
+            })
+            .collect();
+        for (i, r) in mine.iter().enumerate() {
+            assert_eq!(
+                r.message.as_deref(),
+                Some(&*format!("thread {t} record {i}"))
+            );
+        }
+    }
+}
+
+#[test]
+fn appends_queued_behind_a_slow_write_go_to_disk_as_one_group() {
+    let (t, log) = log_with(1);
+    let log = std::sync::Arc::new(log);
+    let before = log.group_commits();
+    // Another process holds the file lock: the leader waits on it, and every
+    // other append queues behind the leader.
+    let other = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log.path())
+        .unwrap();
+    other.lock_exclusive().unwrap();
+    let threads: Vec<_> = (0..12)
+        .map(|i| {
+            let log = log.clone();
+            std::thread::spawn(move || log.append(RecordDraft::note("t", format!("queued {i}"))))
+        })
+        .collect();
+    // One draft is with the blocked leader, eleven are queued.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while log.queued() < 11 {
+        assert!(std::time::Instant::now() < deadline, "appends never queued");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(
+        log.group_commits(),
+        before,
+        "nothing is written while the lock is held"
+    );
+    FileExt::unlock(&other).unwrap();
+    for h in threads {
+        h.join().unwrap().unwrap();
+    }
+    // The leader's own record, then the eleven queued ones in one write.
+    assert_eq!(log.group_commits() - before, 2);
+    let r = verify_file(log.path()).unwrap();
+    assert_eq!(r.status, VerifyStatus::Intact);
+    assert_eq!(r.records, 13);
+    drop(t);
+}
+
+#[test]
+fn a_failed_group_write_fails_every_caller_in_it_and_leaves_no_record() {
+    // /dev/full refuses every write: every queued caller gets the error.
+    let log = std::sync::Arc::new(AuditLog::new("/dev/full", "/nonexistent"));
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let log = log.clone();
+            std::thread::spawn(move || log.append(RecordDraft::note("x", format!("r{i}"))))
+        })
+        .collect();
+    for h in threads {
+        let e = h.join().unwrap().unwrap_err().to_string();
+        assert!(e.contains("disk is full"), "{e}");
+    }
+}

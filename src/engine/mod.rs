@@ -42,9 +42,14 @@ use crate::state::{ObjectKind, Store};
 pub struct EngineConfig {
     /// Steps in flight at once, across all accounts.
     pub concurrency: usize,
-    /// Steps in flight at once against one provider account.
-    pub per_account_concurrency: usize,
-    /// Calls per second per provider account (token bucket refill).
+    /// Steps in flight at once against one provider account; `None`: the
+    /// same as `concurrency` (so the CLI's `--concurrency` bounds each account
+    /// too: a plan's steps are mostly in one account).
+    pub per_account_concurrency: Option<usize>,
+    /// Connector operations per second per provider account (token bucket
+    /// refill). An operation is one snapshot (`describe`), one change
+    /// (`execute`, or one batched call) or one `verify`: a few provider
+    /// requests each (an AWS user snapshot is ~10 IAM reads).
     pub rate_per_sec: f64,
     pub burst: u32,
     pub backoff: Backoff,
@@ -53,10 +58,13 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         // Safe for real IAM, whose control-plane write limits are a few
-        // requests per second sustained per account with small bursts.
+        // requests per second sustained per account with small bursts: 10
+        // operations per second means at most ~10 writes per second (one per
+        // change) and the reads of the snapshots around them; the limiter
+        // starts at that rate instead of finding the limit by being throttled.
         EngineConfig {
             concurrency: 16,
-            per_account_concurrency: 8,
+            per_account_concurrency: None,
             rate_per_sec: 10.0,
             burst: 10,
             backoff: Backoff::default(),
@@ -178,7 +186,10 @@ impl Engine {
         let limiter = Limiter::new(
             config.rate_per_sec,
             config.burst,
-            config.per_account_concurrency,
+            config
+                .per_account_concurrency
+                .unwrap_or(config.concurrency)
+                .max(1),
         );
         Engine {
             store,
@@ -261,7 +272,24 @@ impl Engine {
         d
     }
 
-    fn decide(&self, req: &ApplyRequest<'_>, step: &PlanStep) -> Result<Decision, EngineError> {
+    /// Append off the runtime's worker threads: an append waits for an fsync
+    /// (or for the group commit that carries it), and concurrent steps'
+    /// appends then go to disk together instead of stalling the I/O driver.
+    async fn append(&self, d: RecordDraft) -> Result<(), EngineError> {
+        let log = self.log.clone();
+        match tokio::task::spawn_blocking(move || log.append(d)).await {
+            Ok(r) => r.map(|_| ()).map_err(EngineError::from),
+            Err(e) => Err(EngineError::Audit(AuditError::Encode(format!(
+                "the audit append task did not finish: {e}"
+            )))),
+        }
+    }
+
+    async fn decide(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+    ) -> Result<Decision, EngineError> {
         let decision = self.gate.decide(&GateInput {
             plan_id: req.plan_id,
             plan: req.plan,
@@ -277,7 +305,7 @@ impl Engine {
             d.break_glass = req.break_glass.map(|b| b.reason.clone());
         }
         d.decision = Some(decision.clone());
-        self.log.append(d)?;
+        self.append(d).await?;
         Ok(decision)
     }
 
@@ -325,7 +353,7 @@ impl Engine {
             }
             return Ok(rep);
         }
-        let decision = self.decide(req, step)?;
+        let decision = self.decide(req, step).await?;
         let allowed = decision.is_allow();
         rep.decision = Some(decision);
         if !allowed {
@@ -339,7 +367,7 @@ impl Engine {
                     step.action.id()
                 ),
             };
-            self.record_outcome(req, step, &outcome, 0)?;
+            self.record_outcome(req, step, &outcome, 0).await?;
             rep.outcome = Some(outcome);
             return Ok(rep);
         };
@@ -359,13 +387,14 @@ impl Engine {
             Ok(s) => s,
             Err(e) => {
                 let outcome = failed(&e);
-                self.record_outcome(req, step, &outcome, rep.attempts)?;
+                self.record_outcome(req, step, &outcome, rep.attempts)
+                    .await?;
                 rep.outcome = Some(outcome);
                 return Ok(rep);
             }
         };
         if !had_intent || j.is_some_and(|j| j.evidence.is_none()) {
-            rep.evidence = Some(self.record_evidence(req, step, &state.evidence)?);
+            rep.evidence = Some(self.record_evidence(req, step, &state.evidence).await?);
         } else {
             rep.evidence = j.and_then(|j| j.evidence.clone());
         }
@@ -384,13 +413,14 @@ impl Engine {
             if had_intent {
                 d.message = Some("resuming after an interrupted run".into());
             }
-            self.log.append(d)?;
+            self.append(d).await?;
             self.crash.hit("after-intent", &step.id);
             self.execute_with_retries(&key, conn, &ctx, &mut rep.attempts)
                 .await
         };
         self.crash.hit("before-outcome", &step.id);
-        self.record_outcome(req, step, &outcome, rep.attempts)?;
+        self.record_outcome(req, step, &outcome, rep.attempts)
+            .await?;
         self.crash.hit("after-outcome", &step.id);
         rep.outcome = Some(outcome);
         if rep.outcome.as_ref().is_some_and(Outcome::is_success) {
@@ -415,7 +445,7 @@ impl Engine {
             }
             let mut rep = Self::report(step);
             rep.resumed = j.is_some_and(|j| j.intent);
-            let decision = self.decide(req, step)?;
+            let decision = self.decide(req, step).await?;
             let allowed = decision.is_allow();
             rep.decision = Some(decision);
             if allowed {
@@ -433,13 +463,14 @@ impl Engine {
                     retryable: false,
                     error: format!("no connector for `{}` is configured", step.action.id()),
                 };
-                self.record_outcome(req, step, &o, 0)?;
+                self.record_outcome(req, step, &o, 0).await?;
                 rep.outcome = Some(o);
                 reports.push(rep);
             }
             return Ok(reports);
         };
         let conn = conn.as_ref();
+        let key = self.limiter.key(todo[0].0);
         // Evidence and intent for every step before the one batched call. A
         // step found already contained (after an interrupted run, or done by
         // someone else) leaves the batch: nothing is sent for it again.
@@ -447,9 +478,13 @@ impl Engine {
         for (step, mut rep) in todo {
             let ctx = self.ctx(req, step);
             let mut note = format!("batched with {} steps", unit.len());
-            match conn.describe(&ctx).await {
+            self.limiter.take(&key).await;
+            match self
+                .with_retries(|| conn.describe(&ctx), &mut rep.reads)
+                .await
+            {
                 Ok(state) => {
-                    rep.evidence = Some(self.record_evidence(req, step, &state.evidence)?);
+                    rep.evidence = Some(self.record_evidence(req, step, &state.evidence).await?);
                     if state.contained {
                         let o = Outcome::AlreadyContained {
                             detail: if rep.resumed {
@@ -458,7 +493,7 @@ impl Engine {
                                 "already in place before cordon acted; nothing changed".into()
                             },
                         };
-                        self.record_outcome(req, step, &o, 0)?;
+                        self.record_outcome(req, step, &o, 0).await?;
                         rep.outcome = Some(o);
                         rep.verification = self.verify(req, step, conn).await?;
                         reports.push(rep);
@@ -473,7 +508,7 @@ impl Engine {
             let mut d = self.draft(req, Kind::Intent, step);
             d.evidence = rep.evidence.clone();
             d.message = Some(note);
-            self.log.append(d)?;
+            self.append(d).await?;
             self.crash.hit("after-intent", &step.id);
             send.push((step, rep));
         }
@@ -482,7 +517,6 @@ impl Engine {
             return Ok(reports);
         }
         let ctxs: Vec<StepContext<'_>> = todo.iter().map(|(s, _)| self.ctx(req, s)).collect();
-        let key = self.limiter.key(todo[0].0);
         let mut attempts = 0u32;
         let results: Vec<Result<Outcome, ConnectorError>>;
         loop {
@@ -514,7 +548,7 @@ impl Engine {
                 Err(e) => failed(&e),
             };
             self.crash.hit("before-outcome", &step.id);
-            self.record_outcome(req, step, &outcome, attempts)?;
+            self.record_outcome(req, step, &outcome, attempts).await?;
             self.crash.hit("after-outcome", &step.id);
             if outcome.is_success() {
                 rep.outcome = Some(outcome);
@@ -527,7 +561,7 @@ impl Engine {
         Ok(reports)
     }
 
-    fn record_evidence(
+    async fn record_evidence(
         &self,
         req: &ApplyRequest<'_>,
         step: &PlanStep,
@@ -536,15 +570,29 @@ impl Engine {
         let bytes = canonical_json(evidence)
             .map_err(|e| AuditError::Encode(format!("evidence of step `{}`: {e}", step.id)))?;
         let hash = sha256_hex(&bytes);
-        self.store
-            .put_new(ObjectKind::Evidence, &format!("{hash}.json"), &bytes)?;
+        let store = self.store.clone();
+        let name = format!("{hash}.json");
+        // The store fsyncs too: off the worker threads like the appends.
+        match tokio::task::spawn_blocking(move || {
+            store.put_new(ObjectKind::Evidence, &name, &bytes)
+        })
+        .await
+        {
+            Ok(r) => r?,
+            Err(e) => {
+                return Err(EngineError::Audit(AuditError::Encode(format!(
+                    "storing evidence of step `{}` did not finish: {e}",
+                    step.id
+                ))))
+            }
+        }
         let mut d = self.draft(req, Kind::Evidence, step);
         d.evidence = Some(hash.clone());
-        self.log.append(d)?;
+        self.append(d).await?;
         Ok(hash)
     }
 
-    fn record_outcome(
+    async fn record_outcome(
         &self,
         req: &ApplyRequest<'_>,
         step: &PlanStep,
@@ -558,7 +606,7 @@ impl Engine {
             d.break_glass = req.break_glass.map(|b| b.reason.clone());
         }
         d.data = Some(serde_json::json!({ "attempts": attempts }));
-        self.log.append(d)?;
+        self.append(d).await?;
         Ok(())
     }
 
@@ -572,7 +620,12 @@ impl Engine {
             return Ok(None);
         }
         let ctx = self.ctx(req, step);
-        let v = match conn.verify(&ctx).await {
+        let key = self.limiter.key(step);
+        self.limiter.take(&key).await;
+        // A throttled or refused read-back is retried like the snapshot: it
+        // says nothing about whether the credential is dead.
+        let mut reads = 0;
+        let v = match self.with_retries(|| conn.verify(&ctx), &mut reads).await {
             Ok(v) => v,
             Err(e) => Verification::NotVerified {
                 detail: format!("verification failed: {e}"),
@@ -580,7 +633,7 @@ impl Engine {
         };
         let mut d = self.draft(req, Kind::Verify, step);
         d.verification = Some(v.clone());
-        self.log.append(d)?;
+        self.append(d).await?;
         Ok(Some(v))
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use cordon_connector::{Action, ConnectorError, PlanStep, Provider, Secret, Target};
+use cordon_connector::{Action, ConnectorError, ErrorClass, PlanStep, Provider, Secret, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -81,7 +81,27 @@ pub fn key_kind(key_id: &str) -> Result<KeyKind, ConnectorError> {
 
 impl AwsConnector {
     /// Access key id → account, and for an `AKIA` key the user and its last use.
+    ///
+    /// Identification runs before there is a plan (so outside the engine's
+    /// retries) and only reads: a throttled or unavailable answer is retried
+    /// here, up to 6 attempts, waiting 200 ms doubling to at most 20 s, and never
+    /// less than the provider's Retry-After.
     pub async fn identify_access_key(&self, key_id: &str) -> Result<KeyIdentity, ConnectorError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.identify_access_key_once(key_id).await {
+                Err(e) if e.class == ErrorClass::Retryable && attempt < 6 => {
+                    let backoff = std::time::Duration::from_millis(200 << (attempt - 1).min(7))
+                        .min(std::time::Duration::from_secs(20));
+                    tokio::time::sleep(e.retry_after.map_or(backoff, |ra| ra.max(backoff))).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn identify_access_key_once(&self, key_id: &str) -> Result<KeyIdentity, ConnectorError> {
         let kind = key_kind(key_id)?;
         let base = self.clients_for(None).await?;
         let info = base

@@ -98,102 +98,122 @@ pub(crate) async fn user_snapshot(c: &AccountClients, user: &str) -> Result<Valu
         ConnectorError::permanent(format!("`iam:GetUser` returned no user for `{user}`"))
     })?;
 
-    let mut keys = Vec::new();
-    let listed = iam
-        .list_access_keys()
-        .user_name(user)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| classify("iam:ListAccessKeys", &e))?;
-    for k in listed {
-        let id = k.access_key_id().unwrap_or_default().to_owned();
-        let owner = key_owner(c, &id).await?;
-        keys.push(json!({
-            "access_key_id": id,
-            "status": k.status().map(|s| s.as_str()),
-            "create_date": k.create_date().map(fmt_time),
-            "last_used": owner.last_used,
-        }));
-    }
-
-    let mut inline = Vec::new();
-    let names = iam
-        .list_user_policies()
-        .user_name(user)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| classify("iam:ListUserPolicies", &e))?;
-    for name in names {
-        let p = iam
-            .get_user_policy()
+    // The reads after GetUser do not depend on each other: issued together,
+    // a snapshot costs four round trips instead of ten (the same calls).
+    let keys = async {
+        let listed = iam
+            .list_access_keys()
             .user_name(user)
-            .policy_name(&name)
+            .into_paginator()
+            .items()
             .send()
+            .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| classify("iam:GetUserPolicy", &e))?;
-        inline.push(json!({ "name": name, "document": decode_document(p.policy_document()) }));
-    }
-
-    let attached: Vec<Value> = iam
-        .list_attached_user_policies()
-        .user_name(user)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| classify("iam:ListAttachedUserPolicies", &e))?
-        .iter()
-        .map(|p| json!({ "name": p.policy_name(), "arn": p.policy_arn() }))
-        .collect();
-
-    let groups: Vec<Value> = iam
-        .list_groups_for_user()
-        .user_name(user)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| classify("iam:ListGroupsForUser", &e))?
-        .iter()
-        .map(|g| json!({ "name": g.group_name(), "arn": g.arn() }))
-        .collect();
-
-    let login_profile = match iam.get_login_profile().user_name(user).send().await {
-        Ok(out) => match out.login_profile() {
-            Some(lp) => json!({
-                "create_date": fmt_time(lp.create_date()),
-                "password_reset_required": lp.password_reset_required(),
-            }),
-            None => Value::Null,
-        },
-        Err(e)
-            if matches!(
-                error_code(&e),
-                Some("NoSuchEntity" | "NoSuchEntityException")
-            ) =>
-        {
-            Value::Null
+            .map_err(|e| classify("iam:ListAccessKeys", &e))?;
+        let mut keys = Vec::new();
+        for k in listed {
+            let id = k.access_key_id().unwrap_or_default().to_owned();
+            let owner = key_owner(c, &id).await?;
+            keys.push(json!({
+                "access_key_id": id,
+                "status": k.status().map(|s| s.as_str()),
+                "create_date": k.create_date().map(fmt_time),
+                "last_used": owner.last_used,
+            }));
         }
-        Err(e) => return Err(classify("iam:GetLoginProfile", &e)),
+        Ok::<_, ConnectorError>(keys)
     };
 
-    let tags = iam
-        .list_user_tags()
-        .user_name(user)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| classify("iam:ListUserTags", &e))?;
+    let inline = async {
+        let names = iam
+            .list_user_policies()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("iam:ListUserPolicies", &e))?;
+        let mut inline = Vec::new();
+        for name in names {
+            let p = iam
+                .get_user_policy()
+                .user_name(user)
+                .policy_name(&name)
+                .send()
+                .await
+                .map_err(|e| classify("iam:GetUserPolicy", &e))?;
+            inline.push(json!({ "name": name, "document": decode_document(p.policy_document()) }));
+        }
+        Ok::<_, ConnectorError>(inline)
+    };
+
+    let attached = async {
+        Ok::<_, ConnectorError>(
+            iam.list_attached_user_policies()
+                .user_name(user)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| classify("iam:ListAttachedUserPolicies", &e))?
+                .iter()
+                .map(|p| json!({ "name": p.policy_name(), "arn": p.policy_arn() }))
+                .collect::<Vec<Value>>(),
+        )
+    };
+
+    let groups = async {
+        Ok::<_, ConnectorError>(
+            iam.list_groups_for_user()
+                .user_name(user)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| classify("iam:ListGroupsForUser", &e))?
+                .iter()
+                .map(|g| json!({ "name": g.group_name(), "arn": g.arn() }))
+                .collect::<Vec<Value>>(),
+        )
+    };
+
+    let login_profile = async {
+        match iam.get_login_profile().user_name(user).send().await {
+            Ok(out) => Ok(match out.login_profile() {
+                Some(lp) => json!({
+                    "create_date": fmt_time(lp.create_date()),
+                    "password_reset_required": lp.password_reset_required(),
+                }),
+                None => Value::Null,
+            }),
+            Err(e)
+                if matches!(
+                    error_code(&e),
+                    Some("NoSuchEntity" | "NoSuchEntityException")
+                ) =>
+            {
+                Ok(Value::Null)
+            }
+            Err(e) => Err(classify("iam:GetLoginProfile", &e)),
+        }
+    };
+
+    let tags = async {
+        iam.list_user_tags()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("iam:ListUserTags", &e))
+    };
+
+    let (keys, inline, attached, groups, login_profile, tags) =
+        tokio::try_join!(keys, inline, attached, groups, login_profile, tags)?;
 
     Ok(json!({
         "name": u.user_name(),

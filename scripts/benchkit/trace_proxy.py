@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """peers/faultproxy/proxy.py (--delay-ms only) that also counts requests per API action.
 
-Used by scripts/bench-aws to check that every contender makes the same calls, and to
+Used by scripts/bench to check that every contender makes the same calls, and to
 count them: GET /__faultproxy/stats answers the proxy's counters plus
 {"actions": {"iam:GetUser": n, ...}}; POST /__faultproxy/reset-actions clears them.
 Same flags as proxy.py; binds 127.0.0.1; prints its port first."""

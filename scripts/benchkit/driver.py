@@ -1,0 +1,463 @@
+#!/usr/bin/env python3
+"""Measures scripts/bench's contenders side by side (run by scripts/bench, not by hand).
+
+Settings (BENCH_SETTINGS, comma-separated, default "bare,wan,throttle"):
+  bare      moto alone: peer-bound. cordon's requests/s is compared with moto's ceiling,
+            measured in the same run by moto_ceiling.py (the same calls, a thread pool).
+  wan       moto behind peers/faultproxy adding BENCH_DELAY_MS (default 50) per request:
+            what a laptop sees of real IAM. The 10x case.
+  throttle  as wan, and the proxy answers a fraction BENCH_THROTTLE_RATE (default 0.02)
+            of requests with HTTP 429 `Throttling` and `Retry-After: 1`: cordon must back
+            off and still finish every step, done and verified.
+Every many-key run gets a fresh moto of its own (seeded for it alone, warmed up with a
+small untimed load first), so no run pays for the users earlier runs left behind (moto
+scans every user on some calls). Single-key runs share one moto per setting. Contenders
+run in a rotating order; each run is checked afterwards with admin reads (leaked keys
+Inactive, the spare key untouched in the single-key case, deny-all in place, console
+password gone): a run that does not fully contain aborts the bench.
+
+Environment (defaults in brackets): BENCH_SINGLE_REPS [5], BENCH_USERS [100] and
+BENCH_MANY_REPS [3] (bare), BENCH_WAN_USERS [500] and BENCH_WAN_REPS [1],
+BENCH_THROTTLE_USERS [100] and BENCH_THROTTLE_REPS [1], BENCH_CONCURRENCY [32] and
+BENCH_RATE [1000] (cordon's flags), BENCH_THREADS [16] (ceiling pool),
+BENCH_WAN_CONTENDERS [cordon,boto3], BENCH_WAN_CEILING [0] (1: also run the ceiling in
+the wan setting), BENCH_SINGLE_REPS=0 skips the single-key runs, BENCH_GITHUB_TOKENS
+[1500] (0: skip the GitHub run), BENCH_CLI_MANY_USERS [0] (users in an AWS CLI loop over
+many keys; one `aws` process per call makes it long). Set by scripts/bench: ROOT, OUT,
+CORDON, MOTO_PY."""
+import concurrent.futures as cf
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+import boto3
+
+E = os.environ
+ROOT, CORDON, OUT, MOTO_PY = E["ROOT"], E["CORDON"], E["OUT"], E["MOTO_PY"]
+KIT = os.path.join(ROOT, "scripts", "benchkit")
+PY = sys.executable
+BIN = os.path.dirname(PY)
+
+
+def knob(name, default, kind=int):
+    return kind(E.get(name, default))
+
+
+SETTINGS = [s for s in E.get("BENCH_SETTINGS", "bare,wan,throttle").split(",") if s]
+SINGLE_REPS = knob("BENCH_SINGLE_REPS", 5)
+USERS = knob("BENCH_USERS", 100)
+MANY_REPS = knob("BENCH_MANY_REPS", 3)
+WAN_USERS = knob("BENCH_WAN_USERS", 500)
+WAN_REPS = knob("BENCH_WAN_REPS", 1)
+THR_USERS = knob("BENCH_THROTTLE_USERS", 100)
+THR_REPS = knob("BENCH_THROTTLE_REPS", 1)
+THR_RATE = knob("BENCH_THROTTLE_RATE", 0.02, float)
+DELAY = knob("BENCH_DELAY_MS", 50)
+CONC = knob("BENCH_CONCURRENCY", 32)
+RATE = knob("BENCH_RATE", 1000)
+THREADS = knob("BENCH_THREADS", 16)
+WAN_CEILING = knob("BENCH_WAN_CEILING", 0)
+GH_TOKENS = knob("BENCH_GITHUB_TOKENS", 1500)
+CLI_USERS = knob("BENCH_CLI_MANY_USERS", 0)
+for s in SETTINGS:
+    if s not in ("bare", "wan", "throttle"):
+        raise SystemExit(f"BENCH_SETTINGS: unknown setting `{s}` (bare, wan, throttle)")
+
+log = open(os.path.join(OUT, "runs.jsonl"), "a")
+children = []
+
+
+def say(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+class Peer:
+    """A fresh moto (IAM auth enforced, request log off), optionally behind the fault
+    proxy. `ep` is what contenders talk to; seeding and checks go to moto directly."""
+
+    def __init__(self, delay_ms=0, throttle_rate=0.0):
+        d = tempfile.mkdtemp(dir=OUT, prefix="moto-")
+        envfile = os.path.join(d, "moto.env")
+        self.procs = []
+        moto = subprocess.Popen(
+            [MOTO_PY, os.path.join(ROOT, "peers", "moto", "launcher.py"), "--env-file", envfile, "--no-request-log"],
+            stdout=open(os.path.join(d, "moto.log"), "w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.procs.append(moto)
+        children.append(moto)
+        for _ in range(600):
+            if os.path.exists(envfile) and os.path.getsize(envfile) > 0:
+                break
+            if moto.poll() is not None:
+                raise SystemExit(f"moto exited at start: see {d}/moto.log")
+            time.sleep(0.1)
+        env = dict(line.strip().split("=", 1) for line in open(envfile) if "=" in line)
+        self.moto_ep = env["CORDON_TEST_AWS_ENDPOINT"]
+        self.key, self.secret = env["CORDON_TEST_AWS_ACCESS_KEY_ID"], env["CORDON_TEST_AWS_SECRET_ACCESS_KEY"]
+        self.ep = self.moto_ep
+        self.proxy = None
+        if delay_ms or throttle_rate:
+            cmd = [PY, os.path.join(ROOT, "peers", "faultproxy", "proxy.py"), "--listen-port", "0",
+                   "--upstream", self.moto_ep, "--delay-ms", str(delay_ms), "--quiet", "--seed", "9"]
+            if throttle_rate:
+                cmd += ["--mode", "throttle-429", "--rate", str(throttle_rate), "--retry-after", "1"]
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            self.procs.append(p)
+            children.append(p)
+            self.ep = f"http://127.0.0.1:{p.stdout.readline().strip()}"
+            self.proxy = self.ep
+        self.admin = boto3.client("iam", endpoint_url=self.moto_ep, region_name="us-east-1",
+                                  aws_access_key_id=self.key, aws_secret_access_key=self.secret)
+        self.env = dict(E, AWS_ACCESS_KEY_ID=self.key, AWS_SECRET_ACCESS_KEY=self.secret)
+
+    def stats(self):
+        if not self.proxy:
+            return None
+        return json.load(urllib.request.urlopen(self.proxy + "/__faultproxy/stats"))
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.terminate()
+            p.wait()
+
+
+def seed(peer, n_users, tag):
+    """n_users users like scripts/seed_aws.py (production tag, ReadOnlyAccess, console
+    password, two keys: both leaked in the many-key case), straight into moto."""
+    admin = peer.admin
+
+    def one(i):
+        u = f"bench-{tag}-{i:04d}"
+        admin.create_user(UserName=u, Tags=[{"Key": "environment", "Value": "production"}])
+        admin.attach_user_policy(UserName=u, PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")
+        admin.create_login_profile(UserName=u, Password="Demo-password-1!", PasswordResetRequired=False)
+        keys = [admin.create_access_key(UserName=u)["AccessKey"] for _ in range(2)]
+        return {"user": u, "keys": [{"id": k["AccessKeyId"], "secret": k["SecretAccessKey"]} for k in keys]}
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        users = list(pool.map(one, range(n_users)))
+    d = tempfile.mkdtemp(dir=OUT, prefix=f"{tag}-")
+    s = {"users": users, "dir": d}
+    json.dump(s, open(os.path.join(d, "seed.json"), "w"))
+    with open(os.path.join(d, "seed.tsv"), "w") as f:
+        for u in users:
+            for k in u["keys"]:
+                f.write(f"{u['user']}\t{k['id']}\t{k['secret']}\n")
+    return s
+
+
+def check(peer, s, single):
+    """Admin read-back after a run: raise unless fully contained (and nothing more)."""
+    admin = peer.admin
+    for u in s["users"]:
+        status = {k["AccessKeyId"]: k["Status"] for k in admin.list_access_keys(UserName=u["user"])["AccessKeyMetadata"]}
+        want = ["Inactive", "Active"] if single else ["Inactive", "Inactive"]
+        got = [status[k["id"]] for k in u["keys"]]
+        assert got == want, f"{u['user']}: keys {got}, want {want}"
+        assert "cordon-quarantine-deny-all" in admin.list_user_policies(UserName=u["user"])["PolicyNames"], u
+        try:
+            admin.get_login_profile(UserName=u["user"])
+            raise AssertionError(f"{u['user']}: console password still there")
+        except admin.exceptions.NoSuchEntityException:
+            pass
+
+
+def cordon_home(env):
+    d = tempfile.mkdtemp(dir=OUT, prefix="cordon-home-")
+    env = dict(env, CORDON_HOME=os.path.join(d, "home"))
+    subprocess.run([CORDON, "init"], env=env, check=True, stdout=subprocess.DEVNULL)
+    key = os.path.join(d, "amara")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "amara", "-f", key], check=True)
+    with open(os.path.join(env["CORDON_HOME"], "policy", "allowed_signers"), "a") as f:
+        f.write(f'amara namespaces="cordon-plan" {open(key + ".pub").read()}')
+    return env, key, d
+
+
+def timed(cmd, env, stdin_data=None):
+    """Run cmd; return (exit code, stdout, stderr, wall seconds, peak RSS in MiB of the
+    process or its largest descendant, from GNU time: forked from the small `time`
+    process, not from this one, so the driver's own memory is not counted)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as inp, \
+            tempfile.NamedTemporaryFile("r") as rss:
+        if stdin_data is not None:
+            inp.write(stdin_data.encode())
+            inp.seek(0)
+        t0 = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name] + cmd, env=env, stdout=out, stderr=err, stdin=inp)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        kib = [line for line in rss.read().splitlines() if line.strip().isdigit()]
+        return p.returncode, out.read().decode(), err.read().decode(), wall, int(kib[-1]) / 1024 if kib else None
+
+
+def cordon_cmd(peer, mode, s):
+    env, key, d = cordon_home(dict(peer.env, CORDON_AWS_ENDPOINT_URL=peer.ep))
+    auth = ["--as", "amara", "--key", key]
+    first = s["users"][0]["keys"][0]
+    if mode == "single":
+        # The single-key path as a user meets it: a scanner's finding in, verified-dead out.
+        report = os.path.join(d, "leak.txt")
+        with open(report, "w") as f:
+            f.write(f"{first['id']} {first['secret']}\n")
+        return env, [CORDON, "--json", "respond", "--report", report, "--quarantine-user", "--severity", "critical"] + auth
+    ids = [k["id"] for u in s["users"] for k in u["keys"]]
+    return env, [CORDON, "--json", "revoke", "aws-key"] + ids + ["--quarantine-user", "--severity", "critical"] + auth + [
+        "--concurrency", str(CONC), "--rate", str(RATE)]
+
+
+def cordon_result(mode, stdout):
+    out = json.loads(stdout)
+    if mode == "single":
+        f = out["findings"]
+        bad = [x for x in f if x.get("status") != "contained"]
+        if bad or not f:
+            raise SystemExit(f"cordon respond: findings not contained: {bad or f}")
+        return {"findings": len(f)}
+    bad = [(x["step"], x["outcome"]["status"], (x.get("verification") or {}).get("status")) for x in out["steps"]
+           if x["outcome"]["status"] != "done" or (x.get("verification") or {}).get("status") != "dead"]
+    if bad:
+        raise SystemExit(f"cordon {mode}: steps not done/dead: {bad[:5]}")
+    return {"steps": len(out["steps"]), "failed_steps": 0,
+            "attempts": sum(x.get("attempts", 1) for x in out["steps"]),
+            "reads": sum(x.get("reads", 0) for x in out["steps"])}
+
+
+def run(peer, name, mode, s, setting, record=True):
+    """One timed run of contender `name` on seed `s`; returns a record."""
+    env = dict(peer.env, PATH=BIN + os.pathsep + E["PATH"])
+    if name == "cordon":
+        env, cmd = cordon_cmd(peer, mode, s)
+    elif name == "aws-cli":
+        cmd = ["bash", os.path.join(KIT, "aws_cli_runbook.sh"), peer.ep, os.path.join(s["dir"], "seed.tsv"), mode, s["dir"]]
+    elif name == "boto3":
+        cmd = [PY, os.path.join(KIT, "boto3_runbook.py"), peer.ep, os.path.join(s["dir"], "seed.json"), mode, s["dir"]]
+    elif name == "ceiling":
+        cmd = [PY, os.path.join(KIT, "moto_ceiling.py"), peer.ep, os.path.join(s["dir"], "seed.json"), str(THREADS)]
+    before = peer.stats()
+    code, stdout, stderr, wall, rss = timed(cmd, env)
+    after = peer.stats()
+    if code != 0:
+        say(stdout[-3000:], stderr[-3000:])
+        raise SystemExit(f"{setting} {name} {mode}: exit {code}: not contained, not a time")
+    rec = {"setting": setting, "contender": name, "mode": mode, "users": len(s["users"]),
+           "keys": sum(len(u["keys"]) for u in s["users"]), "wall_s": wall, "peak_rss_mib": rss}
+    if name == "cordon":
+        rec.update(cordon_result(mode, stdout))
+    else:
+        rec.update(json.loads(stdout.strip().splitlines()[-1]))
+    if before is not None:
+        rec["requests"] = after["requests"] - before["requests"]
+        rec["throttled"] = after["faults"] - before["faults"]
+        rec["rps"] = rec["requests"] / wall
+    check(peer, s, mode == "single")
+    if record:
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+    say(f"  {setting:8} {name:8} {mode:6} keys={rec['keys']:5} {wall:9.3f} s  "
+        + " ".join(f"{k}={v}" for k, v in rec.items() if k not in ("setting", "contender", "mode", "users", "keys", "wall_s")))
+    return rec
+
+
+def tally(peer, name, mode, n_users):
+    """Run once (untimed) through the tracing proxy; return its request counts."""
+    p = subprocess.Popen([PY, os.path.join(KIT, "trace_proxy.py"), "--listen-port", "0", "--upstream", peer.ep, "--quiet"],
+                         stdout=subprocess.PIPE, text=True)
+    children.append(p)
+    try:
+        ep = f"http://127.0.0.1:{p.stdout.readline().strip()}"
+        traced = Peer.__new__(Peer)
+        traced.__dict__.update(peer.__dict__, ep=ep, proxy=None)
+        s = seed(peer, n_users, f"count-{name}-{mode}-{uuid.uuid4().hex[:4]}")
+        run(traced, name, mode, s, "tally", record=False)
+        st = json.load(urllib.request.urlopen(ep + "/__faultproxy/stats"))
+        return {"requests": st["requests"], "actions": st["actions"]}
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def summary(recs, key="wall_s"):
+    v = sorted(r[key] for r in recs)
+    return {"median": statistics.median(v), "min": v[0], "max": v[-1], "n": len(v)}
+
+
+def warm(peer):
+    """Untimed: moto loads its IAM/STS models and managed policies on first use."""
+    run(peer, "ceiling", "many", seed(peer, 4, f"warm-{uuid.uuid4().hex[:4]}"), "warm", record=False)
+
+
+def fresh_many(setting, name, n_users, delay=0, throttle=0.0):
+    peer = Peer(delay, throttle)
+    try:
+        s = seed(peer, n_users, f"{setting}-{name}")
+        warm(peer)
+        return run(peer, name, "many", s, setting)
+    finally:
+        peer.stop()
+
+
+def singles(peer, setting, results):
+    if SINGLE_REPS <= 0:
+        return
+    say(f"== {setting}: single key, {SINGLE_REPS} repetitions, rotating order")
+    for name in ("cordon", "boto3", "aws-cli"):
+        run(peer, name, "single", seed(peer, 1, f"warm-{setting}-{name}"), setting, record=False)
+    single = {n: [] for n in ("cordon", "aws-cli", "boto3")}
+    order = list(single)
+    for r in range(SINGLE_REPS):
+        for name in order[r % 3:] + order[: r % 3]:
+            single[name].append(run(peer, name, "single", seed(peer, 1, f"{setting}-s{r}-{name}"), setting))
+    results["single"] = {n: summary(v) for n, v in single.items()}
+    results["single_rss_mib"] = {n: max(x["peak_rss_mib"] or 0 for x in v) for n, v in single.items()}
+    if single["cordon"] and "requests" in single["cordon"][0]:
+        results["single_requests"] = {n: v[0]["requests"] for n, v in single.items()}
+
+
+def many(setting, names, n_users, reps, results, delay=0, throttle=0.0):
+    say(f"== {setting}: {n_users} users x 2 keys, {reps} repetition(s), rotating order, a fresh moto per run")
+    runs = {n: [] for n in names}
+    for r in range(reps):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            runs[name].append(fresh_many(setting, name, n_users, delay, throttle))
+    out = {n: summary(v) for n, v in runs.items()}
+    out["runs"] = runs
+    results["many"] = out
+
+
+def startup(results):
+    """Start-up, median of 20: cordon --version vs the runbooks' floors."""
+    say("== start-up (median of 20)")
+    cmds = {"cordon --version": [CORDON, "--version"],
+            "python3 -c 'import boto3'": [PY, "-c", "import boto3"],
+            "aws --version": [os.path.join(BIN, "aws"), "--version"]}
+    out = {}
+    for k, cmd in cmds.items():
+        t = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            t.append(time.perf_counter() - t0)
+        out[k] = statistics.median(t)
+        say(f"  {k}: {out[k] * 1000:.1f} ms")
+    results["startup_s"] = out
+
+
+def github(results):
+    """Tokens revoked per request and total requests for GH_TOKENS tokens through Prism."""
+    sys.path.insert(0, KIT)
+    import github_tokens as gt  # noqa: E402
+
+    say(f"== GitHub: {GH_TOKENS} leaked tokens, one `cordon revoke github-token --stdin` through Prism")
+    gh = dict(line.split("=", 1) for line in E["GITHUB_PEER_ENV"].split())
+    tag = f"bench-{uuid.uuid4().hex[:8]}"
+    toks = [gt.classic_token("ghp_", f"{tag}-{i}") for i in range(GH_TOKENS)]
+    gt.plant(gh["CORDON_TEST_GITHUB_REGISTRY_URL"], tag, toks)
+    env, key, _ = cordon_home(dict(E, CORDON_GITHUB_API_URL=gh["CORDON_TEST_GITHUB_URL"]))
+    cmd = [CORDON, "--json", "revoke", "github-token", "--stdin", "--as", "amara", "--key", key,
+           "--concurrency", str(CONC), "--rate", str(RATE)]
+    code, stdout, stderr, wall, rss = timed(cmd, env, "\n".join(toks) + "\n")
+    if code != 0:
+        say(stdout[-3000:], stderr[-3000:])
+        raise SystemExit(f"github: exit {code}")
+    out = json.loads(stdout)
+    bad = [x["step"] for x in out["steps"] if x["outcome"]["status"] != "done"
+           or (x.get("verification") or {}).get("status") != "dead"]
+    if bad or len(out["steps"]) != GH_TOKENS:
+        raise SystemExit(f"github: {len(out['steps'])} steps, not done/dead: {bad[:5]}")
+    counts = json.load(urllib.request.urlopen(f"{gh['CORDON_TEST_GITHUB_REGISTRY_URL']}/counts?tag={tag}"))
+    # Checked after the counts are read (these reads carry the tag too).
+    dead = gt.still_live(gh["CORDON_TEST_GITHUB_URL"], toks)
+    revoke_calls = counts.get("POST /credentials/revoke", 0)
+    rec = {"tokens": GH_TOKENS, "wall_s": wall, "peak_rss_mib": rss, "requests_by_endpoint": counts,
+           "requests": sum(counts.values()), "revoke_requests": revoke_calls,
+           "tokens_per_revoke_request": GH_TOKENS / revoke_calls if revoke_calls else None,
+           "live_after": dead}
+    if dead:
+        raise SystemExit(f"github: {dead} tokens still live at the registry")
+    log.write(json.dumps(dict(rec, setting="github")) + "\n")
+    say(f"  {json.dumps(rec)}")
+    results["github"] = rec
+
+
+def main():
+    results = {"concurrency": CONC, "rate": RATE, "threads": THREADS, "delay_ms": DELAY,
+               "throttle_rate": THR_RATE, "settings": SETTINGS}
+    path = os.path.join(OUT, "results.json")
+
+    def save():
+        json.dump(results, open(path, "w"), indent=1)
+
+    startup(results)
+    save()
+    if "bare" in SETTINGS:
+        r = results["bare"] = {"users": USERS}
+        peer = Peer()
+        try:
+            warm(peer)
+            say("== bare: request tallies through the tracing proxy (untimed): are the calls the same?")
+            counts = {}
+            for name in ("cordon", "boto3", "aws-cli"):
+                counts[f"{name}/single"] = tally(peer, name, "single", 1)
+                counts[f"{name}/many-1user"] = tally(peer, name, "many", 1)
+            counts["ceiling/many-1user"] = tally(peer, "ceiling", "many", 1)
+            for k, v in counts.items():
+                say(f"  {k}: {v['requests']} requests")
+            r["counts"] = counts
+            singles(peer, "bare", r)
+            save()
+            if CLI_USERS:
+                r["aws_cli_many"] = run(peer, "aws-cli", "many", seed(peer, CLI_USERS, "bare-cli"), "bare")
+        finally:
+            peer.stop()
+        many("bare", ["cordon", "boto3", "ceiling"], USERS, MANY_REPS, r)
+        # cordon's requests for the same size, counted once through the tracing proxy
+        # (untimed, a fresh moto), to turn its wall time into requests/s.
+        peer = Peer()
+        try:
+            warm(peer)
+            r["counts"]["cordon/many-full"] = tally(peer, "cordon", "many", USERS)
+        finally:
+            peer.stop()
+        n = r["counts"]["cordon/many-full"]["requests"]
+        r["cordon_rps"] = summary([{"v": n / x["wall_s"]} for x in r["many"]["runs"]["cordon"]], "v")
+        r["ceiling_rps"] = summary(r["many"]["runs"]["ceiling"], "rps")
+        save()
+    if "wan" in SETTINGS:
+        r = results["wan"] = {"users": WAN_USERS, "delay_ms": DELAY}
+        peer = Peer(DELAY)
+        try:
+            warm(peer)
+            singles(peer, "wan", r)
+        finally:
+            peer.stop()
+        save()
+        names = [n for n in E.get("BENCH_WAN_CONTENDERS", "cordon,boto3").split(",") if n]
+        names += ["ceiling"] if WAN_CEILING else []
+        many("wan", names, WAN_USERS, WAN_REPS, r, delay=DELAY)
+        if "cordon" in names:
+            r["cordon_rps"] = summary(r["many"]["runs"]["cordon"], "rps")
+        save()
+    if "throttle" in SETTINGS:
+        r = results["throttle"] = {"users": THR_USERS, "delay_ms": DELAY, "rate": THR_RATE}
+        # boto3's runbook has retries off (a failed call must show): under throttling it
+        # would stop at the first 429. Only cordon runs here.
+        many("throttle", ["cordon"], THR_USERS, THR_REPS, r, delay=DELAY, throttle=THR_RATE)
+        save()
+    if GH_TOKENS:
+        github(results)
+        save()
+    print(json.dumps(results, indent=1))
+
+
+try:
+    main()
+finally:
+    for p in children:
+        if p.poll() is None:
+            p.terminate()
