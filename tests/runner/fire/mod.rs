@@ -1,6 +1,6 @@
 //! Proof under fire (issue 8): crash at every point against the real peers,
 //! injected faults, secret canaries through every input path, and the agent
-//! under load. Figures are in RELIABILITY-fire.md.
+//! under load. Figures are in RELIABILITY.md.
 
 mod canary;
 mod crash;
