@@ -39,7 +39,7 @@ pub struct AgentArgs {
     /// Steps in flight at once, per event.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Provider calls per second per account.
+    /// Operations per second per account (a snapshot, a change or a check).
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
     /// Attach the plans to this incident.

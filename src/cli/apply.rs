@@ -37,7 +37,7 @@ pub struct RunOpts {
     /// Steps in flight at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Provider calls per second per account.
+    /// Operations per second per account (a snapshot, a change or a check).
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
 }

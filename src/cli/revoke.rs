@@ -30,7 +30,8 @@ pub struct OneShot {
     /// Steps in flight at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Provider calls per second per account (the default is safe for real IAM).
+    /// Operations per second per account (a snapshot, a change or a check; a user
+    /// snapshot is about ten IAM reads). The default is safe for real IAM.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
 }
