@@ -18,6 +18,9 @@ pub struct Context {
     pub home: Arc<Home>,
     pub log: Arc<AuditLog>,
     pub policy_dir: PathBuf,
+    /// One AWS connector per command: identification and execution share its
+    /// clients and its cached own account (one `sts:GetCallerIdentity`, not two).
+    aws: tokio::sync::OnceCell<Arc<cordon_aws::AwsConnector>>,
 }
 
 impl Context {
@@ -33,6 +36,7 @@ impl Context {
             home: Arc::new(home),
             log,
             policy_dir,
+            aws: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -70,7 +74,7 @@ impl Context {
             reg.register(Arc::new(self.test_connector()?));
         }
         if needs(Provider::Aws) {
-            reg.register(Arc::new(self.aws().await?));
+            reg.register(self.aws().await?);
         }
         if needs(Provider::Github) {
             reg.register(Arc::new(self.github(github_probe)?));
@@ -78,14 +82,20 @@ impl Context {
         Ok(reg)
     }
 
-    pub async fn aws(&self) -> Result<cordon_aws::AwsConnector, CommandError> {
-        let cfg = cordon_aws::AwsConfig::from_env().map_err(|e| {
-            CommandError::failed(format!("aws configuration: {}", e.message))
-                .hint("see `CORDON_AWS_*` and `AWS_*` in the README")
-        })?;
-        cordon_aws::AwsConnector::new(cfg)
+    pub async fn aws(&self) -> Result<Arc<cordon_aws::AwsConnector>, CommandError> {
+        self.aws
+            .get_or_try_init(|| async {
+                let cfg = cordon_aws::AwsConfig::from_env().map_err(|e| {
+                    CommandError::failed(format!("aws configuration: {}", e.message))
+                        .hint("see `CORDON_AWS_*` and `AWS_*` in the README")
+                })?;
+                cordon_aws::AwsConnector::new(cfg)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| CommandError::failed(format!("aws: {}", e.message)))
+            })
             .await
-            .map_err(|e| CommandError::failed(format!("aws: {}", e.message)))
+            .cloned()
     }
 
     /// `probe`: whether the policy lets cordon call `GET /user` with a leaked
