@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::peers::{key_statuses, no_canary, peer, seed_aws};
+use crate::peers::{aws_env, key_statuses, no_canary, peer, seed_aws};
 use crate::support::Env;
 
 pub(crate) const HOOK_SECRET: &str = "webhook-secret-for-tests";
@@ -307,23 +307,10 @@ fn agent_contains_a_github_alert_and_a_guardduty_key_finding_end_to_end() {
     let user = format!("agent-gd-{}", std::process::id());
     let (key_id, _secret, spare) = seed_aws(&user);
 
-    let agent = Agent::start(
-        &env,
-        &[
-            ("GITHUB_TOKEN", cordon_tok.clone()),
-            ("CORDON_GITHUB_API_URL", peer("CORDON_TEST_GITHUB_URL")),
-            ("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID")),
-            (
-                "AWS_SECRET_ACCESS_KEY",
-                peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"),
-            ),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_CONFIG_FILE", "/dev/null".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-            ("CORDON_AWS_ENDPOINT_URL", peer("CORDON_TEST_AWS_ENDPOINT")),
-        ],
-    );
+    let mut extra = aws_env(&peer("CORDON_TEST_AWS_ENDPOINT"));
+    extra.push(("GITHUB_TOKEN", cordon_tok.clone()));
+    extra.push(("CORDON_GITHUB_API_URL", peer("CORDON_TEST_GITHUB_URL")));
+    let agent = Agent::start(&env, &extra);
     let payload = alert_payload(&tag, "app", number);
     let (c, b) = agent.post(
         "/github",

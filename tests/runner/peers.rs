@@ -12,18 +12,26 @@ pub(crate) fn peer(var: &str) -> String {
     })
 }
 
-pub(crate) fn aws_cmd(env: &Env) -> assert_cmd::Command {
-    let mut c = env.cmd();
-    c.env("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID"))
-        .env(
+/// The environment that points cordon's AWS side at moto (or at a proxy in
+/// front of it) with the peer's admin credentials and nothing from the host.
+pub(crate) fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID")),
+        (
             "AWS_SECRET_ACCESS_KEY",
             peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"),
-        )
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("CORDON_AWS_ENDPOINT_URL", peer("CORDON_TEST_AWS_ENDPOINT"));
+        ),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ("CORDON_AWS_ENDPOINT_URL", endpoint.to_owned()),
+    ]
+}
+
+pub(crate) fn aws_cmd(env: &Env) -> assert_cmd::Command {
+    let mut c = env.cmd();
+    c.envs(aws_env(&peer("CORDON_TEST_AWS_ENDPOINT")));
     c
 }
 

@@ -4,7 +4,7 @@
 
 use std::process::Command as Std;
 
-use crate::peers::{aws_cmd, key_statuses, no_canary, peer, seed_aws};
+use crate::peers::{aws_cmd, aws_env, key_statuses, no_canary, peer, seed_aws};
 use crate::support::{env_with_signer, Env};
 
 const CI_SECRET: &str = "cordon-example-ci-secret-replace-me";
@@ -234,16 +234,7 @@ fn the_github_action_script_contains_a_gitleaks_report_as_ci() {
         .env("CORDON_REPORT", &report)
         .env("CORDON_CI_SECRET", CI_SECRET)
         .env("GITHUB_OUTPUT", &outputs)
-        .env("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID"))
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"),
-        )
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("CORDON_AWS_ENDPOINT_URL", peer("CORDON_TEST_AWS_ENDPOINT"))
+        .envs(aws_env(&peer("CORDON_TEST_AWS_ENDPOINT")))
         .env("CORDON_GITHUB_API_URL", peer("CORDON_TEST_GITHUB_URL"))
         .env_remove("CORDON_INCIDENT")
         .output()

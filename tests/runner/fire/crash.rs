@@ -18,7 +18,7 @@ use std::process::{Command as Std, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{plant_token, revoke_requests, seed, seed_keys, statuses, token_live, Proxy, Rng};
-use crate::peers::peer;
+use crate::peers::{aws_env, peer};
 use crate::support::{env_with_signer, Env};
 
 const STEPS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
@@ -44,16 +44,7 @@ fn cordon(run: &Run) -> Std {
     }
     c.env("CORDON_HOME", &run.env.home)
         .env("NO_COLOR", "1")
-        .env("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID"))
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"),
-        )
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("CORDON_AWS_ENDPOINT_URL", &run.proxy.url)
+        .envs(aws_env(&run.proxy.url))
         .env("CORDON_GITHUB_API_URL", peer("CORDON_TEST_GITHUB_URL"));
     c
 }
