@@ -294,3 +294,94 @@ fn fire_crash_at_random_moments() {
         resume_and_check(&run, &format!("random kill {i} after {delay:?}"));
     }
 }
+
+/// SIGKILL while the one batched `POST /credentials/revoke` is in flight: a
+/// fault proxy in front of Prism forwards it (GitHub revokes both tokens) and
+/// holds the answer back, and the process dies waiting for it, the most
+/// ambiguous moment of the batch path. The resume must read the tokens back
+/// (dead), record them as already contained and send no second revocation.
+#[test]
+fn fire_crash_while_the_batched_revocation_is_in_flight() {
+    let run = prepare("crash-in-flight");
+    let gh = Proxy::start(
+        &peer("CORDON_TEST_GITHUB_URL"),
+        &[
+            "--mode",
+            "slow",
+            "--slow-ms",
+            "120000",
+            "--match",
+            "POST /credentials/revoke",
+            "--fail-first",
+            "1",
+        ],
+    );
+    let mut c = apply(&run, None);
+    c.env("CORDON_GITHUB_API_URL", &gh.url);
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(run.report.as_bytes())
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let stats = gh.stats();
+        if stats["matched_forwarded"] == 1 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the revocation never reached the peer: {stats}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "apply ended before its revocation was sent: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Forwarded and applied upstream; the answer is still held by the proxy.
+    for (tag, tok) in &run.tokens {
+        assert_eq!(revoke_requests(tag), 1, "{tag}");
+        assert!(
+            !token_live(tok),
+            "{tag}: the forwarded revocation did not land"
+        );
+    }
+    child.kill().unwrap(); // SIGKILL
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.signal(), Some(9), "apply was not killed");
+    let recs = run.env.records();
+    let github_outcomes = recs
+        .iter()
+        .filter(|r| {
+            r["kind"] == "outcome"
+                && r["plan"] == run.plan.as_str()
+                && (r["step"] == "s4" || r["step"] == "s5")
+        })
+        .count();
+    assert_eq!(
+        github_outcomes, 0,
+        "the batch was answered before the kill: the test did not hit the window"
+    );
+    resume_and_check(&run, "killed with the batched revocation in flight");
+    for sid in ["s4", "s5"] {
+        let outcome = run
+            .env
+            .records()
+            .into_iter()
+            .find(|r| r["kind"] == "outcome" && r["plan"] == run.plan.as_str() && r["step"] == sid)
+            .unwrap();
+        assert_eq!(
+            outcome["outcome"]["status"], "already-contained",
+            "{sid}: the resume must find the token dead, not revoke it again: {outcome:#}"
+        );
+    }
+    assert_eq!(gh.stats()["matched"], 1, "one revocation through the proxy");
+}
