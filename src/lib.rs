@@ -3,8 +3,10 @@
 //! intake → plan → authority gate → engine (journal, connector) → verify →
 //! hash-chained audit log. See `DESIGN.md` in the shared folder and the README.
 
+#[cfg(feature = "cli")]
 pub mod agent;
 pub mod audit;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod connectors;
 pub mod engine;

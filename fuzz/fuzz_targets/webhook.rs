@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_eventbridge(data);
     // No input carries a valid HMAC under a secret the fuzzer never sees.
     let header = String::from_utf8_lossy(body);
-    assert!(!cordon::agent::github_signature_ok(
+    assert!(!cordon::intake::webhook::github_signature_ok(
         &Secret::new("fuzz-webhook-secret"),
         b"{}",
         &header

@@ -28,12 +28,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cordon_connector::Secret;
-use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::intake::webhook::{parse_eventbridge, parse_github, Event, Parsed};
+use crate::intake::webhook::{github_signature_ok, parse_eventbridge, parse_github, Event, Parsed};
 
 /// What the agent needs besides its handler.
 pub struct AgentConfig {
@@ -290,21 +289,6 @@ fn reply(code: StatusCode, body: serde_json::Value) -> Response {
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// `sha256=<hex>` over the raw body, keyed with the webhook secret.
-pub fn github_signature_ok(secret: &Secret, body: &[u8], header: &str) -> bool {
-    let Some(hex_sig) = header.strip_prefix("sha256=") else {
-        return false;
-    };
-    let Ok(sig) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
 }
 
 fn bearer_ok(token: &Secret, headers: &HeaderMap) -> bool {

@@ -330,10 +330,10 @@ impl Event {
             .iter()
             .map(|k| Finding {
                 provenance: prov.clone(),
-                item: match cordon_aws::key_kind(&k.key_id) {
+                item: match cordon_connector::aws_key::key_kind(&k.key_id) {
                     Ok(kind) => Ok(Credential::AwsKey {
                         key_id: k.key_id.clone(),
-                        session: kind == cordon_aws::KeyKind::Session,
+                        session: kind == cordon_connector::aws_key::KeyKind::Session,
                         secret: None,
                     }),
                     Err(e) => Err(NotContainable {
@@ -348,6 +348,22 @@ impl Event {
             alerts: self.alerts.clone(),
         }
     }
+}
+
+/// `sha256=<hex>` over the raw body, keyed with the webhook secret.
+pub fn github_signature_ok(secret: &cordon_connector::Secret, body: &[u8], header: &str) -> bool {
+    let Some(hex_sig) = header.strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig) else {
+        return false;
+    };
+    use hmac::Mac;
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
 }
 
 #[cfg(test)]

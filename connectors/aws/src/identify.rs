@@ -14,13 +14,9 @@ use crate::error::classify;
 use crate::snapshot::key_owner;
 use crate::AwsConnector;
 
-/// Long-term user key (`AKIA`) or temporary session credential (`ASIA`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyKind {
-    LongTerm,
-    Session,
-}
+// The key-id shape check lives in the shared model, so that code that only
+// parses (webhooks, reports, the fuzz targets) needs no AWS SDK.
+pub use cordon_connector::aws_key::{key_kind, KeyKind};
 
 /// What IAM says about the key's last use: kept as evidence of what the key reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,22 +56,6 @@ impl KeyIdentity {
                 self.account
             ),
         }
-    }
-}
-
-/// Checks the shape of an access key id; returns its kind.
-pub fn key_kind(key_id: &str) -> Result<KeyKind, ConnectorError> {
-    let well_formed = (16..=128).contains(&key_id.len())
-        && key_id
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-    match key_id.get(..4) {
-        Some("AKIA") if well_formed => Ok(KeyKind::LongTerm),
-        Some("ASIA") if well_formed => Ok(KeyKind::Session),
-        _ => Err(ConnectorError::permanent(format!(
-            "`{key_id}` is not an AWS access key id: expected `AKIA...` (user key) or \
-             `ASIA...` (session credential), 20 upper-case letters and digits"
-        ))),
     }
 }
 

@@ -9,6 +9,7 @@
 //! * the [`Connector`] trait and its error classification ([`ConnectorError`]);
 //! * [`testkit`]: the compliance checks every connector's integration tests run.
 
+pub mod aws_key;
 mod connector;
 mod model;
 mod secret;
