@@ -140,9 +140,27 @@ impl Home {
         }
         let home = Home { root };
         home.check_safe(&home.root.clone())?;
-        for d in ["plans", "approvals", "evidence", "connectors", "audit.torn"] {
-            let p = home.root.join(d);
-            if p.exists() {
+        // Everything whose content decides what cordon does or proves: a file
+        // here that another user owns or can write could have been put there
+        // by them (a forged log, a policy granting them authority).
+        let policy_files = crate::policy::FILES.map(|f| format!("policy/{f}"));
+        let entries = [
+            "plans",
+            "approvals",
+            "evidence",
+            "connectors",
+            "agent",
+            "audit.torn",
+            "audit.log",
+            "audit.key",
+            "audit.checkpoint",
+            "policy",
+        ]
+        .into_iter()
+        .chain(policy_files.iter().map(String::as_str));
+        for rel in entries {
+            let p = home.root.join(rel);
+            if fs::symlink_metadata(&p).is_ok() {
                 home.check_safe(&p)?;
             }
         }

@@ -126,3 +126,68 @@ fn full_and_read_only_state_fail_before_any_side_effect() {
         .get("full-disk-item")
         .is_none_or(|i| i["calls"] == 0));
 }
+
+/// State that belongs to another user (the state directory, its audit log,
+/// its checkpoint key or one policy file) is refused before anything is read
+/// or done, with the owner and the fix named: a foreign-owned log could have
+/// been forged, a foreign-owned policy could grant its owner any authority.
+/// `chown` needs root, as CI runs.
+#[test]
+fn state_owned_by_someone_else_is_refused_before_any_side_effect() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let id = env.plan_test(&["foreign-item"], &[]);
+    let me = std::fs::metadata(&env.home).unwrap().uid();
+    let chown = |path: &std::path::Path, uid: u32| {
+        std::os::unix::fs::chown(path, Some(uid), None).unwrap_or_else(|e| {
+            panic!("chown {} needs root (CI runs as root): {e}", path.display())
+        })
+    };
+    let log = env.home.join("audit.log");
+    env.ok(&["log", "checkpoint"]); // creates audit.key
+    let records_before = env.records().len();
+    let foreign_paths = [
+        env.home.clone(),
+        log,
+        env.home.join("audit.key"),
+        env.home.join("policy"),
+        env.home.join("policy/authority.cedar"),
+    ];
+    for foreign in foreign_paths {
+        assert!(foreign.exists(), "{}", foreign.display());
+        chown(&foreign, 65534);
+        let o = env.run(&["apply", &id]);
+        chown(&foreign, me);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}: {}",
+            foreign.display(),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("owned by uid 65534") && err.contains("chown"),
+            "{}: {err}",
+            foreign.display()
+        );
+        assert!(
+            env.items().get("foreign-item").is_none(),
+            "{}: the item was touched",
+            foreign.display()
+        );
+    }
+    assert_eq!(env.records().len(), records_before, "nothing was recorded");
+    assert!(env.run(&["log", "verify"]).status.success());
+    // A policy file others may write is refused the same way.
+    let cedar = env.home.join("policy/authority.cedar");
+    std::fs::set_permissions(&cedar, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let o = env.run(&["apply", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("writable by group or others") && err.contains("authority.cedar"),
+        "{err}"
+    );
+    assert!(env.items().get("foreign-item").is_none());
+}
