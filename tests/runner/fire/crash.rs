@@ -49,20 +49,21 @@ fn cordon(run: &Run) -> Std {
     c
 }
 
-fn run_with_stdin(mut c: Std, stdin: &str) -> std::process::Output {
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Start `c` (its stdout and stderr as the caller set them) and hand it `stdin`.
+fn spawn_with_stdin(c: &mut Std, stdin: &str) -> std::process::Child {
+    let mut child = c.stdin(Stdio::piped()).spawn().unwrap();
     child
         .stdin
         .take()
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    child
+}
+
+fn run_with_stdin(mut c: Std, stdin: &str) -> std::process::Output {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    spawn_with_stdin(&mut c, stdin).wait_with_output().unwrap()
 }
 
 /// Seed the peers and plan the five steps with `respond --dry-run`.
@@ -268,18 +269,8 @@ fn fire_crash_at_random_moments() {
         let run = prepare(&format!("crash-random-{i}"));
         let delay = Duration::from_millis(50 + rng.below(4000));
         let mut c = apply(&run, None);
-        let mut child = c
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(run.report.as_bytes())
-            .unwrap();
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = spawn_with_stdin(&mut c, &run.report);
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         let st = child.wait().unwrap();
@@ -317,19 +308,10 @@ fn fire_crash_while_the_batched_revocation_is_in_flight() {
         ],
     );
     let mut c = apply(&run, None);
-    c.env("CORDON_GITHUB_API_URL", &gh.url);
-    let mut child = c
-        .stdin(Stdio::piped())
+    c.env("CORDON_GITHUB_API_URL", &gh.url)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(run.report.as_bytes())
-        .unwrap();
+        .stderr(Stdio::piped());
+    let mut child = spawn_with_stdin(&mut c, &run.report);
     let t = Instant::now();
     loop {
         let stats = gh.stats();
