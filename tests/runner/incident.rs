@@ -389,7 +389,7 @@ fn issue_7_the_html_report_renders_in_headless_chromium_without_errors() {
     );
 }
 
-/// Chromium from Debian (`chromium`), installed by `.ci/run`.
+/// Chromium from Debian (`chromium`), installed by scripts/system-deps (run by scripts/test).
 fn which_chromium() -> std::path::PathBuf {
     for name in ["chromium", "chromium-browser"] {
         for dir in std::env::var("PATH").unwrap_or_default().split(':') {
@@ -399,7 +399,7 @@ fn which_chromium() -> std::path::PathBuf {
             }
         }
     }
-    panic!("headless Chromium is needed for this test: `apt-get install chromium` (.ci/run installs it)");
+    panic!("headless Chromium is needed for this test: `apt-get install chromium` (scripts/test installs it: scripts/system-deps)");
 }
 
 /// Chromium logs page problems (console errors, uncaught exceptions, failed
