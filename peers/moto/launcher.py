@@ -218,6 +218,18 @@ def bootstrap() -> dict[str, str]:
         max_session_duration="3600",
     )
     other.put_role_policy(RESPONDER_ROLE, "cordon-responder", RESPONDER_POLICY)
+    # Fixtures in the second account are made through an admin role beside it,
+    # so the responder role keeps exactly cordon's policy.
+    other.create_role(
+        role_name=ADMIN_USER,
+        assume_role_policy_document=trust,
+        path="/",
+        permissions_boundary=None,
+        description="test fixtures in the second account",
+        tags=[],
+        max_session_duration="3600",
+    )
+    other.put_role_policy(ADMIN_USER, "cordon-test-admin", ADMIN_POLICY)
     return {
         "CORDON_TEST_AWS_ACCESS_KEY_ID": key.access_key_id,
         "CORDON_TEST_AWS_SECRET_ACCESS_KEY": key.secret_access_key,
@@ -226,6 +238,7 @@ def bootstrap() -> dict[str, str]:
         "CORDON_TEST_AWS_ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
         "CORDON_TEST_AWS_SECOND_ACCOUNT_ID": SECOND_ACCOUNT_ID,
         "CORDON_TEST_AWS_ROLE_ARN_TEMPLATE": f"arn:aws:iam::{{account}}:role/{RESPONDER_ROLE}",
+        "CORDON_TEST_AWS_ADMIN_ROLE_ARN_TEMPLATE": f"arn:aws:iam::{{account}}:role/{ADMIN_USER}",
     }
 
 

@@ -655,7 +655,15 @@ async fn a_plan_spanning_accounts_assumes_the_responder_role() {
     let mut config = config_for(&endpoint());
     config.role_arn_template = Some(template);
     let conn = connector_with(config).await;
-    let remote = conn.clients_for(Some(&other)).await.unwrap();
+    // Fixtures through an admin role in the other account: the responder role
+    // there holds exactly policies/cordon-responder-iam.json.
+    let mut admin_config = config_for(&endpoint());
+    admin_config.role_arn_template = Some(env("CORDON_TEST_AWS_ADMIN_ROLE_ARN_TEMPLATE"));
+    let remote = connector_with(admin_config)
+        .await
+        .clients_for(Some(&other))
+        .await
+        .unwrap();
     let user = unique("xacct");
     let keys = user_with_keys(&remote.iam, &user, 1).await;
 
