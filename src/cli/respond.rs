@@ -209,7 +209,8 @@ pub async fn cmd_respond(ctx: &Context, out: &Out, a: RespondArgs) -> CmdResult 
         one: a.one,
         quarantine_user: a.quarantine_user,
     };
-    let summary = respond(ctx, out, intake, &opts).await?;
+    let mut summary = respond(ctx, out, intake, &opts).await?;
+    summary.exit = ctx.refusal_exit(summary.exit);
     print_summary(out, &summary);
     Ok(summary.exit)
 }
@@ -267,6 +268,7 @@ pub async fn respond(
     let mut secrets = SecretBag::default();
     let mut first_of: BTreeMap<CredKey, usize> = BTreeMap::new();
     let mut aws_keys: Vec<(String, Option<String>)> = Vec::new(); // key id, secret fingerprint
+    let mut aws_key_at: std::collections::HashMap<String, usize> = Default::default();
     let mut github: Vec<(CredKey, PlanStep)> = Vec::new();
     for (i, f) in findings.into_iter().enumerate() {
         let mut row = FindingRow {
@@ -315,14 +317,19 @@ pub async fn respond(
                 row.credential_id = Some(key_id.clone());
                 let key = CredKey::Aws(key_id.clone());
                 let fp = secret.as_ref().map(|s| s.fingerprint());
-                match aws_keys.iter_mut().find(|(k, _)| *k == key_id) {
+                match aws_key_at.get(&key_id) {
                     // A later finding may carry the secret an earlier one lacked.
-                    Some((_, have)) => {
-                        if have.is_none() {
-                            *have = fp;
+                    Some(&at) => {
+                        if let Some((_, have)) = aws_keys.get_mut(at) {
+                            if have.is_none() {
+                                *have = fp;
+                            }
                         }
                     }
-                    None => aws_keys.push((key_id, fp)),
+                    None => {
+                        aws_key_at.insert(key_id.clone(), aws_keys.len());
+                        aws_keys.push((key_id, fp));
+                    }
                 }
                 if let Some(s) = secret {
                     secrets.insert(s);
@@ -383,9 +390,13 @@ pub async fn respond(
             }
         }
     }
-    for (key, step) in github {
-        let ids = add_steps(&mut steps, vec![step]);
-        steps_of.insert(key, ids);
+    // One step per distinct token (deduplicated above, and never the same
+    // target as an AWS step): appended directly, as `add_steps` looks for a
+    // duplicate in every step so far (quadratic over 100,000 tokens).
+    for (key, mut step) in github {
+        step.id = format!("s{}", steps.len() + 1);
+        steps_of.insert(key, vec![step.id.clone()]);
+        steps.push(step);
     }
 
     // The finding record comes first: it is when cordon learned of the leak.
@@ -406,24 +417,42 @@ pub async fn respond(
     } else {
         PrincipalKind::Person
     };
-    let mut d = RecordDraft::new(
-        Kind::Finding,
-        super::plan::principal_claim(&requester, kind),
-    );
-    d.incident = one.meta.incident.clone();
-    d.message = Some(format!(
-        "{} report from {origin}: {} findings",
-        format,
-        rows.len()
-    ));
-    d.data = Some(serde_json::json!({
-        "format": format,
-        "origin": origin,
-        "sha256": sha256,
-        "bytes": bytes,
-        "findings": summary_findings,
-    }));
-    ctx.log.append(d)?;
+    // At most FINDINGS_PER_RECORD findings a record: a 100,000-finding
+    // report made one 29 MB audit line (issue 21), which every reader of the
+    // log then had to hold whole.
+    let total = summary_findings.len();
+    let parts = total.div_ceil(FINDINGS_PER_RECORD).max(1);
+    let mut chunks = summary_findings.chunks(FINDINGS_PER_RECORD);
+    for part in 1..=parts {
+        let chunk = chunks.next().unwrap_or_default();
+        let mut d = RecordDraft::new(
+            Kind::Finding,
+            super::plan::principal_claim(&requester, kind),
+        );
+        d.incident = one.meta.incident.clone();
+        d.message = Some(if parts == 1 {
+            format!("{format} report from {origin}: {total} findings")
+        } else {
+            let first = (part - 1) * FINDINGS_PER_RECORD + 1;
+            format!(
+                "{format} report from {origin}: {total} findings (part {part} of {parts}: findings {first} to {})",
+                first + chunk.len() - 1
+            )
+        });
+        let mut data = serde_json::json!({
+            "format": format,
+            "origin": origin,
+            "sha256": sha256,
+            "bytes": bytes,
+            "findings": chunk,
+        });
+        if parts > 1 {
+            data["part"] = serde_json::json!(part);
+            data["parts"] = serde_json::json!(parts);
+        }
+        d.data = Some(data);
+        ctx.log.append(d)?;
+    }
 
     let mut summary = Summary {
         format,
@@ -437,15 +466,19 @@ pub async fn respond(
     };
     if steps.is_empty() {
         for r in &mut rows {
-            if let Some(reason) = r.credential_id.as_ref().and_then(|_| {
-                unplanned.iter().find_map(|(k, v)| match k {
-                    CredKey::Aws(id) if Some(id) == r.credential_id.as_ref() => Some(v),
-                    _ => None,
-                })
-            }) {
+            if let Some(reason) = r
+                .credential_id
+                .as_ref()
+                .and_then(|id| unplanned.get(&CredKey::Aws(id.clone())))
+            {
+                // A key cordon could not identify (no AWS credentials, AWS
+                // unreachable) is a failure to act, not "nothing containable":
+                // a CI job must not pass on a broken setup (issue 21).
+                r.status = Status::Failed;
                 r.detail = reason.clone();
             }
         }
+        summary.exit = exit_for(&rows);
         summary.findings = rows;
         return Ok(summary);
     }
@@ -467,6 +500,11 @@ pub async fn respond(
     };
 
     // Each finding takes the state of the steps that contain its credential.
+    let step_at: std::collections::HashMap<&str, &StepReport> = report
+        .iter()
+        .flat_map(|r| r.steps.iter())
+        .map(|s| (s.step.as_str(), s))
+        .collect();
     for r in &mut rows {
         let Some(cid) = r.credential_id.clone() else {
             continue;
@@ -490,14 +528,13 @@ pub async fn respond(
         }
         let ids = steps_of.get(&key).cloned().unwrap_or_default();
         r.steps = ids.clone();
-        let Some(report) = &report else {
+        if report.is_none() {
             r.status = Status::Planned;
             continue;
-        };
-        let mine: Vec<&StepReport> = report
-            .steps
+        }
+        let mine: Vec<&StepReport> = ids
             .iter()
-            .filter(|s| ids.contains(&s.step))
+            .filter_map(|id| step_at.get(id.as_str()).copied())
             .collect();
         let (status, detail) = mine
             .iter()
@@ -506,11 +543,26 @@ pub async fn respond(
             .unwrap_or((Status::Failed, "no step was planned for it".into()));
         r.status = status;
         r.detail = detail;
+        // An automation principal that did not prove itself (a missing or
+        // wrong secret) is a broken setup, not a plan waiting for people:
+        // what it asked for is refused (issue 21: CI passed on it as 5).
+        if r.status == Status::AwaitingApproval
+            && kind == PrincipalKind::Automation
+            && !summary.requester_verified
+        {
+            r.status = Status::Denied;
+            r.detail = format!(
+                "`{requester}` is an automation principal but did not prove itself: its secret is missing or wrong (roster.toml names the variable in `secret_env`), so nothing it asked for is allowed; fix the secret and run again"
+            );
+        }
     }
     summary.findings = rows;
     summary.exit = exit_for(&summary.findings);
     Ok(summary)
 }
+
+/// Findings per `finding` audit record.
+const FINDINGS_PER_RECORD: usize = 1000;
 
 fn short(fp: &str) -> &str {
     fp.get(..12).unwrap_or(fp)
@@ -637,6 +689,7 @@ fn alert_failure(a: &report::AlertRef, reason: String) -> Finding {
                 "https://github.com/{}/{}/security/secret-scanning/{}",
                 a.owner, a.repo, a.number
             )),
+            read_back: None,
         },
         item: Err(NotContainable {
             reason,
@@ -654,6 +707,10 @@ fn where_found(p: &Provenance) -> String {
     };
     if let Some(c) = &p.commit {
         s.push_str(&format!(" @{}", c.get(..8).unwrap_or(c)));
+    }
+    if p.read_back.is_some() {
+        // The report did not carry the secret: cordon read it from the file.
+        s.push_str(" (read back)");
     }
     s
 }

@@ -20,6 +20,7 @@ mod gitleaks;
 mod hits;
 mod json;
 mod plain;
+pub mod readback;
 mod sarif;
 mod secretlint;
 mod trufflehog;
@@ -70,6 +71,10 @@ pub struct Provenance {
     /// A link to the finding (GitHub alert `html_url`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Set when the report located the secret without carrying it, and
+    /// cordon read it back from the scanned file under `--root`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_back: Option<readback::ReadBack>,
 }
 
 /// A credential cordon knows how to contain.
@@ -134,7 +139,8 @@ pub enum ReportError {
 }
 
 /// Options for parsers that need more than the bytes (detect-secrets stores
-/// only a hash: the file is re-read at the reported line).
+/// only a hash, a SARIF result may have no snippet: the file is read back at
+/// the reported line, under `root` only; see [`readback`]).
 #[derive(Debug, Clone, Default)]
 pub struct ParseOptions {
     /// Directory the report's relative paths are relative to.
@@ -167,11 +173,11 @@ pub fn parse(bytes: &[u8], format: Format, opts: &ParseOptions) -> Result<Report
     })?;
     match format {
         Format::Gitleaks => gitleaks::parse(text),
-        Format::Sarif => sarif::parse(text),
+        Format::Sarif => sarif::parse(text, opts),
         Format::Trufflehog => trufflehog::parse(text),
         Format::Ggshield => ggshield::parse(text),
         Format::DetectSecrets => detect_secrets::parse(text, opts),
-        Format::Secretlint => secretlint::parse(text),
+        Format::Secretlint => secretlint::parse(text, opts),
         Format::GithubAlert => github_alert::parse(text),
         Format::Plain => plain::parse(bytes),
         Format::Auto => Err(ReportError::UnknownFormat(
