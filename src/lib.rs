@@ -16,4 +16,5 @@ pub mod intake;
 pub mod plan;
 pub mod policy;
 pub mod state;
+pub mod text;
 pub mod timefmt;

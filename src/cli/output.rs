@@ -16,17 +16,43 @@ impl Out {
         let _ = writeln!(o);
     }
 
+    /// One line (or several) of text: control characters from the data in
+    /// it are escaped, never sent to the terminal (see `crate::text`).
     pub fn line(&self, s: impl AsRef<str>) {
-        let _ = writeln!(std::io::stdout().lock(), "{}", s.as_ref());
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            crate::text::printable(s.as_ref())
+        );
     }
 
-    /// A table with a header row; columns padded to the widest cell.
+    /// Text with terminal control sequences cordon wrote itself (the
+    /// `status --watch` screen clear), followed by escaped data.
+    pub fn raw_then_line(&self, control: &str, s: impl AsRef<str>) {
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{control}{}",
+            crate::text::printable(s.as_ref())
+        );
+    }
+
+    /// A table with a header row; columns padded to the widest cell. Cells
+    /// are shown on one line each (newlines and control characters escaped)
+    /// and may be of any length.
     pub fn table(&self, header: &[&str], rows: &[Vec<String>]) {
-        let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
-        for r in rows {
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|c| crate::text::one_line(c).into_owned())
+                    .collect()
+            })
+            .collect();
+        let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for r in &rows {
             for (i, c) in r.iter().enumerate() {
-                if i < w.len() {
-                    w[i] = w[i].max(c.chars().count());
+                if let Some(x) = w.get_mut(i) {
+                    *x = (*x).max(c.chars().count());
                 }
             }
         }
@@ -39,14 +65,14 @@ impl Out {
                     if i + 1 == n {
                         c.to_owned()
                     } else {
-                        format!("{c:<width$}", width = w[i])
+                        crate::text::pad(c, w.get(i).copied().unwrap_or(0))
                     }
                 })
                 .collect::<Vec<_>>()
                 .join("  ")
         };
         self.line(fmt_row(header.to_vec()));
-        for r in rows {
+        for r in &rows {
             self.line(fmt_row(r.iter().map(String::as_str).collect()));
         }
     }
@@ -57,6 +83,16 @@ pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
+/// A note for the person at the terminal (stderr, so `--json` output stays
+/// one document); data in it is escaped like everything printed.
+pub fn note(text: &str) {
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "note: {}",
+        crate::text::printable(text)
+    );
+}
+
 pub fn print_error(e: &super::error::CommandError) {
     let mut err = std::io::stderr().lock();
     let prefix = if color_enabled() {
@@ -64,8 +100,8 @@ pub fn print_error(e: &super::error::CommandError) {
     } else {
         "error:"
     };
-    let _ = writeln!(err, "{prefix} {}", e.message);
+    let _ = writeln!(err, "{prefix} {}", crate::text::printable(&e.message));
     for h in &e.hints {
-        let _ = writeln!(err, "hint: {h}");
+        let _ = writeln!(err, "hint: {}", crate::text::printable(h));
     }
 }
