@@ -31,16 +31,16 @@ pub struct AgentArgs {
     #[arg(long, default_value = "CORDON_EVENTBRIDGE_TOKEN", value_name = "VAR")]
     pub eventbridge_token_env: String,
     /// Largest delivery body accepted, in bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, default_value_t = 1024 * 1024, value_parser = super::args::max_body)]
     pub max_body: usize,
     /// Events accepted but not yet processed, at most (then 503 + Retry-After).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = super::args::max_queue)]
     pub max_queue: usize,
     /// Steps in flight at once, per event.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::args::concurrency)]
     pub concurrency: usize,
     /// Operations per second per account (a snapshot, a change or a check).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::args::rate)]
     pub rate: f64,
     /// Attach the plans to this incident.
     #[arg(long, env = "CORDON_INCIDENT")]

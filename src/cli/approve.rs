@@ -31,7 +31,7 @@ pub struct ApproveArgs {
     #[arg(long, value_name = "FILE")]
     pub import: Option<PathBuf>,
     /// The principal you sign as, when your allowed_signers line names several.
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = super::args::free_text)]
     pub signer: Option<String>,
 }
 

@@ -25,7 +25,7 @@ use crate::state::{ObjectKind, Store};
 pub struct ActorArgs {
     /// Who is acting (default `$USER`). Recorded as an unverified claim,
     /// unless it is an automation principal presenting its secret.
-    #[arg(long = "as", value_name = "NAME", env = "CORDON_AS")]
+    #[arg(long = "as", value_name = "NAME", env = "CORDON_AS", value_parser = super::args::free_text)]
     pub actor: Option<String>,
 }
 
@@ -308,7 +308,7 @@ pub fn event_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Comm
 pub enum IncidentCommand {
     /// Open an incident; plans attach to it with `--incident ID` or CORDON_INCIDENT.
     Open {
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::free_text)]
         title: String,
         #[arg(long, value_enum, default_value = "high")]
         severity: Severity,
@@ -327,7 +327,7 @@ pub enum IncidentCommand {
     Close {
         #[arg(env = "CORDON_INCIDENT")]
         id: Option<String>,
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::free_text)]
         summary: String,
         #[command(flatten)]
         who: ActorArgs,
@@ -336,6 +336,7 @@ pub enum IncidentCommand {
     Assign {
         #[arg(value_enum)]
         role: Role,
+        #[arg(value_parser = super::args::free_text)]
         person: String,
         #[arg(long, env = "CORDON_INCIDENT")]
         incident: Option<String>,

@@ -5,6 +5,7 @@
 mod agent;
 mod apply;
 mod approve;
+mod args;
 mod auth;
 mod classify;
 mod context;

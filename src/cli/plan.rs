@@ -21,7 +21,7 @@ use crate::state::{ObjectKind, Store};
 pub struct PlanMeta {
     /// The requester. Unverified unless you also sign (`--key`) or are an
     /// automation principal presenting its secret.
-    #[arg(long = "as", value_name = "NAME", env = "CORDON_AS")]
+    #[arg(long = "as", value_name = "NAME", env = "CORDON_AS", value_parser = super::args::free_text)]
     pub requester: Option<String>,
     #[arg(long, value_enum, default_value = "high")]
     pub severity: Severity,
@@ -30,7 +30,7 @@ pub struct PlanMeta {
     /// Attach to an incident (it must exist and be open; default: CORDON_INCIDENT).
     #[arg(long, env = "CORDON_INCIDENT")]
     pub incident: Option<String>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::free_text)]
     pub reason: Option<String>,
     /// Sign the plan as its requester with this SSH private key.
     #[arg(long, value_name = "PATH")]
@@ -52,7 +52,7 @@ pub enum PlanCommand {
     /// nothing outside the state dir; for drills, demos and tests).
     Test {
         /// Item names.
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = super::args::free_text)]
         items: Vec<String>,
         /// Plan the restore action instead of containment.
         #[arg(long)]
