@@ -20,13 +20,13 @@ use crate::state::{ObjectKind, Store};
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunOpts {
     /// Act as this principal (default: the plan's requester).
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = super::args::free_text)]
     pub requester: Option<String>,
     /// Break-glass: act where the policy allows it only in an emergency.
     #[arg(long, requires = "reason")]
     pub break_glass: bool,
     /// Why break-glass is needed (recorded; required with --break-glass).
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::free_text)]
     pub reason: Option<String>,
     /// Read the leaked secrets a plan refers to from this environment variable (repeatable).
     #[arg(long = "secret-env", value_name = "VAR")]
@@ -35,10 +35,10 @@ pub struct RunOpts {
     #[arg(long)]
     pub secrets_stdin: bool,
     /// Steps in flight at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::args::concurrency)]
     pub concurrency: usize,
     /// Operations per second per account (a snapshot, a change or a check).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::args::rate)]
     pub rate: f64,
 }
 
@@ -162,7 +162,7 @@ pub async fn run_plan(
 ) -> CmdResult {
     let (report, principal) = execute_plan(ctx, out, id, bytes, plan, opts, secrets).await?;
     print_report(out, &report, &principal.name, principal.verified);
-    Ok(exit_for(&report))
+    Ok(ctx.refusal_exit(exit_for(&report)))
 }
 
 /// Authenticate, gate and run a stored plan; prints only notes (rejected
@@ -193,12 +193,15 @@ pub async fn execute_plan(
         rejected,
     } = authenticate_plan(ctx, &gate, id, bytes, plan, &claimed, now)?;
     for (code, message) in &rejected {
-        tracing::warn!(code = code.as_str(), "signature not counted: {message}");
-        if !out.json {
-            out.line(format!(
-                "note: a signature does not count ({code}): {message}"
-            ));
-        }
+        tracing::debug!(code = code.as_str(), "proof not counted: {message}");
+        // A diagnostic: on stderr, with `--json` too (stdout holds the one
+        // JSON document), and naming what was rejected.
+        let what = if code == "secret-mismatch" {
+            "the automation secret"
+        } else {
+            "a signature"
+        };
+        super::output::note(&format!("{what} does not count ({code}): {message}"));
     }
     let break_glass = if opts.break_glass {
         Some(BreakGlass {
@@ -220,6 +223,16 @@ pub async fn execute_plan(
                         s.id
                     ))
                 })?;
+            // The name is the SHA-256 of the snapshot's bytes: a snapshot
+            // edited since it was taken no longer has it, and restoring from
+            // it would apply someone else's idea of the prior state.
+            if crate::plan::sha256_hex(&b) != h {
+                return Err(CommandError::failed(format!(
+                    "evidence `{h}` for step `{}` was modified after it was taken (its bytes no longer hash to its name): nothing was restored",
+                    s.id
+                ))
+                .hint("restore the snapshot from a backup of the state directory, or undo the change by hand; `cordon report` lists the evidence"));
+            }
             let v: serde_json::Value = serde_json::from_slice(&b)
                 .map_err(|e| CommandError::failed(format!("evidence `{h}`: {e}")))?;
             restore_evidence.insert(s.id.clone(), v);

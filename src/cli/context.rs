@@ -53,6 +53,21 @@ impl Context {
         g
     }
 
+    /// Exit code of a run whose steps were all refused: 9 (policy invalid)
+    /// when the refusal is the policy failing to load, as the README says,
+    /// not 3 (denied) or 5 (awaiting approval), which blame the requester.
+    pub fn refusal_exit(&self, exit: super::error::Exit) -> super::error::Exit {
+        use super::error::Exit;
+        match exit {
+            Exit::Denied | Exit::AwaitingApproval
+                if crate::policy::load(&self.policy_dir).is_err() =>
+            {
+                Exit::PolicyInvalid
+            }
+            e => e,
+        }
+    }
+
     pub fn store(&self) -> Arc<dyn Store> {
         self.home.clone()
     }

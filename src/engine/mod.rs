@@ -203,9 +203,24 @@ impl Engine {
     }
 
     pub async fn apply(&self, req: &ApplyRequest<'_>) -> Result<ApplyReport, EngineError> {
+        // One process at a time per plan, claimed before the journal is read:
+        // a second apply waits, then reads the first one's outcomes and
+        // repeats nothing (issue 21: ten concurrent applies wrote three
+        // intents for one step).
+        let store = self.store.clone();
+        let id = req.plan_id.to_owned();
+        let _claim = tokio::task::spawn_blocking(move || store.claim_plan(&id))
+            .await
+            .map_err(|e| crate::state::StateError::Io {
+                op: "claim plan",
+                path: std::path::PathBuf::from(req.plan_id),
+                source: std::io::Error::other(e.to_string()),
+            })??;
         let records = self.log.read_all()?;
         let journal = Journal::for_plan(&records, req.plan_id);
-        let sem = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
+        let sem = Arc::new(tokio::sync::Semaphore::new(
+            self.config.concurrency.clamp(1, 1 << 16),
+        ));
 
         // Batchable steps (same action, connector accepts batches) go together.
         let mut units: Vec<Vec<&PlanStep>> = Vec::new();

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::{load, Finding, FindingSeverity, Policy, POLICY_FILE, ROSTER_FILE, SIGNERS_FILE};
+use super::{
+    load_unlinted, Finding, FindingSeverity, Policy, POLICY_FILE, ROSTER_FILE, SIGNERS_FILE,
+};
 
 /// base64(SHA-256) of the example secrets shipped in `policies/roster.toml`.
 const EXAMPLE_SECRETS: [&str; 2] = [
@@ -14,7 +16,7 @@ const EXAMPLE_SECRETS: [&str; 2] = [
 /// the lints); then warnings and errors about what the files mean together.
 /// An empty result means the policy is clean.
 pub fn check(dir: &Path) -> Vec<Finding> {
-    match load(dir) {
+    match load_unlinted(dir) {
         Err(e) => e.findings,
         Ok(p) => lint(&p, chrono::Utc::now()),
     }
@@ -115,6 +117,30 @@ pub(crate) fn lint(p: &Policy, now: chrono::DateTime<chrono::Utc>) -> Vec<Findin
                 }
             }
             None => {}
+        }
+    }
+
+    // A permit with no scope and no condition lets anyone do anything.
+    for pol in p.policies.policies() {
+        let open = pol.effect() == cedar_policy::Effect::Permit
+            && matches!(
+                pol.principal_constraint(),
+                cedar_policy::PrincipalConstraint::Any
+            )
+            && matches!(pol.action_constraint(), cedar_policy::ActionConstraint::Any)
+            && matches!(
+                pol.resource_constraint(),
+                cedar_policy::ResourceConstraint::Any
+            )
+            && !pol.has_non_scope_constraint();
+        if open {
+            let id = pol.id().to_string();
+            let line = p.info.iter().find(|i| i.id == id).map(|i| i.line);
+            out.push(Finding::warning(
+                &policy_file,
+                line,
+                format!("policy `{id}` permits every action on every target to everyone, with no condition: anyone, verified or not, may contain and restore alone; scope it to roles and actions"),
+            ));
         }
     }
 
