@@ -59,14 +59,16 @@ fn exit_codes_tell_denied_awaiting_approval_and_nothing_containable_apart() {
         String::from_utf8_lossy(&o.stdout)
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("awaiting approval"));
-    // A policy that does not load denies everything (fail closed): 3 or 5, never 0.
+    // A policy that does not load denies everything (fail closed), and says
+    // so with 9, policy invalid (issue 21: it was 3, denied, which the
+    // README does not say).
     let o = env
         .cmd()
         .args(["apply", &id, "--as", "amara"])
         .env("CORDON_POLICY", env.dir.path().join("no-such-policy"))
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(9));
     // Nothing recognisable on stdin.
     let o = env
         .cmd()
@@ -101,8 +103,11 @@ fn log_verify_exit_codes_for_tamper_and_torn_tail() {
     let o = env.run(&["log", "verify"]);
     assert_eq!(o.status.code(), Some(7));
     assert!(String::from_utf8_lossy(&o.stdout).contains("TAMPERED at seq 4"));
-    // Torn tail: cut the last record short.
-    std::fs::write(&log, &data[..data.len() - 30]).unwrap();
+    // Torn tail: a crash cuts short a record being appended after the last
+    // checkpoint.
+    let mut torn = data.clone();
+    torn.extend_from_slice(&data[starts[3]..starts[3] + 40]);
+    std::fs::write(&log, &torn).unwrap();
     let o = env.run(&["--json", "log", "verify"]);
     assert_eq!(o.status.code(), Some(8));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
