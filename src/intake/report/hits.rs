@@ -77,6 +77,9 @@ impl Placed {
     }
 }
 
+/// File, commit, line and credential identity: one finding per key.
+type PlaceKey = (Option<String>, Option<String>, Option<u64>, String);
+
 pub(super) fn findings(hits: Vec<Hit>) -> Vec<Finding> {
     let mut placed: Vec<Placed> = Vec::new();
     for hit in hits {
@@ -108,8 +111,7 @@ pub(super) fn findings(hits: Vec<Hit>) -> Vec<Finding> {
     // first. (A set, not a scan of what was kept: 100,000 findings must not
     // take 10^10 comparisons.)
     let mut kept: Vec<Placed> = Vec::new();
-    let mut seen: std::collections::HashSet<(Option<String>, Option<String>, Option<u64>, String)> =
-        std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<PlaceKey> = std::collections::HashSet::new();
     for p in placed {
         let dup = match p.identity() {
             Some(id) => !seen.insert((p.prov.file.clone(), p.prov.commit.clone(), p.prov.line, id)),
