@@ -500,7 +500,10 @@ impl Engine {
                     "already in place before cordon acted; nothing changed".into()
                 },
             };
-            return self.settle(req, run, conn, outcome).await.map(Phase::Finished);
+            return self
+                .settle(req, run, conn, outcome)
+                .await
+                .map(Phase::Finished);
         }
         self.crash.hit("before-intent", &step.id);
         let mut d = self.draft(req, Kind::Intent, step);

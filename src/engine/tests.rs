@@ -488,7 +488,11 @@ async fn a_failed_snapshot_stops_a_batched_step_as_it_stops_a_single_one() {
             "{path}: the change was attempted"
         );
         // The other step of the unit is not held back by it.
-        assert_eq!(r.steps[1].outcome.as_ref().unwrap().label(), "done", "{path}");
+        assert_eq!(
+            r.steps[1].outcome.as_ref().unwrap().label(),
+            "done",
+            "{path}"
+        );
         assert_eq!(
             r.steps[1].verification.as_ref().unwrap().label(),
             "dead",
