@@ -1,7 +1,7 @@
 //! One error type for the library's front-end operations (the respond
 //! pipeline, the workspace) and every command: a kind that maps to the
 //! documented exit code, the message, and hints that say what to run next.
-//! The command line re-exports it as `Error`.
+//! The command line re-exports it as `CommandError`.
 
 use std::fmt;
 
@@ -68,6 +68,10 @@ pub struct Error {
     pub exit: Exit,
     pub message: String,
     pub hints: Vec<String>,
+    /// The error's sources, outermost first, each as its message says it
+    /// (`--json` has them as `causes`, `-v` prints them as `caused by:`).
+    /// A source whose text the message already quotes is not repeated.
+    pub causes: Vec<String>,
 }
 
 impl Error {
@@ -76,7 +80,22 @@ impl Error {
             exit,
             message: message.into(),
             hints: vec![],
+            causes: vec![],
         }
+    }
+
+    /// An error from a library error, keeping its source chain.
+    pub fn from_source(exit: Exit, e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut out = Self::new(exit, e.to_string());
+        let mut next = e.source();
+        while let Some(s) = next {
+            let text = s.to_string();
+            if !out.message.contains(&text) && !out.causes.iter().any(|c| c.contains(&text)) {
+                out.causes.push(text);
+            }
+            next = s.source();
+        }
+        out
     }
 
     pub fn failed(message: impl Into<String>) -> Self {
@@ -101,19 +120,19 @@ impl fmt::Display for Error {
 
 impl From<crate::state::StateError> for Error {
     fn from(e: crate::state::StateError) -> Self {
-        Error::failed(e.to_string())
+        Error::from_source(Exit::Failed, &e)
     }
 }
 
 impl From<crate::audit::AuditError> for Error {
     fn from(e: crate::audit::AuditError) -> Self {
-        Error::failed(e.to_string())
+        Error::from_source(Exit::Failed, &e)
     }
 }
 
 impl From<crate::engine::EngineError> for Error {
     fn from(e: crate::engine::EngineError) -> Self {
-        Error::failed(e.to_string())
+        Error::from_source(Exit::Failed, &e)
             .hint("fix the state directory, then re-run the same `cordon apply`: it resumes where it stopped")
     }
 }
@@ -121,5 +140,27 @@ impl From<crate::engine::EngineError> for Error {
 impl From<cordon_connector::ConnectorError> for Error {
     fn from(e: cordon_connector::ConnectorError) -> Self {
         Error::failed(e.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Middle);
+    #[derive(Debug, thiserror::Error)]
+    #[error("middle: {0}")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn the_source_chain_is_kept_and_text_the_message_quotes_is_not_repeated() {
+        let e = Outer(Middle(std::io::Error::other("disk full")));
+        let err = Error::from_source(Exit::Failed, &e);
+        assert_eq!(err.message, "outer");
+        // `middle: disk full` already quotes `disk full`.
+        assert_eq!(err.causes, vec!["middle: disk full".to_owned()]);
     }
 }
