@@ -32,6 +32,7 @@ use cordon_connector::{
 };
 use serde::Serialize;
 
+use crate::audit::payload::OutcomePayload;
 use crate::audit::{Approver, AuditError, AuditLog, Kind, RecordDraft};
 use crate::connectors::Registry;
 use crate::gate::{BreakGlass, Decision, Gate, GateInput, Principal, VerifiedApproval};
@@ -655,7 +656,10 @@ impl Engine {
         if req.break_glass.is_some() {
             d.break_glass = req.break_glass.map(|b| b.reason.clone());
         }
-        d.data = Some(serde_json::json!({ "attempts": attempts }));
+        d.data = Some(
+            serde_json::to_value(OutcomePayload { attempts })
+                .map_err(|e| AuditError::Encode(format!("outcome of step `{}`: {e}", step.id)))?,
+        );
         self.append(d).await?;
         Ok(())
     }

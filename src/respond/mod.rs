@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use cordon_connector::{Outcome, PlanStep, Verification};
 use serde::Serialize;
 
+use crate::audit::payload::{FindingEntry, FindingPayload};
 use crate::audit::{Kind, RecordDraft};
 use crate::engine::{ApplyReport, SecretBag, StepReport};
 use crate::error::{Error, Exit};
@@ -342,16 +343,14 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     }
 
     // The finding record comes first: it is when cordon learned of the leak.
-    let summary_findings: Vec<serde_json::Value> = rows
+    let entries: Vec<FindingEntry> = rows
         .iter()
-        .map(|r| {
-            serde_json::json!({
-                "finding": r.finding,
-                "provenance": r.provenance,
-                "credential": r.credential_id,
-                "containable": r.status != Status::NotContainable || r.credential.is_some(),
-                "reason": if r.credential.is_none() { Some(&r.detail) } else { None },
-            })
+        .map(|r| FindingEntry {
+            finding: r.finding,
+            provenance: r.provenance.clone(),
+            credential: r.credential_id.clone(),
+            containable: r.status != Status::NotContainable || r.credential.is_some(),
+            reason: r.credential.is_none().then(|| r.detail.clone()),
         })
         .collect();
     let kind = PrincipalKind::of_name(&requester);
@@ -362,13 +361,16 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
         format,
         rows.len()
     ));
-    d.data = Some(serde_json::json!({
-        "format": format,
-        "origin": origin,
-        "sha256": sha256,
-        "bytes": bytes,
-        "findings": summary_findings,
-    }));
+    d.data = Some(
+        serde_json::to_value(FindingPayload {
+            format: format.to_owned(),
+            origin: origin.clone(),
+            sha256: sha256.clone(),
+            bytes,
+            findings: entries,
+        })
+        .map_err(|e| Error::failed(format!("cannot encode the finding record: {e}")))?,
+    );
     ws.log.append(d)?;
 
     let mut summary = Summary {

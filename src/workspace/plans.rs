@@ -2,6 +2,7 @@
 
 use cordon_connector::PlanStep;
 
+use crate::audit::payload::PlanPayload;
 use crate::audit::{Kind, RecordDraft};
 use crate::error::Error;
 use crate::gate::{BreakGlass, Decision, Gate, GateInput, Principal};
@@ -47,12 +48,15 @@ impl Workspace {
         d.plan = Some(id.clone());
         d.incident = plan.incident.clone();
         d.message = plan.reason.clone();
-        d.data = Some(serde_json::json!({
-            "sha256": sha256_hex(&bytes),
-            "steps": plan.steps.len(),
-            "severity": plan.severity,
-            "source": plan.source,
-        }));
+        d.data = Some(
+            serde_json::to_value(PlanPayload {
+                sha256: sha256_hex(&bytes),
+                steps: plan.steps.len(),
+                severity: plan.severity,
+                source: plan.source,
+            })
+            .map_err(|e| Error::failed(format!("cannot encode the plan record: {e}")))?,
+        );
         self.log.append(d)?;
         if let Some(key) = &meta.key {
             sign_and_store(self, &id, &bytes, key, Some(&name))?;
