@@ -3,9 +3,6 @@
 //! meant, and replaying the log.
 
 use clap::{Args, Subcommand};
-use cordon_connector::Secret;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
@@ -35,31 +32,11 @@ impl ActorArgs {
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into());
-        let gate = ctx.gate();
-        let roster = gate.policy().ok().map(|p| p.roster());
-        if let Some(Member::Automation(a)) = roster.and_then(|r| r.member(&name)) {
-            let secret = a
-                .secret_env
-                .as_ref()
-                .and_then(|v| std::env::var(v).ok())
-                .map(Secret::new);
-            if let (Some(secret), Some(expected)) = (secret, a.secret_sha256.as_ref()) {
-                let got: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
-                if bool::from(got.ct_eq(expected)) {
-                    return Principal {
-                        proof: Some(match &a.secret_env {
-                            Some(env) => format!("automation-secret:{env}"),
-                            None => "automation-secret".into(),
-                        }),
-                        name,
-                        kind: PrincipalKind::Automation,
-                        verified: true,
-                    };
-                }
-            }
-            return Principal::claim(&name, PrincipalKind::Automation);
+        // A policy that does not load proves nobody: the name stays a claim.
+        match ctx.gate().policy() {
+            Ok(policy) => policy.actor(&name),
+            Err(_) => Principal::claim(&name, PrincipalKind::Person),
         }
-        Principal::claim(&name, PrincipalKind::Person)
     }
 }
 

@@ -7,8 +7,6 @@ use std::collections::HashMap;
 #[cfg(feature = "cli")]
 use std::sync::Arc;
 
-use cordon_connector::Secret;
-
 use crate::engine::ApplyReport;
 #[cfg(feature = "cli")]
 use crate::engine::{ApplyRequest, Engine, EngineConfig, SecretBag};
@@ -61,13 +59,7 @@ pub fn authenticate_plan(
     let signatures = stored_signatures(ws, id)?;
     Ok(match gate.policy() {
         Ok(policy) => {
-            let auto_secret = policy
-                .roster()
-                .automation
-                .get(claimed)
-                .and_then(|a| a.secret_env.as_ref())
-                .and_then(|var| std::env::var(var).ok())
-                .map(Secret::new);
+            let auto_secret = policy.automation_secret(claimed);
             let auth = policy.authenticate(&AuthRequest {
                 plan,
                 plan_bytes: bytes,
