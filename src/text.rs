@@ -54,6 +54,25 @@ pub fn pad(s: &str, width: usize) -> String {
     out
 }
 
+/// Free text typed on the command line (`--as`, `--reason`, titles, item
+/// names, summaries): a credential typed there by mistake is replaced by its
+/// fingerprint before anything stores or echoes it (see
+/// `intake::classify::redact`), with a warning on stderr.
+pub fn free_text(s: &str) -> Result<String, String> {
+    match crate::intake::classify::redact(s) {
+        None => Ok(s.to_owned()),
+        Some(r) => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "warning: a credential was typed into a command-line argument; cordon keeps only its fingerprint: {}",
+                crate::text::one_line(&r)
+            );
+            Ok(r)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

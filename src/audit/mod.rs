@@ -25,6 +25,7 @@
 //! records a `note` saying so.
 
 pub mod checkpoint;
+pub mod payload;
 mod record;
 mod verify;
 

@@ -11,12 +11,11 @@ use cordon_connector::Secret;
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
-use super::plan::PlanMeta;
-use super::respond::{respond, Intake, RespondOpts};
-use super::revoke::OneShot;
 use crate::agent::{serve, AgentConfig, Handler};
 use crate::intake::webhook::{Event, EventSource};
-use crate::plan::{sha256_hex, Source};
+use crate::plan::{sha256_hex, PlanMeta, Source};
+use crate::respond::{respond, Intake, RespondOpts};
+use crate::workspace::RunOptions;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -73,27 +72,28 @@ impl Handler for RespondHandler {
             role_hints: event.role_hints(),
         };
         let opts = RespondOpts {
-            one: OneShot {
-                meta: PlanMeta {
-                    requester: Some("agent".into()),
-                    severity: event.severity,
-                    source: Source::Agent,
-                    incident: self.incident.clone(),
-                    reason: Some(format!("{} {}", event.kind, event.id)),
-                    key: None,
-                },
-                dry_run: false,
+            meta: PlanMeta {
+                requester: Some("agent".into()),
+                severity: event.severity,
+                source: Source::Agent,
+                incident: self.incident.clone(),
+                reason: Some(format!("{} {}", event.kind, event.id)),
+                key: None,
+            },
+            dry_run: false,
+            run: RunOptions {
+                requester: None,
                 break_glass: false,
+                reason: Some(format!("{} {}", event.kind, event.id)),
                 concurrency: self.concurrency,
                 rate: self.rate,
             },
             quarantine_user: false,
         };
-        // JSON mode: respond prints nothing; the summary goes to done/ and the log.
-        let out = Out { json: true };
+        // The summary goes to done/ and the log; nothing is printed.
         let summary = self
             .rt
-            .block_on(respond(&ctx, &out, intake, &opts))
+            .block_on(respond(&ctx, intake, &opts))
             .map_err(|e| e.message)?;
         Ok(serde_json::json!({
             "plan": summary.plan,

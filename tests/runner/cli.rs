@@ -215,3 +215,53 @@ fn break_glass_only_for_an_incident_commander_and_listed_for_review() {
         Some(2)
     );
 }
+
+/// Regression (issue 15): a `--json` document lost to a full disk exited 0,
+/// so a script took the lost summary for success. A write that fails is exit
+/// 1 with the reason on stderr; a reader that closes the pipe early (`| head`)
+/// is not an error.
+#[test]
+fn a_failed_write_to_stdout_is_exit_1_and_a_closed_pipe_is_not_an_error() {
+    let env = Env::new();
+    env.plan_test(&["a", "b"], &[]);
+    // A std command (assert_cmd captures stdout), with the same clean environment.
+    let cordon = || {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("cordon"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CORDON_") || k == "RUST_LOG" || k == "CI" {
+                c.env_remove(k);
+            }
+        }
+        c.env("CORDON_HOME", &env.home).env("NO_COLOR", "1");
+        c
+    };
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = cordon()
+        .args(["--json", "plan", "list"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot write the output to stdout"), "{err}");
+
+    // The same kind of command into a pipe whose reader has gone: its normal code.
+    let mut child = cordon()
+        .args(["--json", "log", "show"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("error"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -29,7 +29,7 @@ use crate::intake::classify::{classify, Found};
 pub const MAX_SCANNED_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How a finding's secret was obtained when the report did not carry it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReadBack {
     /// Read back from the scanned file, and its hash is the one the scanner
