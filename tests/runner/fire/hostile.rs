@@ -310,6 +310,7 @@ fn ten_concurrent_applies_of_one_plan_write_one_intent_and_one_change_per_step()
             }
             c.env("CORDON_HOME", &env.home)
                 .env("NO_COLOR", "1")
+                .env("CORDON_DEMO", "1")
                 .args(["apply", &id])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
@@ -447,6 +448,7 @@ fn ci_respond(
     }
     let o = c
         .env("CORDON_BIN", assert_cmd::cargo::cargo_bin("cordon"))
+        .env("CORDON_DEMO", "1")
         .env("CORDON_HOME", env.dir.path().join("ci-home"))
         .env("CORDON_REPORT", report)
         .env("GITHUB_OUTPUT", &outputs)
