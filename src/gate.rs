@@ -23,6 +23,18 @@ pub struct Principal {
     pub proof: Option<String>,
 }
 
+impl Principal {
+    /// A name as claimed (`--as`), not proven.
+    pub fn claim(name: &str, kind: PrincipalKind) -> Principal {
+        Principal {
+            name: name.to_owned(),
+            kind,
+            verified: false,
+            proof: None,
+        }
+    }
+}
+
 /// An approval whose SSH signature over the plan bytes was verified against
 /// `allowed_signers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

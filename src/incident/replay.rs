@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::events::{IncidentEvent, Role, TaskEvent};
 use super::ID_PREFIX;
+use crate::audit::payload::{FindingPayload, PlanPayload};
 use crate::audit::{Kind, Record, VerifyReport};
 use crate::gate::Principal;
 use crate::plan::{Plan, Severity};
@@ -538,10 +539,9 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
             let id = r.plan.clone().unwrap_or_default();
             let sha = r
                 .data
-                .as_ref()
-                .and_then(|d| d.get("sha256"))
-                .and_then(|s| s.as_str())
-                .map(str::to_owned);
+                .clone()
+                .and_then(|d| serde_json::from_value::<PlanPayload>(d).ok())
+                .map(|p| p.sha256);
             match objects.plan(&id) {
                 Ok(plan) => {
                     for s in &plan.steps {
@@ -787,18 +787,20 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
             }
         }
         Kind::Finding => {
-            let ids = r
-                .data
-                .as_ref()
-                .and_then(|d| d.get("findings"))
-                .and_then(|f| f.as_array())
-                .map(|f| {
-                    f.iter()
-                        .filter_map(|x| x.get("credential").and_then(|c| c.as_str()))
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default();
+            let ids: Vec<String> =
+                match r.data.clone().map(serde_json::from_value::<FindingPayload>) {
+                    Some(Ok(p)) => p
+                        .findings
+                        .into_iter()
+                        .filter_map(|f| f.credential)
+                        .collect(),
+                    Some(Err(e)) => {
+                        inc.problems
+                            .push(format!("record {}: unreadable finding record: {e}", r.seq));
+                        vec![]
+                    }
+                    None => vec![],
+                };
             for id in ids {
                 found.entry(id).or_insert(r.time);
             }

@@ -171,7 +171,15 @@ pub fn classify(text: &str) -> Vec<Found> {
     let mut out: Vec<(usize, Found)> = Vec::new();
     let mut covered: Vec<(usize, usize)> = Vec::new();
     let bytes = text.as_bytes();
-    let line_of = |pos: usize| text[..pos].bytes().filter(|b| *b == b'\n').count() + 1;
+    // Newline offsets once; a line number is a binary search (counting the
+    // newlines before every match was quadratic on a large text).
+    let newlines: Vec<usize> = text
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let line_of = |pos: usize| newlines.partition_point(|&n| n < pos) + 1;
     let before_ok = |start: usize| start == 0 || !is_word(bytes[start - 1]);
 
     for m in p.fine.find_iter(text) {
@@ -368,6 +376,65 @@ pub fn classify(text: &str) -> Vec<Found> {
     out.into_iter().map(|(_, f)| f).collect()
 }
 
+/// `text` with every credential-shaped part (a GitHub token of any length or
+/// checksum, a fine-grained PAT, a 40-character AWS-secret-shaped string)
+/// replaced by `[redacted sha256:<fingerprint prefix>]`, or `None` when there
+/// was none. For free text typed on the command line (`--reason`, `--as`,
+/// titles, item names): it is stored in plans and the audit log and echoed
+/// by `log show` and `report`, so a token pasted there by mistake must be
+/// kept only as its fingerprint. AWS key ids are not secret and stay.
+pub fn redact(text: &str) -> Option<String> {
+    let p = patterns()?;
+    let bytes = text.as_bytes();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let word_before = |s: usize| s > 0 && is_word(bytes[s - 1]);
+    for m in p.fine.find_iter(text) {
+        if !word_before(m.start()) && m.len() > "github_pat_".len() + 4 {
+            spans.push((m.start(), m.end()));
+        }
+    }
+    for c in p.classic.captures_iter(text) {
+        let (Some(m), Some(body)) = (c.get(0), c.get(2)) else {
+            continue;
+        };
+        if !word_before(m.start())
+            && body.as_str().len() >= 8
+            && !overlaps(&spans, m.start(), m.end())
+        {
+            spans.push((m.start(), m.end()));
+        }
+    }
+    for m in p.aws_secret.find_iter(text) {
+        let s = m.as_str();
+        let mixed = s.bytes().any(|b| b.is_ascii_uppercase())
+            && s.bytes().any(|b| b.is_ascii_lowercase())
+            && s.bytes().any(|b| b.is_ascii_digit());
+        let alone =
+            (m.start() == 0 || !is_b64(bytes[m.start() - 1]) || bytes[m.start() - 1] == b'=')
+                && bytes.get(m.end()).is_none_or(|b| !is_b64(*b));
+        if mixed && alone && !overlaps(&spans, m.start(), m.end()) {
+            spans.push((m.start(), m.end()));
+        }
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (s, e) in spans {
+        out.push_str(&text[at..s]);
+        let fp = cordon_connector::fingerprint(&bytes[s..e]);
+        out.push_str(&format!(
+            "[redacted sha256:{}]",
+            fp.get(..16).unwrap_or(&fp)
+        ));
+        at = e;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
+}
+
 /// Classify input that holds one secret per line (plain-text intake):
 /// every non-empty line in which nothing was recognised is reported as
 /// [`Found::Unrecognised`], by line number and length only.
@@ -438,6 +505,32 @@ mod tests {
                 Found::Unrecognised { .. } => "unrecognised".into(),
             })
             .collect()
+    }
+
+    #[test]
+    fn free_text_keeps_only_fingerprints_of_credentials() {
+        let tok = make_classic_token("ghp_", "free-text-canary");
+        let secret = "Zk3pQ9vLm2Xw8Rt5Yb7Nc4Hd6Jf1Gs0Ae9Uo3Iy2";
+        let fine = format!("github_pat_{}_{}", "A".repeat(22), "b".repeat(59));
+        for typed in [
+            tok.clone(),
+            format!("leaked {tok} in #ops"),
+            format!("key AKIAQX3DJRZN6B4TYW2E secret={secret}"),
+            format!("{fine}!"),
+            // A wrong checksum or a cut-off token is still not stored.
+            format!("{}X", &tok[..tok.len() - 1]),
+            "ghp_abcdefgh1234".into(),
+        ] {
+            let r = redact(&typed).unwrap();
+            assert!(r.contains("[redacted sha256:"), "{r}");
+            for needle in [&tok[4..20], &secret[..20], &fine[11..30], "abcdefgh1234"] {
+                assert!(!r.contains(needle), "{typed} -> {r}");
+            }
+        }
+        // Key ids are not secret; ordinary text is left alone.
+        assert!(redact("key AKIAQX3DJRZN6B4TYW2E was rotated").is_none());
+        assert!(redact("leaked in the deploy log, rotating now").is_none());
+        assert!(redact("commit 0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d").is_none());
     }
 
     #[test]
