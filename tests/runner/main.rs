@@ -8,6 +8,7 @@ mod checkpoint;
 mod cli;
 mod crash;
 mod fire;
+mod github;
 mod incident;
 mod peers;
 mod reports;
