@@ -158,6 +158,7 @@ pub fn exit_for(r: &ApplyReport) -> Exit {
                 s.verification,
                 Some(cordon_connector::Verification::Alive { .. })
                     | Some(cordon_connector::Verification::NotVerified { .. })
+                    | Some(cordon_connector::Verification::Partial { .. })
             )
     };
     if r.steps.iter().all(ok) {

@@ -20,6 +20,7 @@ mod policy;
 mod report;
 mod respond;
 mod revoke;
+mod revoke_github;
 mod status;
 mod task;
 

@@ -79,6 +79,14 @@ pub enum RevokeCommand {
         #[command(flatten)]
         one: OneShot,
     },
+    /// Revoke an OAuth app's token (or, with --grant, the user's whole
+    /// authorization) with the app's client credentials.
+    GithubOauthToken(super::revoke_github::OauthTokenArgs),
+    /// Delete a deploy key, found by the fingerprint of the leaked private key.
+    GithubDeployKey(super::revoke_github::DeployKeyArgs),
+    /// Remove a fine-grained token's access to one organisation (partial: the
+    /// token stays valid elsewhere).
+    GithubOrgPat(super::revoke_github::OrgPatArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,7 +124,7 @@ pub struct RestoreArgs {
 }
 
 /// Write the plan, then either show decisions (dry run) or run it.
-async fn plan_and_run(
+pub(super) async fn plan_and_run(
     ctx: &Context,
     out: &Out,
     one: &OneShot,
@@ -161,7 +169,7 @@ pub fn print_dry_run(out: &Out, id: &str, plan: &Plan, decisions: &[(String, Dec
     out.line(format!("dry run: nothing was done. Act with `cordon apply {id}` (the requester is a claim until signed: `cordon approve {id} --key ...`)"));
 }
 
-fn read_secret_env(var: &str) -> Result<Secret, CommandError> {
+pub(super) fn read_secret_env(var: &str) -> Result<Secret, CommandError> {
     std::env::var(var)
         .map(|v| Secret::new(v.trim().to_owned()))
         .map_err(|_| CommandError::usage(format!("environment variable `{var}` is not set")))
@@ -257,6 +265,13 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
             }
             plan_and_run(ctx, out, &one, steps, secrets).await
         }
+        RevokeCommand::GithubOauthToken(a) => {
+            super::revoke_github::cmd_oauth_token(ctx, out, a).await
+        }
+        RevokeCommand::GithubDeployKey(a) => {
+            super::revoke_github::cmd_deploy_key(ctx, out, a).await
+        }
+        RevokeCommand::GithubOrgPat(a) => super::revoke_github::cmd_org_pat(ctx, out, a).await,
     }
 }
 

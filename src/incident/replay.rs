@@ -63,6 +63,9 @@ pub enum TaskStatus {
     /// Containment reported done, but the credential still works.
     StillAlive,
     NotVerified,
+    /// The change is in place but contains the credential only in part (a
+    /// token's access to one organisation removed; it works elsewhere).
+    Partial,
 }
 
 impl TaskStatus {
@@ -81,6 +84,7 @@ impl TaskStatus {
             TaskStatus::Verified => "verified",
             TaskStatus::StillAlive => "still-alive",
             TaskStatus::NotVerified => "not-verified",
+            TaskStatus::Partial => "partial",
         }
     }
 
@@ -97,6 +101,7 @@ impl TaskStatus {
                 | TaskStatus::Denied
                 | TaskStatus::StillAlive
                 | TaskStatus::NotVerified
+                | TaskStatus::Partial
         )
     }
 }
@@ -764,6 +769,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
             if let Some(v) = &r.verification {
                 let detail = match v {
                     Verification::Dead { detail }
+                    | Verification::Partial { detail }
                     | Verification::Alive { detail }
                     | Verification::NotVerified { detail } => detail.clone(),
                 };
@@ -781,6 +787,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                             }
                             Verification::Alive { .. } => TaskStatus::StillAlive,
                             Verification::NotVerified { .. } => TaskStatus::NotVerified,
+                            Verification::Partial { .. } => TaskStatus::Partial,
                         };
                     }
                 }
@@ -988,7 +995,7 @@ fn finish(mut b: Building) -> Incident {
 fn least_progressed(s: &[TaskStatus]) -> TaskStatus {
     let rank = |x: &TaskStatus| match x {
         TaskStatus::Failed | TaskStatus::Unknown | TaskStatus::StillAlive => 0,
-        TaskStatus::Denied | TaskStatus::NotVerified => 1,
+        TaskStatus::Denied | TaskStatus::NotVerified | TaskStatus::Partial => 1,
         TaskStatus::Blocked => 2,
         TaskStatus::AwaitingApproval => 3,
         TaskStatus::Planned | TaskStatus::Open => 4,

@@ -7,6 +7,12 @@
 //! revocation call on them. Fine-grained tokens (`github_pat_`) carry no
 //! publicly documented checksum: they are matched by format only.
 //!
+//! Since 27 April 2026 GitHub App installation tokens also come in a stateless
+//! format, `ghs_` + app id + `_` + a JWT (about 520 characters, two dots; see
+//! [`cordon_connector::github_token`]). They carry no CRC checksum: they are
+//! matched by structure, and one whose JWT header or payload does not decode
+//! is reported as damaged rather than spent on.
+//!
 //! AWS access key ids (`AKIA` long-term, `ASIA` session) are 20 characters of
 //! the base32 alphabet; secrets are 40 characters of base64. A secret is only
 //! taken when it can be paired with a key id in the same text (the nearest
@@ -136,6 +142,7 @@ pub fn classic_checksum_ok(token: &str) -> bool {
 }
 
 struct Patterns {
+    stateless: Regex,
     classic: Regex,
     fine: Regex,
     aws_id: Regex,
@@ -146,6 +153,9 @@ fn patterns() -> Option<&'static Patterns> {
     static P: OnceLock<Option<Patterns>> = OnceLock::new();
     P.get_or_init(|| {
         Some(Patterns {
+            // GitHub's pattern is `ghs_[A-Za-z0-9\._]{36,}`; base64url may
+            // also hold `-`, so each JWT segment takes it too.
+            stateless: Regex::new(r"ghs_[0-9]{1,20}_[A-Za-z0-9_.-]{20,}").ok()?,
             classic: Regex::new(r"(gh[pousr])_([A-Za-z0-9]*)").ok()?,
             fine: Regex::new(r"github_pat_([A-Za-z0-9_]*)").ok()?,
             aws_id: Regex::new(r"(AKIA|ASIA)[A-Z2-7]{16}").ok()?,
@@ -181,6 +191,48 @@ pub fn classify(text: &str) -> Vec<Found> {
         .collect();
     let line_of = |pos: usize| newlines.partition_point(|&n| n < pos) + 1;
     let before_ok = |start: usize| start == 0 || !is_word(bytes[start - 1]);
+
+    for m in p.stateless.find_iter(text) {
+        if !before_ok(m.start()) {
+            continue;
+        }
+        // A sentence may end right after the token.
+        let tok = m.as_str().trim_end_matches('.');
+        let end = m.start() + tok.len();
+        let line = line_of(m.start());
+        let parsed = cordon_connector::github_token::stateless_installation(tok);
+        if parsed == Err(cordon_connector::github_token::StatelessShapeError::NotStateless) {
+            continue; // an identifier that starts like one; the classic check sees it
+        }
+        covered.push((m.start(), end));
+        match parsed {
+            Ok(_) => out.push((
+                m.start(),
+                Found::GithubToken {
+                    kind: GithubKind::Installation,
+                    secret: Secret::new(tok),
+                    line,
+                },
+            )),
+            Err(e) => out.push((
+                m.start(),
+                Found::Invalid {
+                    what: "github installation token",
+                    reason: match e {
+                        cordon_connector::github_token::StatelessShapeError::Damaged(why) => format!(
+                            "stateless `ghs_` token ({} characters) whose structure is broken: {why}; a truncated or corrupted copy, no revocation call will be spent on it",
+                            tok.len()
+                        ),
+                        cordon_connector::github_token::StatelessShapeError::NotStateless => {
+                            continue;
+                        }
+                    },
+                    fingerprint: cordon_connector::fingerprint(tok.as_bytes()),
+                    line,
+                },
+            )),
+        }
+    }
 
     for m in p.fine.find_iter(text) {
         if !before_ok(m.start()) {
@@ -229,6 +281,9 @@ pub fn classify(text: &str) -> Vec<Found> {
         let Some(kind) = GithubKind::from_classic_prefix(prefix.as_str()) else {
             continue;
         };
+        if overlaps(&covered, m.start(), m.end()) {
+            continue;
+        }
         // A trailing `_` means something longer than a token (an identifier).
         if bytes.get(m.end()) == Some(&b'_') {
             continue;
@@ -580,6 +635,43 @@ mod tests {
         assert_eq!(kinds(&f), vec!["gh:Oauth"]);
         assert!(classify(&format!("my{t}")).is_empty());
         assert!(classify(&format!("{t}_suffix")).is_empty());
+    }
+
+    fn stateless(app: u64, payload: &str) -> String {
+        use base64::Engine as _;
+        let b = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "ghs_{app}_{}.{}.{}",
+            b(r#"{"alg":"RS256","typ":"JWT"}"#),
+            b(payload),
+            "Sig-_nature0".repeat(29)
+        )
+    }
+
+    // issue 17: GitHub's 2026 stateless installation tokens were reported as
+    // "truncated or not a token".
+    #[test]
+    fn stateless_installation_token_is_recognised_whole() {
+        let t = stateless(123456, r#"{"exp":1777777777,"installation_id":9}"#);
+        assert!(t.len() > 400, "{}", t.len());
+        let f = classify(&format!("GITHUB_TOKEN={t}\n"));
+        assert_eq!(kinds(&f), vec!["gh:Installation"]);
+        let Found::GithubToken { secret, .. } = &f[0] else {
+            panic!()
+        };
+        assert_eq!(secret.expose(), t);
+        // Cut short inside the payload: damaged, named by fingerprint only.
+        let cut = &t[..t.len() - 380];
+        let f = classify(cut);
+        assert_eq!(kinds(&f), vec!["invalid:github installation token"]);
+        assert!(!format!("{f:?}").contains(&cut[10..]));
+        // The classic 40-character form keeps its checksum check.
+        let classic = make_classic_token("ghs_", "s");
+        assert_eq!(kinds(&classify(&classic)), vec!["gh:Installation"]);
+        let bad = format!("{}0", &classic[..classic.len() - 1]);
+        if bad != classic {
+            assert_eq!(kinds(&classify(&bad)), vec!["invalid:github token"]);
+        }
     }
 
     #[test]
