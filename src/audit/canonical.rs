@@ -40,8 +40,9 @@ fn sorted_maps() -> bool {
     static SORTED: OnceLock<bool> = OnceLock::new();
     *SORTED.get_or_init(|| {
         serde_json::from_str::<serde_json::Value>(r#"{"b":0,"a":0}"#)
-            .map(|v| v.to_string() == r#"{"a":0,"b":0}"#)
-            .unwrap_or(false)
+            .ok()
+            .and_then(|v| serde_json::to_string(&v).ok())
+            .is_some_and(|text| text == r#"{"a":0,"b":0}"#)
     })
 }
 
