@@ -24,6 +24,7 @@
 //! the torn bytes to `audit.torn/` (nothing is thrown away), cuts them off and
 //! records a `note` saying so.
 
+mod canonical;
 pub mod checkpoint;
 pub mod payload;
 mod record;

@@ -167,6 +167,27 @@ pub struct Policy {
     /// Kept for `check`'s lints (line lookups).
     policy_text: String,
     authorizer: cedar_policy::Authorizer,
+    /// The entities no request changes: the schema's action entities and a
+    /// `Role` entity for every role the roster names, validated against the
+    /// schema once at load. Each request adds its principal and target (and
+    /// any role not here) to a copy. An error here denies every request
+    /// (fail closed), with the reason.
+    fixed: Result<cedar_policy::Entities, String>,
+    /// Build every entity per request instead (see
+    /// [`Policy::rebuilding_entities_per_request`]).
+    rebuild_entities: bool,
+}
+
+impl Policy {
+    /// The same policy deciding the way it did before the shared entities:
+    /// every entity (the schema's actions included) built and validated per
+    /// request. For the side-by-side benchmark (`benches/policy_decision.rs`)
+    /// and the test that both ways decide alike; never used by cordon itself.
+    #[doc(hidden)]
+    pub fn rebuilding_entities_per_request(mut self) -> Policy {
+        self.rebuild_entities = true;
+        self
+    }
 }
 
 impl fmt::Debug for Policy {
@@ -469,7 +490,10 @@ fn load_unlinted(dir: &Path) -> Result<Policy, LoadError> {
         (Some(schema), Some((policies, info)), Some(roster), Some(signers))
             if findings.is_empty() =>
         {
+            let fixed = decide::fixed_entities(&schema, &roster);
             Ok(Policy {
+                fixed,
+                rebuild_entities: false,
                 dir: dir.to_path_buf(),
                 hash,
                 schema,

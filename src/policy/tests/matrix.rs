@@ -411,3 +411,26 @@ fn every_action_evaluates_cleanly() {
         }
     }
 }
+
+/// The entities shared across requests (built once at load) decide exactly
+/// as building every entity per request did: the whole matrix, both ways,
+/// the same decision, deciding policies and missing list.
+#[test]
+fn shared_entities_decide_as_rebuilding_them_per_request() {
+    let shared = shipped();
+    let rebuilt = shipped().rebuilding_entities_per_request();
+    for (i, r) in rows().into_iter().enumerate() {
+        let p = who(r.who);
+        let plan = plan(
+            &p.name,
+            p.kind,
+            r.source,
+            r.severity,
+            r.action,
+            tgt(r.target),
+        );
+        let a = decide(&shared, &plan, &p, r.approvers, r.elapsed, r.break_glass);
+        let b = decide(&rebuilt, &plan, &p, r.approvers, r.elapsed, r.break_glass);
+        assert_eq!(a, b, "row {i}");
+    }
+}
