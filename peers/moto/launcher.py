@@ -2,7 +2,7 @@
 
 Started by `peers/moto/start`; not meant to be run by hand. It:
 
-1. closes three gaps between moto 5.2.5 and AWS (each patch is a few lines and says why);
+1. closes the gaps between moto 5.2.5 and AWS that cordon's tests meet (each patch is a few lines and says why);
 2. bootstraps, in-process and before the first request is served, the only identities
    that exist without authenticating: an admin user in the default account (the tests'
    credentials) and a `cordon-responder` role in a second account (for cross-account
@@ -138,15 +138,25 @@ def _user_init_without_issue_time(self, *args, **kwargs):
     _original_user_init_with_patch_1(self, *args, **kwargs)
 
 
+def _utc_naive(value: str) -> datetime:
+    limit = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return limit.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 def _statement_permitted(self, action, resource="*", principal=None, incoming=None):
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_Date
+    # A date condition on a key the request does not carry (a long-term key has no
+    # aws:TokenIssueTime) is false, so the statement does not apply.
     cond = self._statement.get("Condition") or {}
-    cutoff = (cond.get("DateLessThan") or {}).get("aws:TokenIssueTime")
-    if isinstance(cutoff, str):
-        issued = getattr(_request_token_issued, "at", None)
-        limit = datetime.fromisoformat(cutoff.replace("Z", "+00:00"))
-        limit = limit.astimezone(timezone.utc).replace(tzinfo=None)
-        if issued is None or not issued < limit:
-            return access_control.PermissionResult.NEUTRAL
+    issued = getattr(_request_token_issued, "at", None)
+    for operator, holds in (
+        ("DateLessThan", lambda t, limit: t < limit),
+        ("DateGreaterThan", lambda t, limit: t > limit),
+    ):
+        bound = (cond.get(operator) or {}).get("aws:TokenIssueTime")
+        if isinstance(bound, str):
+            if issued is None or not holds(issued, _utc_naive(bound)):
+                return access_control.PermissionResult.NEUTRAL
     return _original_statement_permitted(self, action, resource, principal, incoming)
 
 
@@ -162,6 +172,195 @@ sts_models.AssumedRole.__init__ = _assumed_role_model_init
 access_control.AssumedRoleAccessKey.__init__ = _assumed_init_recording_issue_time
 access_control.IAMUserAccessKey.__init__ = _user_init_without_issue_time
 access_control.IAMPolicyStatement.is_action_permitted = _statement_permitted
+
+
+# --- Patch 4: GetSessionToken / GetFederationToken mint real session credentials. -----
+# moto 5.2.5 answers both with one fixed `AKIA...EXAMPLE` pair that authenticates as
+# nobody, so a test cannot show that such a session outlives the key that minted it.
+# AWS documents (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html,
+# .../API_GetFederationToken.html, and
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_temp_control-access_getsessiontoken.html):
+# * the credentials are new `ASIA` keys with a session token, valid until their
+#   expiration, acting with the permissions of the IAM user that called (a federation
+#   token: intersected with the session policy passed, which this patch does not evaluate:
+#   no test here passes one);
+# * they stay valid when the user's access key is deactivated (that is why cordon adds a
+#   deny on aws:TokenIssueTime: the request carries the session's issue time, which
+#   Patch 3 evaluates);
+# * they cannot be minted with session credentials;
+# * GetSessionToken credentials cannot call IAM (without MFA) nor STS other than
+#   AssumeRole and GetCallerIdentity; federation credentials cannot call IAM nor STS
+#   other than GetCallerIdentity.
+# GetCallerIdentity names the user (`...:user/NAME`) or the federated user
+# (`arn:aws:sts::ACCOUNT:federated-user/NAME`); GetAccessKeyInfo names the account.
+from moto.sts import responses as sts_responses  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
+from datetime import timedelta  # noqa: E402
+import secrets as _secrets  # noqa: E402
+
+
+class _UserSession:
+    def __init__(self, account_id, partition, user_name, key, duration, federated_name):
+        self.account_id = account_id
+        self.partition = partition
+        self.user_name = user_name
+        self.access_key_id = key.access_key_id
+        self.secret_access_key = key.secret_access_key
+        self.session_token = "FwoGZXIvYXdzE" + _secrets.token_urlsafe(96)
+        self.issued_at = moto_utcnow()
+        self.expiration = self.issued_at + timedelta(seconds=duration)
+        self.federated_name = federated_name
+
+    @property
+    def arn(self) -> str:
+        if self.federated_name is not None:
+            return f"arn:{self.partition}:sts::{self.account_id}:federated-user/{self.federated_name}"
+        return f"arn:{self.partition}:iam::{self.account_id}:user/{self.user_name}"
+
+
+_user_sessions: dict[str, _UserSession] = {}
+_user_sessions_lock = threading.Lock()
+
+
+class _UserSessionAccessKey(access_control.IAMUserAccessKey):
+    """A request signed with a user session: the user's policies, the session's issue time."""
+
+    def __init__(self, session: _UserSession, headers):
+        self.account_id = session.account_id
+        self.partition = session.partition
+        self.session = session
+        self._owner_user_name = session.user_name
+        self._access_key_id = session.access_key_id
+        self._secret_access_key = session.secret_access_key
+        _request_token_issued.at = session.issued_at
+        if headers.get("X-Amz-Security-Token") != session.session_token:
+            raise access_control.CreateAccessKeyFailure(reason="InvalidToken")
+        if moto_utcnow() >= session.expiration:
+            raise access_control.CreateAccessKeyFailure(reason="InvalidToken")
+
+    @property
+    def arn(self) -> str:
+        return self.session.arn
+
+    def create_credentials(self):
+        return access_control.Credentials(
+            self._access_key_id, self._secret_access_key, self.session.session_token
+        )
+
+
+_original_create_access_key = access_control.create_access_key
+
+
+def _create_access_key_with_user_sessions(account_id, partition, access_key_id, headers):
+    session = _user_sessions.get(access_key_id)
+    if session is not None:
+        return _UserSessionAccessKey(session, headers)
+    return _original_create_access_key(account_id, partition, access_key_id, headers)
+
+
+access_control.create_access_key = _create_access_key_with_user_sessions
+
+_original_check_action_permitted = access_control.IAMRequestBase.check_action_permitted
+
+
+def _check_action_permitted_for_user_sessions(self, resource):
+    key = getattr(self, "_access_key", None)
+    if isinstance(key, _UserSessionAccessKey):
+        action = self._action
+        allowed_sts = (
+            ("sts:GetCallerIdentity",)
+            if key.session.federated_name is not None
+            else ("sts:GetCallerIdentity", "sts:AssumeRole")
+        )
+        if action.startswith("iam:") or (
+            action.startswith("sts:") and action not in allowed_sts
+        ):
+            self._raise_access_denied()
+    return _original_check_action_permitted(self, resource)
+
+
+access_control.IAMRequestBase.check_action_permitted = _check_action_permitted_for_user_sessions
+
+
+def _mint_user_session(response, federated_name):
+    caller = response.get_access_key()
+    if caller in _user_sessions or not caller.startswith("AKIA"):
+        raise core_exceptions.AccessDeniedError(
+            user_arn=caller, action="sts:GetSessionToken with session credentials"
+        )
+    account_id = response.current_account
+    partition = response.partition
+    backend = iam_backends[account_id][partition]
+    user = backend.get_user_from_access_key_id(caller)
+    if user is None:
+        raise core_exceptions.InvalidClientTokenIdError()
+    duration = response._get_int_param("DurationSeconds", 43200)
+    key = backend.create_temp_access_key()
+    session = _UserSession(account_id, partition, user.name, key, duration, federated_name)
+    with _user_sessions_lock:
+        _user_sessions[session.access_key_id] = session
+    return session
+
+
+def _credentials(session: _UserSession) -> dict:
+    return {
+        "AccessKeyId": session.access_key_id,
+        "SecretAccessKey": session.secret_access_key,
+        "SessionToken": session.session_token,
+        "Expiration": session.expiration,
+    }
+
+
+def _get_session_token(self):
+    session = _mint_user_session(self, None)
+    return ActionResult({"Credentials": _credentials(session)})
+
+
+_original_get_federation_token = sts_responses.TokenResponse.get_federation_token
+
+
+def _get_federation_token(self):
+    name = self._get_param("Name")
+    # moto's own checks of the request (policy length) first.
+    _original_get_federation_token(self)
+    session = _mint_user_session(self, name)
+    return ActionResult(
+        {
+            "Credentials": _credentials(session),
+            "FederatedUser": {
+                "FederatedUserId": f"{session.account_id}:{name}",
+                "Arn": session.arn,
+            },
+            "PackedPolicySize": 6,
+        }
+    )
+
+
+sts_responses.TokenResponse.get_session_token = _get_session_token
+sts_responses.TokenResponse.get_federation_token = _get_federation_token
+
+_original_get_caller_identity = sts_models.STSBackend.get_caller_identity
+_original_get_access_key_info = sts_models.STSBackend.get_access_key_info
+
+
+def _get_caller_identity(self, access_key_id, region):
+    session = _user_sessions.get(access_key_id)
+    if session is None:
+        return _original_get_caller_identity(self, access_key_id, region)
+    user = iam_backends[session.account_id][session.partition].get_user(session.user_name)
+    user_id = user.id if session.federated_name is None else f"{session.account_id}:{session.federated_name}"
+    return user_id, session.arn, session.account_id
+
+
+def _get_access_key_info(self, access_key_id):
+    session = _user_sessions.get(access_key_id)
+    if session is not None:
+        return {"Account": session.account_id}
+    return _original_get_access_key_info(self, access_key_id)
+
+
+sts_models.STSBackend.get_caller_identity = _get_caller_identity
+sts_models.STSBackend.get_access_key_info = _get_access_key_info
 
 
 # --- Speed-up (no behaviour change): find moto's service modules once. ----------------
