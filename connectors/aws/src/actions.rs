@@ -8,6 +8,7 @@ use cordon_connector::{
 use serde_json::{json, Value};
 
 use crate::client::AccountClients;
+use crate::clock;
 use crate::config::QuarantineMode;
 use crate::error::{classify, coded, error_code};
 use crate::policy::{
@@ -426,10 +427,7 @@ async fn has_login_profile(c: &AccountClients, user: &str) -> Result<bool, Conne
 
 async fn read_controls(c: &AccountClients, p: Principal<'_>) -> Result<Controls, ConnectorError> {
     let quarantine_doc = get_inline(c, p, QUARANTINE_POLICY_NAME).await?;
-    let revoke_doc = match p {
-        Principal::Role(_) => get_inline(c, p, REVOKE_SESSIONS_POLICY_NAME).await?,
-        Principal::User(_) => None,
-    };
+    let revoke_doc = get_inline(c, p, REVOKE_SESSIONS_POLICY_NAME).await?;
     let managed_v3 = has_managed(c, p).await?;
     let login_profile = match p {
         Principal::User(u) => has_login_profile(c, u).await?,
@@ -473,9 +471,15 @@ async fn apply_quarantine(
     Ok(())
 }
 
+/// Deny every session of `p` issued before a cut-off taken from AWS's clock. What the
+/// IAM console's "revoke active sessions" writes for a role; for a user it ends the
+/// sessions its keys minted (`GetSessionToken`, `GetFederationToken`), which survive a
+/// disabled key. Long-term keys carry no token issue time: the deny never touches them.
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_revoke-sessions.html
 async fn apply_revoke(
+    conn: &AwsConnector,
     c: &AccountClients,
-    role: &str,
+    p: Principal<'_>,
     now: &Controls,
     plan_id: &str,
     changes: &mut Vec<String>,
@@ -483,16 +487,33 @@ async fn apply_revoke(
     if now.revoked_for(plan_id) {
         return Ok(());
     }
-    let cutoff = snapshot::revocation_cutoff();
+    let margin = conn.config().cutoff_margin;
+    let (aws_time, source) = clock::aws_now(c, conn.local_now()).await?;
+    let cutoff = snapshot::fmt_time(&clock::cutoff(aws_time, margin));
     put_inline(
         c,
-        Principal::Role(role),
+        p,
         REVOKE_SESSIONS_POLICY_NAME,
         &revoke_sessions_document(plan_id, &cutoff),
     )
     .await?;
+    let clock = match source {
+        clock::TimeSource::Aws => format!(
+            "AWS's time {} + {} s margin",
+            snapshot::fmt_time(&aws_time),
+            margin.as_secs()
+        ),
+        clock::TimeSource::Host => format!(
+            "this host's clock + {} s margin: AWS's answer carried no Date header",
+            margin.as_secs()
+        ),
+    };
+    let whose = match p {
+        Principal::User(u) => format!("the sessions of user `{u}` (GetSessionToken, GetFederationToken)"),
+        Principal::Role(r) => format!("every session of role `{r}`"),
+    };
     changes.push(format!(
-        "revoked every session of role `{role}` issued before {cutoff} (inline policy `{REVOKE_SESSIONS_POLICY_NAME}`)"
+        "denied {whose} issued before {cutoff} ({clock}; inline policy `{REVOKE_SESSIONS_POLICY_NAME}`)"
     ));
     Ok(())
 }
@@ -615,7 +636,7 @@ impl AwsConnector {
                     status.as_deref() == want
                 }
             }
-            Action::AwsQuarantineUser | Action::AwsRestoreUser => {
+            Action::AwsQuarantineUser | Action::AwsRevokeUserSessions | Action::AwsRestoreUser => {
                 expect_kind(target, "user", step.action)?;
                 let snap = user_snapshot(&c, &target.id).await?;
                 let now = Controls::from_snapshot(&snap);
@@ -623,6 +644,8 @@ impl AwsConnector {
                 if step.action == Action::AwsQuarantineUser {
                     now.quarantined(params.quarantine)
                         && !(params.delete_login_profile && now.login_profile)
+                } else if step.action == Action::AwsRevokeUserSessions {
+                    now.revoked_for(ctx.plan_id)
                 } else {
                     let want =
                         Controls::from_snapshot(evidence_part(evidence_of(ctx)?, "user", target)?);
@@ -750,11 +773,16 @@ impl AwsConnector {
                 let p = Principal::Role(&target.id);
                 let now = read_controls(&c, p).await?;
                 apply_quarantine(&c, p, &now, params.quarantine, &mut changes).await?;
-                apply_revoke(&c, &target.id, &now, ctx.plan_id, &mut changes).await?;
+                apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes).await?;
             }
-            Action::AwsRevokeRoleSessions => {
-                expect_kind(target, "role", step.action)?;
-                let p = Principal::Role(&target.id);
+            Action::AwsRevokeRoleSessions | Action::AwsRevokeUserSessions => {
+                let p = if step.action == Action::AwsRevokeRoleSessions {
+                    expect_kind(target, "role", step.action)?;
+                    Principal::Role(&target.id)
+                } else {
+                    expect_kind(target, "user", step.action)?;
+                    Principal::User(&target.id)
+                };
                 let revoke_doc = get_inline(&c, p, REVOKE_SESSIONS_POLICY_NAME).await?;
                 let now = Controls {
                     quarantine_doc: None,
@@ -762,7 +790,7 @@ impl AwsConnector {
                     managed_v3: false,
                     login_profile: false,
                 };
-                apply_revoke(&c, &target.id, &now, ctx.plan_id, &mut changes).await?;
+                apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes).await?;
             }
             Action::AwsRestoreUser | Action::AwsRestoreRole => {
                 let (kind, part) = if step.action == Action::AwsRestoreUser {

@@ -169,7 +169,8 @@ pub struct ContainOptions {
 }
 
 /// The steps that contain a leaked key, numbered `s1`, `s2`, ...:
-/// * `AKIA`: disable the key; with `quarantine_user`, quarantine its user too;
+/// * `AKIA`: disable the key; with `quarantine_user`, quarantine its user too; then end
+///   the sessions the key minted (`aws:revoke-user-sessions`);
 /// * `ASIA`: revoke the role's sessions (a session credential cannot be disabled).
 pub fn contain_steps_for_key(
     identity: &KeyIdentity,
@@ -219,6 +220,17 @@ pub fn contain_steps_for_key(
                 }
                 push(Action::AwsQuarantineUser, target("user", &user), p);
             }
+            // A disabled key does not end the sessions it minted (GetSessionToken,
+            // GetFederationToken: up to 36 hours): deny the user's sessions issued before
+            // now. It needs no secret: verify reads the cut-off back.
+            push(
+                Action::AwsRevokeUserSessions,
+                target("user", &user),
+                BTreeMap::new(),
+            );
+            if let Some(last) = steps.last_mut() {
+                last.secret = None;
+            }
         }
         KeyKind::Session => {
             let role = options
@@ -265,6 +277,7 @@ pub fn restore_step_for(step: &PlanStep, evidence_hash: &str) -> Option<PlanStep
             ],
         ),
         Action::AwsRevokeRoleSessions => (Action::AwsRestoreRole, &[CONTROL_REVOKE_SESSIONS]),
+        Action::AwsRevokeUserSessions => (Action::AwsRestoreUser, &[CONTROL_REVOKE_SESSIONS]),
         _ => return None,
     };
     let mut params = step.params.clone();
@@ -330,7 +343,10 @@ mod tests {
             ..Default::default()
         };
         let steps = contain_steps_for_key(&identity(KeyKind::LongTerm), &opts).unwrap();
-        assert_eq!(steps.len(), 2);
+        assert_eq!(steps.len(), 3);
+        assert_eq!(steps[2].action, Action::AwsRevokeUserSessions);
+        assert_eq!(steps[2].target.id, "alice");
+        assert_eq!(steps[2].secret, None);
         assert_eq!(steps[0].action, Action::AwsDisableAccessKey);
         assert_eq!(steps[0].target.account.as_deref(), Some("123456789012"));
         assert_eq!(steps[1].action, Action::AwsQuarantineUser);

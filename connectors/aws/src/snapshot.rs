@@ -16,19 +16,6 @@ pub(crate) fn fmt_time(t: &DateTime) -> String {
         .unwrap_or_else(|_| t.secs().to_string())
 }
 
-/// The session-revocation cut-off: now, rounded *up* to the whole second. Rounding down
-/// would spare a session issued earlier in the same second; rounding up also denies
-/// sessions issued within the next second, which a fresh login simply retries.
-pub(crate) fn revocation_cutoff() -> String {
-    let now = DateTime::from(std::time::SystemTime::now());
-    let secs = if now.subsec_nanos() > 0 {
-        now.secs() + 1
-    } else {
-        now.secs()
-    };
-    fmt_time(&DateTime::from_secs(secs))
-}
-
 pub(crate) fn now_rfc3339() -> String {
     fmt_time(&DateTime::from(std::time::SystemTime::now()))
 }

@@ -878,3 +878,188 @@ async fn the_fault_proxy_serves_concurrent_clients_in_parallel_and_injects_at_a_
         (Some(3), Some(0))
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// issue 16: the sessions a leaked user key minted.
+//
+// Gap of the peer, closed by Patch 4 of `peers/moto/launcher.py`: moto 5.2.5 answers
+// GetSessionToken with one fixed `AKIA...EXAMPLE` pair tied to no user, so no session
+// could outlive a key there. Patch 3 evaluates `DateLessThan aws:TokenIssueTime`: without
+// it moto applies the conditional deny to every request, and the legitimate session
+// minted after the cut-off below would be refused too (the test fails on it).
+
+/// A session minted with a user's key (`sts:GetSessionToken`): (key id, secret, token).
+async fn user_session(conn: &AwsConnector, key: &UserKey) -> (String, Secret, Secret) {
+    let leaked = conn.leaked_key_client(&key.key_id, &key.secret, None);
+    let out = leaked.sts.get_session_token().send().await.unwrap();
+    let cr = out.credentials().unwrap();
+    (
+        cr.access_key_id().to_owned(),
+        Secret::new(cr.secret_access_key().to_owned()),
+        Secret::new(cr.session_token().to_owned()),
+    )
+}
+
+/// A role of the default account that trusts `user` (by ARN: moto matches trust
+/// principals as exact strings). Assuming it is a call a GetSessionToken session may make
+/// (AWS lets such sessions call no IAM and no STS operation but AssumeRole and
+/// GetCallerIdentity, and Patch 4 holds moto to that).
+async fn role_trusting_user(conn: &AwsConnector, user: &str) -> String {
+    let clients = conn.clients_for(None).await.unwrap();
+    let role = unique("hop");
+    let trust = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "AWS": format!("arn:aws:iam::{}:user/{user}", clients.account) },
+            "Action": "sts:AssumeRole"
+        }]
+    });
+    clients
+        .iam
+        .create_role()
+        .role_name(&role)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+    format!("arn:aws:iam::{}:role/{role}", clients.account)
+}
+
+/// `sts:AssumeRole` signed with a user session: `Ok` or the AWS error code.
+async fn user_session_call(
+    conn: &AwsConnector,
+    session: &(String, Secret, Secret),
+    role_arn: &str,
+) -> Result<(), String> {
+    let c = conn.leaked_key_client(&session.0, &session.1, Some(&session.2));
+    c.sts
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name("probe")
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            aws_sdk_sts::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or("no code")
+                .to_owned()
+        })
+}
+
+#[tokio::test]
+async fn a_session_minted_with_a_leaked_key_is_refused_after_containment() {
+    let canary = Canary::default();
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("minted");
+    let keys = user_with_keys(&iam, &user, 2).await;
+    let (leaked, sibling) = (&keys[0], &keys[1]);
+    let hop = role_trusting_user(&conn, &user).await;
+    let session = user_session(&conn, leaked).await;
+    assert!(session.0.starts_with("ASIA"), "{}", session.0);
+    user_session_call(&conn, &session, &hop).await.unwrap();
+
+    let identity = conn.identify_access_key(&leaked.key_id).await.unwrap();
+    let steps = contain_steps_for_key(
+        &identity,
+        &ContainOptions {
+            secret_fingerprint: Some(leaked.secret.fingerprint()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let actions: Vec<Action> = steps.iter().map(|s| s.action).collect();
+    assert_eq!(
+        actions,
+        [Action::AwsDisableAccessKey, Action::AwsRevokeUserSessions]
+    );
+
+    // AWS: a disabled key does not end the sessions it minted.
+    let c0 = ctx("plan-minted", &steps[0], Some(&leaked.secret), None);
+    check_contain_cycle(&conn, &c0).await.unwrap();
+    user_session_call(&conn, &session, &hop)
+        .await
+        .expect("a session outlives the key that minted it (AWS documents this)");
+
+    let c1 = ctx("plan-minted", &steps[1], None, None);
+    let before = conn.describe(&c1).await.unwrap();
+    assert!(!before.contained);
+    let done = conn.execute(&c1).await.unwrap();
+    let detail = done.detail().to_owned();
+    assert!(detail.contains("AWS's time"), "{detail}");
+    assert!(detail.contains(&format!("user `{user}`")), "{detail}");
+    assert!(matches!(
+        conn.execute(&c1).await.unwrap(),
+        Outcome::AlreadyContained { .. }
+    ));
+    assert!(matches!(
+        conn.verify(&c1).await.unwrap(),
+        Verification::Dead { .. }
+    ));
+    assert_eq!(
+        user_session_call(&conn, &session, &hop).await,
+        Err("AccessDenied".into()),
+        "the leaked key's session must be refused after containment"
+    );
+    // The cut-off spares what the owner still does: the other key, and a session it mints
+    // after the cut-off (margin 1 s in these tests).
+    own_call(&conn, &sibling.key_id, &sibling.secret)
+        .await
+        .expect("the user's long-term key is not touched by a session cut-off");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let fresh = user_session(&conn, sibling).await;
+    user_session_call(&conn, &fresh, &hop)
+        .await
+        .expect("a session minted after the cut-off works");
+
+    // Restore takes the cut-off away again (from the snapshot taken before it).
+    let restore = restore_step_for(&steps[1], "sha256:minted").unwrap();
+    assert_eq!(restore.action, Action::AwsRestoreUser);
+    canary.note("evidence", before.evidence.to_string());
+    canary.assert_clean(&leaked.secret);
+    canary.assert_clean(&session.1);
+    canary.assert_clean(&session.2);
+}
+
+/// A host clock that runs `behind` AWS's.
+#[derive(Debug)]
+struct BehindClock(Duration);
+
+impl aws_smithy_async::time::TimeSource for BehindClock {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() - self.0
+    }
+}
+
+#[tokio::test]
+async fn a_host_clock_that_runs_behind_does_not_move_the_session_cut_off() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("skew");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    let hop = role_trusting_user(&conn, &user).await;
+    let session = user_session(&conn, &keys[0]).await;
+    user_session_call(&conn, &session, &hop).await.unwrap();
+
+    // Ten minutes behind: a cut-off from this clock would lie ten minutes in the past
+    // and spare the session minted just now.
+    let skewed = connector()
+        .await
+        .with_time_source(aws_smithy_async::time::SharedTimeSource::new(BehindClock(
+            Duration::from_secs(600),
+        )));
+    let s = step(
+        Action::AwsRevokeUserSessions,
+        aws_target("user", &user, None),
+        &[],
+    );
+    let c = ctx("plan-skew", &s, None, None);
+    let done = skewed.execute(&c).await.unwrap();
+    assert!(done.detail().contains("AWS's time"), "{}", done.detail());
+    assert_eq!(
+        user_session_call(&conn, &session, &hop).await,
+        Err("AccessDenied".into()),
+        "a cut-off from the skewed host clock would have spared this session"
+    );
+}

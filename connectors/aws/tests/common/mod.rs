@@ -37,6 +37,9 @@ pub fn config_for(endpoint: &str) -> AwsConfig {
     AwsConfig {
         endpoint_url: Some(endpoint.to_owned()),
         region: "us-east-1".into(),
+        // A 1 s margin on session cut-offs (30 s by default), so a test can show a session
+        // issued after the cut-off working without waiting half a minute.
+        cutoff_margin: Duration::from_secs(1),
         ..AwsConfig::default()
     }
 }
