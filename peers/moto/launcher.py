@@ -363,6 +363,147 @@ sts_models.STSBackend.get_caller_identity = _get_caller_identity
 sts_models.STSBackend.get_access_key_info = _get_access_key_info
 
 
+# --- Patch 5: service-specific credentials. -------------------------------------------
+# moto 5.2.5 answers Create/List/Update/DeleteServiceSpecificCredential with "not
+# implemented", so a user's CodeCommit or Keyspaces password could not be listed among
+# the credentials that stay alive. AWS documents them in
+# https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateServiceSpecificCredential.html
+# (and List/Update/Delete): per user, up to two per service, Active or Inactive, the
+# password returned once at creation and never again. Kept in memory, per account.
+from moto.iam import responses as iam_responses  # noqa: E402
+from moto.iam.exceptions import NotFoundException as IAMNotFoundException  # noqa: E402
+from moto.iam.exceptions import LimitExceededException as IAMLimitExceededException  # noqa: E402
+
+_service_credentials: dict[tuple[str, str], list[dict]] = {}
+
+
+def _service_creds_of(response, user_name):
+    response.backend.get_user(user_name)  # NoSuchEntity for an unknown user
+    return _service_credentials.setdefault((response.current_account, user_name), [])
+
+
+def _create_service_specific_credential(self):
+    user_name = self._get_param("UserName")
+    service = self._get_param("ServiceName")
+    creds = _service_creds_of(self, user_name)
+    if sum(1 for c in creds if c["ServiceName"] == service) >= 2:
+        raise IAMLimitExceededException(
+            "Cannot exceed quota for ServiceSpecificCredentialsPerUserPerService: 2"
+        )
+    cred = {
+        "CreateDate": moto_utcnow(),
+        "ServiceName": service,
+        "ServiceUserName": f"{user_name}-at-{self.current_account}",
+        "ServiceSpecificCredentialId": "ACCA" + _secrets.token_hex(9).upper()[:17],
+        "UserName": user_name,
+        "Status": "Active",
+    }
+    creds.append(cred)
+    return ActionResult(
+        {"ServiceSpecificCredential": {**cred, "ServicePassword": _secrets.token_urlsafe(33)}}
+    )
+
+
+def _list_service_specific_credentials(self):
+    user_name = self._get_param("UserName")
+    service = self._get_param("ServiceName")
+    creds = [
+        dict(c)
+        for c in _service_creds_of(self, user_name)
+        if service is None or c["ServiceName"] == service
+    ]
+    return ActionResult({"ServiceSpecificCredentials": creds, "IsTruncated": False})
+
+
+def _find_service_credential(self):
+    cred_id = self._get_param("ServiceSpecificCredentialId")
+    for c in _service_creds_of(self, self._get_param("UserName")):
+        if c["ServiceSpecificCredentialId"] == cred_id:
+            return c
+    raise IAMNotFoundException(f"No such credential {cred_id}")
+
+
+def _update_service_specific_credential(self):
+    _find_service_credential(self)["Status"] = self._get_param("Status")
+    return ActionResult({})
+
+
+def _delete_service_specific_credential(self):
+    cred = _find_service_credential(self)
+    _service_creds_of(self, cred["UserName"]).remove(cred)
+    return ActionResult({})
+
+
+iam_responses.IamResponse.create_service_specific_credential = _create_service_specific_credential
+iam_responses.IamResponse.list_service_specific_credentials = _list_service_specific_credentials
+iam_responses.IamResponse.update_service_specific_credential = _update_service_specific_credential
+iam_responses.IamResponse.delete_service_specific_credential = _delete_service_specific_credential
+
+
+# --- Patch 6: IAM quotas on inline policy size and attached managed policies. --------
+# moto 5.2.5 knows the quotas (its account summary lists them) but enforces neither, so
+# a test could not show containment falling back when a principal is near them. AWS
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html): the
+# inline policies of a user share 2,048 characters, of a role 10,240 (white space not
+# counted); a user or role has at most 10 managed policies attached (the default; it
+# can be raised to 20). Past either, the call fails with LimitExceeded.
+_INLINE_QUOTA = {"user": 2048, "role": 10240}
+_ATTACHED_QUOTA = 10
+
+
+def _size_without_space(doc: str) -> int:
+    return sum(1 for ch in doc if not ch.isspace())
+
+
+def _check_inline(kind, entity, policy_name, policy_json):
+    total = _size_without_space(policy_json) + sum(
+        _size_without_space(d) for n, d in entity.policies.items() if n != policy_name
+    )
+    if total > _INLINE_QUOTA[kind]:
+        raise IAMLimitExceededException(
+            f"Maximum policy size of {_INLINE_QUOTA[kind]} bytes exceeded for {kind} {entity.name}"
+        )
+
+
+def _check_attached(kind, entity, policy_arn):
+    if policy_arn not in entity.managed_policies and len(entity.managed_policies) >= _ATTACHED_QUOTA:
+        per = "PoliciesPerUser" if kind == "user" else "PoliciesPerRole"
+        raise IAMLimitExceededException(f"Cannot exceed quota for {per}: {_ATTACHED_QUOTA}")
+
+
+_iam_backend_cls = type(iam_backends[DEFAULT_ACCOUNT_ID]["aws"])
+_original_put_user_policy = _iam_backend_cls.put_user_policy
+_original_put_role_policy = _iam_backend_cls.put_role_policy
+_original_attach_user_policy = _iam_backend_cls.attach_user_policy
+_original_attach_role_policy = _iam_backend_cls.attach_role_policy
+
+
+def _put_user_policy(self, user_name, policy_name, policy_json):
+    _check_inline("user", self.get_user(user_name), policy_name, policy_json)
+    return _original_put_user_policy(self, user_name, policy_name, policy_json)
+
+
+def _put_role_policy(self, role_name, policy_name, policy_json):
+    _check_inline("role", self.get_role(role_name), policy_name, policy_json)
+    return _original_put_role_policy(self, role_name, policy_name, policy_json)
+
+
+def _attach_user_policy(self, policy_arn, user_name):
+    _check_attached("user", self.get_user(user_name), policy_arn)
+    return _original_attach_user_policy(self, policy_arn, user_name)
+
+
+def _attach_role_policy(self, policy_arn, role_name):
+    _check_attached("role", self.get_role(role_name), policy_arn)
+    return _original_attach_role_policy(self, policy_arn, role_name)
+
+
+_iam_backend_cls.put_user_policy = _put_user_policy
+_iam_backend_cls.put_role_policy = _put_role_policy
+_iam_backend_cls.attach_user_policy = _attach_user_policy
+_iam_backend_cls.attach_role_policy = _attach_role_policy
+
+
 # --- Speed-up (no behaviour change): find moto's service modules once. ----------------
 # moto 5.2.5 lists its package directory (a listdir and ~150 isdir calls) on every request,
 # under the dispatcher's global lock, only to ask whether the Host names a module; the
