@@ -504,6 +504,30 @@ _iam_backend_cls.attach_user_policy = _attach_user_policy
 _iam_backend_cls.attach_role_policy = _attach_role_policy
 
 
+# --- Patch 7: check SigV4 over the body as sent. ----------------------------------------
+# For a form-encoded POST (the Query protocol of IAM and STS) moto 5.2.5 gets an empty raw
+# body from werkzeug (which parsed the form) and signs a re-encoding of the parsed
+# parameters instead, with `+` for a space where the AWS SDK for Rust sent `%20`: a
+# correctly signed UploadSSHPublicKey (whose body has a space) is then refused with
+# SignatureDoesNotMatch. AWS hashes the payload exactly as received
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html). The WSGI
+# wrapper below keeps the bytes it received; the check uses them.
+import io  # noqa: E402
+
+_raw_request_body = threading.local()
+_original_iam_request_init = access_control.IAMRequestBase.__init__
+
+
+def _iam_request_init_with_raw_body(self, account_id, method, path, data, body, headers, action):
+    raw = getattr(_raw_request_body, "value", None)
+    if not body and raw:
+        body = raw
+    _original_iam_request_init(self, account_id, method, path, data, body, headers, action)
+
+
+access_control.IAMRequestBase.__init__ = _iam_request_init_with_raw_body
+
+
 # --- Speed-up (no behaviour change): find moto's service modules once. ----------------
 # moto 5.2.5 lists its package directory (a listdir and ~150 isdir calls) on every request,
 # under the dispatcher's global lock, only to ask whether the Host names a module; the
@@ -554,12 +578,21 @@ def bootstrap() -> dict[str, str]:
 
 
 class RefuseMotoApi:
-    """Refuse moto's unauthenticated control endpoints (reset, reset-auth, state)."""
+    """Refuse moto's unauthenticated control endpoints (reset, reset-auth, state); keep
+    each request's body for Patch 7."""
 
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
+        # Patch 7: keep the request body as received for the signature check.
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        _raw_request_body.value = body
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             body = b"moto-api is disabled on this server: it would bypass IAM authentication\n"
             start_response(

@@ -104,11 +104,12 @@ pub use actions::{
 pub use client::{AccountClients, LeakedKeyClient};
 pub use config::{AwsConfig, QuarantineMode};
 pub use identify::{
-    contain_steps_for_key, key_kind, restore_step_for, ContainOptions, KeyIdentity, KeyKind,
-    KeyLastUsed,
+    contain_steps_for_key, identity_center_advice, is_identity_center_role, key_kind,
+    restore_step_for, ContainOptions, KeyIdentity, KeyKind, KeyLastUsed,
 };
 pub use policy::{
-    MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
+    AWS_DENY_ALL_POLICY_ARN, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME,
+    QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
 };
 
 /// The AWS connector. Cheap to share (`Arc`) across the engine's concurrent steps.
