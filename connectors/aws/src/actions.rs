@@ -1031,10 +1031,54 @@ impl AwsConnector {
         })
     }
 
+    /// Prove the step's effect, polling through IAM's propagation delay: a containment
+    /// whose credential still works is probed again (0.5 s, doubling to 5 s) until it is
+    /// refused or [`crate::AwsConfig::verify_deadline`] has passed; then the result says
+    /// "not yet dead", never "dead".
     pub(crate) async fn verify_step(
         &self,
         ctx: &StepContext<'_>,
     ) -> Result<Verification, ConnectorError> {
+        let deadline = self.config().verify_deadline;
+        let start = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(500);
+        let mut probes = 0u32;
+        loop {
+            probes += 1;
+            let v = self.verify_once(ctx).await?;
+            let contain = ctx.step.action.class() == cordon_connector::DecisionClass::Contain;
+            match v {
+                Verification::Alive { detail } if contain => {
+                    let waited = start.elapsed();
+                    if waited + wait > deadline {
+                        return Ok(Verification::NotVerified {
+                            detail: format!(
+                                "not yet dead: {detail} ({probes} probes over {} s, deadline \
+                                 {} s); IAM changes can take time to propagate: check again \
+                                 later",
+                                waited.as_secs(),
+                                deadline.as_secs()
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                Verification::Dead { detail } if probes > 1 => {
+                    return Ok(Verification::Dead {
+                        detail: format!(
+                            "{detail} (after {probes} probes over {} s: the change took time \
+                             to propagate)",
+                            start.elapsed().as_secs()
+                        ),
+                    })
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn verify_once(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
         let step = ctx.step;
         let target = &step.target;
         // A call signed with the leaked secret is the strongest proof: try it first. A

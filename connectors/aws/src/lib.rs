@@ -1,3 +1,17 @@
+// IAM and STS calls this connector makes (for the least-privilege policy in policies/):
+//   sts:GetCallerIdentity sts:GetAccessKeyInfo sts:AssumeRole
+//   iam:GetAccessKeyLastUsed iam:GetUser iam:GetRole iam:ListAccessKeys
+//   iam:ListUserPolicies iam:ListRolePolicies iam:GetUserPolicy iam:GetRolePolicy
+//   iam:ListAttachedUserPolicies iam:ListAttachedRolePolicies iam:ListGroupsForUser
+//   iam:ListUserTags iam:ListRoleTags iam:GetLoginProfile iam:DeleteLoginProfile
+//   iam:UpdateAccessKey iam:PutUserPolicy iam:PutRolePolicy iam:DeleteUserPolicy
+//   iam:DeleteRolePolicy iam:AttachUserPolicy iam:AttachRolePolicy iam:DetachUserPolicy
+//   iam:DetachRolePolicy iam:ListSSHPublicKeys iam:ListServiceSpecificCredentials
+//   iam:ListSigningCertificates iam:CreateGroup iam:PutGroupPolicy iam:AddUserToGroup
+//   iam:RemoveUserFromGroup
+// (issue 16 added: sts:GetCallerIdentity for AWS's time, the three List calls of other
+// credentials, and the group calls of the quota fallback.)
+
 //! cordon's AWS connector: contain a leaked AWS access key in IAM.
 //!
 //! Built on `aws-sdk-iam`, `aws-sdk-sts` and `aws-config` with the SDK's default
@@ -79,7 +93,13 @@
 //! AttachedUserPolicies,AttachedRolePolicies,GroupsForUser,UserTags,RoleTags}`,
 //! `iam:Get{UserPolicy,RolePolicy,LoginProfile}`, `iam:UpdateAccessKey`,
 //! `iam:Put{User,Role}Policy`, `iam:Delete{User,Role}Policy`,
-//! `iam:{Attach,Detach}{User,Role}Policy`, `iam:DeleteLoginProfile`.
+//! `iam:{Attach,Detach}{User,Role}Policy` (`AWSCompromisedKeyQuarantineV3`, and
+//! `AWSDenyAll` at the inline-size quota), `iam:DeleteLoginProfile`,
+//! `iam:ListSSHPublicKeys`, `iam:ListServiceSpecificCredentials`,
+//! `iam:ListSigningCertificates` (the user's other credentials: a missing permission is
+//! reported as "unverified", never blocks), and for a user at both policy quotas
+//! `iam:CreateGroup`, `iam:PutGroupPolicy`, `iam:AddUserToGroup`,
+//! `iam:RemoveUserFromGroup` on group `cordon-quarantine`.
 
 mod actions;
 mod client;

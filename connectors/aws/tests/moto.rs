@@ -1557,3 +1557,62 @@ async fn a_user_at_its_policy_quotas_is_still_quarantined() {
         done.detail()
     );
 }
+
+// issue 16: IAM is eventually consistent. moto applies every change at once, so the
+// fault proxy's `lag` mode holds the change back (acknowledged at once, applied
+// `--lag-ms` later), as IAM's propagation does. Verification must poll through it and,
+// past its deadline, say "not yet dead" instead of recording "alive" (or "dead").
+#[tokio::test]
+async fn verification_polls_through_propagation_and_says_not_yet_dead_past_its_deadline() {
+    let admin = connector().await;
+    let iam = admin_iam(&admin).await;
+    for (lag_ms, deadline, expect_dead) in [(2500, 15, true), (8000, 2, false)] {
+        let user = unique("lag");
+        let keys = user_with_keys(&iam, &user, 1).await;
+        let proxy = FaultProxy::start(
+            &endpoint(),
+            &[
+                "--mode",
+                "lag",
+                "--match",
+                "Action=UpdateAccessKey",
+                "--fail-first",
+                "1",
+                "--lag-ms",
+                &lag_ms.to_string(),
+            ],
+        );
+        let mut config = config_for(&proxy.endpoint);
+        config.verify_deadline = Duration::from_secs(deadline);
+        let conn = connector_with(config).await;
+        let s = step(
+            Action::AwsDisableAccessKey,
+            aws_target("access-key", &keys[0].key_id, None),
+            &[("user", json!(user))],
+        );
+        let c = ctx("plan-lag", &s, Some(&keys[0].secret), None);
+        assert!(matches!(
+            conn.execute(&c).await.unwrap(),
+            Outcome::Done { .. }
+        ));
+        // Acknowledged, not yet in effect: the leaked key still works right now.
+        own_call(&admin, &keys[0].key_id, &keys[0].secret)
+            .await
+            .expect("the change has not propagated yet");
+        match (conn.verify(&c).await.unwrap(), expect_dead) {
+            (Verification::Dead { detail }, true) => {
+                assert!(detail.contains("probes"), "{detail}")
+            }
+            (Verification::NotVerified { detail }, false) => {
+                assert!(detail.starts_with("not yet dead"), "{detail}")
+            }
+            (other, _) => panic!("lag {lag_ms} ms, deadline {deadline} s: got {other:?}"),
+        }
+        // Let the held-back change land before the proxy goes away.
+        tokio::time::sleep(Duration::from_millis(lag_ms as u64)).await;
+        assert_eq!(
+            own_call(&admin, &keys[0].key_id, &keys[0].secret).await,
+            Err("InvalidClientTokenId".into())
+        );
+    }
+}

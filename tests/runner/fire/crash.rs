@@ -1,6 +1,7 @@
-//! SIGKILL at each of the five crash points of each step of a five-step plan
-//! against the real peers (3 AWS access keys to disable through moto, 2 GitHub
-//! tokens to revoke through Prism and the token registry), then resume with
+//! SIGKILL at each of the five crash points of each step of an eight-step plan
+//! against the real peers (3 AWS access keys to disable through moto, each with
+//! the cut-off of the sessions it minted, 2 GitHub tokens to revoke through Prism
+//! and the token registry), then resume with
 //! `cordon apply`: exactly one outcome per step, at most one state change per
 //! step seen by the peers, `log verify` passes. Plus kills at seeded random
 //! moments from outside the process.
@@ -21,7 +22,9 @@ use super::{plant_token, revoke_requests, seed, seed_keys, statuses, token_live,
 use crate::peers::{aws_env, peer};
 use crate::support::{env_with_signer, Env};
 
-const STEPS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
+// Issue 16: each key's plan ends the sessions it minted too (`aws:revoke-user-sessions`),
+// so the plan grew from five steps to eight.
+const STEPS: [&str; 8] = ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"];
 
 struct Run {
     env: Env,
@@ -66,7 +69,7 @@ fn run_with_stdin(mut c: Std, stdin: &str) -> std::process::Output {
     spawn_with_stdin(&mut c, stdin).wait_with_output().unwrap()
 }
 
-/// Seed the peers and plan the five steps with `respond --dry-run`.
+/// Seed the peers and plan the eight steps with `respond --dry-run`.
 fn prepare(name: &str) -> Run {
     let (env, key) = env_with_signer();
     let id = format!("{name}-{}", std::process::id());
@@ -138,8 +141,8 @@ fn prepare(name: &str) -> Run {
     }
     assert_eq!(
         actions.len(),
-        5,
-        "{name}: a five-step plan was expected: {steps:#}"
+        STEPS.len(),
+        "{name}: an eight-step plan was expected: {steps:#}"
     );
     run
 }
