@@ -582,6 +582,11 @@ def bootstrap() -> dict[str, str]:
         max_session_duration="3600",
     )
     other.put_role_policy(RESPONDER_ROLE, "cordon-responder", RESPONDER_POLICY)
+    # The tests' seeding credentials in the second account (fixtures there: the responder
+    # role holds only cordon's least-privilege policy, which cannot create users).
+    other.create_user(region_name="us-east-1", user_name=ADMIN_USER, path="/", tags=[])
+    other.put_user_policy(ADMIN_USER, "cordon-test-admin", ADMIN_POLICY)
+    second_key = other.create_access_key(ADMIN_USER)
     return {
         "CORDON_TEST_AWS_ACCESS_KEY_ID": key.access_key_id,
         "CORDON_TEST_AWS_SECRET_ACCESS_KEY": key.secret_access_key,
@@ -589,6 +594,8 @@ def bootstrap() -> dict[str, str]:
         "CORDON_TEST_AWS_RESPONDER_SECRET": responder_key.secret_access_key,
         "CORDON_TEST_AWS_ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
         "CORDON_TEST_AWS_SECOND_ACCOUNT_ID": SECOND_ACCOUNT_ID,
+        "CORDON_TEST_AWS_SECOND_ADMIN_KEY_ID": second_key.access_key_id,
+        "CORDON_TEST_AWS_SECOND_ADMIN_SECRET": second_key.secret_access_key,
         "CORDON_TEST_AWS_ROLE_ARN_TEMPLATE": f"arn:aws:iam::{{account}}:role/{RESPONDER_ROLE}",
     }
 

@@ -685,7 +685,18 @@ async fn a_plan_spanning_accounts_assumes_the_responder_role() {
     let mut config = config_for(&endpoint());
     config.role_arn_template = Some(template);
     let conn = connector_with(config).await;
-    let remote = conn.clients_for(Some(&other)).await.unwrap();
+    conn.clients_for(Some(&other)).await.unwrap();
+    // Fixtures in the second account are seeded with its own admin key: the responder
+    // role there holds only cordon's least-privilege policy (no iam:CreateUser).
+    let seeder = AwsConnector::with_static_credentials(
+        config_for(&endpoint()),
+        &env("CORDON_TEST_AWS_SECOND_ADMIN_KEY_ID"),
+        &Secret::new(env("CORDON_TEST_AWS_SECOND_ADMIN_SECRET")),
+    )
+    .await
+    .unwrap();
+    let remote = seeder.clients_for(None).await.unwrap();
+    assert_eq!(remote.account, other);
     let user = unique("xacct");
     let keys = user_with_keys(&remote.iam, &user, 1).await;
 
