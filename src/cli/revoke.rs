@@ -66,6 +66,12 @@ pub enum RevokeCommand {
         /// For ASIA keys: the role whose sessions to revoke.
         #[arg(long)]
         role: Option<String>,
+        /// For an ASIA key (with --secret-env): environment variable holding its session
+        /// token. The session then names its own principal (`sts:GetCallerIdentity`
+        /// signed with it): a role session, an IAM user's GetSessionToken session or a
+        /// federation token, each contained its own way.
+        #[arg(long, value_name = "VAR", requires = "secret_env")]
+        session_token_env: Option<String>,
         #[command(flatten)]
         one: OneShot,
     },
@@ -119,6 +125,11 @@ pub struct RestoreArgs {
     /// Re-activate a leaked access key too (never done unless asked).
     #[arg(long)]
     pub reactivate_key: bool,
+    /// Remove a session cut-off or a quarantine even while sessions issued before it (a
+    /// leaked key's) could still be valid: that re-enables them. Without it, such a
+    /// restore is refused until cut-off + the longest session (36 h for users).
+    #[arg(long)]
+    pub revive_sessions: bool,
     #[command(flatten)]
     pub one: OneShot,
 }
@@ -182,6 +193,7 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
             secret_env,
             quarantine_user,
             role,
+            session_token_env,
             one,
         } => {
             for k in &key_ids {
@@ -200,7 +212,23 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
                 secrets.insert(s);
             }
             let aws = ctx.aws().await?;
-            let identities = identify_keys(&aws, &key_ids, one.concurrency).await;
+            let identities = match (&session_token_env, &secret_env) {
+                (Some(token_var), Some(secret_var)) => {
+                    let key = &key_ids[0];
+                    if !key.starts_with("ASIA") {
+                        return Err(CommandError::usage(format!(
+                            "--session-token-env goes with an ASIA (session) key, not `{key}`"
+                        )));
+                    }
+                    let token = read_secret_env(token_var)?;
+                    let secret = read_secret_env(secret_var)?;
+                    vec![aws
+                        .identify_session(key, &secret, &token)
+                        .await
+                        .map_err(|e| format!("cannot identify `{key}`: {}", e.message))]
+                }
+                _ => identify_keys(&aws, &key_ids, one.concurrency).await,
+            };
             let mut steps: Vec<PlanStep> = Vec::new();
             for identity in identities {
                 let identity = identity.map_err(CommandError::failed)?;
@@ -373,6 +401,12 @@ pub async fn cmd_restore(ctx: &Context, out: &Out, a: RestoreArgs) -> CmdResult 
                 }
                 r.params
                     .insert("reactivate_key".into(), serde_json::Value::Bool(true));
+            }
+            if a.revive_sessions
+                && matches!(r.action, Action::AwsRestoreUser | Action::AwsRestoreRole)
+            {
+                r.params
+                    .insert("revive_sessions".into(), serde_json::Value::Bool(true));
             }
             steps.push(r);
         }
