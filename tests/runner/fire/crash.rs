@@ -230,7 +230,7 @@ fn crash_at(point: &str) {
         assert_eq!(
             o.status.signal(),
             Some(9),
-            "{point}:{step}: the process was not killed:\n{}\n{}",
+            "{point}:{step}: the process was not killed (CORDON_CRASHPOINT needs a build with --features cordon/crashpoints, as scripts/test makes):\n{}\n{}",
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
