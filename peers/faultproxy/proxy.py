@@ -9,6 +9,9 @@ selected by --fail-first or --rate, injects the fault named by --mode:
                       send), not forwarded
   throttle-429        HTTP 429 `Throttling` with a Retry-After header, not forwarded
   503                 HTTP 503 `ServiceUnavailable`, not forwarded
+  slowdown            HTTP 503 with the S3 REST XML error `SlowDown` ("Please reduce your
+                      request rate"), not forwarded: what S3 sends when a prefix is
+                      throttled (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html)
   reset               the connection is reset (RST) before anything is forwarded
   drop-after-forward  the request IS forwarded and applied upstream, then the connection
                       is closed without a response: the client cannot know it succeeded
@@ -53,7 +56,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("none", "throttle", "throttle-429", "503", "reset", "drop-after-forward", "slow", "lag")
+MODES = ("none", "throttle", "throttle-429", "503", "slowdown", "reset", "drop-after-forward", "slow", "lag")
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -231,6 +234,17 @@ class Handler(BaseHTTPRequestHandler):
                     503,
                     [("Content-Type", "text/xml")],
                     query_error("ServiceUnavailable", "Service is unavailable"),
+                )
+                return
+            if mode == "slowdown":
+                self._reply(
+                    503,
+                    [("Content-Type", "application/xml")],
+                    (
+                        '<?xml version="1.0" encoding="UTF-8"?>\n'
+                        "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
+                        "<RequestId>faultproxy</RequestId></Error>"
+                    ).encode(),
                 )
                 return
             if mode == "reset":

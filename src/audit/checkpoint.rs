@@ -776,6 +776,28 @@ pub fn sign_log(
     key: &CheckpointKey,
 ) -> Result<(Checkpoint, String, LogScan), CheckpointError> {
     let scan = scan_file(log, None).map_err(io_err("read audit log", log))?;
+    sign_scan(scan, key)
+}
+
+/// Sign a checkpoint over a log read back whole (the shared S3 state's).
+pub fn sign_bytes(
+    log: &[u8],
+    key: &CheckpointKey,
+) -> Result<(Checkpoint, String, LogScan), CheckpointError> {
+    let scan = scan_reader(log, None).map_err(|e| {
+        CheckpointError::State(crate::state::StateError::Io {
+            op: "read audit log",
+            path: PathBuf::from("(shared state)"),
+            source: e,
+        })
+    })?;
+    sign_scan(scan, key)
+}
+
+fn sign_scan(
+    scan: LogScan,
+    key: &CheckpointKey,
+) -> Result<(Checkpoint, String, LogScan), CheckpointError> {
     if let VerifyStatus::Tampered { seq, reason } = &scan.report.status {
         return Err(CheckpointError::Tampered {
             seq: *seq,

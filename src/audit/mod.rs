@@ -54,7 +54,31 @@ struct Head {
     len: u64,
 }
 
+/// An audit log kept elsewhere than in a local file (the shared S3 state,
+/// `crate::state::s3`): the same records, chain and guarantees, with its own
+/// way of making each append durable and of ordering concurrent writers.
+pub trait RemoteLog: Send + Sync {
+    /// Where the log is (for messages).
+    fn describe(&self) -> String;
+    /// Append once durable (see [`AuditLog::append`]).
+    fn append(&self, draft: RecordDraft) -> Result<Record, AuditError>;
+    /// Build from what the log holds and append, atomically with respect to
+    /// other writers (see [`AuditLog::append_with`]): the build may run more
+    /// than once if another writer appends in between. `Err` from the build
+    /// is returned inside `Ok` and nothing is written.
+    fn append_with(
+        &self,
+        build: &mut dyn FnMut(&[Record]) -> Result<RecordDraft, String>,
+    ) -> Result<Result<Record, String>, AuditError>;
+    /// Every record's canonical line, newline-terminated, in order.
+    fn read_bytes(&self) -> Result<Vec<u8>, AuditError>;
+    /// The sequence number of the newest record (0 when empty).
+    fn head_seq(&self) -> Result<u64, AuditError>;
+}
+
 pub struct AuditLog {
+    /// Set when the log is not the local file below.
+    remote: Option<Box<dyn RemoteLog>>,
     path: PathBuf,
     torn_dir: PathBuf,
     head: Mutex<Option<Head>>,
@@ -97,6 +121,7 @@ pub enum AuditError {
 impl AuditLog {
     pub fn new(path: impl Into<PathBuf>, torn_dir: impl Into<PathBuf>) -> AuditLog {
         AuditLog {
+            remote: None,
             path: path.into(),
             torn_dir: torn_dir.into(),
             head: Mutex::new(None),
@@ -105,8 +130,66 @@ impl AuditLog {
         }
     }
 
+    /// A log kept by `remote` (the shared S3 state).
+    pub fn remote(remote: Box<dyn RemoteLog>) -> AuditLog {
+        let path = PathBuf::from(remote.describe());
+        AuditLog {
+            remote: Some(remote),
+            torn_dir: path.clone(),
+            path,
+            head: Mutex::new(None),
+            group: Mutex::new(Group::default()),
+            committed: Condvar::new(),
+        }
+    }
+
+    /// The log file; for a remote log, its location (not a local path).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Where the log is, for messages.
+    pub fn describe(&self) -> String {
+        match &self.remote {
+            Some(r) => r.describe(),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// Every record's bytes as the log holds them (a remote log's records
+    /// concatenated in order), for verification.
+    pub fn read_bytes(&self) -> Result<Vec<u8>, AuditError> {
+        if let Some(r) = &self.remote {
+            return r.read_bytes();
+        }
+        match std::fs::read(&self.path) {
+            Ok(d) => Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+            Err(e) => Err(io_err("read audit log", &self.path)(e).into()),
+        }
+    }
+
+    /// Verify the chain (`log verify`): streamed from the file, or read
+    /// back from the remote log.
+    pub fn verify(&self) -> Result<VerifyReport, AuditError> {
+        match &self.remote {
+            Some(r) => verify_reader(std::io::Cursor::new(r.read_bytes()?))
+                .map_err(|e| AuditError::Encode(e.to_string())),
+            None => verify_file(&self.path)
+                .map_err(|e| AuditError::from(io_err("read audit log", &self.path)(e))),
+        }
+    }
+
+    /// A number that grows with every append (to notice changes).
+    pub fn version(&self) -> Result<u64, AuditError> {
+        match &self.remote {
+            Some(r) => r.head_seq(),
+            None => Ok(std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)),
+        }
     }
 
     fn open_file(&self) -> Result<File, StateError> {
@@ -126,6 +209,9 @@ impl AuditLog {
     /// that arrive meanwhile) as one group; otherwise it waits for the leader
     /// that takes its draft.
     pub fn append(&self, draft: RecordDraft) -> Result<Record, AuditError> {
+        if let Some(r) = &self.remote {
+            return r.append(draft);
+        }
         let mut g = lock(&self.group);
         let ticket = g.next_ticket;
         g.next_ticket += 1;
@@ -189,8 +275,22 @@ impl AuditLog {
     /// written and its error is returned inside `Ok`.
     pub fn append_with<E>(
         &self,
-        build: impl FnOnce(&[Record]) -> Result<RecordDraft, E>,
+        mut build: impl FnMut(&[Record]) -> Result<RecordDraft, E>,
     ) -> Result<Result<Record, E>, AuditError> {
+        if let Some(r) = &self.remote {
+            let mut refused: Option<E> = None;
+            let res = r.append_with(&mut |recs| {
+                build(recs).map_err(|e| {
+                    refused = Some(e);
+                    String::new()
+                })
+            })?;
+            return match (res, refused) {
+                (Ok(rec), _) => Ok(Ok(rec)),
+                (Err(_), Some(e)) => Ok(Err(e)),
+                (Err(m), None) => Err(AuditError::Encode(m)),
+            };
+        }
         let mut guard = self.head.lock().unwrap_or_else(|p| p.into_inner());
         let mut file = self.open_file()?;
         file.lock_exclusive()
@@ -407,6 +507,9 @@ impl AuditLog {
     /// Read every record (for `log show`, status and journals). Fails on a
     /// record that does not parse; a torn tail is skipped (it is not a record).
     pub fn read_all(&self) -> Result<Vec<Record>, AuditError> {
+        if let Some(r) = &self.remote {
+            return parse_lines(&r.read_bytes()?, &r.describe());
+        }
         match std::fs::metadata(&self.path) {
             Ok(md) if !md.is_file() => {
                 return Err(StateError::Io {
@@ -443,6 +546,23 @@ impl AuditLog {
     }
 }
 
+/// Parse concatenated canonical lines (a remote log's records) into records.
+pub fn parse_lines(data: &[u8], origin: &str) -> Result<Vec<Record>, AuditError> {
+    let mut out = Vec::new();
+    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let rec: Record = serde_json::from_slice(line).map_err(|e| AuditError::Corrupt {
+            path: PathBuf::from(origin),
+            seq: i as u64 + 1,
+            why: e.to_string(),
+        })?;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
 /// The same error for every caller of a failed group.
 fn fail_all<T>(batch: Vec<(u64, T)>, e: &AuditError) -> Vec<(u64, Result<Record, AuditError>)> {
     batch
@@ -475,6 +595,16 @@ impl AuditError {
                     name: name.clone(),
                 },
                 StateError::NoHome => StateError::NoHome,
+                StateError::Remote { op, url, what, fix } => StateError::Remote {
+                    op,
+                    url: url.clone(),
+                    what: what.clone(),
+                    fix: fix.clone(),
+                },
+                StateError::Config { what, fix } => StateError::Config {
+                    what: what.clone(),
+                    fix: fix.clone(),
+                },
             }),
             AuditError::Corrupt { path, seq, why } => AuditError::Corrupt {
                 path: path.clone(),

@@ -48,6 +48,8 @@ pub struct AgentArgs {
 
 struct RespondHandler {
     home: PathBuf,
+    /// The shared state (`--state`), if any.
+    state: Option<String>,
     policy: PathBuf,
     concurrency: usize,
     rate: f64,
@@ -70,8 +72,12 @@ impl Drop for RespondHandler {
 
 impl Handler for RespondHandler {
     fn handle(&self, event: &Event) -> Result<serde_json::Value, String> {
-        let ctx = Context::open(Some(self.home.clone()), Some(self.policy.clone()))
-            .map_err(|e| e.message)?;
+        let ctx = Context::open_state(
+            Some(self.home.clone()),
+            Some(self.policy.clone()),
+            self.state.clone(),
+        )
+        .map_err(|e| e.message)?;
         let canonical = serde_json::to_vec(event).map_err(|e| e.to_string())?;
         let intake = Intake {
             report: event.to_report(),
@@ -132,8 +138,12 @@ impl RespondHandler {
         why: &str,
     ) -> Result<(), String> {
         use crate::audit::{Kind, RecordDraft};
-        let ctx = Context::open(Some(self.home.clone()), Some(self.policy.clone()))
-            .map_err(|e| e.message)?;
+        let ctx = Context::open_state(
+            Some(self.home.clone()),
+            Some(self.policy.clone()),
+            self.state.clone(),
+        )
+        .map_err(|e| e.message)?;
         // The delivery was authenticated (webhook signature or bearer token);
         // the note records it, it decides nothing.
         let actor = crate::gate::Principal {
@@ -188,6 +198,7 @@ pub async fn cmd_agent(ctx: &Context, out: &Out, a: AgentArgs) -> CmdResult {
         .map_err(|e| CommandError::failed(format!("cannot start the worker runtime: {e}")))?;
     let handler = Arc::new(RespondHandler {
         home: ctx.home.root().to_path_buf(),
+        state: ctx.shared.clone(),
         policy: ctx.policy_dir.clone(),
         concurrency: a.concurrency,
         rate: a.rate,

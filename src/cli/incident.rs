@@ -159,7 +159,7 @@ fn eligible_hint(role: Role, eligible: &[&str], needs: &str) -> String {
 /// check runs under the log's lock (see `AuditLog::append_with`).
 pub fn append_checked(
     ctx: &Context,
-    build: impl FnOnce(&Ledger) -> Result<RecordDraft, CommandError>,
+    mut build: impl FnMut(&Ledger) -> Result<RecordDraft, CommandError>,
 ) -> Result<Record, CommandError> {
     ctx.log
         .append_with(|records| build(&ledger_of(ctx, records)))?
@@ -260,9 +260,9 @@ pub fn cmd_incident(ctx: &Context, out: &Out, cmd: IncidentCommand) -> CmdResult
                 let id = ledger.next_id();
                 Ok(draft(
                     Kind::Incident,
-                    actor,
+                    actor.clone(),
                     &id,
-                    data,
+                    data.clone(),
                     format!("opened `{title}` (severity {})", severity.as_str()),
                 ))
             })?;
@@ -390,9 +390,9 @@ pub fn cmd_incident(ctx: &Context, out: &Out, cmd: IncidentCommand) -> CmdResult
                 open_items = inc.tasks.iter().filter(|t| !t.status.is_finished()).count();
                 Ok(draft(
                     Kind::Incident,
-                    actor,
+                    actor.clone(),
                     &inc.id,
-                    data,
+                    data.clone(),
                     format!("closed: {summary}"),
                 ))
             })?;
@@ -430,9 +430,9 @@ pub fn cmd_incident(ctx: &Context, out: &Out, cmd: IncidentCommand) -> CmdResult
                 }
                 Ok(draft(
                     Kind::Incident,
-                    actor,
+                    actor.clone(),
                     &inc.id,
-                    data,
+                    data.clone(),
                     format!("{person} is {}", role.as_str()),
                 ))
             })?;

@@ -58,6 +58,11 @@ pub fn cmd_init(ctx: &Context, out: &Out, a: InitArgs) -> CmdResult {
             "--rotate-secrets makes fresh secrets, the demo switch keeps the published ones: choose one",
         ));
     }
+    // A shared state is checked before anything is written: an unreachable
+    // store, a missing bucket or missing permissions are reported now.
+    if ctx.shared.is_some() {
+        ctx.log.version()?;
+    }
     let dir = ctx.home.ensure_dir("policy")?;
     let mut written = Vec::new();
     let mut fresh = Vec::new();
@@ -100,6 +105,7 @@ pub fn cmd_init(ctx: &Context, out: &Out, a: InitArgs) -> CmdResult {
             .collect();
         out.json(&serde_json::json!({
             "home": ctx.home.root(),
+            "shared_state": ctx.shared,
             "policy": dir,
             "written": written,
             "secrets": secrets,
@@ -107,6 +113,11 @@ pub fn cmd_init(ctx: &Context, out: &Out, a: InitArgs) -> CmdResult {
         }));
     } else {
         out.line(format!("state: {}", ctx.home.root().display()));
+        if let Some(shared) = &ctx.shared {
+            out.line(format!(
+                "shared state: {shared} (plans, approvals, evidence and the audit log; reachable)"
+            ));
+        }
         out.line(format!(
             "policy: {} ({} files written)",
             dir.display(),

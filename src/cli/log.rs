@@ -8,7 +8,7 @@ use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
 use crate::audit::checkpoint::{self, CheckpointKey, Consistency, Verifier};
-use crate::audit::{verify_file, Kind, VerifyReport, VerifyStatus};
+use crate::audit::{Kind, VerifyReport, VerifyStatus};
 
 #[derive(Subcommand, Debug)]
 pub enum LogCommand {
@@ -29,6 +29,16 @@ pub enum LogCommand {
     Key {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Add a note to the audit log (a responder's observation, a decision
+    /// taken outside cordon). `-` reads one note per line from stdin, each
+    /// durable before the next. The author is a claim (`--as`), not proven.
+    Note {
+        /// The note, or `-` for one note per line of stdin.
+        text: String,
+        /// Who writes it (default: $USER).
+        #[arg(long = "as", value_name = "NAME")]
+        author: Option<String>,
     },
     /// Show records (table or --json).
     Show {
@@ -63,17 +73,15 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
             // The state's own signed checkpoint (written after every plan
             // run) is checked too: a log cut back below it is not intact,
             // even if what is left chains (issue 21).
-            None if checkpoint::latest_path(&ctx.home).is_file()
+            None if !ctx.log.is_remote()
+                && checkpoint::latest_path(&ctx.home).is_file()
                 && CheckpointKey::load(&ctx.home).ok().flatten().is_some() =>
             {
                 let latest = checkpoint::latest_path(&ctx.home);
                 verify_against_checkpoint(ctx, out, &latest, None, true)
             }
             None => {
-                let path = ctx.log.path();
-                let r = verify_file(path).map_err(|e| {
-                    CommandError::failed(format!("cannot read `{}`: {e}", path.display()))
-                })?;
+                let r = ctx.log.verify()?;
                 if out.json {
                     out.json(&r);
                 } else {
@@ -83,7 +91,16 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
             }
         },
         LogCommand::Checkpoint { out: file } => {
-            let (cp, note) = checkpoint::write_latest(&ctx.home).map_err(checkpoint_error)?;
+            let (cp, note) = if ctx.log.is_remote() {
+                // A shared log: signed by this machine's key over what the
+                // store holds now; kept where --out says.
+                let key = CheckpointKey::load_or_create(&ctx.home).map_err(checkpoint_error)?;
+                let (cp, note, _) = checkpoint::sign_bytes(&ctx.log.read_bytes()?, &key)
+                    .map_err(checkpoint_error)?;
+                (cp, note)
+            } else {
+                checkpoint::write_latest(&ctx.home).map_err(checkpoint_error)?
+            };
             if let Some(f) = &file {
                 std::fs::write(f, &note).map_err(|e| {
                     CommandError::failed(format!("cannot write `{}`: {e}", f.display()))
@@ -120,6 +137,48 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
                 out.json(&serde_json::json!({ "name": key.name(), "verifier_key": vkey }));
             } else if file.is_none() {
                 out.line(vkey);
+            }
+            Ok(Exit::Ok)
+        }
+        LogCommand::Note { text, author } => {
+            let author = author
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|a| !a.trim().is_empty())
+                .ok_or_else(|| CommandError::usage("say who writes the note with `--as NAME`"))?;
+            let notes: Vec<String> = if text == "-" {
+                let mut all = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut all).map_err(|e| {
+                    CommandError::failed(format!("cannot read notes from stdin: {e}"))
+                })?;
+                all.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                vec![text]
+            };
+            if notes.is_empty() {
+                return Err(CommandError::usage("no note given (stdin was empty)"));
+            }
+            let mut last = 0;
+            for n in &notes {
+                let mut d = crate::audit::RecordDraft::new(
+                    Kind::Note,
+                    crate::gate::Principal::claim(
+                        &author,
+                        crate::plan::PrincipalKind::of_name(&author),
+                    ),
+                );
+                d.message = Some(n.clone());
+                last = ctx.log.append(d)?.seq;
+            }
+            if out.json {
+                out.json(&serde_json::json!({ "notes": notes.len(), "last_seq": last }));
+            } else {
+                out.line(format!(
+                    "{} note(s) recorded, the last as record {last}",
+                    notes.len()
+                ));
             }
             Ok(Exit::Ok)
         }
@@ -297,8 +356,12 @@ fn verify_against_checkpoint(
         )
     })?;
     let path = ctx.log.path();
-    let scan = checkpoint::scan_file(path, Some(cp.size))
-        .map_err(|e| CommandError::failed(format!("cannot read `{}`: {e}", path.display())))?;
+    let scan = if ctx.log.is_remote() {
+        checkpoint::scan_reader(&ctx.log.read_bytes()?[..], Some(cp.size))
+    } else {
+        checkpoint::scan_file(path, Some(cp.size))
+    }
+    .map_err(|e| CommandError::failed(format!("cannot read `{}`: {e}", path.display())))?;
     let consistency = checkpoint::consistency(&scan, &cp);
     let problem = consistency.describe(&cp);
     let exit = match (&scan.report.status, &consistency) {

@@ -21,6 +21,8 @@ mod report;
 mod respond;
 mod revoke;
 mod revoke_github;
+#[path = "state.rs"]
+mod state_cmd;
 mod status;
 mod task;
 
@@ -43,6 +45,17 @@ pub struct Cli {
     /// State directory (plans, approvals, evidence, audit log).
     #[arg(long, global = true, env = "CORDON_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// Shared state for a team: plans, approvals, evidence and the audit log
+    /// in s3://BUCKET/PREFIX (credentials from the AWS default chain or
+    /// CORDON_STATE_PROFILE; endpoint from AWS_ENDPOINT_URL_S3). The local
+    /// --home keeps the policy, this machine's keys and connector state.
+    #[arg(
+        long,
+        global = true,
+        env = "CORDON_STATE",
+        value_name = "s3://BUCKET/PREFIX"
+    )]
+    pub state: Option<String>,
     /// Authority policy directory (default: the `policy` folder of the state directory).
     #[arg(long, global = true, env = "CORDON_POLICY", value_name = "DIR")]
     pub policy: Option<PathBuf>,
@@ -99,6 +112,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The post-incident report (md, html, json), from the audit log.
     Report(report::ReportArgs),
+    /// Shared state on S3: `state migrate --to s3://BUCKET/PREFIX`.
+    #[command(subcommand)]
+    State(state_cmd::StateCommand),
     /// cordon's own credentials in the OS keyring.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
@@ -218,7 +234,7 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
-    let ctx = || Context::open(cli.home.clone(), cli.policy.clone());
+    let ctx = || Context::open_state(cli.home.clone(), cli.policy.clone(), cli.state.clone());
     match cli.command {
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -244,5 +260,6 @@ async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
         Command::Task(c) => task::cmd_task(&ctx()?, out, c),
         Command::Status(a) => status::cmd_status(&ctx()?, out, a).await,
         Command::Report(a) => report::cmd_report(&ctx()?, out, a),
+        Command::State(c) => state_cmd::cmd_state(&ctx()?, out, c),
     }
 }

@@ -9,7 +9,7 @@ use super::context::Context;
 use super::error::{CmdResult, Exit};
 use super::output::Out;
 use crate::plan::{Plan, PlanMeta};
-use crate::state::{ObjectKind, Store};
+use crate::state::ObjectKind;
 
 #[derive(Subcommand, Debug)]
 pub enum PlanCommand {
@@ -69,7 +69,7 @@ pub async fn cmd_plan(ctx: &Context, out: &Out, cmd: PlanCommand) -> CmdResult {
         PlanCommand::List => {
             let mut rows = Vec::new();
             let mut list = Vec::new();
-            for name in ctx.home.list(ObjectKind::Plan, "")? {
+            for name in ctx.store.list(ObjectKind::Plan, "")? {
                 let id = name.trim_end_matches(".json");
                 match ctx.load_plan(id) {
                     Ok((id, _, p)) => {

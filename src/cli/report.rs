@@ -9,7 +9,6 @@ use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::incident::{load_ledger, resolve, role_holders};
 use super::output::Out;
-use crate::audit::verify_file;
 use crate::incident::{build_report, name_role_holders, render_html, render_markdown};
 use crate::plan::now_ms;
 
@@ -35,9 +34,7 @@ pub struct ReportArgs {
 pub fn cmd_report(ctx: &Context, out: &Out, a: ReportArgs) -> CmdResult {
     let ledger = load_ledger(ctx)?;
     let inc = resolve(&ledger, a.incident.as_deref())?;
-    let path = ctx.log.path();
-    let verify = verify_file(path)
-        .map_err(|e| CommandError::failed(format!("cannot read `{}`: {e}", path.display())))?;
+    let verify = ctx.log.verify()?;
     let mut report = build_report(inc, verify, now_ms());
     name_role_holders(&mut report.open_items, &role_holders(ctx));
     let format = if out.json { Format::Json } else { a.format };

@@ -65,9 +65,7 @@ pub async fn cmd_status(ctx: &Context, out: &Out, a: StatusArgs) -> CmdResult {
     let mut last_len: Option<u64> = None;
     loop {
         // Redraw only when the log grew (appends are the only way it changes).
-        let len = std::fs::metadata(ctx.log.path())
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let len = ctx.log.version().unwrap_or(0);
         if last_len != Some(len) {
             last_len = Some(len);
             let text = render(ctx, &a, out.json, false)?;

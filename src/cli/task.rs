@@ -100,7 +100,10 @@ fn change_task(
     incident: Option<&str>,
     task: &str,
     who: ActorArgs,
-    change: impl FnOnce(&Incident, &crate::incident::Task) -> Result<(TaskEvent, String), CommandError>,
+    mut change: impl FnMut(
+        &Incident,
+        &crate::incident::Task,
+    ) -> Result<(TaskEvent, String), CommandError>,
 ) -> CmdResult {
     let actor = who.principal(ctx);
     let mut said = String::new();
@@ -112,7 +115,7 @@ fn change_task(
         said = what;
         Ok(draft(
             Kind::Task,
-            actor,
+            actor.clone(),
             &inc.id,
             event_value(&ev)?,
             format!("task {} {said}", t.id),
@@ -160,7 +163,7 @@ pub fn cmd_task(ctx: &Context, out: &Out, cmd: TaskCommand) -> CmdResult {
                 };
                 Ok(draft(
                     Kind::Task,
-                    actor,
+                    actor.clone(),
                     &inc.id,
                     event_value(&ev)?,
                     format!("task {} added: {title}", ev.task()),

@@ -229,13 +229,22 @@ impl Engine {
         // intents for one step).
         let store = self.store.clone();
         let id = req.plan_id.to_owned();
-        let _claim = tokio::task::spawn_blocking(move || store.claim_plan(&id))
+        let mut claim = tokio::task::spawn_blocking(move || store.claim_plan(&id))
             .await
             .map_err(|e| crate::state::StateError::Io {
                 op: "claim plan",
                 path: std::path::PathBuf::from(req.plan_id),
                 source: std::io::Error::other(e.to_string()),
             })??;
+        // A shared state's lease taken over from a machine that stopped
+        // holding it: the takeover is part of the record.
+        if let Some(msg) = claim.takeover.take() {
+            let mut d = RecordDraft::note("cordon", msg);
+            d.plan = Some(req.plan_id.to_owned());
+            d.incident = req.plan.incident.clone();
+            self.append(d).await?;
+        }
+        let _claim = claim;
         let records = self.log.read_all()?;
         let journal = Journal::for_plan(&records, req.plan_id);
         let sem = Arc::new(tokio::sync::Semaphore::new(

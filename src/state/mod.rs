@@ -26,6 +26,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "cli")]
+pub mod s3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("{} `{path}` is {what}: {fix}", if path.is_dir() { "state directory" } else { "state file" })]
@@ -44,6 +47,17 @@ pub enum StateError {
     Conflict { kind: &'static str, name: String },
     #[error("no home directory to put state in: set CORDON_HOME or pass --home")]
     NoHome,
+    /// A shared store (S3) refused or did not answer: which object, what
+    /// happened, and what to do. Nothing that needed it went ahead.
+    #[error("cannot {op} `{url}`: {what}; {fix}")]
+    Remote {
+        op: &'static str,
+        url: String,
+        what: String,
+        fix: String,
+    },
+    #[error("{what}: {fix}")]
+    Config { what: String, fix: String },
 }
 
 fn hint_for(e: &io::Error) -> &'static str {
@@ -77,7 +91,7 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
-    fn dir(self) -> &'static str {
+    pub(crate) fn dir(self) -> &'static str {
         match self {
             ObjectKind::Plan => "plans",
             ObjectKind::Approval => "approvals",
@@ -86,7 +100,7 @@ impl ObjectKind {
         }
     }
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             ObjectKind::Plan => "plan",
             ObjectKind::Approval => "approval",
@@ -111,16 +125,72 @@ pub trait Store: Send + Sync {
     fn path_of(&self, kind: ObjectKind, name: &str) -> Option<PathBuf>;
     /// Claim a plan for this process until the claim is dropped, waiting
     /// while another process holds it: two applies of one plan never run
-    /// side by side, so a step gets one intent and one change. (Local: a
-    /// shared backend needs leases instead.)
+    /// side by side, so a step gets one intent and one change. (Local: an
+    /// flock; S3: a lease that expires if its holder dies.)
     fn claim_plan(&self, plan_id: &str) -> Result<PlanClaim, StateError>;
+    /// Where the objects are (a directory or `s3://bucket/prefix`).
+    fn describe(&self) -> String;
 }
 
-/// A held plan claim (an exclusive `flock` on `claims/<plan>.lock`, released
-/// when dropped or when the process dies, so a crash never leaves it held).
-#[derive(Debug)]
+/// A held plan claim: locally an exclusive `flock` on `claims/<plan>.lock`,
+/// released when dropped or when the process dies, so a crash never leaves
+/// it held; on S3 a renewed lease that expires when its holder stops.
 pub struct PlanClaim {
-    _file: File,
+    _hold: Box<dyn Send + Sync>,
+    /// Set when this claim took over an expired lease of a machine that
+    /// stopped while applying: the engine records it in the audit log.
+    pub takeover: Option<String>,
+}
+
+impl std::fmt::Debug for PlanClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanClaim")
+            .field("takeover", &self.takeover)
+            .finish()
+    }
+}
+
+impl PlanClaim {
+    pub fn new(hold: impl Send + Sync + 'static, takeover: Option<String>) -> PlanClaim {
+        PlanClaim {
+            _hold: Box::new(hold),
+            takeover,
+        }
+    }
+}
+
+/// Object names: one or two `/`-separated components, none empty, `.` or `..`.
+pub(crate) fn check_object_name(name: &str) -> Result<(), StateError> {
+    let bad = name.is_empty()
+        || name.starts_with('/')
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        || name.matches('/').count() > 1
+        || name.bytes().any(|b| b.is_ascii_control());
+    if bad {
+        return Err(StateError::Io {
+            op: "use object name",
+            path: PathBuf::from(name),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "invalid object name"),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_plan_id(plan_id: &str) -> Result<(), StateError> {
+    if plan_id.is_empty()
+        || !plan_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(StateError::Io {
+            op: "claim plan",
+            path: PathBuf::from(plan_id),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "invalid plan id"),
+        });
+    }
+    Ok(())
 }
 
 /// The local home directory.
@@ -247,19 +317,7 @@ impl Home {
     }
 
     fn object_path(&self, kind: ObjectKind, name: &str) -> Result<PathBuf, StateError> {
-        let bad = name.is_empty()
-            || name.starts_with('/')
-            || name
-                .split('/')
-                .any(|c| c.is_empty() || c == "." || c == "..")
-            || name.matches('/').count() > 1;
-        if bad {
-            return Err(StateError::Io {
-                op: "use object name",
-                path: PathBuf::from(name),
-                source: io::Error::new(io::ErrorKind::InvalidInput, "invalid object name"),
-            });
-        }
+        check_object_name(name)?;
         let dir = self.ensure_dir(kind.dir())?;
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
@@ -373,17 +431,7 @@ impl Store for Home {
 
     fn claim_plan(&self, plan_id: &str) -> Result<PlanClaim, StateError> {
         use std::os::fd::AsRawFd;
-        if plan_id.is_empty()
-            || !plan_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(StateError::Io {
-                op: "claim plan",
-                path: PathBuf::from(plan_id),
-                source: io::Error::new(io::ErrorKind::InvalidInput, "invalid plan id"),
-            });
-        }
+        check_plan_id(plan_id)?;
         let dir = self.ensure_dir("claims")?;
         let path = dir.join(format!("{plan_id}.lock"));
         let file = OpenOptions::new()
@@ -418,7 +466,11 @@ impl Store for Home {
                 }
             }
         }
-        Ok(PlanClaim { _file: file })
+        Ok(PlanClaim::new(file, None))
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
     }
 }
 

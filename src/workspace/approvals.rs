@@ -10,7 +10,7 @@ use crate::error::{Error, Exit};
 use crate::gate::Principal;
 use crate::plan::{now_ms, PrincipalKind};
 use crate::policy::StoredSignature;
-use crate::state::{ObjectKind, Store};
+use crate::state::ObjectKind;
 
 use super::Workspace;
 
@@ -26,8 +26,8 @@ struct StoredFile {
 /// The signatures stored for a plan, oldest first (the requester's first).
 pub fn stored_signatures(ws: &Workspace, plan_id: &str) -> Result<Vec<StoredSignature>, Error> {
     let mut out = Vec::new();
-    for name in ws.home.list(ObjectKind::Approval, plan_id)? {
-        let Some(bytes) = ws.home.get(ObjectKind::Approval, &name)? else {
+    for name in ws.store.list(ObjectKind::Approval, plan_id)? {
+        let Some(bytes) = ws.store.get(ObjectKind::Approval, &name)? else {
             continue;
         };
         let f: StoredFile = serde_json::from_slice(&bytes)
@@ -90,7 +90,7 @@ pub fn store_signature(
         now.format("%Y%m%dT%H%M%S%.3fZ"),
         check.signer
     );
-    ws.home.put_new(ObjectKind::Approval, &name, &json)?;
+    ws.store.put_new(ObjectKind::Approval, &name, &json)?;
     let mut d = RecordDraft::new(
         Kind::Approval,
         Principal {

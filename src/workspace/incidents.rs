@@ -4,7 +4,7 @@ use crate::audit::Record;
 use crate::error::Error;
 use crate::incident::{replay, Incident, IncidentState, Ledger, Objects};
 use crate::plan::sha256_hex;
-use crate::state::{ObjectKind, Store};
+use crate::state::ObjectKind;
 
 use super::Workspace;
 
@@ -22,12 +22,12 @@ impl Objects for StateObjects<'_> {
     fn evidence(&self, hash: &str) -> Result<(), String> {
         match self
             .0
-            .home
+            .store
             .get(ObjectKind::Evidence, &format!("{hash}.json"))
         {
             Ok(Some(b)) if sha256_hex(&b) == hash => Ok(()),
             Ok(Some(_)) => Err("MODIFIED: the stored bytes no longer hash to this value".into()),
-            Ok(None) => Err("MISSING from the state directory".into()),
+            Ok(None) => Err("MISSING from the state".into()),
             Err(e) => Err(format!("unreadable: {e}")),
         }
     }

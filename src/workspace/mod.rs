@@ -33,8 +33,15 @@ pub fn demo_switch() -> bool {
 }
 
 pub struct Workspace {
+    /// The local home: the authority policy, this machine's checkpoint key,
+    /// the agent's inbox and connector state. With a shared state
+    /// (`--state s3://…`) plans, approvals, evidence and the audit log are
+    /// in `store` and `log`, not here.
     pub home: Arc<Home>,
+    pub store: Arc<dyn Store>,
     pub log: Arc<AuditLog>,
+    /// `s3://bucket/prefix` when the state is shared.
+    pub shared: Option<String>,
     pub policy_dir: PathBuf,
     /// One AWS connector per command: identification and execution share its
     /// clients and its cached own account (one `sts:GetCallerIdentity`, not two).
@@ -44,16 +51,36 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn open(home: Option<PathBuf>, policy: Option<PathBuf>) -> Result<Workspace, Error> {
+        Workspace::open_state(home, policy, None)
+    }
+
+    /// With `state` (`--state`, `CORDON_STATE`) an `s3://BUCKET/PREFIX`,
+    /// plans, approvals, evidence and the audit log are shared there.
+    pub fn open_state(
+        home: Option<PathBuf>,
+        policy: Option<PathBuf>,
+        state: Option<String>,
+    ) -> Result<Workspace, Error> {
         let root = match home {
             Some(h) => h,
             None => Home::default_path()?,
         };
-        let home = Home::open(root)?;
+        let home = Arc::new(Home::open(root)?);
         let policy_dir = policy.unwrap_or_else(|| home.policy_dir());
-        let log = Arc::new(AuditLog::new(home.audit_path(), home.torn_dir()));
+        let state = state.filter(|s| !s.is_empty());
+        let (store, log, shared): (Arc<dyn Store>, AuditLog, Option<String>) = match state {
+            None => (
+                home.clone(),
+                AuditLog::new(home.audit_path(), home.torn_dir()),
+                None,
+            ),
+            Some(url) => shared_state(&url)?,
+        };
         Ok(Workspace {
-            home: Arc::new(home),
-            log,
+            home,
+            store,
+            log: Arc::new(log),
+            shared,
             policy_dir,
             #[cfg(feature = "cli")]
             aws: tokio::sync::OnceCell::new(),
@@ -98,7 +125,12 @@ impl Workspace {
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
-        self.home.clone()
+        self.store.clone()
+    }
+
+    /// Where plans, approvals, evidence and the log are (for messages).
+    pub fn state_location(&self) -> String {
+        self.store.describe()
     }
 
     pub fn test_connector(&self) -> Result<TestConnector, Error> {
@@ -156,7 +188,7 @@ impl Workspace {
 
     /// Load a plan by id (or unique id prefix), checking its digest.
     pub fn load_plan(&self, id: &str) -> Result<(String, Vec<u8>, Plan), Error> {
-        let names = self.home.list(ObjectKind::Plan, "")?;
+        let names = self.store.list(ObjectKind::Plan, "")?;
         let want = id.trim_end_matches(".json");
         let matches: Vec<&String> = names
             .iter()
@@ -165,11 +197,10 @@ impl Workspace {
         let name = match matches.as_slice() {
             [one] => (*one).clone(),
             [] => {
-                return Err(Error::failed(format!(
-                    "no plan `{id}` in `{}`",
-                    self.home.root().display()
-                ))
-                .hint("list plans with `cordon plan list`"))
+                return Err(
+                    Error::failed(format!("no plan `{id}` in `{}`", self.state_location()))
+                        .hint("list plans with `cordon plan list`"),
+                )
             }
             _ => {
                 return Err(Error::usage(format!(
@@ -181,7 +212,7 @@ impl Workspace {
         };
         let full = name.trim_end_matches(".json").to_owned();
         let bytes = self
-            .home
+            .store
             .get(ObjectKind::Plan, &name)?
             .ok_or_else(|| Error::failed(format!("plan `{full}` vanished while reading")))?;
         let plan = Plan::from_bytes(&bytes, Some(&full)).map_err(|e| {
@@ -190,4 +221,27 @@ impl Workspace {
         })?;
         Ok((full, bytes, plan))
     }
+}
+
+/// The shared state named by `--state`.
+#[cfg(feature = "cli")]
+fn shared_state(url: &str) -> Result<(Arc<dyn Store>, AuditLog, Option<String>), Error> {
+    use crate::state::s3::{S3Location, S3State};
+    if !S3Location::is_s3(url) {
+        return Err(Error::usage(format!(
+            "`--state {url}`: a shared state is an S3 location, s3://BUCKET/PREFIX"
+        ))
+        .hint("for a local directory use --home DIR (CORDON_HOME)"));
+    }
+    let s3 = S3State::open(S3Location::parse(url)?)?;
+    let log = AuditLog::remote(Box::new(s3.log()));
+    let name = s3.location().to_string();
+    Ok((Arc::new(s3), log, Some(name)))
+}
+
+#[cfg(not(feature = "cli"))]
+fn shared_state(url: &str) -> Result<(Arc<dyn Store>, AuditLog, Option<String>), Error> {
+    Err(Error::usage(format!(
+        "`--state {url}`: this build of cordon has no S3 support (the `cli` feature)"
+    )))
 }

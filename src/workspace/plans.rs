@@ -9,7 +9,7 @@ use crate::gate::{BreakGlass, Decision, Gate, GateInput, Principal};
 use crate::plan::{
     now_ms, plan_id, sha256_hex, Plan, PlanMeta, PrincipalKind, Requester, PLAN_VERSION,
 };
-use crate::state::{ObjectKind, Store};
+use crate::state::ObjectKind;
 
 use super::{attachable, sign_and_store, Workspace};
 
@@ -42,7 +42,7 @@ impl Workspace {
             .to_canonical_bytes()
             .map_err(|e| Error::failed(e.to_string()))?;
         let id = plan_id(&bytes);
-        self.home
+        self.store
             .put_new(ObjectKind::Plan, &format!("{id}.json"), &bytes)?;
         let mut d = RecordDraft::new(Kind::Plan, Principal::claim(&name, kind));
         d.plan = Some(id.clone());

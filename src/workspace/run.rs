@@ -19,7 +19,7 @@ use crate::plan::now_ms;
 use crate::plan::Plan;
 use crate::policy::{AuthRequest, PolicyGate};
 #[cfg(feature = "cli")]
-use crate::state::{ObjectKind, Store};
+use crate::state::ObjectKind;
 
 use super::{stored_signatures, Workspace};
 
@@ -145,7 +145,7 @@ impl Workspace {
         for s in &plan.steps {
             if let Some(h) = s.param_str("evidence_hash") {
                 let b = self
-                    .home
+                    .store
                     .get(ObjectKind::Evidence, &format!("{h}.json"))?
                     .ok_or_else(|| {
                         Error::failed(format!(
@@ -198,7 +198,11 @@ impl Workspace {
         // Every plan run ends with a signed checkpoint of the audit log. The
         // run's records are already durable, so a checkpoint that cannot be
         // written is reported, not turned into a failed run.
-        if let Err(e) = crate::audit::checkpoint::write_latest(&self.home) {
+        // (A shared log on S3 is checkpointed with `cordon log checkpoint
+        // --out FILE`: this machine's `audit.checkpoint` covers only a
+        // local log.)
+        if self.log.is_remote() {
+        } else if let Err(e) = crate::audit::checkpoint::write_latest(&self.home) {
             tracing::warn!("audit checkpoint not written: {e}");
             notes.push(format!("warning: audit checkpoint not written: {e}"));
         }
