@@ -272,11 +272,17 @@ impl Inner {
             what: "the S3 client has shut down".into(),
             fix: "run the command again".into(),
         })?;
-        let handle = rt.spawn(fut);
-        futures::executor::block_on(handle).map_err(|e| StateError::Remote {
+        // Waited for on a plain channel, not by polling the task's handle:
+        // the caller may be inside another runtime's task, whose cooperative
+        // budget would make a polled handle spin forever once spent.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| StateError::Remote {
             op: "reach",
             url: self.loc.to_string(),
-            what: format!("the S3 call did not finish: {e}"),
+            what: "the S3 call did not finish (its task stopped)".into(),
             fix: "run the command again".into(),
         })
     }
@@ -521,7 +527,8 @@ impl S3State {
         let ep = endpoint.clone();
         // Spawned and waited for, not `block_on`: this may be called from
         // inside the command's own runtime.
-        let client = rt.spawn(async move {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .timeout_config(
                     aws_config::timeout::TimeoutConfig::builder()
@@ -530,8 +537,17 @@ impl S3State {
                         .operation_timeout(Duration::from_secs(60))
                         .build(),
                 );
+            // The state's own profile: its credentials, not the default
+            // chain's (which would take containment's from the environment
+            // first).
             if let Some(p) = profile {
-                loader = loader.profile_name(p);
+                loader = loader
+                    .credentials_provider(
+                        aws_config::profile::ProfileFileCredentialsProvider::builder()
+                            .profile_name(&p)
+                            .build(),
+                    )
+                    .profile_name(p);
             }
             let shared = loader.load().await;
             let mut b = aws_sdk_s3::config::Builder::from(&shared);
@@ -544,12 +560,12 @@ impl S3State {
             if shared.region().is_none() {
                 b = b.region(aws_sdk_s3::config::Region::new("us-east-1"));
             }
-            Client::from_conf(b.build())
+            let _ = tx.send(Client::from_conf(b.build()));
         });
-        let client = futures::executor::block_on(client).map_err(|e| StateError::Remote {
+        let client = rx.recv().map_err(|_| StateError::Remote {
             op: "reach",
             url: loc.to_string(),
-            what: format!("cannot configure the S3 client: {e}"),
+            what: "cannot configure the S3 client (its task stopped)".into(),
             fix: "check the AWS configuration (AWS_PROFILE, CORDON_STATE_PROFILE, AWS_REGION)"
                 .into(),
         })?;

@@ -14,4 +14,5 @@ mod incident;
 mod peers;
 mod reports;
 mod respond;
+mod s3state;
 mod state;

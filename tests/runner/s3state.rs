@@ -1,0 +1,590 @@
+//! The shared state on S3 (`--state s3://BUCKET/PREFIX`) against moto's S3
+//! (started by scripts/test, authentication enforced): many machines append
+//! to one log, two applies of one plan change each target once, an approval
+//! given on one machine lets the apply go on on another, a machine killed
+//! while holding a plan is taken over after its lease, faults between cordon
+//! and the store fail closed or are resolved, and `state migrate`.
+//!
+//! A "machine" is a cordon process with its own local home (its policy and
+//! keys) and the same `--state`.
+
+use std::io::BufRead;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command as Std, Stdio};
+
+use crate::peers::{aws_env, key_statuses, peer, seed_aws};
+use crate::support::{env_with_signer, Env};
+
+fn python() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/.peers/moto-venv/bin/python")
+}
+
+/// A fresh bucket on moto (with the tests' admin credentials), unique to
+/// this test.
+fn bucket(tag: &str) -> String {
+    let name = format!("cordon-{tag}-{}-{:x}", std::process::id(), rand_suffix());
+    let st = Std::new(python())
+        .args([
+            "-c",
+            "import boto3,os,sys\n\
+             boto3.client('s3',endpoint_url=os.environ['CORDON_TEST_AWS_ENDPOINT'],\
+             aws_access_key_id=os.environ['CORDON_TEST_AWS_ACCESS_KEY_ID'],\
+             aws_secret_access_key=os.environ['CORDON_TEST_AWS_SECRET_ACCESS_KEY'],\
+             region_name='us-east-1').create_bucket(Bucket=sys.argv[1])",
+            &name,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    name
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+/// Keys under `prefix` in `bucket`, listed by the admin (not by cordon).
+fn keys(bucket: &str, prefix: &str) -> Vec<String> {
+    let out = Std::new(python())
+        .args([
+            "-c",
+            "import boto3,os,sys\n\
+             c=boto3.client('s3',endpoint_url=os.environ['CORDON_TEST_AWS_ENDPOINT'],\
+             aws_access_key_id=os.environ['CORDON_TEST_AWS_ACCESS_KEY_ID'],\
+             aws_secret_access_key=os.environ['CORDON_TEST_AWS_SECRET_ACCESS_KEY'],\
+             region_name='us-east-1')\n\
+             for p in c.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[1],Prefix=sys.argv[2]):\n\
+             \x20 [print(o['Key']) for o in p.get('Contents',[])]",
+            bucket,
+            prefix,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The state's environment: the S3 endpoint (moto, or a proxy in front of
+/// it) and the admin credentials as the state's credentials.
+fn state_env(url: &str, endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("CORDON_STATE", url.to_owned()),
+        ("AWS_ENDPOINT_URL_S3", endpoint.to_owned()),
+        ("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID")),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"),
+        ),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+    ]
+}
+
+fn on(env: &Env, url: &str) -> assert_cmd::Command {
+    let mut c = env.cmd();
+    c.envs(state_env(url, &peer("CORDON_TEST_AWS_ENDPOINT")));
+    c
+}
+
+fn ok(c: &mut assert_cmd::Command) -> String {
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "failed ({:?}):\n{}\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `cordon` for `env` as a std Command (to spawn several at once).
+fn spawnable(env: &Env, envs: Vec<(&'static str, String)>) -> Std {
+    let mut c = Std::new(assert_cmd::cargo::cargo_bin("cordon"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CORDON_") || k == "RUST_LOG" || k == "CI" {
+            c.env_remove(k);
+        }
+    }
+    c.env("CORDON_HOME", &env.home)
+        .env("NO_COLOR", "1")
+        .env("CORDON_DEMO", "1")
+        .envs(envs);
+    c
+}
+
+fn records(env: &Env, url: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(&ok(on(env, url).args(["--json", "log", "show"]))).unwrap()
+}
+
+fn verify(env: &Env, url: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(on(env, url).args(["--json", "log", "verify"]))).unwrap()
+}
+
+struct Proxy {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Proxy {
+    fn start(args: &[&str]) -> Proxy {
+        let mut child = Std::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/peers/faultproxy/proxy.py"
+            ))
+            .args(["--listen-port", "0", "--quiet", "--upstream"])
+            .arg(peer("CORDON_TEST_AWS_ENDPOINT"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        Proxy {
+            child,
+            url: format!("http://127.0.0.1:{}", port.trim()),
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let o = Std::new("curl")
+            .args(["-fsS", &format!("{}/__faultproxy/stats", self.url)])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn four_machines_append_250_records_each_into_one_chain() {
+    let url = format!("s3://{}/team", bucket("log"));
+    let machines: Vec<Env> = (0..4).map(|_| Env::new()).collect();
+    let children: Vec<_> = machines
+        .iter()
+        .enumerate()
+        .map(|(i, env)| {
+            let notes: String = (1..=250).map(|n| format!("m{i} note {n}\n")).collect();
+            let mut c = spawnable(env, state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")));
+            let mut child = c
+                .args(["log", "note", "-", "--as", &format!("m{i}")])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                stdin.write_all(notes.as_bytes()).unwrap();
+            });
+            child
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Exactly 1,000 objects, one per sequence number, and one chain.
+    let keys = keys(
+        &url[5..].split('/').next().unwrap().to_owned(),
+        "team/log/records/",
+    );
+    assert_eq!(keys.len(), 1000);
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(k, &format!("team/log/records/{:020}.json", i + 1));
+    }
+    // Every machine reads the same log back; nothing lost, nothing doubled.
+    let recs = records(&machines[3], &url);
+    assert_eq!(recs.len(), 1000);
+    for i in 0..4 {
+        let mine: Vec<&str> = recs
+            .iter()
+            .filter(|r| r["actor"]["name"] == format!("m{i}").as_str())
+            .map(|r| r["message"].as_str().unwrap())
+            .collect();
+        let want: Vec<String> = (1..=250).map(|n| format!("m{i} note {n}")).collect();
+        assert_eq!(mine, want, "machine {i}'s notes, in its order");
+    }
+    let v = verify(&machines[0], &url);
+    assert_eq!(v["status"], "intact", "{v}");
+    assert_eq!(v["records"], 1000);
+}
+
+#[test]
+fn two_machines_apply_one_plan_at_once_and_each_target_changes_once_at_moto() {
+    let (a, key) = env_with_signer();
+    let b = Env::new();
+    let url = format!("s3://{}/p", bucket("apply"));
+    let user = format!("s3apply-{}", std::process::id());
+    let (key_id, _secret, spare) = seed_aws(&user);
+    // The state's credentials come from their own profile: containment runs
+    // with the least-privilege responder key from the environment.
+    let creds = a.dir.path().join("state-credentials");
+    std::fs::write(
+        &creds,
+        format!(
+            "[cordon-state]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            peer("CORDON_TEST_AWS_ACCESS_KEY_ID"),
+            peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY")
+        ),
+    )
+    .unwrap();
+    // Every IAM change goes through a counting proxy (no faults).
+    let iam = Proxy::start(&["--mode", "none", "--match", "Action=UpdateAccessKey"]);
+    let machine_env = || {
+        let mut e = aws_env(&iam.url);
+        e.extend([
+            ("CORDON_STATE", url.clone()),
+            ("CORDON_STATE_PROFILE", "cordon-state".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", creds.display().to_string()),
+            ("AWS_ENDPOINT_URL_S3", peer("CORDON_TEST_AWS_ENDPOINT")),
+            // Both machines hold the same authority policy.
+            ("CORDON_POLICY", a.home.join("policy").display().to_string()),
+        ]);
+        e
+    };
+    let machine = |env: &Env| {
+        let mut c = env.cmd();
+        c.envs(machine_env());
+        c
+    };
+    let out = ok(machine(&a)
+        .args([
+            "--json",
+            "revoke",
+            "aws-key",
+            &key_id,
+            "--dry-run",
+            "--as",
+            "amara",
+            "--key",
+        ])
+        .arg(&key));
+    let plan = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spawn = |env: &Env| {
+        let mut c = spawnable(env, machine_env());
+        c.args(["--json", "apply", &plan])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (pa, pb) = (spawn(&a), spawn(&b));
+    let (oa, ob) = (
+        pa.wait_with_output().unwrap(),
+        pb.wait_with_output().unwrap(),
+    );
+    for o in [&oa, &ob] {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // One UpdateAccessKey reached moto, though two machines applied.
+    assert_eq!(iam.stats()["matched_forwarded"], 1, "{}", iam.stats());
+    let statuses = key_statuses(&user);
+    assert!(
+        statuses.contains(&format!("('{key_id}', 'Inactive')")),
+        "{statuses}"
+    );
+    assert!(
+        statuses.contains(&format!("('{spare}', 'Active')")),
+        "{statuses}"
+    );
+    // One intent and one outcome for the step, in the one shared log.
+    let recs = records(&b, &url);
+    let steps: std::collections::BTreeSet<&str> = recs
+        .iter()
+        .filter(|r| r["kind"] == "intent" && r["plan"] == plan.as_str())
+        .map(|r| r["step"].as_str().unwrap())
+        .collect();
+    assert!(!steps.is_empty());
+    for step in steps {
+        for kind in ["intent", "outcome"] {
+            let n = recs
+                .iter()
+                .filter(|r| r["kind"] == kind && r["plan"] == plan.as_str() && r["step"] == step)
+                .count();
+            assert_eq!(n, 1, "{kind} of {step}: {recs:#?}");
+        }
+    }
+    assert_eq!(verify(&a, &url)["status"], "intact");
+}
+
+#[test]
+fn an_approval_given_on_one_machine_lets_the_apply_go_on_on_another() {
+    let (a, key) = env_with_signer();
+    let b = Env::new();
+    let url = format!("s3://{}/p", bucket("approve"));
+    let policy = a.home.join("policy");
+    let id = {
+        let out =
+            ok(on(&a, &url).args(["--json", "plan", "test", "r", "--restore", "--as", "amara"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // The requester signs on the first machine; a restore needs a second
+    // person's approval too.
+    ok(on(&a, &url).args(["approve", &id, "--key"]).arg(&key));
+    let o = on(&a, &url).args(["apply", &id]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // The second machine sees the plan waiting, and approves it.
+    let p: serde_json::Value = serde_json::from_str(&ok(on(&b, &url)
+        .env("CORDON_POLICY", &policy)
+        .args(["--json", "pending"])))
+    .unwrap();
+    assert_eq!(p["pending"][0]["plan"], id.as_str(), "{p:#}");
+    ok(on(&b, &url)
+        .env("CORDON_POLICY", &policy)
+        .args(["approve", &id, "--key"])
+        .arg(key.with_file_name("bruno")));
+    // No file passed by hand: the first machine's apply now goes through.
+    ok(on(&a, &url).args(["apply", &id]));
+    let recs = records(&a, &url);
+    assert!(recs
+        .iter()
+        .any(|r| r["kind"] == "approval" && r["plan"] == id.as_str()));
+    assert!(
+        recs.iter()
+            .any(|r| r["kind"] == "outcome" && r["plan"] == id.as_str()),
+        "{recs:#?}"
+    );
+    assert_eq!(verify(&b, &url)["status"], "intact");
+    // The local homes hold no plan, approval or log.
+    for env in [&a, &b] {
+        assert!(!env.home.join("audit.log").exists());
+        assert!(
+            !env.home.join("plans").exists()
+                || std::fs::read_dir(env.home.join("plans"))
+                    .unwrap()
+                    .next()
+                    .is_none()
+        );
+    }
+}
+
+#[test]
+fn a_machine_killed_holding_a_plan_is_taken_over_after_its_lease_and_the_takeover_is_recorded() {
+    // Both processes use one local home so that they act on the same test
+    // connector items; the plan's claim is the S3 lease, not the local lock.
+    let env = Env::new();
+    let url = format!("s3://{}/p", bucket("lease"));
+    let id = {
+        let out =
+            ok(on(&env, &url).args(["--json", "plan", "test", "i1", "i2", "i3", "--as", "amara"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let o = on(&env, &url)
+        .args(["apply", &id, "--concurrency", "1"])
+        .env("CORDON_CRASHPOINT", "after-call:s2")
+        .env("CORDON_STATE_LEASE_SECONDS", "3")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let started = std::time::Instant::now();
+    let out = ok(on(&env, &url)
+        .args(["--json", "apply", &id])
+        .env("CORDON_STATE_LEASE_SECONDS", "3"));
+    // It waited for the dead holder's lease to expire (3 s from its last
+    // renewal), not for ever and not at all.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["steps"].as_array().unwrap().len(), 3);
+    let recs = records(&env, &url);
+    let takeovers: Vec<_> = recs
+        .iter()
+        .filter(|r| {
+            r["kind"] == "note"
+                && r["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("took over the lease")
+        })
+        .collect();
+    assert_eq!(takeovers.len(), 1, "{recs:#?}");
+    for item in ["i1", "i2", "i3"] {
+        assert_eq!(env.items()[item]["changes"], 1, "{item}: {}", env.items());
+    }
+    for step in ["s1", "s2", "s3"] {
+        assert_eq!(
+            recs.iter()
+                .filter(|r| r["kind"] == "outcome" && r["step"] == step)
+                .count(),
+            1,
+            "{step}"
+        );
+    }
+    assert_eq!(verify(&env, &url)["status"], "intact");
+    // A third apply waits for nobody: the lease was released.
+    let started = std::time::Instant::now();
+    ok(on(&env, &url)
+        .args(["apply", &id])
+        .env("CORDON_STATE_LEASE_SECONDS", "30"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn a_dropped_answer_after_a_successful_put_is_read_back_not_written_twice() {
+    let env = Env::new();
+    let url = format!("s3://{}/p", bucket("drop"));
+    ok(on(&env, &url).args(["log", "note", "first", "--as", "amara"]));
+    // The next record PUT reaches moto, then the connection is closed
+    // without an answer: the SDK retries, gets 412, cordon reads its own
+    // bytes back.
+    let proxy = Proxy::start(&[
+        "--mode",
+        "drop-after-forward",
+        "--fail-first",
+        "1",
+        "--match",
+        "PUT /",
+    ]);
+    let mut c = env.cmd();
+    c.envs(state_env(&url, &proxy.url));
+    ok(c.args(["log", "note", "second", "--as", "amara"]));
+    assert_eq!(
+        proxy.stats()["matched_forwarded"].as_u64().unwrap() >= 1,
+        true
+    );
+    let recs = records(&env, &url);
+    let msgs: Vec<_> = recs
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(msgs, ["first", "second"]);
+    assert_eq!(verify(&env, &url)["status"], "intact");
+}
+
+#[test]
+fn a_store_that_keeps_failing_stops_the_apply_before_any_change_and_names_bucket_and_key() {
+    let env = Env::new();
+    let url = format!("s3://{}/p", bucket("fail"));
+    let id = {
+        let out = ok(on(&env, &url).args(["--json", "plan", "test", "z", "--as", "amara"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Brief faults are retried: two SlowDowns, one reset, then through.
+    for (mode, n) in [("slowdown", "2"), ("reset", "1")] {
+        let proxy = Proxy::start(&["--mode", mode, "--fail-first", n, "--match", "PUT /"]);
+        let mut c = env.cmd();
+        c.envs(state_env(&url, &proxy.url));
+        ok(c.args(["log", "note", mode, "--as", "amara"]));
+    }
+    // Every record PUT answered 503 SlowDown: the apply's first record (the
+    // decision, before the intent) cannot be made durable, so nothing is
+    // done, and the error says where and what to do.
+    let proxy = Proxy::start(&["--mode", "slowdown", "--rate", "1.0", "--match", "PUT /"]);
+    let mut c = env.cmd();
+    c.envs(state_env(&url, &proxy.url));
+    let o = c.args(["apply", &id]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    let bucket = url[5..].split('/').next().unwrap();
+    assert!(err.contains(&format!("s3://{bucket}/p/")), "{err}");
+    assert!(err.contains("SlowDown"), "{err}");
+    assert!(err.contains("run the command again"), "{err}");
+    assert!(env.items().get("z").is_none(), "{}", env.items());
+    // The store unreachable altogether: the same, naming the bucket.
+    let mut c = env.cmd();
+    c.envs(state_env(&url, "http://127.0.0.1:9"));
+    let o = c.args(["apply", &id]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("s3://{bucket}/p/")), "{err}");
+    assert!(err.contains("unreachable"), "{err}");
+    assert!(env.items().get("z").is_none());
+    // Once the store answers again the same apply goes through.
+    ok(on(&env, &url).args(["apply", &id]));
+    assert_eq!(env.items()["z"]["changes"], 1);
+    assert_eq!(verify(&env, &url)["status"], "intact");
+}
+
+#[test]
+fn migrate_copies_a_local_state_and_proves_nothing_was_lost() {
+    let env = Env::new();
+    let id = env.plan_test(&["m1", "m2"], &[]);
+    env.ok(&["apply", &id]);
+    let local = env.records();
+    let url = format!("s3://{}/migrated", bucket("migrate"));
+    let mut c = env.cmd();
+    c.envs(state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")))
+        .env_remove("CORDON_STATE");
+    let out = ok(c.args(["--json", "state", "migrate", "--to", &url]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["records"], local.len() as u64);
+    assert!(v["objects"].as_u64().unwrap() >= 1, "{v}");
+    // The shared log is the local one, record for record, and the plan is
+    // there: a second run changes nothing and says so.
+    assert_eq!(records(&env, &url), local);
+    let again = ok(on(&env, &url).args(["--json", "apply", &id]));
+    let a: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert!(
+        a["steps"][0]["from_earlier_run"].as_bool().unwrap(),
+        "{a:#}"
+    );
+    // Migrating again is a no-op; into a log holding other records, refused.
+    let mut c = env.cmd();
+    c.envs(state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")))
+        .env_remove("CORDON_STATE");
+    ok(c.args(["state", "migrate", "--to", &url]));
+    let other = Env::new();
+    other.ok(&["log", "note", "something else", "--as", "bruno"]);
+    let mut c = other.cmd();
+    c.envs(state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")))
+        .env_remove("CORDON_STATE");
+    let o = c.args(["state", "migrate", "--to", &url]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a different record 1"));
+}
