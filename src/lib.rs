@@ -11,6 +11,7 @@ pub mod cli;
 pub mod connectors;
 pub mod engine;
 pub mod gate;
+pub mod halt;
 pub mod incident;
 pub mod intake;
 pub mod plan;

@@ -90,7 +90,7 @@ impl Handler for RespondHandler {
             quarantine_user: false,
         };
         // JSON mode: respond prints nothing; the summary goes to done/ and the log.
-        let out = Out { json: true };
+        let out = Out::new(true);
         let summary = self
             .rt
             .block_on(respond(&ctx, &out, intake, &opts))
@@ -150,6 +150,7 @@ pub async fn cmd_agent(ctx: &Context, out: &Out, a: AgentArgs) -> CmdResult {
         max_body: a.max_body,
         max_queue: a.max_queue,
         dir: ctx.home.ensure_dir("agent")?,
+        halt_root: Some(ctx.home.root().to_path_buf()),
     };
     // Watch SIGTERM and SIGINT before announcing the address: whoever reads
     // that line may stop the agent at once, and a signal that arrives before

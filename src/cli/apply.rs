@@ -225,6 +225,11 @@ pub async fn execute_plan(
             restore_evidence.insert(s.id.clone(), v);
         }
     }
+    // The halt switch and the automation principals' limits, for this run.
+    let gate = gate.with_bounds(
+        ctx.bounds(principal.kind == crate::plan::PrincipalKind::Automation)
+            .await?,
+    );
     let github_probe = probe_allowed(ctx, id, plan, &gate, &principal, &approvals, now)?;
     let registry = ctx.registry_for(plan, github_probe).await?;
     let config = EngineConfig {
@@ -334,6 +339,13 @@ pub fn exit_for(r: &ApplyReport) -> Exit {
     };
     if r.steps.iter().all(ok) {
         return Exit::Ok;
+    }
+    // Held back only by a stop condition (limit or halt): say so.
+    let stopped = |s: &crate::engine::StepReport| {
+        s.denied() && s.decision.as_ref().is_some_and(|d| d.is_stopped())
+    };
+    if r.steps.iter().any(stopped) && r.steps.iter().all(|s| ok(s) || stopped(s)) {
+        return Exit::Stopped;
     }
     if r.steps
         .iter()

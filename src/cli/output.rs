@@ -7,16 +7,56 @@ use serde::Serialize;
 
 pub struct Out {
     pub json: bool,
+    /// When set, what would go to stdout is kept here instead (`cordon mcp`,
+    /// whose stdout is the protocol channel, runs commands through this).
+    pub capture: Option<std::sync::Mutex<String>>,
 }
 
 impl Out {
+    pub fn new(json: bool) -> Out {
+        Out {
+            json,
+            capture: None,
+        }
+    }
+
+    /// JSON output, kept in memory instead of printed.
+    pub fn capturing() -> Out {
+        Out {
+            json: true,
+            capture: Some(std::sync::Mutex::new(String::new())),
+        }
+    }
+
+    /// What was captured (empty when not capturing).
+    pub fn captured(&self) -> String {
+        self.capture
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|s| s.clone()))
+            .unwrap_or_default()
+    }
+
     pub fn json<T: Serialize>(&self, v: &T) {
+        if let Some(c) = &self.capture {
+            if let (Ok(mut c), Ok(text)) = (c.lock(), serde_json::to_string_pretty(v)) {
+                c.push_str(&text);
+                c.push('\n');
+            }
+            return;
+        }
         let mut o = std::io::stdout().lock();
         let _ = serde_json::to_writer_pretty(&mut o, v);
         let _ = writeln!(o);
     }
 
     pub fn line(&self, s: impl AsRef<str>) {
+        if let Some(c) = &self.capture {
+            if let Ok(mut c) = c.lock() {
+                c.push_str(s.as_ref());
+                c.push('\n');
+            }
+            return;
+        }
         let _ = writeln!(std::io::stdout().lock(), "{}", s.as_ref());
     }
 

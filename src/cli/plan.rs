@@ -83,7 +83,7 @@ pub fn write_plan(
     steps: Vec<PlanStep>,
 ) -> Result<(String, Vec<u8>, Plan), CommandError> {
     let name = meta.requester_name();
-    let kind = if matches!(name.as_str(), "ci" | "agent") {
+    let kind = if matches!(name.as_str(), "ci" | "agent" | "assistant") {
         PrincipalKind::Automation
     } else {
         PrincipalKind::Person

@@ -40,6 +40,8 @@ pub enum Source {
     Runbook,
     Ci,
     Agent,
+    /// An AI assistant through `cordon mcp`.
+    Assistant,
 }
 
 impl Source {
@@ -49,6 +51,7 @@ impl Source {
             Source::Runbook => "runbook",
             Source::Ci => "ci",
             Source::Agent => "agent",
+            Source::Assistant => "assistant",
         }
     }
 }

@@ -5,9 +5,10 @@ use std::path::Path;
 use super::{load, Finding, FindingSeverity, Policy, POLICY_FILE, ROSTER_FILE, SIGNERS_FILE};
 
 /// base64(SHA-256) of the example secrets shipped in `policies/roster.toml`.
-const EXAMPLE_SECRETS: [&str; 2] = [
+const EXAMPLE_SECRETS: [&str; 3] = [
     "TGkp/0Swiv094Cer5hBZCsGvbAOK052HvVAlop5OCIE=",
     "BZl5x9Q4ruwcMk1GjJvUt6gI2rWK4cKfHxaJ/kjLz5s=",
+    "zdPCxr09y+nzSx423YpF6wSy/467GbUA8IgCAndQ4So=",
 ];
 
 /// Validate and lint a policy directory. Load errors come first (and stop
@@ -115,6 +116,16 @@ pub(crate) fn lint(p: &Policy, now: chrono::DateTime<chrono::Utc>) -> Vec<Findin
                 }
             }
             None => {}
+        }
+    }
+
+    for name in r.automation.keys() {
+        if !r.limits.contains_key(name) {
+            out.push(Finding::warning(
+                &roster_file,
+                r.automation.get(name).map(|a| a.line),
+                format!("automation `{name}` has no stop conditions: add [limits.{name}] (max_credentials_per_window, max_accounts_per_plan) so a poisoned input cannot make it act without bound"),
+            ));
         }
     }
 
