@@ -5,8 +5,9 @@ Started by `peers/moto/start`; not meant to be run by hand. It:
 1. closes three gaps between moto 5.2.5 and AWS (each patch is a few lines and says why);
 2. bootstraps, in-process and before the first request is served, the only identities
    that exist without authenticating: an admin user in the default account (the tests'
-   credentials) and a `cordon-responder` role in a second account (for cross-account
-   plans);
+   seeding credentials), a `cordon-responder` user beside it and a `cordon-responder` role
+   in a second account (for cross-account plans), both holding exactly
+   policies/cordon-responder-iam.json (what cordon runs as in the tests);
 3. serves moto's own WSGI app (what `moto.server.main()` serves) on 127.0.0.1, on a port
    the kernel picks, so there is no race for a "free" port;
 4. writes the port and the admin credentials to `--env-file` (mode 0600) once it is
@@ -51,6 +52,16 @@ from werkzeug.serving import make_server  # noqa: E402
 
 SECOND_ACCOUNT_ID = "210987654321"
 ADMIN_USER = "cordon-test-admin"
+# The identity cordon itself runs as in the tests: it holds exactly the
+# least-privilege policy shipped for cordon's responder role, so a call cordon
+# makes that the policy does not grant fails a test (moto enforces IAM auth by
+# action; it checks IAM calls against Resource "*", so resource scoping is not
+# proven here).
+RESPONDER_USER = "cordon-responder"
+RESPONDER_POLICY = open(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "policies", "cordon-responder-iam.json"),
+    encoding="utf-8",
+).read()
 RESPONDER_ROLE = "cordon-responder"
 ADMIN_POLICY = json.dumps(
     {
@@ -179,6 +190,9 @@ def bootstrap() -> dict[str, str]:
     iam.create_user(region_name="us-east-1", user_name=ADMIN_USER, path="/", tags=[])
     iam.put_user_policy(ADMIN_USER, "cordon-test-admin", ADMIN_POLICY)
     key = iam.create_access_key(ADMIN_USER)
+    iam.create_user(region_name="us-east-1", user_name=RESPONDER_USER, path="/", tags=[])
+    iam.put_user_policy(RESPONDER_USER, "cordon-responder", RESPONDER_POLICY)
+    responder_key = iam.create_access_key(RESPONDER_USER)
 
     # The responder role a cross-account plan assumes in the second account.
     other = iam_backends[SECOND_ACCOUNT_ID]["aws"]
@@ -203,10 +217,12 @@ def bootstrap() -> dict[str, str]:
         tags=[],
         max_session_duration="3600",
     )
-    other.put_role_policy(RESPONDER_ROLE, "cordon-responder-admin", ADMIN_POLICY)
+    other.put_role_policy(RESPONDER_ROLE, "cordon-responder", RESPONDER_POLICY)
     return {
         "CORDON_TEST_AWS_ACCESS_KEY_ID": key.access_key_id,
         "CORDON_TEST_AWS_SECRET_ACCESS_KEY": key.secret_access_key,
+        "CORDON_TEST_AWS_RESPONDER_KEY_ID": responder_key.access_key_id,
+        "CORDON_TEST_AWS_RESPONDER_SECRET": responder_key.secret_access_key,
         "CORDON_TEST_AWS_ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
         "CORDON_TEST_AWS_SECOND_ACCOUNT_ID": SECOND_ACCOUNT_ID,
         "CORDON_TEST_AWS_ROLE_ARN_TEMPLATE": f"arn:aws:iam::{{account}}:role/{RESPONDER_ROLE}",

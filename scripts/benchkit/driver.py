@@ -171,7 +171,7 @@ def check(peer, s, single):
 
 def cordon_home(env):
     d = tempfile.mkdtemp(dir=OUT, prefix="cordon-home-")
-    env = dict(env, CORDON_HOME=os.path.join(d, "home"))
+    env = dict(env, CORDON_HOME=os.path.join(d, "home"), CORDON_DEMO="1")
     subprocess.run([CORDON, "init"], env=env, check=True, stdout=subprocess.DEVNULL)
     key = os.path.join(d, "amara")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "amara", "-f", key], check=True)

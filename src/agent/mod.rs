@@ -57,6 +57,11 @@ pub struct AgentConfig {
 /// Returns a summary kept in `done/` (and logged), or why it failed.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, event: &Event) -> Result<serde_json::Value, String>;
+    /// Record an authenticated delivery that needs no action (`source` is
+    /// `github` or `aws`, `delivery` its id when known, `why` the reason), so
+    /// the record shows every delivery, not only the acted-on ones. Durable
+    /// before the 200 goes out; an error answers 500 and the sender retries.
+    fn ignored(&self, source: &str, delivery: Option<&str>, why: &str) -> Result<(), String>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +92,7 @@ struct Shared {
     /// Set once the server has stopped: the worker finishes the event it is
     /// on and leaves the rest, durable in the inbox, for the next start.
     stopping: std::sync::atomic::AtomicBool,
+    handler: Arc<dyn Handler>,
 }
 
 /// Counters reported at shutdown.
@@ -186,6 +192,7 @@ pub async fn serve(
         done: done.clone(),
         tx: Mutex::new(Some(tx)),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        handler: handler.clone(),
     });
     let worker_shared = shared.clone();
     let worker = std::thread::Builder::new()
@@ -366,7 +373,9 @@ async fn github(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
     }
     let event = header(&headers, "x-github-event").unwrap_or("");
     let delivery = header(&headers, "x-github-delivery").unwrap_or("");
-    accept(&s, parse_github(event, delivery, &body)).await
+    let parsed = parse_github(event, delivery, &body);
+    // parse_github checked the delivery id's shape before anything else.
+    accept(&s, parsed, "github", Some(delivery.to_owned())).await
 }
 
 async fn eventbridge(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -383,12 +392,14 @@ async fn eventbridge(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             json!({"error": "missing or wrong bearer token"}),
         );
     }
-    accept(&s, parse_eventbridge(&body)).await
+    accept(&s, parse_eventbridge(&body), "aws", None).await
 }
 
 async fn accept(
     s: &Arc<Shared>,
     parsed: Result<Parsed, crate::intake::webhook::WebhookError>,
+    source: &'static str,
+    delivery: Option<String>,
 ) -> Response {
     let event = match parsed {
         Err(e) => {
@@ -397,7 +408,28 @@ async fn accept(
         }
         Ok(Parsed::Ignore(why)) => {
             tracing::info!(what = %why, "delivery needs no action");
-            return reply(StatusCode::OK, json!({"ignored": why}));
+            let (s2, why2) = (s.clone(), why.clone());
+            let recorded = tokio::task::spawn_blocking(move || {
+                s2.handler.ignored(source, delivery.as_deref(), &why2)
+            })
+            .await;
+            return match recorded {
+                Ok(Ok(())) => reply(StatusCode::OK, json!({"ignored": why})),
+                Ok(Err(e)) => {
+                    tracing::error!("cannot record an ignored delivery: {e}");
+                    reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"error": "cannot record the delivery; retry later"}),
+                    )
+                }
+                Err(e) => {
+                    tracing::error!("cannot record an ignored delivery: {e}");
+                    reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"error": "cannot record the delivery; retry later"}),
+                    )
+                }
+            };
         }
         Ok(Parsed::Act(e)) => e,
     };

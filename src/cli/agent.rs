@@ -53,7 +53,20 @@ struct RespondHandler {
     concurrency: usize,
     rate: f64,
     incident: Option<String>,
-    rt: tokio::runtime::Runtime,
+    /// `Some` until drop. The server's handlers share the handler too (to
+    /// record ignored deliveries), so the last reference may go inside the
+    /// server's async context, where dropping a runtime normally panics.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for RespondHandler {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            // Nothing runs on it between events: the worker blocks on it only
+            // while handling one.
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Handler for RespondHandler {
@@ -91,8 +104,11 @@ impl Handler for RespondHandler {
         };
         // JSON mode: respond prints nothing; the summary goes to done/ and the log.
         let out = Out::new(true);
-        let summary = self
+        let rt = self
             .rt
+            .as_ref()
+            .ok_or_else(|| "the agent is shutting down".to_owned())?;
+        let summary = rt
             .block_on(respond(&ctx, &out, intake, &opts))
             .map_err(|e| e.message)?;
         Ok(serde_json::json!({
@@ -101,6 +117,40 @@ impl Handler for RespondHandler {
             "exit": summary.exit.code(),
             "findings": summary.findings,
         }))
+    }
+
+    fn ignored(&self, source: &str, delivery: Option<&str>, why: &str) -> Result<(), String> {
+        self.record_ignored(source, delivery, why)
+    }
+}
+
+impl RespondHandler {
+    fn record_ignored(
+        &self,
+        source: &str,
+        delivery: Option<&str>,
+        why: &str,
+    ) -> Result<(), String> {
+        use crate::audit::{Kind, RecordDraft};
+        let ctx = Context::open(Some(self.home.clone()), Some(self.policy.clone()))
+            .map_err(|e| e.message)?;
+        // The delivery was authenticated (webhook signature or bearer token);
+        // the note records it, it decides nothing.
+        let actor = crate::gate::Principal {
+            name: "agent".into(),
+            kind: crate::plan::PrincipalKind::Automation,
+            verified: false,
+            proof: None,
+        };
+        let mut d = RecordDraft::new(Kind::Note, actor);
+        d.message = Some(format!("webhook delivery ignored: {why}"));
+        d.incident = self.incident.clone();
+        d.data = Some(serde_json::json!({
+            "webhook": source,
+            "delivery": delivery,
+            "ignored": why,
+        }));
+        ctx.log.append(d).map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
@@ -142,7 +192,7 @@ pub async fn cmd_agent(ctx: &Context, out: &Out, a: AgentArgs) -> CmdResult {
         concurrency: a.concurrency,
         rate: a.rate,
         incident: a.incident.clone(),
-        rt,
+        rt: Some(rt),
     });
     let config = AgentConfig {
         github_secret,

@@ -14,6 +14,12 @@ use crate::plan::Plan;
 use crate::policy::PolicyGate;
 use crate::state::{Home, ObjectKind, Store};
 
+/// The demo switch (`CORDON_DEMO=1`): lets the published example secrets of
+/// the shipped roster through, for `scripts/try` and the tests.
+pub fn demo_switch() -> bool {
+    std::env::var_os(crate::policy::DEMO_ENV).is_some_and(|v| v == "1")
+}
+
 pub struct Context {
     pub home: Arc<Home>,
     pub log: Arc<AuditLog>,
@@ -43,12 +49,21 @@ impl Context {
     /// The authority gate. A policy that fails to load denies everything
     /// (fail closed); the error is in every decision and in the hint here.
     pub fn gate(&self) -> PolicyGate {
-        let g = PolicyGate::load(&self.policy_dir);
-        if let Err(e) = g.policy() {
-            tracing::warn!(
+        let demo = demo_switch();
+        let g = PolicyGate::load(&self.policy_dir, demo);
+        match g.policy() {
+            Err(e) => tracing::warn!(
                 "authority policy failed to load, every step will be denied: {}",
                 e.summary()
-            );
+            ),
+            Ok(p) if demo && crate::policy::example_secrets(p, true).is_empty() => {
+                tracing::warn!(
+                    "{} is set, but the roster in `{}` uses no published example secret: the demo switch does nothing here; unset it outside demos and tests",
+                    crate::policy::DEMO_ENV,
+                    self.policy_dir.display()
+                )
+            }
+            Ok(_) => {}
         }
         g
     }

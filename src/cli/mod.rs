@@ -110,11 +110,22 @@ pub enum Command {
     Auth(auth::AuthCommand),
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Manual pages (roff): `cordon man | man -l -`, or `--out-dir DIR` for one
+    /// page per command (`cordon.1`, `cordon-revoke.1`, ...).
+    Man {
+        /// Write cordon.1 and a page for every subcommand into DIR.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 pub fn init_tracing(verbose: u8) {
+    // Default: cordon's own warnings only. Dependencies' warnings (the AWS
+    // SDK's IMDS probe printing a kilobyte of debug structure three times
+    // when there are no credentials, say) appear with -v or RUST_LOG; cordon's
+    // own error says what to do.
     let default = match verbose {
-        0 => "warn",
+        0 => "error,cordon=warn,cordon_aws=warn,cordon_github=warn,cordon_connector=warn",
         1 => "info,cordon=debug",
         _ => "debug",
     };
@@ -125,6 +136,47 @@ pub fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(output::color_enabled())
         .try_init();
+}
+
+/// `cordon man`: the manual, generated from the same definitions as `--help`.
+fn man(out: &output::Out, out_dir: Option<PathBuf>) -> error::CmdResult {
+    let cmd = Cli::command();
+    match out_dir {
+        None => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map_err(|e| CommandError::failed(format!("cannot render the manual: {e}")))?;
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(&buf)
+                .map_err(|e| CommandError::failed(format!("cannot write the manual: {e}")))?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                CommandError::failed(format!("cannot create `{}`: {e}", dir.display()))
+            })?;
+            clap_mangen::generate_to(cmd, &dir).map_err(|e| {
+                CommandError::failed(format!(
+                    "cannot write the manual pages into `{}`: {e}",
+                    dir.display()
+                ))
+            })?;
+            let pages = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".1"))
+                        .count()
+                })
+                .unwrap_or(0);
+            if out.json {
+                out.json(&serde_json::json!({"dir": dir, "pages": pages}));
+            } else {
+                out.line(format!("{pages} manual pages in {}", dir.display()));
+            }
+        }
+    }
+    Ok(Exit::Ok)
 }
 
 /// Run a parsed command line; returns the exit code.
@@ -164,6 +216,7 @@ async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
             clap_complete::generate(shell, &mut cmd, "cordon", &mut std::io::stdout());
             Ok(Exit::Ok)
         }
+        Command::Man { out_dir } => man(out, out_dir),
         Command::Init(a) => init::cmd_init(&ctx()?, out, a),
         Command::Classify(a) => classify::cmd_classify(out, a),
         Command::Plan(c) => plan::cmd_plan(&ctx()?, out, c).await,

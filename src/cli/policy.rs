@@ -69,7 +69,7 @@ pub fn cmd_policy(
     match cmd {
         PolicyCommand::Check { dir } => {
             let dir = resolve_dir(home, policy, dir)?;
-            let findings = check(&dir);
+            let findings = check(&dir, super::context::demo_switch());
             let errors = findings
                 .iter()
                 .filter(|f| f.severity == FindingSeverity::Error)
@@ -112,10 +112,11 @@ pub fn cmd_policy(
             break_glass,
         } => {
             let dir = resolve_dir(home, policy, None)?;
-            let loaded = crate::policy::load(&dir).map_err(|e| {
-                CommandError::new(Exit::PolicyInvalid, e.summary())
-                    .hint("run `cordon policy check`")
-            })?;
+            let loaded =
+                crate::policy::load_for_use(&dir, super::context::demo_switch()).map_err(|e| {
+                    CommandError::new(Exit::PolicyInvalid, e.summary())
+                        .hint("run `cordon policy check`")
+                })?;
             let mut q = WhatIf::new(principal, action, target);
             q.verified = !unverified;
             q.environment = environment;

@@ -138,53 +138,143 @@ pub fn parse_github(event: &str, delivery: &str, body: &[u8]) -> Result<Parsed, 
         ));
     }
     let v = parse_json(body)?;
+    // Every event a secret-scanning webhook can be sent gets an answer GitHub
+    // shows as delivered (2xx): an event cordon does not act on is recorded as
+    // ignored with the reason, never refused. Events and actions:
+    // https://docs.github.com/en/webhooks/webhook-events-and-payloads#secret_scanning_alert
+    // (created, reopened, resolved, publicly_leaked, validated, assigned,
+    // unassigned), #secret_scanning_alert_location (created) and
+    // #secret_scanning_scan (completed).
     match event {
-        "ping" => Ok(Parsed::Ignore("ping".into())),
+        "ping" => Ok(Parsed::Ignore("ping: the hook is set up".into())),
         "secret_scanning_alert" => {
-            let action = str_at(&v, "action")?;
-            // Act when an alert opens or gets worse; resolving, assigning and
-            // validity checks of a closed alert need no containment.
-            if !matches!(action, "created" | "reopened" | "publicly_leaked") {
-                return Ok(Parsed::Ignore(format!("secret_scanning_alert.{action}")));
+            let action = action_of(&v)?;
+            let state = str_at(&v, "alert.state").ok();
+            let validity = str_at(&v, "alert.validity").ok();
+            // Act when an alert opens or gets worse; `resolved` never revokes
+            // (someone closed it on purpose), and assignment changes nothing.
+            let act = match action {
+                "created" | "reopened" | "publicly_leaked" => true,
+                // GitHub re-checked the secret with its provider and found it
+                // working: an open alert whose secret is live calls for action.
+                "validated" => validity == Some("active") && state != Some("resolved"),
+                _ => false,
+            };
+            if !act {
+                let why = match action {
+                    "resolved" => {
+                        "the alert was resolved: cordon never revokes on a resolution".to_owned()
+                    }
+                    "assigned" | "unassigned" => {
+                        "an assignment change needs no containment".to_owned()
+                    }
+                    "validated" => format!(
+                        "validity is now `{}`{}: nothing to contain",
+                        validity.unwrap_or("unknown"),
+                        if state == Some("resolved") {
+                            " on a resolved alert"
+                        } else {
+                            ""
+                        }
+                    ),
+                    _ => "not an action cordon acts on".to_owned(),
+                };
+                return Ok(Parsed::Ignore(format!(
+                    "secret_scanning_alert.{action}: {why}"
+                )));
             }
-            let number = v
-                .get("alert")
-                .and_then(|a| a.get("number"))
-                .ok_or_else(|| field_err("alert.number", "missing"))?
-                .as_u64()
-                .ok_or_else(|| field_err("alert.number", "not a positive integer"))?;
-            let full = str_at(&v, "repository.full_name")?;
-            let (owner, repo) = full
-                .split_once('/')
-                .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
-                .ok_or_else(|| field_err("repository.full_name", "not `owner/name`"))?;
-            let secret_type = str_at(&v, "alert.secret_type").ok().map(str::to_owned);
-            let url = str_at(&v, "alert.html_url").ok().map(str::to_owned);
-            Ok(Parsed::Act(Event {
-                source: EventSource::Github,
-                id: delivery.to_owned(),
-                kind: format!("secret_scanning_alert.{action}"),
-                // A valid secret in a repository: revoke at once (the agent
-                // policy allows `agent` alone at high or critical severity).
-                severity: if action == "publicly_leaked" {
-                    Severity::Critical
-                } else {
-                    Severity::High
-                },
-                alerts: vec![AlertRef {
-                    owner: owner.to_owned(),
-                    repo: repo.to_owned(),
-                    number,
-                }],
-                keys: vec![],
-                provenance: EventProvenance {
-                    scanner: "github-secret-scanning".into(),
-                    rule: secret_type,
-                    url,
-                },
-            }))
+            alert_event(
+                &v,
+                delivery,
+                &format!("secret_scanning_alert.{action}"),
+                action,
+            )
+        }
+        "secret_scanning_alert_location" => {
+            let action = action_of(&v)?;
+            // A known secret found in a new place: re-check that its credential
+            // is dead (respond finds it already contained, or contains it).
+            match (action, str_at(&v, "alert.state").ok()) {
+                ("created", Some("resolved")) => Ok(Parsed::Ignore(
+                    "secret_scanning_alert_location.created: the alert is resolved: cordon never revokes on a resolved alert".into(),
+                )),
+                ("created", _) => alert_event(
+                    &v,
+                    delivery,
+                    "secret_scanning_alert_location.created",
+                    action,
+                ),
+                (other, _) => Ok(Parsed::Ignore(format!(
+                    "secret_scanning_alert_location.{other}: not an action cordon acts on"
+                ))),
+            }
+        }
+        "secret_scanning_scan" => {
+            let action = action_of(&v)?;
+            Ok(Parsed::Ignore(format!(
+                "secret_scanning_scan.{action}: a scan's progress carries no alert; its alerts arrive as secret_scanning_alert"
+            )))
         }
         other => Err(WebhookError::Unsupported(other.to_owned())),
+    }
+}
+
+/// The `action` field: a short lowercase word (it reaches records and logs).
+fn action_of(v: &Value) -> Result<&str, WebhookError> {
+    let action = str_at(v, "action")?;
+    if action.is_empty()
+        || action.len() > 40
+        || !action.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        return Err(field_err("action", "not a GitHub webhook action"));
+    }
+    Ok(action)
+}
+
+/// The alert an alert or alert-location delivery names, as an event to act on.
+fn alert_event(
+    v: &Value,
+    delivery: &str,
+    kind: &str,
+    action: &str,
+) -> Result<Parsed, WebhookError> {
+    {
+        let number = v
+            .get("alert")
+            .and_then(|a| a.get("number"))
+            .ok_or_else(|| field_err("alert.number", "missing"))?
+            .as_u64()
+            .ok_or_else(|| field_err("alert.number", "not a positive integer"))?;
+        let full = str_at(v, "repository.full_name")?;
+        let (owner, repo) = full
+            .split_once('/')
+            .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
+            .ok_or_else(|| field_err("repository.full_name", "not `owner/name`"))?;
+        let secret_type = str_at(v, "alert.secret_type").ok().map(str::to_owned);
+        let url = str_at(v, "alert.html_url").ok().map(str::to_owned);
+        Ok(Parsed::Act(Event {
+            source: EventSource::Github,
+            id: delivery.to_owned(),
+            kind: kind.to_owned(),
+            // A valid secret in a repository: revoke at once (the agent
+            // policy allows `agent` alone at high or critical severity).
+            severity: if action == "publicly_leaked" {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
+            alerts: vec![AlertRef {
+                owner: owner.to_owned(),
+                repo: repo.to_owned(),
+                number,
+            }],
+            keys: vec![],
+            provenance: EventProvenance {
+                scanner: "github-secret-scanning".into(),
+                rule: secret_type,
+                url,
+            },
+        }))
     }
 }
 
@@ -370,6 +460,7 @@ pub fn github_signature_ok(secret: &cordon_connector::Secret, body: &[u8], heade
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+    use serde_json::json;
 
     fn alert(action: &str) -> Vec<u8> {
         serde_json::json!({
@@ -415,6 +506,99 @@ mod tests {
         assert!(matches!(
             parse_github("ping", "d", b"{\"zen\":\"x\"}").unwrap(),
             Parsed::Ignore(_)
+        ));
+    }
+
+    #[test]
+    fn issue_14_every_secret_scanning_event_is_answered_acted_on_or_ignored_with_a_reason() {
+        let with = |action: &str, state: &str, validity: &str| -> Vec<u8> {
+            serde_json::to_vec(&json!({
+                "action": action,
+                "alert": {"number": 9, "state": state, "validity": validity, "secret_type": "github_personal_access_token"},
+                "repository": {"full_name": "acme/api"}
+            }))
+            .unwrap()
+        };
+        // Acted on: the alert opens, reopens, leaks publicly, or is found live.
+        for (action, state, validity) in [
+            ("created", "open", "unknown"),
+            ("reopened", "open", "unknown"),
+            ("publicly_leaked", "open", "active"),
+            ("validated", "open", "active"),
+        ] {
+            match parse_github(
+                "secret_scanning_alert",
+                "d-1",
+                &with(action, state, validity),
+            )
+            .unwrap()
+            {
+                Parsed::Act(e) => {
+                    assert_eq!(e.kind, format!("secret_scanning_alert.{action}"));
+                    assert_eq!(e.alerts[0].number, 9);
+                }
+                other => panic!("{action}: {other:?}"),
+            }
+        }
+        // Ignored, each with its reason; `resolved` never revokes.
+        for (action, state, validity, reason) in [
+            ("resolved", "resolved", "active", "never revokes"),
+            ("assigned", "open", "active", "assignment"),
+            ("unassigned", "open", "active", "assignment"),
+            ("validated", "open", "inactive", "`inactive`"),
+            ("validated", "resolved", "active", "resolved alert"),
+        ] {
+            match parse_github(
+                "secret_scanning_alert",
+                "d-1",
+                &with(action, state, validity),
+            )
+            .unwrap()
+            {
+                Parsed::Ignore(why) => {
+                    assert!(
+                        why.starts_with(&format!("secret_scanning_alert.{action}: ")),
+                        "{why}"
+                    );
+                    assert!(why.contains(reason), "{action}: {why}");
+                }
+                other => panic!("{action}: {other:?}"),
+            }
+        }
+        // A known secret in a new place: re-checked through the respond path.
+        let loc = |state: &str| {
+            serde_json::to_vec(&json!({
+                "action": "created",
+                "alert": {"number": 4, "state": state},
+                "location": {"type": "commit", "details": {"path": "a.env", "start_line": 3}},
+                "repository": {"full_name": "acme/api"}
+            }))
+            .unwrap()
+        };
+        match parse_github("secret_scanning_alert_location", "d-2", &loc("open")).unwrap() {
+            Parsed::Act(e) => {
+                assert_eq!(e.kind, "secret_scanning_alert_location.created");
+                assert_eq!(
+                    (e.alerts[0].owner.as_str(), e.alerts[0].number),
+                    ("acme", 4)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_github("secret_scanning_alert_location", "d-2", &loc("resolved")).unwrap(),
+            Parsed::Ignore(why) if why.contains("resolved")
+        ));
+        let scan = br#"{"action":"completed","type":"backfill","source":"git","repository":{"full_name":"acme/api"}}"#;
+        assert!(matches!(
+            parse_github("secret_scanning_scan", "d-3", scan).unwrap(),
+            Parsed::Ignore(why) if why.starts_with("secret_scanning_scan.completed: ")
+        ));
+        // The action reaches records: anything but a short lowercase word is refused.
+        let odd = br#"{"action":"created\u001b[2J","alert":{"number":1},"repository":{"full_name":"o/r"}}"#;
+        assert!(matches!(
+            parse_github("secret_scanning_alert", "d", odd).unwrap_err(),
+            WebhookError::Field { field, .. } if field == "action"
         ));
     }
 

@@ -4,25 +4,69 @@ use std::path::Path;
 
 use super::{load, Finding, FindingSeverity, Policy, POLICY_FILE, ROSTER_FILE, SIGNERS_FILE};
 
-/// base64(SHA-256) of the example secrets shipped in `policies/roster.toml`.
-const EXAMPLE_SECRETS: [&str; 3] = [
+/// base64(SHA-256) of the example secrets published in cordon's docs and
+/// shipped in `policies/roster.toml` (`cordon-example-ci-secret-replace-me`,
+/// `cordon-example-agent-secret-replace-me`,
+/// `cordon-example-assistant-secret-replace-me`). Anyone who read the docs
+/// knows them: a roster that uses them has a default password.
+pub const EXAMPLE_SECRETS: [&str; 3] = [
     "TGkp/0Swiv094Cer5hBZCsGvbAOK052HvVAlop5OCIE=",
     "BZl5x9Q4ruwcMk1GjJvUt6gI2rWK4cKfHxaJ/kjLz5s=",
     "zdPCxr09y+nzSx423YpF6wSy/467GbUA8IgCAndQ4So=",
 ];
 
+/// The environment variable that lets the published example secrets through
+/// (`scripts/try`, the tests). Never set it for a real state directory.
+pub const DEMO_ENV: &str = "CORDON_DEMO";
+
 /// Validate and lint a policy directory. Load errors come first (and stop
 /// the lints); then warnings and errors about what the files mean together.
-/// An empty result means the policy is clean.
-pub fn check(dir: &Path) -> Vec<Finding> {
+/// An empty result means the policy is clean. With `demo` off, a roster that
+/// still uses a published example secret is an error (every command refuses
+/// it); with it on, a warning.
+pub fn check(dir: &Path, demo: bool) -> Vec<Finding> {
     match load(dir) {
         Err(e) => e.findings,
-        Ok(p) => lint(&p, chrono::Utc::now()),
+        Ok(p) => {
+            let mut f = example_secrets(&p, demo);
+            f.extend(lint(&p, chrono::Utc::now()));
+            // Errors first (stable: file order within each severity).
+            f.sort_by_key(|x| x.severity);
+            f
+        }
     }
 }
 
-pub(crate) fn lint(p: &Policy, now: chrono::DateTime<chrono::Utc>) -> Vec<Finding> {
+/// One finding per automation principal whose `secret_sha256` is the hash of
+/// a published example secret: an error unless `demo`, then a warning.
+pub fn example_secrets(p: &Policy, demo: bool) -> Vec<Finding> {
     use base64::Engine as _;
+    let roster_file = p.file(ROSTER_FILE);
+    let mut out = Vec::new();
+    for (name, a) in &p.roster.automation {
+        let Some(d) = &a.secret_sha256 else { continue };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(d);
+        if !EXAMPLE_SECRETS.contains(&b64.as_str()) {
+            continue;
+        }
+        if demo {
+            out.push(Finding::warning(
+                &roster_file,
+                Some(a.line),
+                format!("automation `{name}` uses the published example secret (allowed because {DEMO_ENV} is set: demos and tests only)"),
+            ));
+        } else {
+            out.push(Finding::error(
+                &roster_file,
+                Some(a.line),
+                format!("automation `{name}` uses the published example secret: anyone who read cordon's docs could act as `{name}`; run `cordon init --rotate-secrets` to give every automation principal a fresh secret (or set {DEMO_ENV}=1 for a demo)"),
+            ));
+        }
+    }
+    out
+}
+
+pub(crate) fn lint(p: &Policy, now: chrono::DateTime<chrono::Utc>) -> Vec<Finding> {
     let mut out = Vec::new();
     let roster_file = p.file(ROSTER_FILE);
     let signers_file = p.file(SIGNERS_FILE);
@@ -98,24 +142,12 @@ pub(crate) fn lint(p: &Policy, now: chrono::DateTime<chrono::Utc>) -> Vec<Findin
                 Some(a.line),
                 format!("automation `{name}` has neither secret_sha256 nor a key in allowed_signers: it can never be verified"),
             )),
-            Some(d) => {
-                let b64 = base64::engine::general_purpose::STANDARD.encode(d);
-                if EXAMPLE_SECRETS.contains(&b64.as_str()) {
-                    out.push(Finding::warning(
-                        &roster_file,
-                        Some(a.line),
-                        format!("automation `{name}` still uses the example secret shipped with cordon: anyone who read the docs can act as `{name}`; set secret_sha256 to the hash of your own secret"),
-                    ));
-                }
-                if a.secret_env.is_none() {
-                    out.push(Finding::warning(
-                        &roster_file,
-                        Some(a.line),
-                        format!("automation `{name}` has secret_sha256 but no secret_env naming where the secret is read from"),
-                    ));
-                }
-            }
-            None => {}
+            Some(_) if a.secret_env.is_none() => out.push(Finding::warning(
+                &roster_file,
+                Some(a.line),
+                format!("automation `{name}` has secret_sha256 but no secret_env naming where the secret is read from"),
+            )),
+            _ => {}
         }
     }
 

@@ -44,7 +44,7 @@ pub use approvals::{
     SignError, SignatureCheck, StoredSignature, NAMESPACE,
 };
 pub use bounds::Bounds;
-pub use check::check;
+pub use check::{check, example_secrets, DEMO_ENV, EXAMPLE_SECRETS};
 pub use decide::{ApprovalSummary, RequestContext};
 pub use explain::{parse_target, ExplainError, Explanation, WhatIf};
 pub use roster::Roster;
@@ -229,9 +229,12 @@ pub struct PolicyGate {
 }
 
 impl PolicyGate {
-    pub fn load(dir: &Path) -> PolicyGate {
+    /// Load the policy for use. Beyond [`load`], a roster that still uses a
+    /// published example secret is refused unless `demo` (the `CORDON_DEMO`
+    /// switch): otherwise anyone who read the docs could act as `ci`.
+    pub fn load(dir: &Path, demo: bool) -> PolicyGate {
         PolicyGate {
-            inner: load(dir),
+            inner: load_for_use(dir, demo),
             bounds: None,
         }
     }
@@ -299,6 +302,24 @@ pub fn policy_hash(files: &[(&str, Option<&[u8]>)]) -> String {
         }
     }
     hex::encode(h.finalize())
+}
+
+/// [`load`], then refuse the published example secrets unless `demo`.
+pub fn load_for_use(dir: &Path, demo: bool) -> Result<Policy, LoadError> {
+    let p = load(dir)?;
+    let refused: Vec<Finding> = example_secrets(&p, demo)
+        .into_iter()
+        .filter(|f| f.severity == FindingSeverity::Error)
+        .collect();
+    if refused.is_empty() {
+        Ok(p)
+    } else {
+        Err(LoadError {
+            dir: dir.to_path_buf(),
+            hash: p.hash().to_owned(),
+            findings: refused,
+        })
+    }
 }
 
 /// Load and check the policy directory `dir`.

@@ -33,6 +33,7 @@ impl Agent {
         }
         c.args(["agent", "--listen", "127.0.0.1:0", "--max-body", "65536"])
             .env("CORDON_HOME", &env.home)
+            .env("CORDON_DEMO", "1")
             .env("CORDON_WEBHOOK_SECRET", HOOK_SECRET)
             .env("CORDON_EVENTBRIDGE_TOKEN", EB_TOKEN)
             .env("CORDON_AGENT_SECRET", AGENT_SECRET)
@@ -139,7 +140,7 @@ pub(crate) fn alert_payload(owner: &str, repo: &str, number: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn wait_for(
+pub(crate) fn wait_for(
     env: &Env,
     what: &str,
     f: impl Fn(&[serde_json::Value]) -> bool,

@@ -112,6 +112,7 @@ fn slow_respond(
     }
     c.envs(aws_env(&peer("CORDON_TEST_AWS_ENDPOINT")))
         .env("CORDON_HOME", &env.home)
+        .env("CORDON_DEMO", "1")
         .env("CORDON_CI_SECRET", CI_SECRET)
         .env("CI", "true")
         .args(["--json", "--policy"])
@@ -375,6 +376,7 @@ fn cordon_mcp_driven_by_the_official_python_sdk_proposes_never_approves_and_neve
         .arg(&report)
         .envs(aws_env(&peer("CORDON_TEST_AWS_ENDPOINT")))
         .env("CORDON_ASSISTANT_SECRET", ASSISTANT_SECRET)
+        .env("CORDON_DEMO", "1")
         .env(
             "LEAK_ENV",
             format!("AWS_ACCESS_KEY_ID={key_id}\nAWS_SECRET_ACCESS_KEY={secret}\n"),

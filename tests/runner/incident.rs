@@ -580,6 +580,7 @@ fn issue_7_the_automation_secret_proves_the_actor_and_status_watch_redraws_on_ch
     }
     let mut child = watch
         .env("CORDON_HOME", &env.home)
+        .env("CORDON_DEMO", "1")
         .args(["--json", "status", "--watch", "--interval", "0.1"])
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -9,6 +9,7 @@ mod checkpoint;
 mod cli;
 mod crash;
 mod fire;
+mod frontdoor;
 mod incident;
 mod peers;
 mod reports;

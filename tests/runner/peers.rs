@@ -14,12 +14,20 @@ pub(crate) fn peer(var: &str) -> String {
 
 /// The environment that points cordon's AWS side at moto (or at a proxy in
 /// front of it) with the peer's admin credentials and nothing from the host.
+/// The environment cordon runs with against moto: the credentials of the
+/// `cordon-responder` user, which holds exactly the least-privilege policy
+/// shipped in policies/cordon-responder-iam.json (peers/moto/launcher.py), so a
+/// call cordon makes outside that policy fails the test that makes it. The
+/// tests' own seeding and checking uses the admin credentials instead.
 pub(crate) fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("AWS_ACCESS_KEY_ID", peer("CORDON_TEST_AWS_ACCESS_KEY_ID")),
+        (
+            "AWS_ACCESS_KEY_ID",
+            peer("CORDON_TEST_AWS_RESPONDER_KEY_ID"),
+        ),
         (
             "AWS_SECRET_ACCESS_KEY",
-            peer("CORDON_TEST_AWS_SECRET_ACCESS_KEY"),
+            peer("CORDON_TEST_AWS_RESPONDER_SECRET"),
         ),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),

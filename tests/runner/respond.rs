@@ -230,6 +230,7 @@ fn the_github_action_script_contains_a_gitleaks_report_as_ci() {
     let outputs = env.dir.path().join("github-output");
     let o = Std::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ci-respond"))
         .env("CORDON_BIN", assert_cmd::cargo::cargo_bin("cordon"))
+        .env("CORDON_DEMO", "1")
         .env("CORDON_HOME", env.dir.path().join("ci-home"))
         .env("CORDON_REPORT", &report)
         .env("CORDON_CI_SECRET", CI_SECRET)
@@ -262,6 +263,7 @@ fn the_github_action_script_contains_a_gitleaks_report_as_ci() {
     // A report that is not there fails the job with a clear error.
     let o = Std::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ci-respond"))
         .env("CORDON_BIN", assert_cmd::cargo::cargo_bin("cordon"))
+        .env("CORDON_DEMO", "1")
         .env("CORDON_HOME", env.dir.path().join("ci-home"))
         .env("CORDON_REPORT", env.dir.path().join("missing.json"))
         .output()

@@ -27,7 +27,12 @@ impl Env {
         }
         // `CI` makes `respond` act as the `ci` principal: tests say so explicitly.
         c.env_remove("CI");
-        c.env("CORDON_HOME", &self.home).env("NO_COLOR", "1");
+        // The shipped roster's published example secrets are refused outside
+        // the demo switch; the tests use them (tests/runner/cli.rs checks the
+        // refusal without it).
+        c.env("CORDON_HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env("CORDON_DEMO", "1");
         c
     }
 

@@ -139,14 +139,14 @@ fn from_status(
         ErrorClass::Permanent
     };
     let hint = match (class, code) {
-        (ErrorClass::Retryable, _) => "; retry later",
-        (_, Some("AccessDenied" | "AccessDeniedException")) => {
-            "; grant cordon's credentials this permission (see the cordon-aws crate docs)"
-        }
+        (ErrorClass::Retryable, _) => "; retry later".to_owned(),
+        (_, Some("AccessDenied" | "AccessDeniedException")) => format!(
+            "; cordon's credentials lack the permission `{op}`: grant it (policies/cordon-responder-iam.json lists every permission cordon uses)"
+        ),
         (_, Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")) => {
-            "; cordon's own AWS credentials were refused: refresh them"
+            "; cordon's own AWS credentials were refused: refresh them".to_owned()
         }
-        _ => "",
+        _ => String::new(),
     };
     ConnectorError {
         class,
@@ -251,6 +251,11 @@ mod tests {
         assert_eq!(p.class, ErrorClass::Permanent);
         assert_eq!(p.retry_after, None);
         let d = from_status("iam:X", 403, Some("AccessDenied"), "no", None);
-        assert!(d.message.contains("grant cordon"), "{}", d.message);
+        assert!(
+            d.message.contains("lack the permission `iam:X`")
+                && d.message.contains("cordon-responder-iam.json"),
+            "{}",
+            d.message
+        );
     }
 }

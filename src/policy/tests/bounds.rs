@@ -301,7 +301,7 @@ fn limits_are_checked_by_policy_check() {
         let end = roster.find("[limits.agent]").unwrap();
         let r = format!("{}{bad}\n\n{}", &roster[..start], &roster[end..]);
         std::fs::write(d.path().join("roster.toml"), r).unwrap();
-        let findings = crate::policy::check(d.path());
+        let findings = crate::policy::check(d.path(), true);
         assert!(
             findings.iter().any(|f| f.message.contains(says)),
             "{bad}: {findings:#?}"
@@ -315,7 +315,7 @@ fn limits_are_checked_by_policy_check() {
         format!("{}{}", &roster[..start], &roster[end..]),
     )
     .unwrap();
-    let findings = crate::policy::check(d.path());
+    let findings = crate::policy::check(d.path(), true);
     assert!(
         findings
             .iter()

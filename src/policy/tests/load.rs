@@ -29,7 +29,11 @@ fn load_err(dir: &Path) -> LoadError {
 /// A gate over a failed load denies a step that the shipped policy allows,
 /// and the denial carries the error.
 fn assert_gate_denies(dir: &Path, needle: &str) {
-    let gate = PolicyGate::load(dir);
+    assert_gate_denies_with(dir, true, needle)
+}
+
+fn assert_gate_denies_with(dir: &Path, demo: bool, needle: &str) {
+    let gate = PolicyGate::load(dir, demo);
     let p = principal("bruno", PrincipalKind::Person, true);
     let plan = plan(
         "bruno",
@@ -70,7 +74,7 @@ fn finding_at<'a>(findings: &'a [Finding], file: &str, line: usize) -> &'a Findi
 #[test]
 fn the_shipped_policy_loads_and_the_same_step_is_allowed_through_the_gate() {
     let dir = copy_shipped();
-    let gate = PolicyGate::load(dir.path());
+    let gate = PolicyGate::load(dir.path(), true);
     let policy = gate.policy().unwrap();
     // 18 before bounded automation added the assistant's permit and forbid.
     assert_eq!(policy.policies().len(), 20);
@@ -317,7 +321,7 @@ fn schema_roster_and_signers_errors_name_file_and_line() {
 
 #[test]
 fn check_of_the_shipped_policy_only_warns_about_the_example_secrets() {
-    let findings = check(&shipped_dir());
+    let findings = check(&shipped_dir(), true);
     // ci, agent and (since bounded automation) assistant.
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
@@ -325,6 +329,23 @@ fn check_of_the_shipped_policy_only_warns_about_the_example_secrets() {
         assert!(f.message.contains("example secret"), "{f}");
         assert!(f.file.ends_with("roster.toml") && f.line.is_some());
     }
+}
+
+#[test]
+fn issue_14_the_published_example_secrets_are_refused_outside_the_demo_switch() {
+    // `policy check` calls them errors, with file and line ...
+    let findings = check(&shipped_dir(), false);
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+    for f in &findings {
+        assert_eq!(f.severity, FindingSeverity::Error);
+        assert!(f.message.contains("published example secret"), "{f}");
+        assert!(f.message.contains("cordon init --rotate-secrets"), "{f}");
+        assert!(f.file.ends_with("roster.toml") && f.line.is_some());
+    }
+    // ... and the gate every command uses denies every step over them.
+    assert_gate_denies_with(&shipped_dir(), false, "published example secret");
+    // The structural load (what the demo switch allows) still loads.
+    assert!(PolicyGate::load(&shipped_dir(), true).policy().is_ok());
 }
 
 #[test]
@@ -349,7 +370,7 @@ fn check_lints_roster_and_rules_with_file_and_line() {
         "authority.cedar",
         "@id(\"ghost-role\")\npermit (principal is Person in Role::\"ghost\", action, resource is Target);\n",
     ) + 1;
-    let findings = check(dir.path());
+    let findings = check(dir.path(), true);
     let line_of = |needle: &str| roster.lines().position(|l| l.trim() == needle).unwrap() + 1;
 
     let f = finding_at(&findings, "authority.cedar", rule_line);
@@ -380,7 +401,7 @@ fn check_reports_load_errors() {
         "authority.cedar",
         "@id(\"x\") permit (principal, action, resource) when { ;\n",
     );
-    let findings = check(dir.path());
+    let findings = check(dir.path(), true);
     assert!(!findings.is_empty());
     assert!(findings
         .iter()

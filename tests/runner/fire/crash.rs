@@ -44,6 +44,7 @@ fn cordon(run: &Run) -> Std {
     }
     c.env("CORDON_HOME", &run.env.home)
         .env("NO_COLOR", "1")
+        .env("CORDON_DEMO", "1")
         .envs(aws_env(&run.proxy.url))
         .env("CORDON_GITHUB_API_URL", peer("CORDON_TEST_GITHUB_URL"));
     c
