@@ -39,12 +39,14 @@ use crate::plan::PrincipalKind;
 /// Lock file (in the state directory) held by a run of an automation principal.
 pub const AUTOMATION_LOCK: &str = "automation.lock";
 
+/// principal → (target, when it was allowed), oldest first.
+type Usage = BTreeMap<String, Vec<(String, DateTime<Utc>)>>;
+
 /// Usage and the halt switch of one state directory, for one run.
 #[derive(Debug)]
 pub struct Bounds {
     root: PathBuf,
-    /// principal → (target, when it was allowed), oldest first.
-    used: Mutex<BTreeMap<String, Vec<(String, DateTime<Utc>)>>>,
+    used: Mutex<Usage>,
     /// Held until the run ends (dropped with the gate).
     _lock: Option<File>,
 }
@@ -72,7 +74,7 @@ impl Bounds {
     /// `records` show. `lock`: the run's [`AUTOMATION_LOCK`], kept until the
     /// bounds are dropped.
     pub fn new(root: &Path, records: &[Record], lock: Option<File>) -> Bounds {
-        let mut used: BTreeMap<String, Vec<(String, DateTime<Utc>)>> = BTreeMap::new();
+        let mut used: Usage = BTreeMap::new();
         for r in records {
             if let Some((who, target)) = counts(r) {
                 used.entry(who.to_owned())
