@@ -2,6 +2,11 @@
 //! building the Cedar entities and context included, for the shipped policy
 //! and for a generated 200-rule policy.
 //!
+//! Each case side by side with the same policy building every entity per
+//! request (`Policy::rebuilding_entities_per_request`, how cordon decided
+//! before the entities that do not change were built once at load),
+//! alternating the two so both run under the same load.
+//!
 //! Run: `cargo bench --bench policy_decision` (N=10000 by default; set
 //! `POLICY_BENCH_N` to change it).
 
@@ -174,7 +179,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
-fn run(label: &str, policy: &Policy, n: usize, out: &mut Vec<String>) {
+/// Each case decided `n` times by `policy` (entities shared across requests)
+/// and `n` times by the same policy rebuilding every entity per request (the
+/// way before), alternating one and the other so both see the same load.
+fn run(label: &str, policy: &Policy, rebuilt: &Policy, n: usize, out: &mut Vec<String>) {
     let now = Utc.with_ymd_and_hms(2026, 11, 22, 3, 5, 0).unwrap();
     for c in cases() {
         let input = GateInput {
@@ -189,22 +197,33 @@ fn run(label: &str, policy: &Policy, n: usize, out: &mut Vec<String>) {
         let d = policy.decide(&input);
         assert_eq!(d.is_allow(), c.expect_allow, "{label} / {}: {d:?}", c.name);
         assert!(d.errors.is_empty(), "{d:?}");
+        assert_eq!(d, rebuilt.decide(&input), "{label} / {}", c.name);
         // warm up
         for _ in 0..(n / 20).max(10) {
             std::hint::black_box(policy.decide(&input));
+            std::hint::black_box(rebuilt.decide(&input));
         }
         let mut times = Vec::with_capacity(n);
+        let mut before = Vec::with_capacity(n);
         for _ in 0..n {
             let t = Instant::now();
             std::hint::black_box(policy.decide(std::hint::black_box(&input)));
             times.push(t.elapsed());
+            let t = Instant::now();
+            std::hint::black_box(rebuilt.decide(std::hint::black_box(&input)));
+            before.push(t.elapsed());
         }
         times.sort_unstable();
+        before.sort_unstable();
+        let us = |v: &[Duration], p: f64| percentile(v, p).as_secs_f64() * 1e6;
         out.push(format!(
-            "| {label:<22} | {:<34} | {n:>6} | {:>10.1} | {:>10.1} |",
+            "| {label:<22} | {:<34} | {n:>6} | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1} | {:>5.1}x |",
             c.name,
-            percentile(&times, 0.5).as_secs_f64() * 1e6,
-            percentile(&times, 0.99).as_secs_f64() * 1e6,
+            us(&times, 0.5),
+            us(&times, 0.99),
+            us(&before, 0.5),
+            us(&before, 0.99),
+            us(&before, 0.5) / us(&times, 0.5),
         ));
     }
 }
@@ -214,23 +233,30 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let shipped = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+    let shipped_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let shipped = load(&shipped_dir).unwrap();
+    let shipped_rebuilt = load(&shipped_dir)
+        .unwrap()
+        .rebuilding_entities_per_request();
     let dir = tempfile::tempdir().unwrap();
     generated_policy(dir.path());
     let generated = load(dir.path()).unwrap();
+    let generated_rebuilt = load(dir.path()).unwrap().rebuilding_entities_per_request();
     let mut rows = vec![
-        "| policy                 | case                               |      n | median µs  |   p99 µs   |".to_string(),
-        "|------------------------|------------------------------------|--------|------------|------------|".to_string(),
+        "| policy                 | case                               |      n | median µs | p99 µs   | rebuilt: median µs | p99 µs | median ratio |".to_string(),
+        "|------------------------|------------------------------------|--------|----------|----------|----------|----------|--------|".to_string(),
     ];
     run(
         &format!("shipped ({} rules)", shipped.policies().len()),
         &shipped,
+        &shipped_rebuilt,
         n,
         &mut rows,
     );
     run(
         &format!("generated ({} rules)", generated.policies().len()),
         &generated,
+        &generated_rebuilt,
         n,
         &mut rows,
     );

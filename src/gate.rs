@@ -5,7 +5,7 @@
 //! error (fail closed).
 
 use chrono::{DateTime, Utc};
-use cordon_connector::{PlanStep, Provider};
+use cordon_connector::PlanStep;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, PrincipalKind};
@@ -21,6 +21,18 @@ pub struct Principal {
     /// How it was proven: `ssh:SHA256:...`, `automation-secret`, or absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
+}
+
+impl Principal {
+    /// A name as claimed (`--as`), not proven.
+    pub fn claim(name: &str, kind: PrincipalKind) -> Principal {
+        Principal {
+            name: name.to_owned(),
+            kind,
+            verified: false,
+            proof: None,
+        }
+    }
 }
 
 /// An approval whose SSH signature over the plan bytes was verified against
@@ -120,15 +132,17 @@ pub trait Gate: Send + Sync {
     fn decide(&self, input: &GateInput<'_>) -> Decision;
 }
 
-/// The spine's interim gate, used only where no authority policy is loaded
-/// (unit tests of the engine): it denies everything except the engine's own
-/// test connector, and says so in every decision. The Cedar gate in
-/// `crate::policy` is what the CLI uses.
+/// The engine unit tests' gate (no authority policy loaded): it denies
+/// everything except the engine's own test connector, and says so in every
+/// decision. Compiled into tests only; the Cedar gate in `crate::policy` is
+/// the only gate a build of cordon has.
+#[cfg(test)]
 pub struct TestOnlyGate;
 
+#[cfg(test)]
 impl Gate for TestOnlyGate {
     fn decide(&self, input: &GateInput<'_>) -> Decision {
-        if input.step.action.provider() == Provider::Test {
+        if input.step.action.provider() == cordon_connector::Provider::Test {
             Decision {
                 effect: Effect::Allow,
                 policies: vec!["builtin:test-connector-only".into()],

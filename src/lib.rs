@@ -10,11 +10,16 @@ pub mod audit;
 pub mod cli;
 pub mod connectors;
 pub mod engine;
+pub mod error;
 pub mod gate;
 pub mod halt;
 pub mod incident;
 pub mod intake;
 pub mod plan;
 pub mod policy;
+#[cfg(feature = "cli")]
+pub mod respond;
 pub mod state;
+pub mod text;
 pub mod timefmt;
+pub mod workspace;

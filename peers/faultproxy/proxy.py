@@ -15,6 +15,13 @@ selected by --fail-first or --rate, injects the fault named by --mode:
   slow                the request IS forwarded and applied upstream at once, but the answer
                       is held back --slow-ms before it is sent: a client timeout after the
                       change was made
+  lag                 eventual consistency: the change is acknowledged at once (a 200 with
+                      the empty result IAM sends for UpdateAccessKey, PutUserPolicy, ...)
+                      and forwarded upstream only --lag-ms later, so calls made meanwhile
+                      still see the old state; IAM documents that "changes may take time to
+                      become visible" (https://docs.aws.amazon.com/IAM/latest/UserGuide/
+                      troubleshoot_general.html#troubleshoot_general_eventual-consistency).
+                      Only for Query-protocol actions whose result is empty.
   none                no fault (only --delay-ms)
 
 It prints the port it listens on, alone, as its first stdout line, then logs to stderr.
@@ -46,7 +53,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("none", "throttle", "throttle-429", "503", "reset", "drop-after-forward", "slow")
+MODES = ("none", "throttle", "throttle-429", "503", "reset", "drop-after-forward", "slow", "lag")
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -235,6 +242,31 @@ class Handler(BaseHTTPRequestHandler):
                 finally:
                     self._reset()
                 return
+            if mode == "lag":
+                action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action", ["Unknown"])[0]
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                command, path = self.command, self.path
+
+                def apply_later() -> None:
+                    time.sleep(args.lag_ms / 1000.0)
+                    conn = http.client.HTTPConnection(
+                        self.upstream.hostname, self.upstream.port, timeout=args.upstream_timeout
+                    )
+                    try:
+                        conn.request(command, path, body=body, headers=headers)
+                        conn.getresponse().read()
+                        self.state.count_forwarded(True)
+                    finally:
+                        conn.close()
+
+                threading.Thread(target=apply_later, daemon=True).start()
+                ack = (
+                    f'<{action}Response xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+                    "<ResponseMetadata><RequestId>faultproxy-lag</RequestId></ResponseMetadata>"
+                    f"</{action}Response>"
+                ).encode()
+                self._reply(200, [("Content-Type", "text/xml")], ack)
+                return
             if mode == "slow":
                 status, headers, data = self._forward(body, selected)
                 time.sleep(args.slow_ms / 1000.0)
@@ -287,6 +319,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="aim faults only at requests whose `METHOD PATH` line or body contains this text",
     )
     p.add_argument("--slow-ms", type=int, default=5000, help="how long `slow` holds an answer back")
+    p.add_argument("--lag-ms", type=int, default=3000, help="how long `lag` holds a change back")
     p.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds (throttle-429)")
     p.add_argument("--upstream-timeout", type=float, default=30.0)
     p.add_argument("--quiet", action="store_true", help="log nothing (only the port is printed)")

@@ -17,11 +17,11 @@
 //
 // Node standard library only.
 import { createServer } from "node:http";
-import { createHash, generateKeyPairSync, randomBytes, verify } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes, sign, verify } from "node:crypto";
 
 // ---------------------------------------------------------------- state
 
-/** token string -> { tag, login, userId, scopes, kind, revoked, clientId, appId } */
+/** token string -> { tag, login, userId, scopes, kind, revoked, clientId, appId, ghesVersion } */
 const tokens = new Map();
 /** client_id -> { secret, tag } */
 const oauthApps = new Map();
@@ -179,6 +179,20 @@ function appFromJwt(token) {
   return app;
 }
 
+// The registry's own signing key for stateless installation tokens (GitHub
+// signs them with its key; nobody outside GitHub checks the signature).
+const { privateKey: registryKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+
+/** A stateless installation token: `ghs_<app id>_<RS256 JWT>`, about 520 characters. */
+function statelessToken(appId, installationId) {
+  const now = Math.floor(Date.now() / 1000);
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const head = enc({ alg: "RS256", typ: "JWT" });
+  const body = enc({ iss: "github", iat: now, exp: now + 3600, installation_id: installationId, app_id: Number(appId), jti: randomBytes(8).toString("hex") });
+  const sig = sign("RSA-SHA256", Buffer.from(`${head}.${body}`), registryKey).toString("base64url");
+  return `ghs_${appId}_${head}.${body}.${sig}`;
+}
+
 /** OpenSSH SHA256 fingerprint of an `ssh-<type> <base64>` public key line. */
 function sshFingerprint(line) {
   const blob = Buffer.from(line.trim().split(/\s+/)[1] ?? "", "base64");
@@ -225,13 +239,55 @@ function route(method, template, handler) {
   routes.push({ method, template, re, handler });
 }
 
+// GitHub Enterprise Server mode. A server "is" GHES for the requests its own
+// caller's token makes: a token seeded with `ghes_version` stands for cordon's
+// credential on a GHES of that version. On GHES the revocation API exists
+// from 3.19, needs authentication there, and takes only ghp_ and github_pat_
+// tokens (https://docs.github.com/en/enterprise-server@3.19/rest/credentials/revoke).
+// GHES names its version in `X-GitHub-Enterprise-Version` on every answer
+// (https://docs.github.com/en/enterprise-server@3.19/rest/meta/meta).
+function ghesOf(req) {
+  const t = liveToken(bearer(req));
+  return t?.ghesVersion ? t : null;
+}
+
+function versionAtLeast(v, major, minor) {
+  const [a, b] = String(v).split(".").map(Number);
+  return a > major || (a === major && b >= minor);
+}
+
+route("GET", "/meta", (req) => {
+  const ghes = ghesOf(req);
+  return {
+    tags: new Set(ghes ? [ghes.tag] : []),
+    reply: () => {
+      if (ghes) {
+        return [
+          200,
+          { verifiable_password_authentication: false, installed_version: ghes.ghesVersion },
+          { "x-github-enterprise-version": ghes.ghesVersion },
+        ];
+      }
+      return [200, { verifiable_password_authentication: false }];
+    },
+  };
+});
+
 route("POST", "/credentials/revoke", (req, body) => {
   const creds = Array.isArray(body?.credentials) ? body.credentials : [];
-  const tags = new Set(creds.map((c) => tokens.get(c)?.tag).filter(Boolean));
+  const ghes = ghesOf(req);
+  const tags = new Set([...creds.map((c) => tokens.get(c)?.tag), ghes?.tag].filter(Boolean));
   return {
     tags,
     reply: () => {
-      if (req.headers["authorization"]) {
+      if (ghes) {
+        if (!versionAtLeast(ghes.ghesVersion, 3, 19)) return [404, err("Not Found")];
+        // Only these kinds on GHES: a request with another one is refused
+        // whole, so a client that sends one fails its test.
+        if (creds.some((c) => !/^(ghp_|github_pat_)/.test(c))) {
+          return [422, { message: "Validation Failed", documentation_url: DOCS, errors: ["only ghp_ and github_pat_ tokens can be revoked on this server"] }];
+        }
+      } else if (req.headers["authorization"]) {
         // GitHub refuses an authenticated call: the API exists so that anyone
         // who finds a token can report it, and it must not be tied to a user.
         return [403, err("This endpoint must be called without authentication.")];
@@ -256,6 +312,10 @@ route("GET", "/user", (req) => {
     reply: () => {
       const live = liveToken(value);
       if (!live) return [401, err("Bad credentials")];
+      // A refresh token authenticates no API call, revoked or not: it is only
+      // exchanged at POST https://github.com/login/oauth/access_token
+      // (https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens).
+      if (live.kind === "refresh") return [401, err("Bad credentials")];
       if (live.kind === "installation") {
         return [403, err("Resource not accessible by integration")];
       }
@@ -409,7 +469,13 @@ route("POST", "/app/installations/{installation_id}/access_tokens", (req, _body,
       if (!app) return [401, err("A JSON web token could not be decoded")];
       const inst = installations.get(Number(instId));
       if (!inst || inst.appId !== app.id) return [404, err("Not Found")];
-      const token = "ghs_" + randomBytes(27).toString("base64url").replace(/[-_]/g, "x").slice(0, 36);
+      // `X-GitHub-Stateless-S2S-Token: enabled` asks for the stateless format
+      // GitHub rolls out from April 2026: `ghs_` + app id + `_` + a JWT
+      // (https://github.blog/changelog/2026-05-15-github-app-installation-tokens-per-request-override-header/).
+      const stateless = String(req.headers["x-github-stateless-s2s-token"] ?? "") === "enabled";
+      const token = stateless
+        ? statelessToken(app.id, Number(instId))
+        : "ghs_" + randomBytes(27).toString("base64url").replace(/[-_]/g, "x").slice(0, 36);
       tokens.set(token, {
         tag: app.tag,
         login: `${app.id}[bot]`,
@@ -575,6 +641,19 @@ async function api(req, res) {
   const { tags, reply } = r.handler(req, body, params);
   count(tags, endpoint);
   const failure = takeFailure(tags, endpoint);
+  if (failure && failure.rateLimitResetIn !== null) {
+    // GitHub's answer when the primary rate limit is spent: 403 or 429 with
+    // x-ratelimit-remaining: 0 and the reset time in epoch seconds
+    // (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-primary-rate-limit).
+    const reset = Math.floor(Date.now() / 1000) + failure.rateLimitResetIn;
+    return send(res, failure.status, err("API rate limit exceeded for 127.0.0.1."), {
+      "x-ratelimit-limit": "60",
+      "x-ratelimit-remaining": "0",
+      "x-ratelimit-used": "60",
+      "x-ratelimit-reset": String(reset),
+      "x-ratelimit-resource": "core",
+    });
+  }
   if (failure) return send(res, failure.status, failureBody(failure.status));
   const [status, out, headers] = reply();
   return send(res, status, out, headers);
@@ -599,20 +678,24 @@ async function admin(req, res) {
     const p = url.pathname;
     if (req.method === "GET" && p === "/health") return send(res, 200, { ok: true });
     if (req.method === "POST" && p === "/tokens") {
-      // { tag, token | tokens: [..], login, scopes?, kind?, client_id? }
+      // { tag, token | tokens: [..], login, scopes?, kind?, client_id?, ghes_version? }
+      // The kind follows GitHub's prefix unless given: ghr_ is a refresh
+      // token, ghs_ (classic or stateless) an installation token.
       need("tag", "login");
       const list = Array.isArray(b.tokens) ? b.tokens : [b.token];
       if (!list.length || list.some((t) => typeof t !== "string" || !t)) throw new Error("missing token");
       const userId = newId();
+      const kindOf = (t) => b.kind ?? (t.startsWith("ghr_") ? "refresh" : t.startsWith("ghs_") ? "installation" : "token");
       for (const token of list) {
         tokens.set(token, {
           tag: b.tag,
           login: b.login,
           userId,
           scopes: b.scopes ?? [],
-          kind: b.kind ?? "token",
+          kind: kindOf(token),
           revoked: false,
           clientId: b.client_id ?? null,
+          ghesVersion: b.ghes_version ?? null,
         });
       }
       return send(res, 201, { seeded: list.length });
@@ -707,10 +790,17 @@ async function admin(req, res) {
       return send(res, 201, { number });
     }
     if (req.method === "POST" && p === "/fail") {
-      // { tag, count, status, endpoint? }: the next `count` requests involving `tag` get `status`.
+      // { tag, count, status, endpoint?, rate_limit_reset_in? }: the next `count` requests
+      // involving `tag` get `status`; with rate_limit_reset_in (seconds), GitHub's
+      // rate-limit answer and headers.
       need("tag", "count", "status");
       const list = failures.get(b.tag) ?? [];
-      list.push({ status: b.status, remaining: b.count, endpoint: b.endpoint ?? null });
+      list.push({
+        status: b.status,
+        remaining: b.count,
+        endpoint: b.endpoint ?? null,
+        rateLimitResetIn: Number.isFinite(b.rate_limit_reset_in) ? b.rate_limit_reset_in : null,
+      });
       failures.set(b.tag, list);
       return send(res, 201, {});
     }

@@ -21,6 +21,7 @@ export const OPERATIONS = {
   "/orgs/{org}/personal-access-tokens": ["get"],
   "/orgs/{org}/personal-access-tokens/{pat_id}": ["post"],
   "/user": ["get"],
+  "/meta": ["get"],
   "/repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}": ["get"],
   "/repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}/locations": ["get"],
 };

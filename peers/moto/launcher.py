@@ -2,7 +2,7 @@
 
 Started by `peers/moto/start`; not meant to be run by hand. It:
 
-1. closes three gaps between moto 5.2.5 and AWS (each patch is a few lines and says why);
+1. closes the gaps between moto 5.2.5 and AWS that cordon's tests meet (each patch is a few lines and says why);
 2. bootstraps, in-process and before the first request is served, the only identities
    that exist without authenticating: an admin user in the default account (the tests'
    seeding credentials), a `cordon-responder` user beside it and a `cordon-responder` role
@@ -149,15 +149,25 @@ def _user_init_without_issue_time(self, *args, **kwargs):
     _original_user_init_with_patch_1(self, *args, **kwargs)
 
 
+def _utc_naive(value: str) -> datetime:
+    limit = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return limit.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 def _statement_permitted(self, action, resource="*", principal=None, incoming=None):
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_Date
+    # A date condition on a key the request does not carry (a long-term key has no
+    # aws:TokenIssueTime) is false, so the statement does not apply.
     cond = self._statement.get("Condition") or {}
-    cutoff = (cond.get("DateLessThan") or {}).get("aws:TokenIssueTime")
-    if isinstance(cutoff, str):
-        issued = getattr(_request_token_issued, "at", None)
-        limit = datetime.fromisoformat(cutoff.replace("Z", "+00:00"))
-        limit = limit.astimezone(timezone.utc).replace(tzinfo=None)
-        if issued is None or not issued < limit:
-            return access_control.PermissionResult.NEUTRAL
+    issued = getattr(_request_token_issued, "at", None)
+    for operator, holds in (
+        ("DateLessThan", lambda t, limit: t < limit),
+        ("DateGreaterThan", lambda t, limit: t > limit),
+    ):
+        bound = (cond.get(operator) or {}).get("aws:TokenIssueTime")
+        if isinstance(bound, str):
+            if issued is None or not holds(issued, _utc_naive(bound)):
+                return access_control.PermissionResult.NEUTRAL
     return _original_statement_permitted(self, action, resource, principal, incoming)
 
 
@@ -173,6 +183,360 @@ sts_models.AssumedRole.__init__ = _assumed_role_model_init
 access_control.AssumedRoleAccessKey.__init__ = _assumed_init_recording_issue_time
 access_control.IAMUserAccessKey.__init__ = _user_init_without_issue_time
 access_control.IAMPolicyStatement.is_action_permitted = _statement_permitted
+
+
+# --- Patch 4: GetSessionToken / GetFederationToken mint real session credentials. -----
+# moto 5.2.5 answers both with one fixed `AKIA...EXAMPLE` pair that authenticates as
+# nobody, so a test cannot show that such a session outlives the key that minted it.
+# AWS documents (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html,
+# .../API_GetFederationToken.html, and
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_temp_control-access_getsessiontoken.html):
+# * the credentials are new `ASIA` keys with a session token, valid until their
+#   expiration, acting with the permissions of the IAM user that called (a federation
+#   token: intersected with the session policy passed, which this patch does not evaluate:
+#   no test here passes one);
+# * they stay valid when the user's access key is deactivated (that is why cordon adds a
+#   deny on aws:TokenIssueTime: the request carries the session's issue time, which
+#   Patch 3 evaluates);
+# * they cannot be minted with session credentials;
+# * GetSessionToken credentials cannot call IAM (without MFA) nor STS other than
+#   AssumeRole and GetCallerIdentity; federation credentials cannot call IAM nor STS
+#   other than GetCallerIdentity.
+# GetCallerIdentity names the user (`...:user/NAME`) or the federated user
+# (`arn:aws:sts::ACCOUNT:federated-user/NAME`); GetAccessKeyInfo names the account.
+from moto.sts import responses as sts_responses  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
+from datetime import timedelta  # noqa: E402
+import secrets as _secrets  # noqa: E402
+
+
+class _UserSession:
+    def __init__(self, account_id, partition, user_name, key, duration, federated_name):
+        self.account_id = account_id
+        self.partition = partition
+        self.user_name = user_name
+        self.access_key_id = key.access_key_id
+        self.secret_access_key = key.secret_access_key
+        self.session_token = "FwoGZXIvYXdzE" + _secrets.token_urlsafe(96)
+        self.issued_at = moto_utcnow()
+        self.expiration = self.issued_at + timedelta(seconds=duration)
+        self.federated_name = federated_name
+
+    @property
+    def arn(self) -> str:
+        if self.federated_name is not None:
+            return f"arn:{self.partition}:sts::{self.account_id}:federated-user/{self.federated_name}"
+        return f"arn:{self.partition}:iam::{self.account_id}:user/{self.user_name}"
+
+
+_user_sessions: dict[str, _UserSession] = {}
+_user_sessions_lock = threading.Lock()
+
+
+class _UserSessionAccessKey(access_control.IAMUserAccessKey):
+    """A request signed with a user session: the user's policies, the session's issue time."""
+
+    def __init__(self, session: _UserSession, headers):
+        self.account_id = session.account_id
+        self.partition = session.partition
+        self.session = session
+        self._owner_user_name = session.user_name
+        self._access_key_id = session.access_key_id
+        self._secret_access_key = session.secret_access_key
+        _request_token_issued.at = session.issued_at
+        if headers.get("X-Amz-Security-Token") != session.session_token:
+            raise access_control.CreateAccessKeyFailure(reason="InvalidToken")
+        if moto_utcnow() >= session.expiration:
+            raise access_control.CreateAccessKeyFailure(reason="InvalidToken")
+
+    @property
+    def arn(self) -> str:
+        return self.session.arn
+
+    def create_credentials(self):
+        return access_control.Credentials(
+            self._access_key_id, self._secret_access_key, self.session.session_token
+        )
+
+
+_original_create_access_key = access_control.create_access_key
+
+
+def _create_access_key_with_user_sessions(account_id, partition, access_key_id, headers):
+    session = _user_sessions.get(access_key_id)
+    if session is not None:
+        return _UserSessionAccessKey(session, headers)
+    return _original_create_access_key(account_id, partition, access_key_id, headers)
+
+
+access_control.create_access_key = _create_access_key_with_user_sessions
+
+_original_check_action_permitted = access_control.IAMRequestBase.check_action_permitted
+
+
+def _check_action_permitted_for_user_sessions(self, resource):
+    key = getattr(self, "_access_key", None)
+    if isinstance(key, _UserSessionAccessKey):
+        action = self._action
+        allowed_sts = (
+            ("sts:GetCallerIdentity",)
+            if key.session.federated_name is not None
+            else ("sts:GetCallerIdentity", "sts:AssumeRole")
+        )
+        if action.startswith("iam:") or (
+            action.startswith("sts:") and action not in allowed_sts
+        ):
+            self._raise_access_denied()
+    return _original_check_action_permitted(self, resource)
+
+
+access_control.IAMRequestBase.check_action_permitted = _check_action_permitted_for_user_sessions
+
+
+def _mint_user_session(response, federated_name):
+    caller = response.get_access_key()
+    if caller in _user_sessions or not caller.startswith("AKIA"):
+        raise core_exceptions.AccessDeniedError(
+            user_arn=caller, action="sts:GetSessionToken with session credentials"
+        )
+    account_id = response.current_account
+    partition = response.partition
+    backend = iam_backends[account_id][partition]
+    user = backend.get_user_from_access_key_id(caller)
+    if user is None:
+        raise core_exceptions.InvalidClientTokenIdError()
+    duration = response._get_int_param("DurationSeconds", 43200)
+    key = backend.create_temp_access_key()
+    session = _UserSession(account_id, partition, user.name, key, duration, federated_name)
+    with _user_sessions_lock:
+        _user_sessions[session.access_key_id] = session
+    return session
+
+
+def _credentials(session: _UserSession) -> dict:
+    return {
+        "AccessKeyId": session.access_key_id,
+        "SecretAccessKey": session.secret_access_key,
+        "SessionToken": session.session_token,
+        "Expiration": session.expiration,
+    }
+
+
+def _get_session_token(self):
+    session = _mint_user_session(self, None)
+    return ActionResult({"Credentials": _credentials(session)})
+
+
+_original_get_federation_token = sts_responses.TokenResponse.get_federation_token
+
+
+def _get_federation_token(self):
+    name = self._get_param("Name")
+    # moto's own checks of the request (policy length) first.
+    _original_get_federation_token(self)
+    session = _mint_user_session(self, name)
+    return ActionResult(
+        {
+            "Credentials": _credentials(session),
+            "FederatedUser": {
+                "FederatedUserId": f"{session.account_id}:{name}",
+                "Arn": session.arn,
+            },
+            "PackedPolicySize": 6,
+        }
+    )
+
+
+sts_responses.TokenResponse.get_session_token = _get_session_token
+sts_responses.TokenResponse.get_federation_token = _get_federation_token
+
+_original_get_caller_identity = sts_models.STSBackend.get_caller_identity
+_original_get_access_key_info = sts_models.STSBackend.get_access_key_info
+
+
+def _get_caller_identity(self, access_key_id, region):
+    session = _user_sessions.get(access_key_id)
+    if session is None:
+        return _original_get_caller_identity(self, access_key_id, region)
+    user = iam_backends[session.account_id][session.partition].get_user(session.user_name)
+    user_id = user.id if session.federated_name is None else f"{session.account_id}:{session.federated_name}"
+    return user_id, session.arn, session.account_id
+
+
+def _get_access_key_info(self, access_key_id):
+    session = _user_sessions.get(access_key_id)
+    if session is not None:
+        return {"Account": session.account_id}
+    return _original_get_access_key_info(self, access_key_id)
+
+
+sts_models.STSBackend.get_caller_identity = _get_caller_identity
+sts_models.STSBackend.get_access_key_info = _get_access_key_info
+
+
+# --- Patch 5: service-specific credentials. -------------------------------------------
+# moto 5.2.5 answers Create/List/Update/DeleteServiceSpecificCredential with "not
+# implemented", so a user's CodeCommit or Keyspaces password could not be listed among
+# the credentials that stay alive. AWS documents them in
+# https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateServiceSpecificCredential.html
+# (and List/Update/Delete): per user, up to two per service, Active or Inactive, the
+# password returned once at creation and never again. Kept in memory, per account.
+from moto.iam import responses as iam_responses  # noqa: E402
+from moto.iam.exceptions import NotFoundException as IAMNotFoundException  # noqa: E402
+from moto.iam.exceptions import LimitExceededException as IAMLimitExceededException  # noqa: E402
+
+_service_credentials: dict[tuple[str, str], list[dict]] = {}
+
+
+def _service_creds_of(response, user_name):
+    response.backend.get_user(user_name)  # NoSuchEntity for an unknown user
+    return _service_credentials.setdefault((response.current_account, user_name), [])
+
+
+def _create_service_specific_credential(self):
+    user_name = self._get_param("UserName")
+    service = self._get_param("ServiceName")
+    creds = _service_creds_of(self, user_name)
+    if sum(1 for c in creds if c["ServiceName"] == service) >= 2:
+        raise IAMLimitExceededException(
+            "Cannot exceed quota for ServiceSpecificCredentialsPerUserPerService: 2"
+        )
+    cred = {
+        "CreateDate": moto_utcnow(),
+        "ServiceName": service,
+        "ServiceUserName": f"{user_name}-at-{self.current_account}",
+        "ServiceSpecificCredentialId": "ACCA" + _secrets.token_hex(9).upper()[:17],
+        "UserName": user_name,
+        "Status": "Active",
+    }
+    creds.append(cred)
+    return ActionResult(
+        {"ServiceSpecificCredential": {**cred, "ServicePassword": _secrets.token_urlsafe(33)}}
+    )
+
+
+def _list_service_specific_credentials(self):
+    user_name = self._get_param("UserName")
+    service = self._get_param("ServiceName")
+    creds = [
+        dict(c)
+        for c in _service_creds_of(self, user_name)
+        if service is None or c["ServiceName"] == service
+    ]
+    return ActionResult({"ServiceSpecificCredentials": creds, "IsTruncated": False})
+
+
+def _find_service_credential(self):
+    cred_id = self._get_param("ServiceSpecificCredentialId")
+    for c in _service_creds_of(self, self._get_param("UserName")):
+        if c["ServiceSpecificCredentialId"] == cred_id:
+            return c
+    raise IAMNotFoundException(f"No such credential {cred_id}")
+
+
+def _update_service_specific_credential(self):
+    _find_service_credential(self)["Status"] = self._get_param("Status")
+    return ActionResult({})
+
+
+def _delete_service_specific_credential(self):
+    cred = _find_service_credential(self)
+    _service_creds_of(self, cred["UserName"]).remove(cred)
+    return ActionResult({})
+
+
+iam_responses.IamResponse.create_service_specific_credential = _create_service_specific_credential
+iam_responses.IamResponse.list_service_specific_credentials = _list_service_specific_credentials
+iam_responses.IamResponse.update_service_specific_credential = _update_service_specific_credential
+iam_responses.IamResponse.delete_service_specific_credential = _delete_service_specific_credential
+
+
+# --- Patch 6: IAM quotas on inline policy size and attached managed policies. --------
+# moto 5.2.5 knows the quotas (its account summary lists them) but enforces neither, so
+# a test could not show containment falling back when a principal is near them. AWS
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html): the
+# inline policies of a user share 2,048 characters, of a role 10,240 (white space not
+# counted); a user or role has at most 10 managed policies attached (the default; it
+# can be raised to 20). Past either, the call fails with LimitExceeded.
+_INLINE_QUOTA = {"user": 2048, "role": 10240}
+_ATTACHED_QUOTA = 10
+
+
+def _size_without_space(doc: str) -> int:
+    return sum(1 for ch in doc if not ch.isspace())
+
+
+def _check_inline(kind, entity, policy_name, policy_json):
+    total = _size_without_space(policy_json) + sum(
+        _size_without_space(d) for n, d in entity.policies.items() if n != policy_name
+    )
+    if total > _INLINE_QUOTA[kind]:
+        raise IAMLimitExceededException(
+            f"Maximum policy size of {_INLINE_QUOTA[kind]} bytes exceeded for {kind} {entity.name}"
+        )
+
+
+def _check_attached(kind, entity, policy_arn):
+    if policy_arn not in entity.managed_policies and len(entity.managed_policies) >= _ATTACHED_QUOTA:
+        per = "PoliciesPerUser" if kind == "user" else "PoliciesPerRole"
+        raise IAMLimitExceededException(f"Cannot exceed quota for {per}: {_ATTACHED_QUOTA}")
+
+
+_iam_backend_cls = type(iam_backends[DEFAULT_ACCOUNT_ID]["aws"])
+_original_put_user_policy = _iam_backend_cls.put_user_policy
+_original_put_role_policy = _iam_backend_cls.put_role_policy
+_original_attach_user_policy = _iam_backend_cls.attach_user_policy
+_original_attach_role_policy = _iam_backend_cls.attach_role_policy
+
+
+def _put_user_policy(self, user_name, policy_name, policy_json):
+    _check_inline("user", self.get_user(user_name), policy_name, policy_json)
+    return _original_put_user_policy(self, user_name, policy_name, policy_json)
+
+
+def _put_role_policy(self, role_name, policy_name, policy_json):
+    _check_inline("role", self.get_role(role_name), policy_name, policy_json)
+    return _original_put_role_policy(self, role_name, policy_name, policy_json)
+
+
+def _attach_user_policy(self, policy_arn, user_name):
+    _check_attached("user", self.get_user(user_name), policy_arn)
+    return _original_attach_user_policy(self, policy_arn, user_name)
+
+
+def _attach_role_policy(self, policy_arn, role_name):
+    _check_attached("role", self.get_role(role_name), policy_arn)
+    return _original_attach_role_policy(self, policy_arn, role_name)
+
+
+_iam_backend_cls.put_user_policy = _put_user_policy
+_iam_backend_cls.put_role_policy = _put_role_policy
+_iam_backend_cls.attach_user_policy = _attach_user_policy
+_iam_backend_cls.attach_role_policy = _attach_role_policy
+
+
+# --- Patch 7: check SigV4 over the body as sent. ----------------------------------------
+# For a form-encoded POST (the Query protocol of IAM and STS) moto 5.2.5 gets an empty raw
+# body from werkzeug (which parsed the form) and signs a re-encoding of the parsed
+# parameters instead, with `+` for a space where the AWS SDK for Rust sent `%20`: a
+# correctly signed UploadSSHPublicKey (whose body has a space) is then refused with
+# SignatureDoesNotMatch. AWS hashes the payload exactly as received
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html). The WSGI
+# wrapper below keeps the bytes it received; the check uses them.
+import io  # noqa: E402
+
+_raw_request_body = threading.local()
+_original_iam_request_init = access_control.IAMRequestBase.__init__
+
+
+def _iam_request_init_with_raw_body(self, account_id, method, path, data, body, headers, action):
+    raw = getattr(_raw_request_body, "value", None)
+    if not body and raw:
+        body = raw
+    _original_iam_request_init(self, account_id, method, path, data, body, headers, action)
+
+
+access_control.IAMRequestBase.__init__ = _iam_request_init_with_raw_body
 
 
 # --- Speed-up (no behaviour change): find moto's service modules once. ----------------
@@ -218,6 +582,11 @@ def bootstrap() -> dict[str, str]:
         max_session_duration="3600",
     )
     other.put_role_policy(RESPONDER_ROLE, "cordon-responder", RESPONDER_POLICY)
+    # The tests' seeding credentials in the second account (fixtures there: the responder
+    # role holds only cordon's least-privilege policy, which cannot create users).
+    other.create_user(region_name="us-east-1", user_name=ADMIN_USER, path="/", tags=[])
+    other.put_user_policy(ADMIN_USER, "cordon-test-admin", ADMIN_POLICY)
+    second_key = other.create_access_key(ADMIN_USER)
     return {
         "CORDON_TEST_AWS_ACCESS_KEY_ID": key.access_key_id,
         "CORDON_TEST_AWS_SECRET_ACCESS_KEY": key.secret_access_key,
@@ -225,17 +594,28 @@ def bootstrap() -> dict[str, str]:
         "CORDON_TEST_AWS_RESPONDER_SECRET": responder_key.secret_access_key,
         "CORDON_TEST_AWS_ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
         "CORDON_TEST_AWS_SECOND_ACCOUNT_ID": SECOND_ACCOUNT_ID,
+        "CORDON_TEST_AWS_SECOND_ADMIN_KEY_ID": second_key.access_key_id,
+        "CORDON_TEST_AWS_SECOND_ADMIN_SECRET": second_key.secret_access_key,
         "CORDON_TEST_AWS_ROLE_ARN_TEMPLATE": f"arn:aws:iam::{{account}}:role/{RESPONDER_ROLE}",
     }
 
 
 class RefuseMotoApi:
-    """Refuse moto's unauthenticated control endpoints (reset, reset-auth, state)."""
+    """Refuse moto's unauthenticated control endpoints (reset, reset-auth, state); keep
+    each request's body for Patch 7."""
 
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
+        # Patch 7: keep the request body as received for the signature check.
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        _raw_request_body.value = body
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             body = b"moto-api is disabled on this server: it would bypass IAM authentication\n"
             start_response(

@@ -24,7 +24,9 @@
 //! the torn bytes to `audit.torn/` (nothing is thrown away), cuts them off and
 //! records a `note` saying so.
 
+mod canonical;
 pub mod checkpoint;
+pub mod payload;
 mod record;
 mod verify;
 
@@ -293,8 +295,24 @@ impl AuditLog {
         let (last_nl, tail_bytes) = find_last_newline(file, len, &self.path)?;
         let good_len = last_nl.map_or(0, |p| p + 1);
         if good_len < len {
-            self.recover_torn_tail(file, good_len, len, tail_bytes)?;
             let head = self.read_head(file, good_len)?;
+            // A crash tears only a record being appended, after everything the
+            // signed checkpoint covers. If the checkpoint covers more records
+            // than remain whole, the log was cut, not torn: refuse, and keep
+            // every byte (issue 21: such a cut was silently discarded).
+            if let Some(covered) = self.checkpoint_size() {
+                if covered > head.seq {
+                    return Err(AuditError::Corrupt {
+                        path: self.path.clone(),
+                        seq: head.seq + 1,
+                        why: format!(
+                            "the last record is cut short, but the signed checkpoint covers {covered} records and only {} are whole: records the checkpoint covers were cut (tampering, not a crash), so nothing was discarded",
+                            head.seq
+                        ),
+                    });
+                }
+            }
+            self.recover_torn_tail(file, good_len, len, tail_bytes)?;
             // Record the recovery so the cut is visible in the chain itself.
             let note = RecordDraft::note(
                 "cordon",
@@ -345,6 +363,19 @@ impl AuditLog {
                 why: "last record has no seq or hash".into(),
             }),
         }
+    }
+
+    /// Records covered by the state's latest checkpoint (`audit.checkpoint`
+    /// beside the log), read without its signature: it is used only to
+    /// refuse a recovery, never to allow anything (`log verify` checks the
+    /// signature).
+    fn checkpoint_size(&self) -> Option<u64> {
+        let note = std::fs::read(self.path.with_file_name(checkpoint::CHECKPOINT_FILE)).ok()?;
+        let text = std::str::from_utf8(&note).ok()?;
+        let (body, _) = text.split_once("\n\n")?;
+        checkpoint::Checkpoint::parse(&format!("{body}\n"), "audit.checkpoint")
+            .ok()
+            .map(|cp| cp.size)
     }
 
     fn recover_torn_tail(

@@ -570,3 +570,143 @@ fn a_failed_group_write_fails_every_caller_in_it_and_leaves_no_record() {
         assert!(e.contains("disk is full"), "{e}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// The fast path of verification (canonical.rs) against the full check.
+
+/// Records whose lines use what the fast path has to get right: escapes,
+/// non-ASCII, control bytes, floats, negative and large integers, nested
+/// arrays and objects, empty containers.
+fn varied_lines() -> Vec<(Vec<u8>, u64, String)> {
+    varied_records()
+        .into_iter()
+        .map(|(l, s, p, _)| (l, s, p))
+        .collect()
+}
+
+/// As `varied_lines`, with whether the fast path takes the line (it leaves
+/// floats to the full check).
+fn varied_records() -> Vec<(Vec<u8>, u64, String, bool)> {
+    let mut out = Vec::new();
+    let mut prev = GENESIS.to_owned();
+    let datas = [
+        serde_json::json!(null),
+        serde_json::json!({"z": 1, "a": [1.5, -0.0, "x\u{1}\"y\\", null, true, false], "n": -12}),
+        serde_json::json!({"big": u64::MAX, "neg": i64::MIN, "f": 1e21, "e": [], "o": {}}),
+        serde_json::json!({"s": "é\n\t\r\u{8}\u{c}\u{7f}\u{2028}/", "deep": [[[{"k": [0]}]]]}),
+        serde_json::json!([1, 2, 3]),
+        serde_json::json!("just a string"),
+    ];
+    for (i, data) in datas.into_iter().enumerate() {
+        let mut d = RecordDraft::new(Kind::Note, actor());
+        d.message = Some(format!("record {i}: \"quoted\" \\ and ünïcode \u{1}"));
+        d.data = if data.is_null() { None } else { Some(data) };
+        let rec = d.seal(i as u64 + 1, &prev);
+        let line = rec.canonical_line().unwrap();
+        let fast = !matches!(i, 1 | 2);
+        out.push((line, rec.seq, prev.clone(), fast));
+        prev = rec.hash;
+    }
+    out
+}
+
+/// The fast path may decline anything, but what it accepts the full check
+/// must accept with the same hash.
+#[track_caller]
+fn assert_fast_agrees(line: &[u8], seq: u64, prev: &str, what: &str) {
+    if let Some(h) = canonical::check(line, seq, prev) {
+        assert_eq!(
+            verify::full_check(line, seq, prev).as_deref(),
+            Ok(h.as_str()),
+            "{what}: the fast path accepted what the full check does not: {}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+#[test]
+fn fast_path_takes_intact_records_and_agrees_with_the_full_check() {
+    let (_t, lines, hashes) = hundred();
+    let mut prev = GENESIS.to_owned();
+    for (i, l) in lines.iter().enumerate() {
+        // Every record cordon writes goes the fast way (else the speed-up
+        // would be a claim, and the agreement below would test nothing).
+        assert_eq!(
+            canonical::check(l.as_bytes(), i as u64 + 1, &prev).as_deref(),
+            Some(hashes[i].as_str())
+        );
+        prev = hashes[i].clone();
+    }
+    for (line, seq, prev, fast) in varied_records() {
+        let full = verify::full_check(&line, seq, &prev);
+        assert!(full.is_ok(), "{full:?}");
+        assert_eq!(
+            canonical::check(&line, seq, &prev),
+            if fast { full.ok() } else { None },
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
+        // Wrong seq or prev: declined.
+        assert_eq!(canonical::check(&line, seq + 1, &prev), None);
+        assert_eq!(
+            canonical::check(&line, seq, GENESIS.trim_end_matches('0')),
+            None
+        );
+    }
+}
+
+#[test]
+fn fast_path_agrees_with_the_full_check_on_every_byte_flip_and_cut() {
+    let (_t, lines, hashes) = hundred();
+    let mut cases: Vec<(Vec<u8>, u64, String)> = varied_lines();
+    cases.push((lines[0].clone().into_bytes(), 1, GENESIS.to_owned()));
+    cases.push((lines[1].clone().into_bytes(), 2, hashes[0].clone()));
+    // Bytes that mean something to JSON, and a few that do not.
+    let subs: &[u8] = b"{}[]\":,\\ 0-1.9eEtfnu/\x01\x7f\xc3\xa9a";
+    for (line, seq, prev) in &cases {
+        for pos in 0..line.len() {
+            for &b in subs {
+                if line[pos] == b {
+                    continue;
+                }
+                let mut m = line.clone();
+                m[pos] = b;
+                assert_fast_agrees(&m, *seq, prev, "flip");
+                let mut ins = line.clone();
+                ins.insert(pos, b);
+                assert_fast_agrees(&ins, *seq, prev, "insert");
+            }
+            let mut del = line.clone();
+            del.remove(pos);
+            assert_fast_agrees(&del, *seq, prev, "delete");
+            assert_fast_agrees(&line[..pos], *seq, prev, "cut");
+        }
+    }
+}
+
+#[test]
+fn fast_path_agrees_on_reordered_and_duplicated_members() {
+    // Members moved around or repeated (the order the full check accepts
+    // depends on serde_json's preserve_order; the fast path must follow).
+    for (line, seq, prev) in varied_lines() {
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let obj = v.as_object().unwrap();
+        let members: Vec<String> = obj
+            .iter()
+            .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), v))
+            .collect();
+        let n = members.len();
+        for a in 0..n {
+            for b in 0..n {
+                let mut m = members.clone();
+                m.swap(a, b);
+                let swapped = format!("{{{}}}", m.join(","));
+                assert_fast_agrees(swapped.as_bytes(), seq, &prev, "swap");
+                let mut d = members.clone();
+                d.insert(b, members[a].clone());
+                let dup = format!("{{{}}}", d.join(","));
+                assert_fast_agrees(dup.as_bytes(), seq, &prev, "duplicate");
+            }
+        }
+    }
+}

@@ -11,12 +11,11 @@ use cordon_connector::Secret;
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
-use super::plan::PlanMeta;
-use super::respond::{respond, Intake, RespondOpts};
-use super::revoke::OneShot;
 use crate::agent::{serve, AgentConfig, Handler};
 use crate::intake::webhook::{Event, EventSource};
-use crate::plan::{sha256_hex, Source};
+use crate::plan::{sha256_hex, PlanMeta, Source};
+use crate::respond::{respond, Intake, RespondOpts};
+use crate::workspace::RunOptions;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -31,16 +30,16 @@ pub struct AgentArgs {
     #[arg(long, default_value = "CORDON_EVENTBRIDGE_TOKEN", value_name = "VAR")]
     pub eventbridge_token_env: String,
     /// Largest delivery body accepted, in bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, default_value_t = 1024 * 1024, value_parser = super::args::max_body)]
     pub max_body: usize,
     /// Events accepted but not yet processed, at most (then 503 + Retry-After).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = super::args::max_queue)]
     pub max_queue: usize,
     /// Steps in flight at once, per event.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::args::concurrency)]
     pub concurrency: usize,
     /// Operations per second per account (a snapshot, a change or a check).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::args::rate)]
     pub rate: f64,
     /// Attach the plans to this incident.
     #[arg(long, env = "CORDON_INCIDENT")]
@@ -86,30 +85,31 @@ impl Handler for RespondHandler {
             role_hints: event.role_hints(),
         };
         let opts = RespondOpts {
-            one: OneShot {
-                meta: PlanMeta {
-                    requester: Some("agent".into()),
-                    severity: event.severity,
-                    source: Source::Agent,
-                    incident: self.incident.clone(),
-                    reason: Some(format!("{} {}", event.kind, event.id)),
-                    key: None,
-                },
-                dry_run: false,
+            meta: PlanMeta {
+                requester: Some("agent".into()),
+                severity: event.severity,
+                source: Source::Agent,
+                incident: self.incident.clone(),
+                reason: Some(format!("{} {}", event.kind, event.id)),
+                key: None,
+            },
+            dry_run: false,
+            run: RunOptions {
+                requester: None,
                 break_glass: false,
+                reason: Some(format!("{} {}", event.kind, event.id)),
                 concurrency: self.concurrency,
                 rate: self.rate,
             },
             quarantine_user: false,
         };
-        // JSON mode: respond prints nothing; the summary goes to done/ and the log.
-        let out = Out::new(true);
+        // The summary goes to done/ and the log; nothing is printed.
         let rt = self
             .rt
             .as_ref()
             .ok_or_else(|| "the agent is shutting down".to_owned())?;
         let summary = rt
-            .block_on(respond(&ctx, &out, intake, &opts))
+            .block_on(respond(&ctx, intake, &opts))
             .map_err(|e| e.message)?;
         Ok(serde_json::json!({
             "plan": summary.plan,

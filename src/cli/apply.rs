@@ -1,8 +1,6 @@
 //! `cordon apply PLAN`: authenticate, gate, execute, verify; re-run to resume.
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Arc;
 
 use clap::Args;
 use cordon_connector::{Outcome, Secret};
@@ -10,23 +8,21 @@ use cordon_connector::{Outcome, Secret};
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
-use crate::engine::{ApplyReport, ApplyRequest, Engine, EngineConfig, SecretBag};
-use crate::gate::BreakGlass;
+use crate::engine::{ApplyReport, SecretBag};
 use crate::intake::classify::{classify, Found};
-use crate::plan::{now_ms, Plan};
-use crate::policy::{AuthRequest, PolicyGate};
-use crate::state::{ObjectKind, Store};
+use crate::plan::Plan;
+use crate::workspace::RunOptions;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunOpts {
     /// Act as this principal (default: the plan's requester).
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = crate::text::free_text)]
     pub requester: Option<String>,
     /// Break-glass: act where the policy allows it only in an emergency.
     #[arg(long, requires = "reason")]
     pub break_glass: bool,
     /// Why break-glass is needed (recorded; required with --break-glass).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::text::free_text)]
     pub reason: Option<String>,
     /// Read the leaked secrets a plan refers to from this environment variable (repeatable).
     #[arg(long = "secret-env", value_name = "VAR")]
@@ -35,11 +31,24 @@ pub struct RunOpts {
     #[arg(long)]
     pub secrets_stdin: bool,
     /// Steps in flight at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::args::concurrency)]
     pub concurrency: usize,
     /// Operations per second per account (a snapshot, a change or a check).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::args::rate)]
     pub rate: f64,
+}
+
+impl RunOpts {
+    /// What the library needs to run a plan (the secrets are read here).
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            requester: self.requester.clone(),
+            break_glass: self.break_glass,
+            reason: self.reason.clone(),
+            concurrency: self.concurrency,
+            rate: self.rate,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -94,61 +103,6 @@ fn add_from_text(text: Secret, bag: &mut SecretBag) {
     }
 }
 
-/// Who is asking for a stored plan and which approvals count: the requester
-/// is proven by a signature or an automation secret, or stays a claim.
-pub struct Authenticated {
-    pub principal: crate::gate::Principal,
-    pub approvals: Vec<crate::gate::VerifiedApproval>,
-    /// Why signatures did not count (`code`, message): printed as notes.
-    pub rejected: Vec<(String, String)>,
-}
-
-pub fn authenticate_plan(
-    ctx: &Context,
-    gate: &PolicyGate,
-    id: &str,
-    bytes: &[u8],
-    plan: &Plan,
-    claimed: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Authenticated, CommandError> {
-    let signatures = super::approve::stored_signatures(ctx, id)?;
-    Ok(match gate.policy() {
-        Ok(policy) => {
-            let auto_secret = policy
-                .roster()
-                .automation
-                .get(claimed)
-                .and_then(|a| a.secret_env.as_ref())
-                .and_then(|var| std::env::var(var).ok())
-                .map(Secret::new);
-            let auth = policy.authenticate(&AuthRequest {
-                plan,
-                plan_bytes: bytes,
-                claimed_requester: claimed,
-                signatures: &signatures,
-                automation_secret: auto_secret.as_ref(),
-                now,
-            });
-            Authenticated {
-                principal: auth.principal,
-                approvals: auth.approvals,
-                rejected: auth
-                    .rejected
-                    .into_iter()
-                    .map(|r| (r.code.to_string(), r.message))
-                    .collect(),
-            }
-        }
-        // A policy that does not load denies every step; the requester stays a claim.
-        Err(_) => Authenticated {
-            principal: super::plan::principal_claim(claimed, plan.requester.kind),
-            approvals: vec![],
-            rejected: vec![],
-        },
-    })
-}
-
 /// Run a stored plan and print the report; shared by apply, revoke,
 /// quarantine and restore.
 pub async fn run_plan(
@@ -162,11 +116,12 @@ pub async fn run_plan(
 ) -> CmdResult {
     let (report, principal) = execute_plan(ctx, out, id, bytes, plan, opts, secrets).await?;
     print_report(out, &report, &principal.name, principal.verified);
-    Ok(exit_for(&report))
+    Ok(ctx.refusal_exit(exit_for(&report)))
 }
 
-/// Authenticate, gate and run a stored plan; prints only notes (rejected
-/// signatures, a policy that failed to load) and the spinner.
+/// Run a stored plan (`Workspace::execute`) with a spinner on a terminal;
+/// prints its notes (rejected signatures, a policy that failed to load, a
+/// checkpoint not written) unless `--json`.
 pub async fn execute_plan(
     ctx: &Context,
     out: &Out,
@@ -176,75 +131,6 @@ pub async fn execute_plan(
     opts: &RunOpts,
     secrets: &SecretBag,
 ) -> Result<(ApplyReport, crate::gate::Principal), CommandError> {
-    let gate = ctx.gate();
-    let now = now_ms();
-    let claimed = opts
-        .requester
-        .clone()
-        .unwrap_or_else(|| plan.requester.name.clone());
-    if let Err(e) = gate.policy() {
-        if !out.json {
-            out.line(format!("warning: {}", e.summary()));
-        }
-    }
-    let Authenticated {
-        principal,
-        approvals,
-        rejected,
-    } = authenticate_plan(ctx, &gate, id, bytes, plan, &claimed, now)?;
-    for (code, message) in &rejected {
-        tracing::warn!(code = code.as_str(), "signature not counted: {message}");
-        if !out.json {
-            out.line(format!(
-                "note: a signature does not count ({code}): {message}"
-            ));
-        }
-    }
-    let break_glass = if opts.break_glass {
-        Some(BreakGlass {
-            reason: opts.reason.clone().unwrap_or_default(),
-        })
-    } else {
-        None
-    };
-    // Restore steps get the snapshot they undo.
-    let mut restore_evidence = HashMap::new();
-    for s in &plan.steps {
-        if let Some(h) = s.param_str("evidence_hash") {
-            let b = ctx
-                .home
-                .get(ObjectKind::Evidence, &format!("{h}.json"))?
-                .ok_or_else(|| {
-                    CommandError::failed(format!(
-                        "evidence `{h}` for step `{}` is missing from the state dir",
-                        s.id
-                    ))
-                })?;
-            let v: serde_json::Value = serde_json::from_slice(&b)
-                .map_err(|e| CommandError::failed(format!("evidence `{h}`: {e}")))?;
-            restore_evidence.insert(s.id.clone(), v);
-        }
-    }
-    // The halt switch and the automation principals' limits, for this run.
-    let gate = gate.with_bounds(
-        ctx.bounds(principal.kind == crate::plan::PrincipalKind::Automation)
-            .await?,
-    );
-    let github_probe = probe_allowed(ctx, id, plan, &gate, &principal, &approvals, now)?;
-    let registry = ctx.registry_for(plan, github_probe).await?;
-    let config = EngineConfig {
-        concurrency: opts.concurrency.max(1),
-        rate_per_sec: opts.rate,
-        burst: (opts.rate.ceil() as u32).max(1),
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(
-        ctx.store(),
-        ctx.log.clone(),
-        Arc::new(gate) as Arc<PolicyGate>,
-        registry,
-        config,
-    );
     // A spinner only on a terminal; scripts and CI get plain lines.
     let spinner = (!out.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let pb = indicatif::ProgressBar::new_spinner();
@@ -252,80 +138,17 @@ pub async fn execute_plan(
         pb.enable_steady_tick(std::time::Duration::from_millis(120));
         pb
     });
-    let report = engine
-        .apply(&ApplyRequest {
-            plan_id: id,
-            plan,
-            requester: &principal,
-            approvals: &approvals,
-            break_glass: break_glass.as_ref(),
-            secrets,
-            restore_evidence: &restore_evidence,
-            now,
-        })
-        .await?;
+    let run = ctx.execute(id, bytes, plan, &opts.options(), secrets).await;
     if let Some(pb) = spinner {
         pb.finish_and_clear();
     }
-    // Every plan run ends with a signed checkpoint of the audit log. The
-    // run's records are already durable, so a checkpoint that cannot be
-    // written is reported, not turned into a failed run.
-    if let Err(e) = crate::audit::checkpoint::write_latest(&ctx.home) {
-        tracing::warn!("audit checkpoint not written: {e}");
-        if !out.json {
-            out.line(format!("warning: audit checkpoint not written: {e}"));
-        }
+    let run = run?;
+    // Diagnostics for the person at the terminal: on stderr, with `--json`
+    // too (stdout holds the one JSON document).
+    for n in &run.notes {
+        super::output::diag(n);
     }
-    Ok((report, principal))
-}
-
-/// Ask the policy whether cordon may identify leaked GitHub tokens with
-/// `GET /user` (it shows in the owner's logs). The decision is recorded.
-fn probe_allowed(
-    ctx: &Context,
-    id: &str,
-    plan: &Plan,
-    gate: &PolicyGate,
-    principal: &crate::gate::Principal,
-    approvals: &[crate::gate::VerifiedApproval],
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<bool, CommandError> {
-    use crate::gate::{Gate, GateInput};
-    let Some(step) = plan.steps.iter().find(|s| {
-        matches!(
-            s.action,
-            cordon_connector::Action::GithubRevokeToken
-                | cordon_connector::Action::GithubRevokeInstallationToken
-        )
-    }) else {
-        return Ok(false);
-    };
-    let probe = cordon_connector::PlanStep {
-        id: format!("{}-probe", step.id),
-        action: cordon_connector::Action::GithubProbeToken,
-        target: step.target.clone(),
-        secret: step.secret.clone(),
-        params: Default::default(),
-    };
-    let decision = gate.decide(&GateInput {
-        plan_id: id,
-        plan,
-        step: &probe,
-        requester: principal,
-        approvals,
-        break_glass: None,
-        now,
-    });
-    let mut d = crate::audit::RecordDraft::new(crate::audit::Kind::Decision, principal.clone());
-    d.plan = Some(id.to_owned());
-    d.incident = plan.incident.clone();
-    d.action = Some(probe.action.id().to_owned());
-    d.target = Some(probe.target.clone());
-    d.message = Some("may cordon identify leaked GitHub tokens with GET /user?".into());
-    let allow = decision.is_allow();
-    d.decision = Some(decision);
-    ctx.log.append(d)?;
-    Ok(allow)
+    Ok((run.report, run.principal))
 }
 
 pub fn exit_for(r: &ApplyReport) -> Exit {
@@ -335,6 +158,7 @@ pub fn exit_for(r: &ApplyReport) -> Exit {
                 s.verification,
                 Some(cordon_connector::Verification::Alive { .. })
                     | Some(cordon_connector::Verification::NotVerified { .. })
+                    | Some(cordon_connector::Verification::Partial { .. })
             )
     };
     if r.steps.iter().all(ok) {

@@ -1,19 +1,14 @@
 //! `cordon approve PLAN --key KEY | --import SIG`: record an SSH signature over
 //! the plan's bytes (namespace `cordon-plan`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use serde::{Deserialize, Serialize};
 
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
-use crate::audit::{Approver, Kind, RecordDraft};
-use crate::gate::Principal;
-use crate::plan::{now_ms, PrincipalKind};
-use crate::policy::StoredSignature;
-use crate::state::{ObjectKind, Store};
+use crate::workspace::{sign_and_store, store_signature};
 
 #[derive(Args, Debug)]
 pub struct ApproveArgs {
@@ -31,118 +26,8 @@ pub struct ApproveArgs {
     #[arg(long, value_name = "FILE")]
     pub import: Option<PathBuf>,
     /// The principal you sign as, when your allowed_signers line names several.
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = crate::text::free_text)]
     pub signer: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredFile {
-    armored: String,
-    #[serde(with = "crate::timefmt")]
-    recorded_at: chrono::DateTime<chrono::Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    claimed_signer: Option<String>,
-}
-
-/// The signatures stored for a plan, oldest first (the requester's first).
-pub fn stored_signatures(
-    ctx: &Context,
-    plan_id: &str,
-) -> Result<Vec<StoredSignature>, CommandError> {
-    let mut out = Vec::new();
-    for name in ctx.home.list(ObjectKind::Approval, plan_id)? {
-        let Some(bytes) = ctx.home.get(ObjectKind::Approval, &name)? else {
-            continue;
-        };
-        let f: StoredFile = serde_json::from_slice(&bytes).map_err(|e| {
-            CommandError::failed(format!("approval file `{name}` is unreadable: {e}"))
-        })?;
-        out.push(StoredSignature {
-            armored: f.armored,
-            recorded_at: f.recorded_at,
-            claimed_signer: f.claimed_signer,
-        });
-    }
-    Ok(out)
-}
-
-fn store(
-    ctx: &Context,
-    plan_id: &str,
-    bytes: &[u8],
-    armored: String,
-    claimed: Option<&str>,
-) -> Result<(String, String), CommandError> {
-    let gate = ctx.gate();
-    let policy = gate.policy().map_err(|e| {
-        CommandError::new(
-            Exit::PolicyInvalid,
-            format!("cannot check the signature: {}", e.summary()),
-        )
-        .hint("run `cordon policy check`")
-    })?;
-    let now = now_ms();
-    let check = policy
-        .verify_signature(bytes, &armored, claimed, now)
-        .map_err(|e| CommandError::failed(format!("signature refused: {e}")))?;
-    // One review per reviewer.
-    for s in stored_signatures(ctx, plan_id)? {
-        if let Ok(prev) = policy.verify_signature(
-            bytes,
-            &s.armored,
-            s.claimed_signer.as_deref(),
-            s.recorded_at,
-        ) {
-            if prev.signer == check.signer {
-                return Err(CommandError::failed(format!(
-                    "`{}` has already signed plan `{plan_id}`: a second approval by the same person does not count",
-                    check.signer
-                ))
-                .hint("ask another approver"));
-            }
-        }
-    }
-    let file = StoredFile {
-        armored,
-        recorded_at: now,
-        claimed_signer: claimed.map(str::to_owned),
-    };
-    let json = serde_json::to_vec(&file).map_err(|e| CommandError::failed(e.to_string()))?;
-    let name = format!(
-        "{plan_id}/{}-{}.json",
-        now.format("%Y%m%dT%H%M%S%.3fZ"),
-        check.signer
-    );
-    ctx.home.put_new(ObjectKind::Approval, &name, &json)?;
-    let mut d = RecordDraft::new(
-        Kind::Approval,
-        Principal {
-            name: check.signer.clone(),
-            kind: PrincipalKind::Person,
-            verified: true,
-            proof: Some(format!("ssh:{}", check.fingerprint)),
-        },
-    );
-    d.plan = Some(plan_id.to_owned());
-    d.approvers = vec![Approver {
-        id: check.signer.clone(),
-        key_fingerprint: check.fingerprint.clone(),
-        signed_at: now,
-    }];
-    ctx.log.append(d)?;
-    Ok((check.signer, check.fingerprint))
-}
-
-pub fn sign_and_store(
-    ctx: &Context,
-    plan_id: &str,
-    bytes: &[u8],
-    key: &Path,
-    claimed: Option<&str>,
-) -> Result<(String, String), CommandError> {
-    let armored =
-        crate::policy::sign(bytes, key).map_err(|e| CommandError::failed(e.to_string()))?;
-    store(ctx, plan_id, bytes, armored, claimed)
 }
 
 pub fn cmd_approve(ctx: &Context, out: &Out, a: ApproveArgs) -> CmdResult {
@@ -152,7 +37,7 @@ pub fn cmd_approve(ctx: &Context, out: &Out, a: ApproveArgs) -> CmdResult {
     } else if let Some(file) = &a.import {
         let armored = std::fs::read_to_string(file)
             .map_err(|e| CommandError::failed(format!("cannot read `{}`: {e}", file.display())))?;
-        store(ctx, &id, &bytes, armored, a.signer.as_deref())?
+        store_signature(ctx, &id, &bytes, armored, a.signer.as_deref())?
     } else {
         return Err(CommandError::usage("give --key or --import"));
     };

@@ -3,29 +3,23 @@
 //! meant, and replaying the log.
 
 use clap::{Args, Subcommand};
-use cordon_connector::Secret;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
 use crate::audit::{Kind, Record, RecordDraft};
 use crate::gate::Principal;
-use crate::incident::{
-    render_status, replay, status_of, Incident, IncidentEvent, IncidentState, Ledger, Objects, Role,
-};
-use crate::plan::{now_ms, sha256_hex, PrincipalKind, Severity};
+use crate::incident::{render_status, status_of, IncidentEvent, IncidentState, Ledger, Role};
+use crate::plan::{now_ms, PrincipalKind, Severity};
 use crate::policy::roster::Member;
 use crate::policy::Roster;
-use crate::state::{ObjectKind, Store};
 
 /// Who records the event.
 #[derive(Args, Debug, Clone)]
 pub struct ActorArgs {
     /// Who is acting (default `$USER`). Recorded as an unverified claim,
     /// unless it is an automation principal presenting its secret.
-    #[arg(long = "as", value_name = "NAME", env = "CORDON_AS")]
+    #[arg(long = "as", value_name = "NAME", env = "CORDON_AS", value_parser = crate::text::free_text)]
     pub actor: Option<String>,
 }
 
@@ -38,119 +32,15 @@ impl ActorArgs {
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into());
-        let gate = ctx.gate();
-        let roster = gate.policy().ok().map(|p| p.roster());
-        if let Some(Member::Automation(a)) = roster.and_then(|r| r.member(&name)) {
-            let secret = a
-                .secret_env
-                .as_ref()
-                .and_then(|v| std::env::var(v).ok())
-                .map(Secret::new);
-            if let (Some(secret), Some(expected)) = (secret, a.secret_sha256.as_ref()) {
-                let got: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
-                if bool::from(got.ct_eq(expected)) {
-                    return Principal {
-                        proof: Some(match &a.secret_env {
-                            Some(env) => format!("automation-secret:{env}"),
-                            None => "automation-secret".into(),
-                        }),
-                        name,
-                        kind: PrincipalKind::Automation,
-                        verified: true,
-                    };
-                }
-            }
-            return super::plan::principal_claim(&name, PrincipalKind::Automation);
-        }
-        super::plan::principal_claim(&name, PrincipalKind::Person)
-    }
-}
-
-/// The immutable objects the log names, read from the state directory.
-pub struct StateObjects<'a>(pub &'a Context);
-
-impl Objects for StateObjects<'_> {
-    fn plan(&self, id: &str) -> Result<crate::plan::Plan, String> {
-        self.0
-            .load_plan(id)
-            .map(|(_, _, p)| p)
-            .map_err(|e| e.message)
-    }
-
-    fn evidence(&self, hash: &str) -> Result<(), String> {
-        match self
-            .0
-            .home
-            .get(ObjectKind::Evidence, &format!("{hash}.json"))
-        {
-            Ok(Some(b)) if sha256_hex(&b) == hash => Ok(()),
-            Ok(Some(_)) => Err("MODIFIED: the stored bytes no longer hash to this value".into()),
-            Ok(None) => Err("MISSING from the state directory".into()),
-            Err(e) => Err(format!("unreadable: {e}")),
+        // A policy that does not load proves nobody: the name stays a claim.
+        match ctx.gate().policy() {
+            Ok(policy) => policy.actor(&name),
+            Err(_) => Principal::claim(&name, PrincipalKind::Person),
         }
     }
 }
 
-pub fn ledger_of(ctx: &Context, records: &[Record]) -> Ledger {
-    replay(records, &StateObjects(ctx))
-}
-
-pub fn load_ledger(ctx: &Context) -> Result<Ledger, CommandError> {
-    let records = ctx.log.read_all()?;
-    Ok(ledger_of(ctx, &records))
-}
-
-/// The incident meant: the one named (`--incident`, `CORDON_INCIDENT`, or
-/// the positional id), else the only open one.
-pub fn resolve<'l>(ledger: &'l Ledger, named: Option<&str>) -> Result<&'l Incident, CommandError> {
-    if let Some(id) = named {
-        return ledger.get(id).ok_or_else(|| {
-            let known: Vec<&str> = ledger.incidents.iter().map(|i| i.id.as_str()).collect();
-            CommandError::failed(format!("no incident `{id}` in the audit log")).hint(
-                if known.is_empty() {
-                    "no incident was opened yet: `cordon incident open --title T --severity S`"
-                        .to_owned()
-                } else {
-                    format!(
-                        "known incidents: {} (`cordon incident list`)",
-                        known.join(", ")
-                    )
-                },
-            )
-        });
-    }
-    let open: Vec<&Incident> = ledger.open().collect();
-    match open.as_slice() {
-        [one] => Ok(one),
-        [] => Err(
-            CommandError::usage("no incident is open and none was named").hint(
-                "open one with `cordon incident open --title T --severity S`, or name a closed one",
-            ),
-        ),
-        _ => Err(
-            CommandError::usage(format!("{} incidents are open: name one", open.len())).hint(
-                format!(
-                    "pass `--incident ID` or set CORDON_INCIDENT (open: {})",
-                    open.iter()
-                        .map(|i| i.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-        ),
-    }
-}
-
-/// The incident a plan (or a scanner finding) may attach to: one that
-/// exists and is open, under its canonical id. A typo would otherwise
-/// orphan the plan's steps.
-pub fn attachable(ctx: &Context, named: Option<&str>) -> Result<Option<String>, CommandError> {
-    let Some(named) = named else { return Ok(None) };
-    let ledger = load_ledger(ctx)?;
-    let inc = resolve(&ledger, Some(named))?;
-    ensure_open(inc)?;
-    Ok(Some(inc.id.clone()))
-}
+pub use crate::workspace::{ensure_open, ledger_of, load_ledger, resolve};
 
 /// The people holding a roster role, for "waiting for whom"; empty when the
 /// policy does not load (the status must still show).
@@ -168,17 +58,6 @@ pub fn role_holders(ctx: &Context) -> impl Fn(&str) -> Vec<String> {
             })
             .unwrap_or_default()
     }
-}
-
-pub fn ensure_open(inc: &Incident) -> Result<(), CommandError> {
-    if inc.state == IncidentState::Closed {
-        return Err(CommandError::failed(format!(
-            "incident {} is closed: nothing more can be recorded on it",
-            inc.id
-        ))
-        .hint("open a new incident with `cordon incident open`, or record a note elsewhere"));
-    }
-    Ok(())
 }
 
 pub fn roster(ctx: &Context) -> Result<Roster, CommandError> {
@@ -308,7 +187,7 @@ pub fn event_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Comm
 pub enum IncidentCommand {
     /// Open an incident; plans attach to it with `--incident ID` or CORDON_INCIDENT.
     Open {
-        #[arg(long)]
+        #[arg(long, value_parser = crate::text::free_text)]
         title: String,
         #[arg(long, value_enum, default_value = "high")]
         severity: Severity,
@@ -327,7 +206,7 @@ pub enum IncidentCommand {
     Close {
         #[arg(env = "CORDON_INCIDENT")]
         id: Option<String>,
-        #[arg(long)]
+        #[arg(long, value_parser = crate::text::free_text)]
         summary: String,
         #[command(flatten)]
         who: ActorArgs,
@@ -336,6 +215,7 @@ pub enum IncidentCommand {
     Assign {
         #[arg(value_enum)]
         role: Role,
+        #[arg(value_parser = crate::text::free_text)]
         person: String,
         #[arg(long, env = "CORDON_INCIDENT")]
         incident: Option<String>,

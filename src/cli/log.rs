@@ -59,7 +59,16 @@ pub struct VerifyArgs {
 pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
     match cmd {
         LogCommand::Verify(args) => match args.checkpoint {
-            Some(file) => verify_against_checkpoint(ctx, out, &file, args.key.as_deref()),
+            Some(file) => verify_against_checkpoint(ctx, out, &file, args.key.as_deref(), false),
+            // The state's own signed checkpoint (written after every plan
+            // run) is checked too: a log cut back below it is not intact,
+            // even if what is left chains (issue 21).
+            None if checkpoint::latest_path(&ctx.home).is_file()
+                && CheckpointKey::load(&ctx.home).ok().flatten().is_some() =>
+            {
+                let latest = checkpoint::latest_path(&ctx.home);
+                verify_against_checkpoint(ctx, out, &latest, None, true)
+            }
             None => {
                 let path = ctx.log.path();
                 let r = verify_file(path).map_err(|e| {
@@ -266,6 +275,8 @@ fn verify_against_checkpoint(
     out: &Out,
     file: &Path,
     key: Option<&str>,
+    // The state directory's own checkpoint (plain `log verify`).
+    own: bool,
 ) -> CmdResult {
     let verifier = match key {
         Some(k) => verifier_from_arg(k)?,
@@ -318,6 +329,13 @@ fn verify_against_checkpoint(
                 _ => "verifies up to a torn tail",
             }
         )),
+        (_, None) if own => {
+            out.line(describe(&scan.report));
+            out.line(format!(
+                "and it still contains the {} records of this state directory's signed checkpoint (`log verify --checkpoint` checks one exported elsewhere)",
+                cp.size
+            ));
+        }
         (_, None) => {
             out.line(describe(&scan.report));
             out.line(format!(

@@ -36,14 +36,13 @@ use serde_json::{json, Map, Value};
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
-use super::plan::PlanMeta;
-use super::respond::{parse_intake, respond, RespondOpts};
-use super::revoke::OneShot;
 use crate::audit::{Kind, RecordDraft};
 use crate::engine::SecretBag;
 use crate::intake::classify::{classify, Found};
 use crate::intake::report::{Credential, Format, ParseOptions, MAX_REPORT_BYTES};
-use crate::plan::{PrincipalKind, Severity, Source};
+use crate::plan::{PlanMeta, PrincipalKind, Severity, Source};
+use crate::respond::{parse_intake, respond, Intake, RespondOpts};
+use crate::workspace::RunOptions;
 
 /// The automation principal every tool acts as.
 pub const ASSISTANT: &str = "assistant";
@@ -202,7 +201,7 @@ impl Server {
     ) -> Result<(), CommandError> {
         let mut d = RecordDraft::new(
             Kind::ToolCall,
-            super::plan::principal_claim(ASSISTANT, PrincipalKind::Automation),
+            crate::gate::Principal::claim(ASSISTANT, PrincipalKind::Automation),
         );
         d.message = Some(match refused {
             Some(why) => format!("mcp tool `{tool}` refused: {why}"),
@@ -312,10 +311,7 @@ impl Server {
                     output: None,
                 };
                 // Text mode, so markdown stays markdown.
-                let text_out = Out {
-                    json: false,
-                    capture: Some(std::sync::Mutex::new(String::new())),
-                };
+                let text_out = Out::capturing_text();
                 let exit = super::report::cmd_report(ctx, &text_out, a)?;
                 Ok(captured(exit, &text_out))
             }
@@ -332,25 +328,20 @@ impl Server {
             None => Severity::High,
         };
         let opts = RespondOpts {
-            one: OneShot {
-                meta: PlanMeta {
-                    requester: Some(ASSISTANT.into()),
-                    severity,
-                    source: Source::Assistant,
-                    incident: str_arg(args, "incident")?,
-                    reason: str_arg(args, "reason")?,
-                    key: None,
-                },
-                // Propose only: the plan is written and nothing is done.
-                dry_run: true,
-                break_glass: false,
-                concurrency: 16,
-                rate: 10.0,
+            meta: PlanMeta {
+                requester: Some(ASSISTANT.into()),
+                severity,
+                source: Source::Assistant,
+                incident: str_arg(args, "incident")?,
+                reason: str_arg(args, "reason")?,
+                key: None,
             },
+            // Propose only: the plan is written and nothing is done.
+            dry_run: true,
+            run: assistant_run(),
             quarantine_user: bool_arg(args, "quarantine_user")?,
         };
-        let out = Out::capturing();
-        let s = respond(&self.ctx, &out, intake, &opts).await?;
+        let s = respond(&self.ctx, intake, &opts).await?;
         Ok(json!({
             "plan": s.plan,
             "requester": ASSISTANT,
@@ -387,19 +378,11 @@ impl Server {
                 }
             }
         }
-        let opts = super::apply::RunOpts {
-            requester: Some(ASSISTANT.into()),
-            ..super::apply::RunOpts::default()
-        };
-        let opts = super::apply::RunOpts {
-            concurrency: 16,
-            rate: 10.0,
-            ..opts
-        };
-        let out = Out::capturing();
-        let (report, principal) =
-            super::apply::execute_plan(ctx, &out, &id, &bytes, &plan, &opts, &secrets).await?;
-        let exit = super::apply::exit_for(&report);
+        let run = ctx
+            .execute(&id, &bytes, &plan, &assistant_run(), &secrets)
+            .await?;
+        let (report, principal) = (run.report, run.principal);
+        let exit = ctx.refusal_exit(super::apply::exit_for(&report));
         let steps: Vec<Value> = report
             .steps
             .iter()
@@ -424,11 +407,12 @@ impl Server {
             "requester_verified": principal.verified,
             "exit": exit.code(),
             "steps": steps,
+            "notes": run.notes,
         }))
     }
 
     /// A report from a file or an environment variable, parsed.
-    fn intake(&self, args: &Map<String, Value>) -> Result<super::respond::Intake, CommandError> {
+    fn intake(&self, args: &Map<String, Value>) -> Result<Intake, CommandError> {
         let file = str_arg(args, "report")?.map(PathBuf::from);
         let env = str_arg(args, "report_env")?;
         let format = match str_arg(args, "format")? {
@@ -452,6 +436,18 @@ impl Server {
             origin,
             ParseOptions { root },
         )
+    }
+}
+
+/// How the assistant's plans run: as `assistant`, never break-glass, at the
+/// command line's default pace.
+fn assistant_run() -> RunOptions {
+    RunOptions {
+        requester: Some(ASSISTANT.into()),
+        break_glass: false,
+        reason: None,
+        concurrency: 16,
+        rate: 10.0,
     }
 }
 

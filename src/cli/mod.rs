@@ -5,6 +5,7 @@
 mod agent;
 mod apply;
 mod approve;
+mod args;
 mod auth;
 mod classify;
 mod context;
@@ -21,6 +22,7 @@ mod policy;
 mod report;
 mod respond;
 mod revoke;
+mod revoke_github;
 mod status;
 mod task;
 
@@ -182,6 +184,7 @@ fn man(out: &output::Out, out_dir: Option<PathBuf>) -> error::CmdResult {
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> i32 {
     let out = output::Out::new(cli.json);
+    let verbose = cli.verbose > 0;
     let result = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -192,20 +195,34 @@ pub fn run(cli: Cli) -> i32 {
             "cannot start the runtime: {e}"
         ))),
     };
-    match result {
+    let code = match result {
         Ok(code) => code.code(),
         Err(e) => {
             if out.json {
-                out.json(&serde_json::json!({
+                let mut doc = serde_json::json!({
                     "error": e.message,
                     "hints": e.hints,
                     "exit": e.exit.code(),
-                }));
+                });
+                if !e.causes.is_empty() {
+                    doc["causes"] = serde_json::json!(e.causes);
+                }
+                out.json(&doc);
             }
-            output::print_error(&e);
+            output::print_error(&e, verbose);
             e.exit.code()
         }
+    };
+    // Output that did not reach stdout is a failure, whatever was done.
+    if let Some(e) = out.finish() {
+        output::print_error(
+            &CommandError::failed(format!("cannot write the output to stdout: {e}"))
+                .hint("what was done is in the audit log: `cordon log show`"),
+            verbose,
+        );
+        return Exit::Failed.code();
     }
+    code
 }
 
 async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {

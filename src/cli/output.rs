@@ -1,7 +1,13 @@
 //! Printing: the only place that writes to stdout. `--json` output is one
 //! JSON document on stdout; diagnostics go to stderr through `tracing`.
+//!
+//! A write to stdout that fails (a full disk, a closed file) is remembered and
+//! turns the exit code into 1 at the end (`cli::run`): a script must not take
+//! a lost `--json` summary for success. A closed pipe (`cordon log show |
+//! head`) is not an error: the reader has all it wanted.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -9,7 +15,9 @@ pub struct Out {
     pub json: bool,
     /// When set, what would go to stdout is kept here instead (`cordon mcp`,
     /// whose stdout is the protocol channel, runs commands through this).
-    pub capture: Option<std::sync::Mutex<String>>,
+    pub capture: Option<Mutex<String>>,
+    /// The first failed write to stdout, other than a closed pipe.
+    failed: Mutex<Option<std::io::Error>>,
 }
 
 impl Out {
@@ -17,6 +25,7 @@ impl Out {
         Out {
             json,
             capture: None,
+            failed: Mutex::new(None),
         }
     }
 
@@ -24,7 +33,17 @@ impl Out {
     pub fn capturing() -> Out {
         Out {
             json: true,
-            capture: Some(std::sync::Mutex::new(String::new())),
+            capture: Some(Mutex::new(String::new())),
+            failed: Mutex::new(None),
+        }
+    }
+
+    /// Text output, kept in memory instead of printed.
+    pub fn capturing_text() -> Out {
+        Out {
+            json: false,
+            capture: Some(Mutex::new(String::new())),
+            failed: Mutex::new(None),
         }
     }
 
@@ -36,6 +55,22 @@ impl Out {
             .unwrap_or_default()
     }
 
+    fn wrote(&self, r: std::io::Result<()>) {
+        let Err(e) = r else { return };
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return;
+        }
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert(e);
+        }
+    }
+
+    /// Flush stdout and hand back the first write that failed, if any.
+    pub fn finish(&self) -> Option<std::io::Error> {
+        self.wrote(std::io::stdout().lock().flush());
+        self.failed.lock().ok().and_then(|mut f| f.take())
+    }
+
     pub fn json<T: Serialize>(&self, v: &T) {
         if let Some(c) = &self.capture {
             if let (Ok(mut c), Ok(text)) = (c.lock(), serde_json::to_string_pretty(v)) {
@@ -45,28 +80,60 @@ impl Out {
             return;
         }
         let mut o = std::io::stdout().lock();
-        let _ = serde_json::to_writer_pretty(&mut o, v);
-        let _ = writeln!(o);
+        let r = serde_json::to_writer_pretty(&mut o, v)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(o));
+        self.wrote(r);
     }
 
+    /// One line (or several) of text: control characters from the data in
+    /// it are escaped, never sent to the terminal (see `crate::text`).
     pub fn line(&self, s: impl AsRef<str>) {
         if let Some(c) = &self.capture {
             if let Ok(mut c) = c.lock() {
-                c.push_str(s.as_ref());
+                c.push_str(&crate::text::printable(s.as_ref()));
                 c.push('\n');
             }
             return;
         }
-        let _ = writeln!(std::io::stdout().lock(), "{}", s.as_ref());
+        self.wrote(writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            crate::text::printable(s.as_ref())
+        ));
     }
 
-    /// A table with a header row; columns padded to the widest cell.
+    /// Text with terminal control sequences cordon wrote itself (the
+    /// `status --watch` screen clear), followed by escaped data.
+    pub fn raw_then_line(&self, control: &str, s: impl AsRef<str>) {
+        if self.capture.is_some() {
+            self.line(s);
+            return;
+        }
+        self.wrote(writeln!(
+            std::io::stdout().lock(),
+            "{control}{}",
+            crate::text::printable(s.as_ref())
+        ));
+    }
+
+    /// A table with a header row; columns padded to the widest cell. Cells
+    /// are shown on one line each (newlines and control characters escaped)
+    /// and may be of any length.
     pub fn table(&self, header: &[&str], rows: &[Vec<String>]) {
-        let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
-        for r in rows {
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|c| crate::text::one_line(c).into_owned())
+                    .collect()
+            })
+            .collect();
+        let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for r in &rows {
             for (i, c) in r.iter().enumerate() {
-                if i < w.len() {
-                    w[i] = w[i].max(c.chars().count());
+                if let Some(x) = w.get_mut(i) {
+                    *x = (*x).max(c.chars().count());
                 }
             }
         }
@@ -79,14 +146,14 @@ impl Out {
                     if i + 1 == n {
                         c.to_owned()
                     } else {
-                        format!("{c:<width$}", width = w[i])
+                        crate::text::pad(c, w.get(i).copied().unwrap_or(0))
                     }
                 })
                 .collect::<Vec<_>>()
                 .join("  ")
         };
         self.line(fmt_row(header.to_vec()));
-        for r in rows {
+        for r in &rows {
             self.line(fmt_row(r.iter().map(String::as_str).collect()));
         }
     }
@@ -97,15 +164,27 @@ pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
-pub fn print_error(e: &super::error::CommandError) {
+/// A diagnostic for the person at the terminal (stderr, so `--json` output
+/// stays one document); data in it is escaped like everything printed.
+pub fn diag(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{}", crate::text::printable(text));
+}
+
+/// The error on stderr; with `-v` its causes too.
+pub fn print_error(e: &super::error::CommandError, verbose: bool) {
     let mut err = std::io::stderr().lock();
     let prefix = if color_enabled() {
         "\x1b[31merror:\x1b[0m"
     } else {
         "error:"
     };
-    let _ = writeln!(err, "{prefix} {}", e.message);
+    let _ = writeln!(err, "{prefix} {}", crate::text::printable(&e.message));
+    if verbose {
+        for c in &e.causes {
+            let _ = writeln!(err, "caused by: {}", crate::text::printable(c));
+        }
+    }
     for h in &e.hints {
-        let _ = writeln!(err, "hint: {h}");
+        let _ = writeln!(err, "hint: {}", crate::text::printable(h));
     }
 }

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde::Serialize;
 
-use super::apply::authenticate_plan;
 use super::context::Context;
 use super::error::{CmdResult, Exit};
 use super::output::Out;
 use crate::audit::Kind;
 use crate::gate::{Gate, GateInput};
 use crate::plan::now_ms;
+use crate::workspace::authenticate_plan;
 
 #[derive(Args, Debug)]
 pub struct PendingArgs {

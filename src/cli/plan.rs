@@ -1,50 +1,15 @@
 //! `cordon plan ...`: write, show and list plans.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use cordon_connector::{Action, PlanStep, Provider, Target};
 
 use super::context::Context;
-use super::error::{CmdResult, CommandError, Exit};
+use super::error::{CmdResult, Exit};
 use super::output::Out;
-use crate::audit::{Kind, RecordDraft};
-use crate::gate::Principal;
-use crate::plan::{
-    now_ms, plan_id, sha256_hex, Plan, PrincipalKind, Requester, Severity, Source, PLAN_VERSION,
-};
+use crate::plan::{Plan, PlanMeta};
 use crate::state::{ObjectKind, Store};
-
-/// Who asks, how bad, and why: shared by every command that writes a plan.
-#[derive(Args, Debug, Clone)]
-pub struct PlanMeta {
-    /// The requester. Unverified unless you also sign (`--key`) or are an
-    /// automation principal presenting its secret.
-    #[arg(long = "as", value_name = "NAME", env = "CORDON_AS")]
-    pub requester: Option<String>,
-    #[arg(long, value_enum, default_value = "high")]
-    pub severity: Severity,
-    #[arg(long, value_enum, default_value = "manual")]
-    pub source: Source,
-    /// Attach to an incident (it must exist and be open; default: CORDON_INCIDENT).
-    #[arg(long, env = "CORDON_INCIDENT")]
-    pub incident: Option<String>,
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// Sign the plan as its requester with this SSH private key.
-    #[arg(long, value_name = "PATH")]
-    pub key: Option<PathBuf>,
-}
-
-impl PlanMeta {
-    pub fn requester_name(&self) -> String {
-        self.requester
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into())
-    }
-}
 
 #[derive(Subcommand, Debug)]
 pub enum PlanCommand {
@@ -52,7 +17,7 @@ pub enum PlanCommand {
     /// nothing outside the state dir; for drills, demos and tests).
     Test {
         /// Item names.
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = crate::text::free_text)]
         items: Vec<String>,
         /// Plan the restore action instead of containment.
         #[arg(long)]
@@ -64,67 +29,6 @@ pub enum PlanCommand {
     Show { id: String },
     /// List plans.
     List,
-}
-
-pub fn principal_claim(name: &str, kind: PrincipalKind) -> Principal {
-    Principal {
-        name: name.to_owned(),
-        kind,
-        verified: false,
-        proof: None,
-    }
-}
-
-/// Write a plan: canonical bytes into the store, a `plan` audit record, and
-/// the requester's signature when `--key` was given.
-pub fn write_plan(
-    ctx: &Context,
-    meta: &PlanMeta,
-    steps: Vec<PlanStep>,
-) -> Result<(String, Vec<u8>, Plan), CommandError> {
-    let name = meta.requester_name();
-    let kind = if matches!(name.as_str(), "ci" | "agent" | "assistant") {
-        PrincipalKind::Automation
-    } else {
-        PrincipalKind::Person
-    };
-    let incident = super::incident::attachable(ctx, meta.incident.as_deref())?;
-    let plan = Plan {
-        version: PLAN_VERSION,
-        created_at: now_ms(),
-        requester: Requester {
-            name: name.clone(),
-            kind,
-        },
-        source: meta.source,
-        severity: meta.severity,
-        incident,
-        reason: meta.reason.clone(),
-        steps,
-    };
-    plan.validate()
-        .map_err(|e| CommandError::failed(e.to_string()))?;
-    let bytes = plan
-        .to_canonical_bytes()
-        .map_err(|e| CommandError::failed(e.to_string()))?;
-    let id = plan_id(&bytes);
-    ctx.home
-        .put_new(ObjectKind::Plan, &format!("{id}.json"), &bytes)?;
-    let mut d = RecordDraft::new(Kind::Plan, principal_claim(&name, kind));
-    d.plan = Some(id.clone());
-    d.incident = plan.incident.clone();
-    d.message = plan.reason.clone();
-    d.data = Some(serde_json::json!({
-        "sha256": sha256_hex(&bytes),
-        "steps": plan.steps.len(),
-        "severity": plan.severity,
-        "source": plan.source,
-    }));
-    ctx.log.append(d)?;
-    if let Some(key) = &meta.key {
-        super::approve::sign_and_store(ctx, &id, &bytes, key, Some(&name))?;
-    }
-    Ok((id, bytes, plan))
 }
 
 pub async fn cmd_plan(ctx: &Context, out: &Out, cmd: PlanCommand) -> CmdResult {
@@ -149,7 +53,7 @@ pub async fn cmd_plan(ctx: &Context, out: &Out, cmd: PlanCommand) -> CmdResult {
                     params: BTreeMap::new(),
                 })
                 .collect();
-            let (id, _, plan) = write_plan(ctx, &meta, steps)?;
+            let (id, _, plan) = ctx.write_plan(&meta, steps)?;
             print_written(out, &id, &plan);
             Ok(Exit::Ok)
         }

@@ -11,11 +11,11 @@ use super::apply::{run_plan, RunOpts};
 use super::context::Context;
 use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
-use super::plan::{print_plan, write_plan, PlanMeta};
+use super::plan::print_plan;
 use crate::engine::{Journal, SecretBag};
-use crate::gate::{BreakGlass, Gate, GateInput};
+use crate::gate::Decision;
 use crate::intake::classify::{classify, Found, GithubKind};
-use crate::plan::{now_ms, Plan};
+use crate::plan::{add_steps, github_token_step, identify_keys, Plan, PlanMeta};
 
 #[derive(Args, Debug, Clone)]
 pub struct OneShot {
@@ -28,11 +28,11 @@ pub struct OneShot {
     #[arg(long, requires = "reason")]
     pub break_glass: bool,
     /// Steps in flight at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::args::concurrency)]
     pub concurrency: usize,
     /// Operations per second per account (a snapshot, a change or a check; a user
     /// snapshot is about ten IAM reads). The default is safe for real IAM.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::args::rate)]
     pub rate: f64,
 }
 
@@ -66,6 +66,12 @@ pub enum RevokeCommand {
         /// For ASIA keys: the role whose sessions to revoke.
         #[arg(long)]
         role: Option<String>,
+        /// For an ASIA key (with --secret-env): environment variable holding its session
+        /// token. The session then names its own principal (`sts:GetCallerIdentity`
+        /// signed with it): a role session, an IAM user's GetSessionToken session or a
+        /// federation token, each contained its own way.
+        #[arg(long, value_name = "VAR", requires = "secret_env")]
+        session_token_env: Option<String>,
         #[command(flatten)]
         one: OneShot,
     },
@@ -79,6 +85,14 @@ pub enum RevokeCommand {
         #[command(flatten)]
         one: OneShot,
     },
+    /// Revoke an OAuth app's token (or, with --grant, the user's whole
+    /// authorization) with the app's client credentials.
+    GithubOauthToken(super::revoke_github::OauthTokenArgs),
+    /// Delete a deploy key, found by the fingerprint of the leaked private key.
+    GithubDeployKey(super::revoke_github::DeployKeyArgs),
+    /// Remove a fine-grained token's access to one organisation (partial: the
+    /// token stays valid elsewhere).
+    GithubOrgPat(super::revoke_github::OrgPatArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,77 +125,24 @@ pub struct RestoreArgs {
     /// Re-activate a leaked access key too (never done unless asked).
     #[arg(long)]
     pub reactivate_key: bool,
+    /// Remove a session cut-off or a quarantine even while sessions issued before it (a
+    /// leaked key's) could still be valid: that re-enables them. Without it, such a
+    /// restore is refused until cut-off + the longest session (36 h for users).
+    #[arg(long)]
+    pub revive_sessions: bool,
     #[command(flatten)]
     pub one: OneShot,
 }
 
-/// The step that revokes a leaked GitHub token, named by its fingerprint.
-pub fn github_token_step(id: String, kind: GithubKind, fingerprint: String) -> PlanStep {
-    let (action, tkind) = if kind == GithubKind::Installation {
-        (Action::GithubRevokeInstallationToken, "installation-token")
-    } else {
-        (Action::GithubRevokeToken, "token")
-    };
-    let mut target = Target::new(Provider::Github, tkind, fingerprint.clone());
-    target.tags.insert(
-        "token_type".into(),
-        kind.prefix().trim_end_matches('_').to_owned(),
-    );
-    PlanStep {
-        id,
-        action,
-        target,
-        secret: Some(fingerprint),
-        params: BTreeMap::new(),
-    }
-}
-
-/// Append `new` to `steps`, numbering them on; a step already planned (one
-/// quarantine per user, however many of its keys leaked) is not planned twice.
-/// Returns the ids of the steps that cover `new`, existing ones included.
-pub fn add_steps(steps: &mut Vec<PlanStep>, new: Vec<PlanStep>) -> Vec<String> {
-    let mut ids = Vec::new();
-    for mut s in new {
-        if let Some(x) = steps
-            .iter()
-            .find(|x| x.action == s.action && x.target == s.target)
-        {
-            ids.push(x.id.clone());
-            continue;
-        }
-        s.id = format!("s{}", steps.len() + 1);
-        ids.push(s.id.clone());
-        steps.push(s);
-    }
-    ids
-}
-
-/// Identify AWS keys, as many at once as `concurrency`; one result per key, in order.
-pub async fn identify_keys(
-    aws: &cordon_aws::AwsConnector,
-    key_ids: &[String],
-    concurrency: usize,
-) -> Vec<Result<cordon_aws::KeyIdentity, String>> {
-    let sem = tokio::sync::Semaphore::new(concurrency.max(1));
-    let sem = &sem;
-    futures::future::join_all(key_ids.iter().map(|k| async move {
-        let _p = sem.acquire().await;
-        aws.identify_access_key(k)
-            .await
-            .map_err(|e| format!("cannot identify `{k}`: {}", e.message))
-    }))
-    .await
-}
-
 /// Write the plan, then either show decisions (dry run) or run it.
-async fn plan_and_run(
+pub(super) async fn plan_and_run(
     ctx: &Context,
     out: &Out,
     one: &OneShot,
     steps: Vec<PlanStep>,
     secrets: SecretBag,
 ) -> CmdResult {
-    let (id, bytes, plan) = write_plan(ctx, &one.meta, steps)?;
+    let (id, bytes, plan) = ctx.write_plan(&one.meta, steps)?;
     if one.dry_run {
         return dry_run(ctx, out, &id, &plan);
     }
@@ -189,49 +150,37 @@ async fn plan_and_run(
 }
 
 pub fn dry_run(ctx: &Context, out: &Out, id: &str, plan: &Plan) -> CmdResult {
-    let gate = ctx.gate();
-    let who = super::plan::principal_claim(&plan.requester.name, plan.requester.kind);
-    let decisions: Vec<_> = plan
-        .steps
-        .iter()
-        .map(|s| {
-            let d = gate.decide(&GateInput {
-                plan_id: id,
-                plan,
-                step: s,
-                requester: &who,
-                approvals: &[],
-                break_glass: None::<&BreakGlass>,
-                now: now_ms(),
-            });
-            (s.id.clone(), d)
-        })
-        .collect();
+    let decisions = ctx.dry_run_decisions(id, plan);
     if out.json {
         out.json(&serde_json::json!({"id": id, "plan": plan, "dry_run": true, "decisions": decisions.iter().map(|(s, d)| serde_json::json!({"step": s, "decision": d})).collect::<Vec<_>>()}));
     } else {
-        print_plan(out, id, plan);
-        for (s, d) in &decisions {
-            out.line(format!(
-                "{s}: {} {}",
-                if d.is_allow() {
-                    "would be allowed"
-                } else {
-                    "would be denied"
-                },
-                if d.missing.is_empty() {
-                    d.policies.join(", ")
-                } else {
-                    d.missing.join("; ")
-                }
-            ));
-        }
-        out.line(format!("dry run: nothing was done. Act with `cordon apply {id}` (the requester is a claim until signed: `cordon approve {id} --key ...`)"));
+        print_dry_run(out, id, plan, &decisions);
     }
     Ok(Exit::Ok)
 }
 
-fn read_secret_env(var: &str) -> Result<Secret, CommandError> {
+/// The plan and what the gate would decide per step, as a table and lines.
+pub fn print_dry_run(out: &Out, id: &str, plan: &Plan, decisions: &[(String, Decision)]) {
+    print_plan(out, id, plan);
+    for (s, d) in decisions {
+        out.line(format!(
+            "{s}: {} {}",
+            if d.is_allow() {
+                "would be allowed"
+            } else {
+                "would be denied"
+            },
+            if d.missing.is_empty() {
+                d.policies.join(", ")
+            } else {
+                d.missing.join("; ")
+            }
+        ));
+    }
+    out.line(format!("dry run: nothing was done. Act with `cordon apply {id}` (the requester is a claim until signed: `cordon approve {id} --key ...`)"));
+}
+
+pub(super) fn read_secret_env(var: &str) -> Result<Secret, CommandError> {
     std::env::var(var)
         .map(|v| Secret::new(v.trim().to_owned()))
         .map_err(|_| CommandError::usage(format!("environment variable `{var}` is not set")))
@@ -244,6 +193,7 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
             secret_env,
             quarantine_user,
             role,
+            session_token_env,
             one,
         } => {
             for k in &key_ids {
@@ -262,7 +212,23 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
                 secrets.insert(s);
             }
             let aws = ctx.aws().await?;
-            let identities = identify_keys(&aws, &key_ids, one.concurrency).await;
+            let identities = match (&session_token_env, &secret_env) {
+                (Some(token_var), Some(secret_var)) => {
+                    let key = &key_ids[0];
+                    if !key.starts_with("ASIA") {
+                        return Err(CommandError::usage(format!(
+                            "--session-token-env goes with an ASIA (session) key, not `{key}`"
+                        )));
+                    }
+                    let token = read_secret_env(token_var)?;
+                    let secret = read_secret_env(secret_var)?;
+                    vec![aws
+                        .identify_session(key, &secret, &token)
+                        .await
+                        .map_err(|e| format!("cannot identify `{key}`: {}", e.message))]
+                }
+                _ => identify_keys(&aws, &key_ids, one.concurrency).await,
+            };
             let mut steps: Vec<PlanStep> = Vec::new();
             for identity in identities {
                 let identity = identity.map_err(CommandError::failed)?;
@@ -302,7 +268,8 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
                     Found::GithubToken { kind, secret, .. } => {
                         steps.push(github_token_step(
                             format!("s{}", steps.len() + 1),
-                            kind,
+                            kind == GithubKind::Installation,
+                            kind.prefix().trim_end_matches('_'),
                             secret.fingerprint(),
                         ));
                         secrets.insert(secret);
@@ -326,6 +293,13 @@ pub async fn cmd_revoke(ctx: &Context, out: &Out, cmd: RevokeCommand) -> CmdResu
             }
             plan_and_run(ctx, out, &one, steps, secrets).await
         }
+        RevokeCommand::GithubOauthToken(a) => {
+            super::revoke_github::cmd_oauth_token(ctx, out, a).await
+        }
+        RevokeCommand::GithubDeployKey(a) => {
+            super::revoke_github::cmd_deploy_key(ctx, out, a).await
+        }
+        RevokeCommand::GithubOrgPat(a) => super::revoke_github::cmd_org_pat(ctx, out, a).await,
     }
 }
 
@@ -427,6 +401,12 @@ pub async fn cmd_restore(ctx: &Context, out: &Out, a: RestoreArgs) -> CmdResult 
                 }
                 r.params
                     .insert("reactivate_key".into(), serde_json::Value::Bool(true));
+            }
+            if a.revive_sessions
+                && matches!(r.action, Action::AwsRestoreUser | Action::AwsRestoreRole)
+            {
+                r.params
+                    .insert("revive_sessions".into(), serde_json::Value::Bool(true));
             }
             steps.push(r);
         }

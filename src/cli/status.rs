@@ -24,7 +24,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub watch: bool,
     /// Seconds between checks of the audit log with `--watch`.
-    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 2.0, value_name = "SECS", value_parser = super::args::interval)]
     pub interval: f64,
 }
 
@@ -74,7 +74,7 @@ pub async fn cmd_status(ctx: &Context, out: &Out, a: StatusArgs) -> CmdResult {
             if out.json {
                 out.line(text);
             } else if tty {
-                out.line(format!("\x1b[2J\x1b[H{}", text.trim_end()));
+                out.raw_then_line("\x1b[2J\x1b[H", text.trim_end());
             } else {
                 out.line(format!("{}\n", text.trim_end()));
             }

@@ -22,9 +22,10 @@ use crate::plan::now_ms;
 pub enum TaskCommand {
     /// Add a task to the incident.
     Add {
+        #[arg(value_parser = crate::text::free_text)]
         title: String,
         /// Who owns it (a person or automation principal of the roster).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::text::free_text)]
         owner: Option<String>,
         /// When it is due: RFC 3339, or a delay like `45m`, `2h`, `1d`.
         #[arg(long)]
@@ -37,6 +38,7 @@ pub enum TaskCommand {
     /// Give a task (manual or a plan step, `PLAN:STEP`) an owner.
     Assign {
         task: String,
+        #[arg(value_parser = crate::text::free_text)]
         person: String,
         #[arg(long, env = "CORDON_INCIDENT")]
         incident: Option<String>,
@@ -46,7 +48,7 @@ pub enum TaskCommand {
     /// Mark a task blocked, and say on what.
     Block {
         task: String,
-        #[arg(long)]
+        #[arg(long, value_parser = crate::text::free_text)]
         reason: String,
         #[arg(long, env = "CORDON_INCIDENT")]
         incident: Option<String>,

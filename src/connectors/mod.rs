@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cordon_connector::{Action, Connector};
 
 /// The connectors available to one run. Registration is explicit (see
-/// `cli::context`), not hidden behind inventory macros.
+/// `Workspace::registry_for`), not hidden behind inventory macros.
 #[derive(Default, Clone)]
 pub struct Registry {
     connectors: Vec<Arc<dyn Connector>>,

@@ -41,22 +41,33 @@ impl TestConnector {
     }
 
     /// Read-modify-write under an exclusive lock, so several processes agree.
+    /// The lock is on a file of its own: the state file is replaced by a
+    /// rename on every write, and a lock on the replaced inode would let a
+    /// second process lock the new one and lose an update (issue 21).
     fn with_items<T>(
         &self,
         f: impl FnOnce(&mut BTreeMap<String, Item>) -> T,
     ) -> Result<T, ConnectorError> {
+        let lock_path = self.path.with_extension("lock");
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(&self.path)
+            .open(&lock_path)
             .map_err(|e| ConnectorError::permanent(format!("test connector state: {e}")))?;
         file.lock_exclusive()
             .map_err(|e| ConnectorError::permanent(format!("test connector lock: {e}")))?;
-        let data = std::fs::read(&self.path)
-            .map_err(|e| ConnectorError::permanent(format!("test connector read: {e}")))?;
+        let data = match std::fs::read(&self.path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(ConnectorError::permanent(format!(
+                    "test connector read: {e}"
+                )))
+            }
+        };
         let mut items: BTreeMap<String, Item> = if data.is_empty() {
             BTreeMap::new()
         } else {

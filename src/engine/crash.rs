@@ -2,8 +2,11 @@
 //! makes the process SIGKILL itself at that point of that step, exactly as
 //! a power cut or an OOM kill would stop it. Points: `before-intent`,
 //! `after-intent` (after its fsync), `after-call` (the API returned),
-//! `before-outcome`, `after-outcome`. Unset (always, outside tests), it does
-//! nothing.
+//! `before-outcome`, `after-outcome`.
+//!
+//! Only a build with the `crashpoints` feature reads the variable
+//! (`scripts/test` enables it for the crash tests); a release build ignores
+//! it, so no environment variable can make a deployed cordon kill itself.
 
 #[derive(Debug, Clone, Default)]
 pub struct CrashPoints {
@@ -12,6 +15,9 @@ pub struct CrashPoints {
 
 impl CrashPoints {
     pub fn from_env() -> CrashPoints {
+        if !cfg!(feature = "crashpoints") {
+            return CrashPoints::none();
+        }
         let at = std::env::var("CORDON_CRASHPOINT").ok().and_then(|v| {
             let (p, s) = v.split_once(':')?;
             Some((p.to_owned(), s.to_owned()))

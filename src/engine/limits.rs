@@ -59,9 +59,15 @@ pub struct Limiter {
 impl Limiter {
     pub fn new(rate_per_sec: f64, burst: u32, per_key_concurrency: usize) -> Limiter {
         Limiter {
-            rate: rate_per_sec.max(0.001),
+            // The CLI range-checks these (cli::args); a library caller's NaN,
+            // zero or huge value must not hang or panic after an intent.
+            rate: if rate_per_sec.is_finite() {
+                rate_per_sec.clamp(0.001, 1e6)
+            } else {
+                1e6
+            },
             burst: f64::from(burst.max(1)),
-            per_key: per_key_concurrency.max(1),
+            per_key: per_key_concurrency.clamp(1, 1 << 16),
             buckets: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
         }

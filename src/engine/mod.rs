@@ -32,6 +32,7 @@ use cordon_connector::{
 };
 use serde::Serialize;
 
+use crate::audit::payload::OutcomePayload;
 use crate::audit::{Approver, AuditError, AuditLog, Kind, RecordDraft};
 use crate::connectors::Registry;
 use crate::gate::{BreakGlass, Decision, Gate, GateInput, Principal, VerifiedApproval};
@@ -165,6 +166,25 @@ pub enum EngineError {
     State(#[from] crate::state::StateError),
 }
 
+/// One step on its way through the engine's state machine.
+struct StepRun<'p> {
+    step: &'p PlanStep,
+    /// The evidence an interrupted earlier run recorded, if any.
+    evidence: Option<String>,
+    /// Part of a batched call (its `after-call` crash point fires per step
+    /// after the one call, not inside a retry loop).
+    batched: bool,
+    rep: StepReport,
+}
+
+/// Where a step is after a state of the machine.
+enum Phase<'p> {
+    /// Nothing more to do for it.
+    Finished(StepReport),
+    /// On to the next state.
+    Next(StepRun<'p>),
+}
+
 pub struct Engine {
     pub store: Arc<dyn Store>,
     pub log: Arc<AuditLog>,
@@ -203,9 +223,24 @@ impl Engine {
     }
 
     pub async fn apply(&self, req: &ApplyRequest<'_>) -> Result<ApplyReport, EngineError> {
+        // One process at a time per plan, claimed before the journal is read:
+        // a second apply waits, then reads the first one's outcomes and
+        // repeats nothing (issue 21: ten concurrent applies wrote three
+        // intents for one step).
+        let store = self.store.clone();
+        let id = req.plan_id.to_owned();
+        let _claim = tokio::task::spawn_blocking(move || store.claim_plan(&id))
+            .await
+            .map_err(|e| crate::state::StateError::Io {
+                op: "claim plan",
+                path: std::path::PathBuf::from(req.plan_id),
+                source: std::io::Error::other(e.to_string()),
+            })??;
         let records = self.log.read_all()?;
         let journal = Journal::for_plan(&records, req.plan_id);
-        let sem = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
+        let sem = Arc::new(tokio::sync::Semaphore::new(
+            self.config.concurrency.clamp(1, 1 << 16),
+        ));
 
         // Batchable steps (same action, connector accepts batches) go together.
         let mut units: Vec<Vec<&PlanStep>> = Vec::new();
@@ -233,13 +268,7 @@ impl Engine {
             let journal = &journal;
             async move {
                 let _permit = sem.acquire().await;
-                if unit.len() == 1 {
-                    self.run_step(req, unit[0], journal.step(&unit[0].id))
-                        .await
-                        .map(|r| vec![r])
-                } else {
-                    self.run_batch(req, &unit, journal).await
-                }
+                self.run_unit(req, &unit, journal).await
             }
         });
         let results = futures::future::join_all(futures).await;
@@ -334,12 +363,90 @@ impl Engine {
         }
     }
 
-    async fn run_step(
+    /// Run one unit of work: a single step, or the steps of one batched call.
+    /// Every step goes through the same machine ([`Engine::admit`] →
+    /// [`Engine::prepare`] → change → [`Engine::settle`]); only the change
+    /// itself differs (one `execute` per step, or one `execute_batch` for
+    /// all), so evidence, intent, outcome, verification and resume behave the
+    /// same whether a step was batched or not.
+    async fn run_unit<'p>(
         &self,
-        req: &ApplyRequest<'_>,
-        step: &PlanStep,
+        req: &ApplyRequest<'p>,
+        unit: &[&'p PlanStep],
+        journal: &Journal,
+    ) -> Result<Vec<StepReport>, EngineError> {
+        let mut reports = Vec::new();
+        // Decisions first, for every step of the unit.
+        let mut admitted: Vec<StepRun<'p>> = Vec::new();
+        for step in unit {
+            match self.admit(req, step, journal.step(&step.id)).await? {
+                Phase::Finished(r) => reports.push(r),
+                Phase::Next(run) => admitted.push(run),
+            }
+        }
+        let Some(first) = admitted.first() else {
+            return Ok(reports);
+        };
+        let Some(conn) = self.registry.for_action(first.step.action) else {
+            for run in admitted {
+                let outcome = Outcome::Failed {
+                    retryable: false,
+                    error: format!(
+                        "no connector for `{}` is configured in this run",
+                        run.step.action.id()
+                    ),
+                };
+                self.record_outcome(req, run.step, &outcome, 0).await?;
+                let mut rep = run.rep;
+                rep.outcome = Some(outcome);
+                reports.push(rep);
+            }
+            return Ok(reports);
+        };
+        let conn = conn.as_ref();
+        let key = self.limiter.key(first.step);
+        let _slot = self.limiter.slot(&key).await;
+        let batch = (unit.len() > 1).then_some(unit.len());
+
+        // Evidence and intent for every step before any change. A step found
+        // already contained (after an interrupted run, or done by someone
+        // else) is finished here: nothing is sent for it again.
+        let mut ready: Vec<StepRun<'p>> = Vec::new();
+        for run in admitted {
+            match self.prepare(req, run, conn, &key, batch).await? {
+                Phase::Finished(r) => reports.push(r),
+                Phase::Next(run) => ready.push(run),
+            }
+        }
+
+        // The change: the only part that differs between the two paths.
+        let outcomes = match (batch, ready.as_mut_slice()) {
+            (_, []) => Vec::new(),
+            (None, [run]) => {
+                let ctx = self.ctx(req, run.step);
+                vec![
+                    self.execute_with_retries(&key, conn, &ctx, &mut run.rep.attempts)
+                        .await,
+                ]
+            }
+            (_, runs) => self.execute_batch_with_retries(req, &key, conn, runs).await,
+        };
+
+        for (run, outcome) in ready.into_iter().zip(outcomes) {
+            reports.push(self.settle(req, run, conn, outcome).await?);
+        }
+        Ok(reports)
+    }
+
+    /// The first state: a step finished by an earlier run is reported from
+    /// the journal (and verified, if that run died before verifying); any
+    /// other step is decided by the gate, and a denied step ends here.
+    async fn admit<'p>(
+        &self,
+        req: &ApplyRequest<'p>,
+        step: &'p PlanStep,
         j: Option<&StepJournal>,
-    ) -> Result<StepReport, EngineError> {
+    ) -> Result<Phase<'p>, EngineError> {
         let mut rep = Self::report(step);
         if let Some(outcome) = j.and_then(|j| j.outcome.clone()) {
             rep.outcome = Some(outcome);
@@ -351,180 +458,142 @@ impl Engine {
                     rep.verification = self.verify(req, step, conn.as_ref()).await?;
                 }
             }
-            return Ok(rep);
+            return Ok(Phase::Finished(rep));
         }
+        rep.resumed = j.is_some_and(|j| j.intent);
         let decision = self.decide(req, step).await?;
         let allowed = decision.is_allow();
         rep.decision = Some(decision);
         if !allowed {
-            return Ok(rep);
+            return Ok(Phase::Finished(rep));
         }
-        let Some(conn) = self.registry.for_action(step.action) else {
-            let outcome = Outcome::Failed {
-                retryable: false,
-                error: format!(
-                    "no connector for `{}` is configured in this run",
-                    step.action.id()
-                ),
-            };
-            self.record_outcome(req, step, &outcome, 0).await?;
-            rep.outcome = Some(outcome);
-            return Ok(rep);
-        };
-        let conn = conn.as_ref();
-        let ctx = self.ctx(req, step);
-        let key = self.limiter.key(step);
-        let _slot = self.limiter.slot(&key).await;
+        Ok(Phase::Next(StepRun {
+            step,
+            evidence: j.and_then(|j| j.evidence.clone()),
+            batched: false,
+            rep,
+        }))
+    }
 
-        let had_intent = j.is_some_and(|j| j.intent);
-        rep.resumed = had_intent;
-        // Snapshot first: evidence before any change, and the reconcile read.
-        self.limiter.take(&key).await;
+    /// The second state: snapshot the target (the evidence, and the
+    /// reconcile read after an interrupted run), then record the intent.
+    /// A step whose change is already in place is settled here.
+    async fn prepare<'p>(
+        &self,
+        req: &ApplyRequest<'p>,
+        mut run: StepRun<'p>,
+        conn: &dyn Connector,
+        key: &str,
+        batch: Option<usize>,
+    ) -> Result<Phase<'p>, EngineError> {
+        let step = run.step;
+        let ctx = self.ctx(req, step);
+        self.limiter.take(key).await;
         let state = match self
-            .with_retries(|| conn.describe(&ctx), &mut rep.reads)
+            .with_retries(|| conn.describe(&ctx), &mut run.rep.reads)
             .await
         {
             Ok(s) => s,
             Err(e) => {
-                let outcome = failed(&e);
-                self.record_outcome(req, step, &outcome, rep.attempts)
+                let outcome = Self::without_evidence(&e);
+                self.record_outcome(req, step, &outcome, run.rep.attempts)
                     .await?;
-                rep.outcome = Some(outcome);
-                return Ok(rep);
+                run.rep.outcome = Some(outcome);
+                return Ok(Phase::Finished(run.rep));
             }
         };
-        if !had_intent || j.is_some_and(|j| j.evidence.is_none()) {
-            rep.evidence = Some(self.record_evidence(req, step, &state.evidence).await?);
-        } else {
-            rep.evidence = j.and_then(|j| j.evidence.clone());
-        }
-        let outcome = if state.contained {
-            Outcome::AlreadyContained {
-                detail: if had_intent {
+        // An interrupted run's evidence is the state before any change: keep
+        // it. A fresh snapshot is recorded only when there is none yet.
+        run.rep.evidence = match run.evidence.take() {
+            Some(earlier) if run.rep.resumed => Some(earlier),
+            _ => Some(self.record_evidence(req, step, &state.evidence).await?),
+        };
+        if state.contained {
+            let outcome = Outcome::AlreadyContained {
+                detail: if run.rep.resumed {
                     "found in place after an interrupted run; nothing done again".into()
                 } else {
                     "already in place before cordon acted; nothing changed".into()
                 },
-            }
-        } else {
-            self.crash.hit("before-intent", &step.id);
-            let mut d = self.draft(req, Kind::Intent, step);
-            d.evidence = rep.evidence.clone();
-            if had_intent {
-                d.message = Some("resuming after an interrupted run".into());
-            }
-            self.append(d).await?;
-            self.crash.hit("after-intent", &step.id);
-            self.execute_with_retries(&key, conn, &ctx, &mut rep.attempts)
+            };
+            return self
+                .settle(req, run, conn, outcome)
                 .await
-        };
+                .map(Phase::Finished);
+        }
+        self.crash.hit("before-intent", &step.id);
+        let mut d = self.draft(req, Kind::Intent, step);
+        d.evidence = run.rep.evidence.clone();
+        let mut notes = Vec::new();
+        if let Some(n) = batch {
+            notes.push(format!("batched with {n} steps"));
+        }
+        if run.rep.resumed {
+            notes.push("resuming after an interrupted run".to_owned());
+        }
+        if !notes.is_empty() {
+            d.message = Some(notes.join("; "));
+        }
+        self.append(d).await?;
+        self.crash.hit("after-intent", &step.id);
+        run.batched = batch.is_some();
+        Ok(Phase::Next(run))
+    }
+
+    /// What a step does when its evidence snapshot cannot be taken, in one
+    /// place for single and batched steps: it stops with a failed outcome,
+    /// and the change is not attempted (the read that failed is also the
+    /// reconcile read that keeps a resumed step from acting twice).
+    fn without_evidence(e: &ConnectorError) -> Outcome {
+        failed(e)
+    }
+
+    /// The last state: record the outcome, then prove the effect.
+    async fn settle(
+        &self,
+        req: &ApplyRequest<'_>,
+        run: StepRun<'_>,
+        conn: &dyn Connector,
+        outcome: Outcome,
+    ) -> Result<StepReport, EngineError> {
+        let StepRun {
+            step,
+            mut rep,
+            batched,
+            ..
+        } = run;
+        if batched {
+            // A single step's `after-call` fires inside its retry loop.
+            self.crash.hit("after-call", &step.id);
+        }
         self.crash.hit("before-outcome", &step.id);
         self.record_outcome(req, step, &outcome, rep.attempts)
             .await?;
         self.crash.hit("after-outcome", &step.id);
+        let success = outcome.is_success();
         rep.outcome = Some(outcome);
-        if rep.outcome.as_ref().is_some_and(Outcome::is_success) {
+        if success {
             rep.verification = self.verify(req, step, conn).await?;
         }
         Ok(rep)
     }
 
-    async fn run_batch(
+    /// One `execute_batch` for the prepared steps, retried as a whole only
+    /// when every step failed retryably (a refused request); mixed results
+    /// are final per step.
+    async fn execute_batch_with_retries(
         &self,
         req: &ApplyRequest<'_>,
-        unit: &[&PlanStep],
-        journal: &Journal,
-    ) -> Result<Vec<StepReport>, EngineError> {
-        let mut reports = Vec::new();
-        let mut todo: Vec<(&PlanStep, StepReport)> = Vec::new();
-        for step in unit {
-            let j = journal.step(&step.id);
-            if j.is_some_and(|j| j.outcome.is_some()) {
-                reports.push(self.run_step(req, step, j).await?);
-                continue;
-            }
-            let mut rep = Self::report(step);
-            rep.resumed = j.is_some_and(|j| j.intent);
-            let decision = self.decide(req, step).await?;
-            let allowed = decision.is_allow();
-            rep.decision = Some(decision);
-            if allowed {
-                todo.push((step, rep));
-            } else {
-                reports.push(rep);
-            }
-        }
-        let Some(first) = todo.first() else {
-            return Ok(reports);
-        };
-        let Some(conn) = self.registry.for_action(first.0.action) else {
-            for (step, mut rep) in todo {
-                let o = Outcome::Failed {
-                    retryable: false,
-                    error: format!("no connector for `{}` is configured", step.action.id()),
-                };
-                self.record_outcome(req, step, &o, 0).await?;
-                rep.outcome = Some(o);
-                reports.push(rep);
-            }
-            return Ok(reports);
-        };
-        let conn = conn.as_ref();
-        let key = self.limiter.key(todo[0].0);
-        // Evidence and intent for every step before the one batched call. A
-        // step found already contained (after an interrupted run, or done by
-        // someone else) leaves the batch: nothing is sent for it again.
-        let mut send = Vec::new();
-        for (step, mut rep) in todo {
-            let ctx = self.ctx(req, step);
-            let mut note = format!("batched with {} steps", unit.len());
-            self.limiter.take(&key).await;
-            match self
-                .with_retries(|| conn.describe(&ctx), &mut rep.reads)
-                .await
-            {
-                Ok(state) => {
-                    rep.evidence = Some(self.record_evidence(req, step, &state.evidence).await?);
-                    if state.contained {
-                        let o = Outcome::AlreadyContained {
-                            detail: if rep.resumed {
-                                "found in place after an interrupted run; nothing sent again".into()
-                            } else {
-                                "already in place before cordon acted; nothing changed".into()
-                            },
-                        };
-                        self.record_outcome(req, step, &o, 0).await?;
-                        rep.outcome = Some(o);
-                        rep.verification = self.verify(req, step, conn).await?;
-                        reports.push(rep);
-                        continue;
-                    }
-                }
-                // Revocation is idempotent, so the batch goes ahead; the
-                // intent says that no snapshot could be taken, and why.
-                Err(e) => note.push_str(&format!("; no evidence snapshot: {}", e.message)),
-            }
-            self.crash.hit("before-intent", &step.id);
-            let mut d = self.draft(req, Kind::Intent, step);
-            d.evidence = rep.evidence.clone();
-            d.message = Some(note);
-            self.append(d).await?;
-            self.crash.hit("after-intent", &step.id);
-            send.push((step, rep));
-        }
-        let todo = send;
-        if todo.is_empty() {
-            return Ok(reports);
-        }
-        let ctxs: Vec<StepContext<'_>> = todo.iter().map(|(s, _)| self.ctx(req, s)).collect();
+        key: &str,
+        conn: &dyn Connector,
+        runs: &mut [StepRun<'_>],
+    ) -> Vec<Outcome> {
+        let ctxs: Vec<StepContext<'_>> = runs.iter().map(|r| self.ctx(req, r.step)).collect();
         let mut attempts = 0u32;
-        let results: Vec<Result<Outcome, ConnectorError>>;
-        loop {
+        let results = loop {
             attempts += 1;
-            self.limiter.take(&key).await;
+            self.limiter.take(key).await;
             let r = conn.execute_batch(&ctxs).await;
-            // Retry the whole batch only when every step failed retryably
-            // (a refused request); mixed results are final per step.
             let all_retryable = r
                 .iter()
                 .all(|x| matches!(x, Err(e) if e.class == ErrorClass::Retryable));
@@ -536,29 +605,26 @@ impl Engine {
                 tokio::time::sleep(self.config.backoff.delay(attempts, after)).await;
                 continue;
             }
-            results = r;
-            break;
+            break r;
+        };
+        for run in runs.iter_mut() {
+            run.rep.attempts = attempts;
         }
-        drop(ctxs);
-        for ((step, mut rep), r) in todo.into_iter().zip(results) {
-            self.crash.hit("after-call", &step.id);
-            rep.attempts = attempts;
-            let outcome = match r {
+        let mut outcomes: Vec<Outcome> = results
+            .into_iter()
+            .map(|r| match r {
                 Ok(o) => o,
                 Err(e) => failed(&e),
-            };
-            self.crash.hit("before-outcome", &step.id);
-            self.record_outcome(req, step, &outcome, attempts).await?;
-            self.crash.hit("after-outcome", &step.id);
-            if outcome.is_success() {
-                rep.outcome = Some(outcome);
-                rep.verification = self.verify(req, step, conn).await?;
-            } else {
-                rep.outcome = Some(outcome);
-            }
-            reports.push(rep);
+            })
+            .collect();
+        // A connector that answers for fewer steps than it was given breaks
+        // its contract; the missing steps may or may not have been changed.
+        while outcomes.len() < runs.len() {
+            outcomes.push(Outcome::Unknown {
+                error: "the connector returned no result for this step of the batch".into(),
+            });
         }
-        Ok(reports)
+        outcomes
     }
 
     async fn record_evidence(
@@ -605,7 +671,10 @@ impl Engine {
         if req.break_glass.is_some() {
             d.break_glass = req.break_glass.map(|b| b.reason.clone());
         }
-        d.data = Some(serde_json::json!({ "attempts": attempts }));
+        d.data = Some(
+            serde_json::to_value(OutcomePayload { attempts })
+                .map_err(|e| AuditError::Encode(format!("outcome of step `{}`: {e}", step.id)))?,
+        );
         self.append(d).await?;
         Ok(())
     }

@@ -315,3 +315,188 @@ async fn audit_failure_stops_before_any_side_effect() {
     assert!(err.to_string().contains("audit log"), "{err}");
     assert!(conn.items().unwrap().get("x").is_none_or(|i| i.calls == 0));
 }
+
+/// The test connector, taking up to ten `test:contain` steps per
+/// `execute_batch` (the trait's default, one `execute` each): enough to send
+/// steps down the batched path of the engine.
+struct Batching(Arc<TestConnector>);
+
+#[async_trait::async_trait]
+impl Connector for Batching {
+    fn provider(&self) -> Provider {
+        Provider::Test
+    }
+    fn batch_limit(&self, action: Action) -> usize {
+        if action == Action::TestContain {
+            10
+        } else {
+            1
+        }
+    }
+    async fn describe(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> Result<cordon_connector::TargetState, ConnectorError> {
+        self.0.describe(ctx).await
+    }
+    async fn execute(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {
+        self.0.execute(ctx).await
+    }
+    async fn verify(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
+        self.0.verify(ctx).await
+    }
+}
+
+/// The same fixture with the batching connector in place of the plain one.
+fn batching_fixture() -> Fixture {
+    let mut f = fixture();
+    let mut reg = Registry::new();
+    reg.register(Arc::new(Batching(f.conn.clone())));
+    let engine = Engine::new(
+        f.engine.store.clone(),
+        f.log.clone(),
+        Arc::new(TestOnlyGate),
+        reg,
+        f.engine.config.clone(),
+    );
+    f.engine = engine;
+    f
+}
+
+fn kinds_of(f: &Fixture, step: &str) -> Vec<Kind> {
+    f.log
+        .read_all()
+        .unwrap()
+        .iter()
+        .filter(|r| r.step.as_deref() == Some(step))
+        .map(|r| r.kind)
+        .collect()
+}
+
+/// Simulate a run killed after the intents: evidence stored and recorded,
+/// intent recorded, no outcome. Returns the evidence hash.
+fn interrupted_after_intent(f: &Fixture, p: &Plan) -> String {
+    let id = crate::plan::plan_id(&p.to_canonical_bytes().unwrap());
+    let evidence = serde_json::json!({"taken": "by the interrupted run"});
+    let bytes = canonical_json(&evidence).unwrap();
+    let hash = sha256_hex(&bytes);
+    f.engine
+        .store
+        .put_new(ObjectKind::Evidence, &format!("{hash}.json"), &bytes)
+        .unwrap();
+    for step in &p.steps {
+        for kind in [Kind::Evidence, Kind::Intent] {
+            let mut d = RecordDraft::new(kind, alice());
+            d.plan = Some(id.clone());
+            d.step = Some(step.id.clone());
+            d.target = Some(step.target.clone());
+            d.evidence = Some(hash.clone());
+            f.log.append(d).unwrap();
+        }
+    }
+    hash
+}
+
+#[tokio::test]
+async fn batched_steps_go_through_the_same_records_as_single_ones() {
+    let f = batching_fixture();
+    let r = apply(&f, &plan(&["a", "b", "c"])).await;
+    assert!(r.all_succeeded(), "{r:#?}");
+    for s in ["s1", "s2", "s3"] {
+        assert_eq!(
+            kinds_of(&f, s),
+            vec![
+                Kind::Decision,
+                Kind::Evidence,
+                Kind::Intent,
+                Kind::Outcome,
+                Kind::Verify
+            ],
+            "{s}"
+        );
+    }
+    // The intents say the steps were batched.
+    let recs = f.log.read_all().unwrap();
+    let intent = recs.iter().find(|r| r.kind == Kind::Intent).unwrap();
+    assert_eq!(intent.message.as_deref(), Some("batched with 3 steps"));
+}
+
+/// Regression (issue 15): a resumed single step reused the evidence its
+/// interrupted run had recorded, but a resumed batch took and recorded a
+/// fresh snapshot, so the evidence of a batched step showed the state after
+/// a change the crash may already have made.
+#[tokio::test]
+async fn a_resumed_batch_reuses_its_evidence_like_a_resumed_single_step() {
+    for (path, f) in [("single", fixture()), ("batched", batching_fixture())] {
+        let p = plan(&["r1", "r2"]);
+        let hash = interrupted_after_intent(&f, &p);
+        let r = apply(&f, &p).await;
+        for s in &r.steps {
+            assert!(s.resumed, "{path}: {s:?}");
+            assert_eq!(s.evidence.as_deref(), Some(hash.as_str()), "{path}: {s:?}");
+            assert_eq!(s.outcome.as_ref().unwrap().label(), "done", "{path}");
+        }
+        for s in ["s1", "s2"] {
+            // Nothing recorded as evidence beyond the interrupted run's.
+            assert_eq!(
+                kinds_of(&f, s),
+                vec![
+                    Kind::Evidence,
+                    Kind::Intent,
+                    Kind::Decision,
+                    Kind::Intent,
+                    Kind::Outcome,
+                    Kind::Verify
+                ],
+                "{path} {s}"
+            );
+        }
+    }
+}
+
+/// Regression (issue 15): a snapshot that could not be taken stopped a
+/// single step (failed outcome, no intent, no change attempted) but a batched
+/// step went on to its intent and its change. Both now follow the one rule.
+#[tokio::test]
+async fn a_failed_snapshot_stops_a_batched_step_as_it_stops_a_single_one() {
+    for (path, f) in [("single", fixture()), ("batched", batching_fixture())] {
+        let r = apply(&f, &plan(&["fail-permanent-a", "fine-b"])).await;
+        let bad = &r.steps[0];
+        assert!(
+            matches!(
+                bad.outcome,
+                Some(Outcome::Failed {
+                    retryable: false,
+                    ..
+                })
+            ),
+            "{path}: {bad:?}"
+        );
+        assert_eq!((bad.reads, bad.attempts), (1, 0), "{path}");
+        assert_eq!(bad.evidence, None, "{path}");
+        assert_eq!(
+            kinds_of(&f, "s1"),
+            vec![Kind::Decision, Kind::Outcome],
+            "{path}: no intent without a snapshot"
+        );
+        assert!(
+            f.conn
+                .items()
+                .unwrap()
+                .get("fail-permanent-a")
+                .is_none_or(|i| i.calls == 0),
+            "{path}: the change was attempted"
+        );
+        // The other step of the unit is not held back by it.
+        assert_eq!(
+            r.steps[1].outcome.as_ref().unwrap().label(),
+            "done",
+            "{path}"
+        );
+        assert_eq!(
+            r.steps[1].verification.as_ref().unwrap().label(),
+            "dead",
+            "{path}"
+        );
+    }
+}

@@ -12,6 +12,17 @@ use crate::audit::VerifyStatus;
 use crate::timefmt::format as ts;
 
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    // One line per row: a title holding a newline or an escape sequence must
+    // not forge a row of its own.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| crate::text::one_line(c).into_owned())
+                .collect()
+        })
+        .collect();
+    let rows = &rows;
     let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -28,7 +39,9 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
                 s.push_str(c);
             } else {
                 let pad = w.get(i).copied().unwrap_or(0);
-                let _ = write!(s, "{c:<pad$}  ");
+                // Not `{c:<pad$}`: std's formatter panics on widths past 65,535.
+                s.push_str(&crate::text::pad(c, pad));
+                s.push_str("  ");
             }
         }
         s.trim_end().to_owned()

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::events::{IncidentEvent, Role, TaskEvent};
 use super::ID_PREFIX;
+use crate::audit::payload::{FindingPayload, PlanPayload};
 use crate::audit::{Kind, Record, VerifyReport};
 use crate::gate::Principal;
 use crate::plan::{Plan, Severity};
@@ -62,6 +63,9 @@ pub enum TaskStatus {
     /// Containment reported done, but the credential still works.
     StillAlive,
     NotVerified,
+    /// The change is in place but contains the credential only in part (a
+    /// token's access to one organisation removed; it works elsewhere).
+    Partial,
 }
 
 impl TaskStatus {
@@ -80,6 +84,7 @@ impl TaskStatus {
             TaskStatus::Verified => "verified",
             TaskStatus::StillAlive => "still-alive",
             TaskStatus::NotVerified => "not-verified",
+            TaskStatus::Partial => "partial",
         }
     }
 
@@ -96,6 +101,7 @@ impl TaskStatus {
                 | TaskStatus::Denied
                 | TaskStatus::StillAlive
                 | TaskStatus::NotVerified
+                | TaskStatus::Partial
         )
     }
 }
@@ -538,10 +544,9 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
             let id = r.plan.clone().unwrap_or_default();
             let sha = r
                 .data
-                .as_ref()
-                .and_then(|d| d.get("sha256"))
-                .and_then(|s| s.as_str())
-                .map(str::to_owned);
+                .clone()
+                .and_then(|d| serde_json::from_value::<PlanPayload>(d).ok())
+                .map(|p| p.sha256);
             match objects.plan(&id) {
                 Ok(plan) => {
                     for s in &plan.steps {
@@ -764,6 +769,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
             if let Some(v) = &r.verification {
                 let detail = match v {
                     Verification::Dead { detail }
+                    | Verification::Partial { detail }
                     | Verification::Alive { detail }
                     | Verification::NotVerified { detail } => detail.clone(),
                 };
@@ -781,24 +787,27 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                             }
                             Verification::Alive { .. } => TaskStatus::StillAlive,
                             Verification::NotVerified { .. } => TaskStatus::NotVerified,
+                            Verification::Partial { .. } => TaskStatus::Partial,
                         };
                     }
                 }
             }
         }
         Kind::Finding => {
-            let ids = r
-                .data
-                .as_ref()
-                .and_then(|d| d.get("findings"))
-                .and_then(|f| f.as_array())
-                .map(|f| {
-                    f.iter()
-                        .filter_map(|x| x.get("credential").and_then(|c| c.as_str()))
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default();
+            let ids: Vec<String> =
+                match r.data.clone().map(serde_json::from_value::<FindingPayload>) {
+                    Some(Ok(p)) => p
+                        .findings
+                        .into_iter()
+                        .filter_map(|f| f.credential)
+                        .collect(),
+                    Some(Err(e)) => {
+                        inc.problems
+                            .push(format!("record {}: unreadable finding record: {e}", r.seq));
+                        vec![]
+                    }
+                    None => vec![],
+                };
             for id in ids {
                 found.entry(id).or_insert(r.time);
             }
@@ -988,7 +997,7 @@ fn finish(mut b: Building) -> Incident {
 fn least_progressed(s: &[TaskStatus]) -> TaskStatus {
     let rank = |x: &TaskStatus| match x {
         TaskStatus::Failed | TaskStatus::Unknown | TaskStatus::StillAlive => 0,
-        TaskStatus::Denied | TaskStatus::NotVerified => 1,
+        TaskStatus::Denied | TaskStatus::NotVerified | TaskStatus::Partial => 1,
         TaskStatus::Blocked => 2,
         TaskStatus::AwaitingApproval => 3,
         TaskStatus::Planned | TaskStatus::Open => 4,

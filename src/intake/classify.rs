@@ -7,6 +7,12 @@
 //! revocation call on them. Fine-grained tokens (`github_pat_`) carry no
 //! publicly documented checksum: they are matched by format only.
 //!
+//! Since 27 April 2026 GitHub App installation tokens also come in a stateless
+//! format, `ghs_` + app id + `_` + a JWT (about 520 characters, two dots; see
+//! [`cordon_connector::github_token`]). They carry no CRC checksum: they are
+//! matched by structure, and one whose JWT header or payload does not decode
+//! is reported as damaged rather than spent on.
+//!
 //! AWS access key ids (`AKIA` long-term, `ASIA` session) are 20 characters of
 //! the base32 alphabet; secrets are 40 characters of base64. A secret is only
 //! taken when it can be paired with a key id in the same text (the nearest
@@ -136,6 +142,7 @@ pub fn classic_checksum_ok(token: &str) -> bool {
 }
 
 struct Patterns {
+    stateless: Regex,
     classic: Regex,
     fine: Regex,
     aws_id: Regex,
@@ -146,6 +153,9 @@ fn patterns() -> Option<&'static Patterns> {
     static P: OnceLock<Option<Patterns>> = OnceLock::new();
     P.get_or_init(|| {
         Some(Patterns {
+            // GitHub's pattern is `ghs_[A-Za-z0-9\._]{36,}`; base64url may
+            // also hold `-`, so each JWT segment takes it too.
+            stateless: Regex::new(r"ghs_[0-9]{1,20}_[A-Za-z0-9_.-]{20,}").ok()?,
             classic: Regex::new(r"(gh[pousr])_([A-Za-z0-9]*)").ok()?,
             fine: Regex::new(r"github_pat_([A-Za-z0-9_]*)").ok()?,
             aws_id: Regex::new(r"(AKIA|ASIA)[A-Z2-7]{16}").ok()?,
@@ -171,8 +181,58 @@ pub fn classify(text: &str) -> Vec<Found> {
     let mut out: Vec<(usize, Found)> = Vec::new();
     let mut covered: Vec<(usize, usize)> = Vec::new();
     let bytes = text.as_bytes();
-    let line_of = |pos: usize| text[..pos].bytes().filter(|b| *b == b'\n').count() + 1;
+    // Newline offsets once; a line number is a binary search (counting the
+    // newlines before every match was quadratic on a large text).
+    let newlines: Vec<usize> = text
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let line_of = |pos: usize| newlines.partition_point(|&n| n < pos) + 1;
     let before_ok = |start: usize| start == 0 || !is_word(bytes[start - 1]);
+
+    for m in p.stateless.find_iter(text) {
+        if !before_ok(m.start()) {
+            continue;
+        }
+        // A sentence may end right after the token.
+        let tok = m.as_str().trim_end_matches('.');
+        let end = m.start() + tok.len();
+        let line = line_of(m.start());
+        let parsed = cordon_connector::github_token::stateless_installation(tok);
+        if parsed == Err(cordon_connector::github_token::StatelessShapeError::NotStateless) {
+            continue; // an identifier that starts like one; the classic check sees it
+        }
+        covered.push((m.start(), end));
+        match parsed {
+            Ok(_) => out.push((
+                m.start(),
+                Found::GithubToken {
+                    kind: GithubKind::Installation,
+                    secret: Secret::new(tok),
+                    line,
+                },
+            )),
+            Err(e) => out.push((
+                m.start(),
+                Found::Invalid {
+                    what: "github installation token",
+                    reason: match e {
+                        cordon_connector::github_token::StatelessShapeError::Damaged(why) => format!(
+                            "stateless `ghs_` token ({} characters) whose structure is broken: {why}; a truncated or corrupted copy, no revocation call will be spent on it",
+                            tok.len()
+                        ),
+                        cordon_connector::github_token::StatelessShapeError::NotStateless => {
+                            continue;
+                        }
+                    },
+                    fingerprint: cordon_connector::fingerprint(tok.as_bytes()),
+                    line,
+                },
+            )),
+        }
+    }
 
     for m in p.fine.find_iter(text) {
         if !before_ok(m.start()) {
@@ -221,6 +281,9 @@ pub fn classify(text: &str) -> Vec<Found> {
         let Some(kind) = GithubKind::from_classic_prefix(prefix.as_str()) else {
             continue;
         };
+        if overlaps(&covered, m.start(), m.end()) {
+            continue;
+        }
         // A trailing `_` means something longer than a token (an identifier).
         if bytes.get(m.end()) == Some(&b'_') {
             continue;
@@ -368,6 +431,65 @@ pub fn classify(text: &str) -> Vec<Found> {
     out.into_iter().map(|(_, f)| f).collect()
 }
 
+/// `text` with every credential-shaped part (a GitHub token of any length or
+/// checksum, a fine-grained PAT, a 40-character AWS-secret-shaped string)
+/// replaced by `[redacted sha256:<fingerprint prefix>]`, or `None` when there
+/// was none. For free text typed on the command line (`--reason`, `--as`,
+/// titles, item names): it is stored in plans and the audit log and echoed
+/// by `log show` and `report`, so a token pasted there by mistake must be
+/// kept only as its fingerprint. AWS key ids are not secret and stay.
+pub fn redact(text: &str) -> Option<String> {
+    let p = patterns()?;
+    let bytes = text.as_bytes();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let word_before = |s: usize| s > 0 && is_word(bytes[s - 1]);
+    for m in p.fine.find_iter(text) {
+        if !word_before(m.start()) && m.len() > "github_pat_".len() + 4 {
+            spans.push((m.start(), m.end()));
+        }
+    }
+    for c in p.classic.captures_iter(text) {
+        let (Some(m), Some(body)) = (c.get(0), c.get(2)) else {
+            continue;
+        };
+        if !word_before(m.start())
+            && body.as_str().len() >= 8
+            && !overlaps(&spans, m.start(), m.end())
+        {
+            spans.push((m.start(), m.end()));
+        }
+    }
+    for m in p.aws_secret.find_iter(text) {
+        let s = m.as_str();
+        let mixed = s.bytes().any(|b| b.is_ascii_uppercase())
+            && s.bytes().any(|b| b.is_ascii_lowercase())
+            && s.bytes().any(|b| b.is_ascii_digit());
+        let alone =
+            (m.start() == 0 || !is_b64(bytes[m.start() - 1]) || bytes[m.start() - 1] == b'=')
+                && bytes.get(m.end()).is_none_or(|b| !is_b64(*b));
+        if mixed && alone && !overlaps(&spans, m.start(), m.end()) {
+            spans.push((m.start(), m.end()));
+        }
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (s, e) in spans {
+        out.push_str(&text[at..s]);
+        let fp = cordon_connector::fingerprint(&bytes[s..e]);
+        out.push_str(&format!(
+            "[redacted sha256:{}]",
+            fp.get(..16).unwrap_or(&fp)
+        ));
+        at = e;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
+}
+
 /// Classify input that holds one secret per line (plain-text intake):
 /// every non-empty line in which nothing was recognised is reported as
 /// [`Found::Unrecognised`], by line number and length only.
@@ -441,6 +563,32 @@ mod tests {
     }
 
     #[test]
+    fn free_text_keeps_only_fingerprints_of_credentials() {
+        let tok = make_classic_token("ghp_", "free-text-canary");
+        let secret = "Zk3pQ9vLm2Xw8Rt5Yb7Nc4Hd6Jf1Gs0Ae9Uo3Iy2";
+        let fine = format!("github_pat_{}_{}", "A".repeat(22), "b".repeat(59));
+        for typed in [
+            tok.clone(),
+            format!("leaked {tok} in #ops"),
+            format!("key AKIAQX3DJRZN6B4TYW2E secret={secret}"),
+            format!("{fine}!"),
+            // A wrong checksum or a cut-off token is still not stored.
+            format!("{}X", &tok[..tok.len() - 1]),
+            "ghp_abcdefgh1234".into(),
+        ] {
+            let r = redact(&typed).unwrap();
+            assert!(r.contains("[redacted sha256:"), "{r}");
+            for needle in [&tok[4..20], &secret[..20], &fine[11..30], "abcdefgh1234"] {
+                assert!(!r.contains(needle), "{typed} -> {r}");
+            }
+        }
+        // Key ids are not secret; ordinary text is left alone.
+        assert!(redact("key AKIAQX3DJRZN6B4TYW2E was rotated").is_none());
+        assert!(redact("leaked in the deploy log, rotating now").is_none());
+        assert!(redact("commit 0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d").is_none());
+    }
+
+    #[test]
     fn valid_classic_tokens_of_every_prefix_are_recognised() {
         for p in ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"] {
             let t = make_classic_token(p, "seed");
@@ -487,6 +635,43 @@ mod tests {
         assert_eq!(kinds(&f), vec!["gh:Oauth"]);
         assert!(classify(&format!("my{t}")).is_empty());
         assert!(classify(&format!("{t}_suffix")).is_empty());
+    }
+
+    fn stateless(app: u64, payload: &str) -> String {
+        use base64::Engine as _;
+        let b = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "ghs_{app}_{}.{}.{}",
+            b(r#"{"alg":"RS256","typ":"JWT"}"#),
+            b(payload),
+            "Sig-_nature0".repeat(29)
+        )
+    }
+
+    // issue 17: GitHub's 2026 stateless installation tokens were reported as
+    // "truncated or not a token".
+    #[test]
+    fn stateless_installation_token_is_recognised_whole() {
+        let t = stateless(123456, r#"{"exp":1777777777,"installation_id":9}"#);
+        assert!(t.len() > 400, "{}", t.len());
+        let f = classify(&format!("GITHUB_TOKEN={t}\n"));
+        assert_eq!(kinds(&f), vec!["gh:Installation"]);
+        let Found::GithubToken { secret, .. } = &f[0] else {
+            panic!()
+        };
+        assert_eq!(secret.expose(), t);
+        // Cut short inside the payload: damaged, named by fingerprint only.
+        let cut = &t[..t.len() - 380];
+        let f = classify(cut);
+        assert_eq!(kinds(&f), vec!["invalid:github installation token"]);
+        assert!(!format!("{f:?}").contains(&cut[10..]));
+        // The classic 40-character form keeps its checksum check.
+        let classic = make_classic_token("ghs_", "s");
+        assert_eq!(kinds(&classify(&classic)), vec!["gh:Installation"]);
+        let bad = format!("{}0", &classic[..classic.len() - 1]);
+        if bad != classic {
+            assert_eq!(kinds(&classify(&bad)), vec!["invalid:github token"]);
+        }
     }
 
     #[test]

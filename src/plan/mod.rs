@@ -9,6 +9,12 @@
 //! Plans never hold raw secrets: a step that needs one names it by fingerprint
 //! and the secret is supplied at apply time.
 
+mod build;
+
+#[cfg(feature = "cli")]
+pub use build::identify_keys;
+pub use build::{add_steps, github_token_step, PlanMeta};
+
 use chrono::{DateTime, Utc};
 use cordon_connector::PlanStep;
 use serde::{Deserialize, Serialize};
@@ -30,6 +36,19 @@ pub struct Requester {
 pub enum PrincipalKind {
     Person,
     Automation,
+}
+
+impl PrincipalKind {
+    /// The kind a requester name stands for: `ci`, `agent` and `assistant`
+    /// are cordon's automation principals, every other name a person. The one
+    /// place that tells them apart by name.
+    pub fn of_name(name: &str) -> PrincipalKind {
+        if matches!(name, "ci" | "agent" | "assistant") {
+            PrincipalKind::Automation
+        } else {
+            PrincipalKind::Person
+        }
+    }
 }
 
 /// Where the request came from (a Cedar context attribute).

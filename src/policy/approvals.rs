@@ -429,6 +429,70 @@ pub struct Authentication {
 }
 
 impl Policy {
+    /// Prove an automation principal by the secret configured for it in the
+    /// roster (`secret_sha256`, compared in constant time); the proof as
+    /// records state it (`automation-secret:ENV`). The one place a secret
+    /// proves a name: plan runs ([`Policy::authenticate`]) and incident and
+    /// task records ([`Policy::actor`]) both ask here.
+    pub fn prove_automation(&self, name: &str, secret: &Secret) -> Result<String, ApprovalError> {
+        let Some(Member::Automation(a)) = self.roster.member(name) else {
+            return Err(ApprovalError::SecretNotConfigured {
+                name: name.to_owned(),
+            });
+        };
+        let Some(expected) = &a.secret_sha256 else {
+            return Err(ApprovalError::SecretNotConfigured {
+                name: name.to_owned(),
+            });
+        };
+        let got: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
+        if !bool::from(got.ct_eq(expected)) {
+            return Err(ApprovalError::SecretMismatch {
+                name: name.to_owned(),
+                env: a.secret_env.clone().unwrap_or_else(|| "secret".into()),
+            });
+        }
+        Ok(match &a.secret_env {
+            Some(env) => format!("automation-secret:{env}"),
+            None => "automation-secret".into(),
+        })
+    }
+
+    /// The secret an automation principal presents: the value of the
+    /// environment variable the roster names for it (`secret_env`), if set.
+    pub fn automation_secret(&self, name: &str) -> Option<Secret> {
+        match self.roster.member(name) {
+            Some(Member::Automation(a)) => a
+                .secret_env
+                .as_ref()
+                .and_then(|var| std::env::var(var).ok())
+                .map(Secret::new),
+            _ => None,
+        }
+    }
+
+    /// Who is acting outside a plan (incident, task and role events): an
+    /// automation principal proven by its secret, or a claim.
+    pub fn actor(&self, name: &str) -> Principal {
+        match self.roster.member(name) {
+            Some(Member::Automation(_)) => {
+                let proof = self
+                    .automation_secret(name)
+                    .and_then(|s| self.prove_automation(name, &s).ok());
+                match proof {
+                    Some(proof) => Principal {
+                        name: name.to_owned(),
+                        kind: PrincipalKind::Automation,
+                        verified: true,
+                        proof: Some(proof),
+                    },
+                    None => Principal::claim(name, PrincipalKind::Automation),
+                }
+            }
+            _ => Principal::claim(name, PrincipalKind::Person),
+        }
+    }
+
     /// Verify one signature for `cordon approve` before storing it.
     pub fn verify_signature(
         &self,
@@ -459,52 +523,29 @@ impl Policy {
         let mut rejected = Vec::new();
         let mismatch = name != req.plan.requester.name;
 
-        // Automation secret.
+        // Automation secret. A secret proves the name it was configured for,
+        // and only when that name is the plan's requester.
         if let Some(secret) = req.automation_secret {
-            match member {
-                Some(Member::Automation(a)) => match &a.secret_sha256 {
-                    Some(expected) => {
-                        let got: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
-                        if bool::from(got.ct_eq(expected)) && !mismatch {
-                            principal.verified = true;
-                            principal.proof = Some(match &a.secret_env {
-                                Some(env) => format!("automation-secret:{env}"),
-                                None => "automation-secret".into(),
-                            });
-                        } else if mismatch {
-                            rejected.push(Rejection::new(
-                                RejectedItem::AutomationSecret,
-                                Some(name.to_owned()),
-                                ApprovalError::RequesterMismatch {
-                                    signer: name.to_owned(),
-                                    requester: req.plan.requester.name.clone(),
-                                },
-                            ));
-                        } else {
-                            rejected.push(Rejection::new(
-                                RejectedItem::AutomationSecret,
-                                Some(name.to_owned()),
-                                ApprovalError::SecretMismatch {
-                                    name: name.to_owned(),
-                                    env: a.secret_env.clone().unwrap_or_else(|| "secret".into()),
-                                },
-                            ));
-                        }
-                    }
-                    None => rejected.push(Rejection::new(
-                        RejectedItem::AutomationSecret,
-                        Some(name.to_owned()),
-                        ApprovalError::SecretNotConfigured {
-                            name: name.to_owned(),
-                        },
-                    )),
-                },
-                _ => rejected.push(Rejection::new(
+            match self.prove_automation(name, secret) {
+                Err(e @ ApprovalError::SecretNotConfigured { .. }) => rejected.push(
+                    Rejection::new(RejectedItem::AutomationSecret, Some(name.to_owned()), e),
+                ),
+                _ if mismatch => rejected.push(Rejection::new(
                     RejectedItem::AutomationSecret,
                     Some(name.to_owned()),
-                    ApprovalError::SecretNotConfigured {
-                        name: name.to_owned(),
+                    ApprovalError::RequesterMismatch {
+                        signer: name.to_owned(),
+                        requester: req.plan.requester.name.clone(),
                     },
+                )),
+                Ok(proof) => {
+                    principal.verified = true;
+                    principal.proof = Some(proof);
+                }
+                Err(e) => rejected.push(Rejection::new(
+                    RejectedItem::AutomationSecret,
+                    Some(name.to_owned()),
+                    e,
                 )),
             }
         }

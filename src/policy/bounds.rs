@@ -14,8 +14,9 @@
 //! plan; nothing but `cordon resume` lifts a halt (people act under their own
 //! names meanwhile).
 //!
-//! The per-window count is of distinct targets the principal was *allowed*
-//! to act on (decision records of the contain class, in this state
+//! The per-window count is of distinct credentials the principal was
+//! *allowed* to act on (a step's target; a key's session cut-off counts as
+//! the key) (decision records of the contain class, in this state
 //! directory's audit log, plus this run's allows as they are made), so steps
 //! decided concurrently cannot overshoot it. Runs of automation principals
 //! that share a state directory take [`AUTOMATION_LOCK`] for the whole run,
@@ -28,13 +29,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
-use cordon_connector::{Action, DecisionClass};
+use cordon_connector::{Action, DecisionClass, PlanStep};
 
 use super::roster::LimitsDef;
 use super::Policy;
 use crate::audit::{Kind, Record};
 use crate::gate::{Decision, GateInput};
-use crate::plan::PrincipalKind;
+use crate::plan::{Plan, PrincipalKind};
 
 /// Lock file (in the state directory) held by a run of an automation principal.
 pub const AUTOMATION_LOCK: &str = "automation.lock";
@@ -52,8 +53,13 @@ pub struct Bounds {
 }
 
 /// Whether a decision record counts against a principal's window: an allowed
-/// contain-class step requested by an automation principal.
-fn counts(r: &Record) -> Option<(&str, String)> {
+/// contain-class step requested by an automation principal. Counted as the
+/// credential the step contains (see [`credential_of`]); `plans` reads the
+/// plan a record belongs to from the state directory.
+fn counts<'r>(
+    r: &'r Record,
+    plans: &mut impl FnMut(&str) -> Option<Plan>,
+) -> Option<(&'r str, String)> {
     if r.kind != Kind::Decision || r.actor.kind != PrincipalKind::Automation {
         return None;
     }
@@ -62,7 +68,36 @@ fn counts(r: &Record) -> Option<(&str, String)> {
     if !d.is_allow() || !is_contain(a) {
         return None;
     }
-    Some((r.actor.name.as_str(), r.target.as_ref()?.display_name()))
+    let target = r.target.as_ref()?.display_name();
+    let credential = match (r.plan.as_deref(), r.step.as_deref()) {
+        (Some(plan_id), Some(step_id)) => plans(plan_id)
+            .and_then(|plan| {
+                let step = plan.steps.iter().find(|s| s.id == step_id)?;
+                Some(credential_of(&plan, step))
+            })
+            .unwrap_or(target),
+        _ => target,
+    };
+    Some((r.actor.name.as_str(), credential))
+}
+
+/// The credential a step contains, as the limits count it. A leaked `AKIA`
+/// key is planned as two steps: disable the key, then end the sessions it
+/// minted (`aws:revoke-user-sessions` on its user). Both contain one
+/// credential, so the cut-off counts as the key of the same plan that names
+/// its user; any other step counts as its own target.
+fn credential_of(plan: &Plan, step: &PlanStep) -> String {
+    if step.action == Action::AwsRevokeUserSessions {
+        let key = plan.steps.iter().find(|s| {
+            s.action == Action::AwsDisableAccessKey
+                && s.target.account == step.target.account
+                && s.param_str("user") == Some(step.target.id.as_str())
+        });
+        if let Some(k) = key {
+            return k.target.display_name();
+        }
+    }
+    step.target.display_name()
 }
 
 fn is_contain(a: Action) -> bool {
@@ -75,8 +110,19 @@ impl Bounds {
     /// bounds are dropped.
     pub fn new(root: &Path, records: &[Record], lock: Option<File>) -> Bounds {
         let mut used: Usage = BTreeMap::new();
+        let mut cache: BTreeMap<String, Option<Plan>> = BTreeMap::new();
+        let mut plans = |id: &str| -> Option<Plan> {
+            cache
+                .entry(id.to_owned())
+                .or_insert_with(|| {
+                    let bytes =
+                        std::fs::read(root.join("plans").join(format!("{id}.json"))).ok()?;
+                    Plan::from_bytes(&bytes, Some(id)).ok()
+                })
+                .clone()
+        };
         for r in records {
-            if let Some((who, target)) = counts(r) {
+            if let Some((who, target)) = counts(r, &mut plans) {
                 used.entry(who.to_owned())
                     .or_default()
                     .push((target, r.time));
@@ -115,7 +161,7 @@ impl Bounds {
         let Some(limits) = policy.roster().limits.get(name) else {
             return d;
         };
-        let target = input.step.target.display_name();
+        let target = credential_of(input.plan, input.step);
         let lifted = policy.owner_approvals(input) >= 1;
         if !lifted {
             if let Some((why, lift)) = stateless(policy, name, limits, input) {

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::{load, Finding, FindingSeverity, Policy, POLICY_FILE, ROSTER_FILE, SIGNERS_FILE};
+use super::{
+    load_unlinted, Finding, FindingSeverity, Policy, POLICY_FILE, ROSTER_FILE, SIGNERS_FILE,
+};
 
 /// base64(SHA-256) of the example secrets published in cordon's docs and
 /// shipped in `policies/roster.toml` (`cordon-example-ci-secret-replace-me`,
@@ -25,7 +27,7 @@ pub const DEMO_ENV: &str = "CORDON_DEMO";
 /// still uses a published example secret is an error (every command refuses
 /// it); with it on, a warning.
 pub fn check(dir: &Path, demo: bool) -> Vec<Finding> {
-    match load(dir) {
+    match load_unlinted(dir) {
         Err(e) => e.findings,
         Ok(p) => {
             let mut f = example_secrets(&p, demo);
@@ -157,6 +159,30 @@ pub(crate) fn lint(p: &Policy, now: chrono::DateTime<chrono::Utc>) -> Vec<Findin
                 &roster_file,
                 r.automation.get(name).map(|a| a.line),
                 format!("automation `{name}` has no stop conditions: add [limits.{name}] (max_credentials_per_window, max_accounts_per_plan) so a poisoned input cannot make it act without bound"),
+            ));
+        }
+    }
+
+    // A permit with no scope and no condition lets anyone do anything.
+    for pol in p.policies.policies() {
+        let open = pol.effect() == cedar_policy::Effect::Permit
+            && matches!(
+                pol.principal_constraint(),
+                cedar_policy::PrincipalConstraint::Any
+            )
+            && matches!(pol.action_constraint(), cedar_policy::ActionConstraint::Any)
+            && matches!(
+                pol.resource_constraint(),
+                cedar_policy::ResourceConstraint::Any
+            )
+            && !pol.has_non_scope_constraint();
+        if open {
+            let id = pol.id().to_string();
+            let line = p.info.iter().find(|i| i.id == id).map(|i| i.line);
+            out.push(Finding::warning(
+                &policy_file,
+                line,
+                format!("policy `{id}` permits every action on every target to everyone, with no condition: anyone, verified or not, may contain and restore alone; scope it to roles and actions"),
             ));
         }
     }

@@ -297,11 +297,25 @@ impl Policy {
         .map_err(|e| format!("cannot build the target entity: {e}"))?;
 
         let mut entities = vec![principal, target];
-        for r in role_uids {
-            entities.push(Entity::with_uid(r));
+        let entities = if self.rebuild_entities {
+            // The reference way (benchmark and equivalence test only):
+            // everything built and validated per request, the schema's
+            // action entities included.
+            entities.extend(role_uids.into_iter().map(Entity::with_uid));
+            Entities::from_entities(entities, Some(&self.schema))
+        } else {
+            // The actions and the roster's roles were built and validated
+            // once (`fixed_entities`); only what this request brings is
+            // validated here.
+            let fixed = self.fixed.as_ref().map_err(Clone::clone)?;
+            for r in role_uids {
+                if fixed.get(&r).is_none() {
+                    entities.push(Entity::with_uid(r));
+                }
+            }
+            fixed.clone().add_entities(entities, Some(&self.schema))
         }
-        let entities = Entities::from_entities(entities, Some(&self.schema))
-            .map_err(|e| format!("the request's entities do not match the schema: {e}"))?;
+        .map_err(|e| format!("the request's entities do not match the schema: {e}"))?;
 
         let action_uid = uid("Action", case.action.id())?;
         let context = Context::from_pairs(context_pairs(&ctx))
@@ -720,6 +734,29 @@ fn combinations<T>(items: &[T], k: usize) -> Vec<Vec<&T>> {
     let mut out = Vec::new();
     go(items, k, 0, &mut Vec::new(), &mut out);
     out
+}
+
+/// The entities every request shares: the schema's actions (which
+/// `Entities::from_entities` would otherwise rebuild from the schema on each
+/// request) and one `Role` per role the roster names.
+pub(crate) fn fixed_entities(
+    schema: &cedar_policy::Schema,
+    roster: &super::roster::Roster,
+) -> Result<Entities, String> {
+    let mut roles: BTreeSet<&str> = roster.held_roles();
+    roles.extend(roster.roles.keys().map(String::as_str));
+    for class in roster.classes.values() {
+        roles.insert(class.owner.as_str());
+        if let Some(b) = &class.backup {
+            roles.insert(b.as_str());
+        }
+    }
+    let roles = roles
+        .into_iter()
+        .map(|r| uid("Role", r).map(Entity::with_uid))
+        .collect::<Result<Vec<_>, _>>()?;
+    Entities::from_entities(roles, Some(schema))
+        .map_err(|e| format!("the roster's roles do not match the schema: {e}"))
 }
 
 fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {

@@ -169,6 +169,27 @@ pub struct Policy {
     /// Kept for `check`'s lints (line lookups).
     policy_text: String,
     authorizer: cedar_policy::Authorizer,
+    /// The entities no request changes: the schema's action entities and a
+    /// `Role` entity for every role the roster names, validated against the
+    /// schema once at load. Each request adds its principal and target (and
+    /// any role not here) to a copy. An error here denies every request
+    /// (fail closed), with the reason.
+    fixed: Result<cedar_policy::Entities, String>,
+    /// Build every entity per request instead (see
+    /// [`Policy::rebuilding_entities_per_request`]).
+    rebuild_entities: bool,
+}
+
+impl Policy {
+    /// The same policy deciding the way it did before the shared entities:
+    /// every entity (the schema's actions included) built and validated per
+    /// request. For the side-by-side benchmark (`benches/policy_decision.rs`)
+    /// and the test that both ways decide alike; never used by cordon itself.
+    #[doc(hidden)]
+    pub fn rebuilding_entities_per_request(mut self) -> Policy {
+        self.rebuild_entities = true;
+        self
+    }
 }
 
 impl fmt::Debug for Policy {
@@ -304,6 +325,44 @@ pub fn policy_hash(files: &[(&str, Option<&[u8]>)]) -> String {
     hex::encode(h.finalize())
 }
 
+/// Why a policy path could have been written by someone else, if it could:
+/// owned by another user (neither this one nor root), or writable by group or
+/// others. The same rule for the state directory's own policy and for any
+/// `--policy DIR`, and for `policy check` as for every other command: a
+/// permit-all rule dropped into a world-writable directory must not decide.
+#[cfg(unix)]
+pub fn unsafe_path(path: &Path) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = std::fs::metadata(path).ok()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let what = if md.is_dir() { "directory" } else { "file" };
+    if md.uid() != me && md.uid() != 0 {
+        let fix = if md.is_dir() {
+            format!("`chown -R {me} {}`", path.display())
+        } else {
+            format!("`chown {me} {}`", path.display())
+        };
+        return Some(format!(
+            "the policy {what} is owned by uid {} (you are uid {me}): whoever owns it decides who may act; run {fix}, or point --policy at a policy you own",
+            md.uid()
+        ));
+    }
+    let mode = md.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "the policy {what} is writable by group or others (mode {mode:03o}): anyone who can write it decides who may act; run `chmod go-w {}`",
+            path.display()
+        ));
+    }
+    None
+}
+
+#[cfg(not(unix))]
+pub fn unsafe_path(_path: &Path) -> Option<String> {
+    None
+}
+
 /// [`load`], then refuse the published example secrets unless `demo`.
 pub fn load_for_use(dir: &Path, demo: bool) -> Result<Policy, LoadError> {
     let p = load(dir)?;
@@ -322,10 +381,42 @@ pub fn load_for_use(dir: &Path, demo: bool) -> Result<Policy, LoadError> {
     }
 }
 
-/// Load and check the policy directory `dir`.
+/// Load and check the policy directory `dir`. A lint error (a person
+/// holding a role nobody defined) means the files do not say what their
+/// author meant: it stops every command, as it fails `policy check`.
 pub fn load(dir: &Path) -> Result<Policy, LoadError> {
+    let policy = load_unlinted(dir)?;
+    let errors: Vec<Finding> = check::lint(&policy, chrono::Utc::now())
+        .into_iter()
+        .filter(|f| f.severity == FindingSeverity::Error)
+        .collect();
+    if errors.is_empty() {
+        Ok(policy)
+    } else {
+        Err(LoadError {
+            dir: dir.to_path_buf(),
+            hash: policy.hash,
+            findings: errors,
+        })
+    }
+}
+
+/// Load, parse and validate, without the lints (`check` runs them all).
+fn load_unlinted(dir: &Path) -> Result<Policy, LoadError> {
     let mut findings = Vec::new();
     let mut contents: Vec<Option<Vec<u8>>> = Vec::new();
+    if let Some(why) = unsafe_path(dir) {
+        findings.push(Finding::error(dir.display().to_string(), None, why));
+    }
+    for name in FILES {
+        if let Some(why) = unsafe_path(&dir.join(name)) {
+            findings.push(Finding::error(
+                dir.join(name).display().to_string(),
+                None,
+                why,
+            ));
+        }
+    }
     for name in FILES {
         let path = dir.join(name);
         match std::fs::read(&path) {
@@ -435,7 +526,10 @@ pub fn load(dir: &Path) -> Result<Policy, LoadError> {
         (Some(schema), Some((policies, info)), Some(roster), Some(signers))
             if findings.is_empty() =>
         {
+            let fixed = decide::fixed_entities(&schema, &roster);
             Ok(Policy {
+                fixed,
+                rebuild_entities: false,
                 dir: dir.to_path_buf(),
                 hash,
                 schema,

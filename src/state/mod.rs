@@ -12,6 +12,7 @@
 //! approvals/<plan>/      SSH signatures over plan bytes
 //! evidence/<sha256>.json snapshots taken before any change
 //! connectors/            connector state (GitHub revocation budget, test connector)
+//! claims/<plan>.lock     held (flock) by the one process applying that plan
 //! policy/                the authority policy, unless --policy points elsewhere
 //! ```
 //!
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state directory `{path}` is {what}: {fix}")]
+    #[error("{} `{path}` is {what}: {fix}", if path.is_dir() { "state directory" } else { "state file" })]
     Unsafe {
         path: PathBuf,
         what: String,
@@ -108,6 +109,18 @@ pub trait Store: Send + Sync {
     /// Filesystem path of an object, where the backend has one (for tools
     /// such as `ssh-keygen -Y verify` and for messages).
     fn path_of(&self, kind: ObjectKind, name: &str) -> Option<PathBuf>;
+    /// Claim a plan for this process until the claim is dropped, waiting
+    /// while another process holds it: two applies of one plan never run
+    /// side by side, so a step gets one intent and one change. (Local: a
+    /// shared backend needs leases instead.)
+    fn claim_plan(&self, plan_id: &str) -> Result<PlanClaim, StateError>;
+}
+
+/// A held plan claim (an exclusive `flock` on `claims/<plan>.lock`, released
+/// when dropped or when the process dies, so a crash never leaves it held).
+#[derive(Debug)]
+pub struct PlanClaim {
+    _file: File,
 }
 
 /// The local home directory.
@@ -149,6 +162,7 @@ impl Home {
             "approvals",
             "evidence",
             "connectors",
+            "claims",
             "agent",
             "audit.torn",
             "audit.log",
@@ -200,7 +214,8 @@ impl Home {
                 path: path.to_owned(),
                 what: format!("owned by uid {} (you are uid {me})", md.uid()),
                 fix: format!(
-                    "run cordon as its owner, or `chown -R {me} {}`",
+                    "run cordon as its owner, or `chown{} {me} {}`",
+                    if md.is_dir() { " -R" } else { "" },
                     path.display()
                 ),
             });
@@ -316,6 +331,11 @@ impl Store for Home {
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Option<Vec<u8>>, StateError> {
         let path = self.object_path(kind, name)?;
+        // A plan, approval or snapshot someone else could have written (or a
+        // symlink to one) is refused like the directories holding it.
+        if fs::symlink_metadata(&path).is_ok() {
+            self.check_safe(&path)?;
+        }
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -349,6 +369,56 @@ impl Store for Home {
 
     fn path_of(&self, kind: ObjectKind, name: &str) -> Option<PathBuf> {
         Some(self.root.join(kind.dir()).join(name))
+    }
+
+    fn claim_plan(&self, plan_id: &str) -> Result<PlanClaim, StateError> {
+        use std::os::fd::AsRawFd;
+        if plan_id.is_empty()
+            || !plan_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(StateError::Io {
+                op: "claim plan",
+                path: PathBuf::from(plan_id),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "invalid plan id"),
+            });
+        }
+        let dir = self.ensure_dir("claims")?;
+        let path = dir.join(format!("{plan_id}.lock"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io_err("open claim", &path))?;
+        self.check_safe(&path)?;
+        let fd = file.as_raw_fd();
+        // SAFETY: fd is an open descriptor owned by `file` for this call.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io_err("lock claim", &path)(e));
+            }
+            tracing::info!(
+                plan = plan_id,
+                "another cordon process is applying this plan; waiting for it to finish"
+            );
+            loop {
+                // SAFETY: as above.
+                if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
+                    break;
+                }
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(io_err("lock claim", &path)(e));
+                }
+            }
+        }
+        Ok(PlanClaim { _file: file })
     }
 }
 
@@ -398,5 +468,29 @@ mod tests {
             Err(StateError::Conflict { .. })
         ));
         assert!(home.get(ObjectKind::Evidence, "../x").is_err());
+    }
+
+    #[test]
+    fn group_writable_or_symlinked_objects_are_refused_with_a_file_fix() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::open(t.path().join("h")).unwrap();
+        home.put_new(ObjectKind::Plan, "p.json", b"x").unwrap();
+        let p = home.root().join("plans/p.json");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o664)).unwrap();
+        let e = home
+            .get(ObjectKind::Plan, "p.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("state file `"), "{e}");
+        assert!(e.contains("chmod 600"), "{e}");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&p, home.root().join("evidence-link")).unwrap();
+        home.ensure_dir("evidence").unwrap();
+        std::os::unix::fs::symlink(&p, home.root().join("evidence/e.json")).unwrap();
+        let e = home
+            .get(ObjectKind::Evidence, "e.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a symbolic link"), "{e}");
     }
 }

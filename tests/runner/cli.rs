@@ -59,14 +59,16 @@ fn exit_codes_tell_denied_awaiting_approval_and_nothing_containable_apart() {
         String::from_utf8_lossy(&o.stdout)
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("awaiting approval"));
-    // A policy that does not load denies everything (fail closed): 3 or 5, never 0.
+    // A policy that does not load denies everything (fail closed), and says
+    // so with 9, policy invalid (issue 21: it was 3, denied, which the
+    // README does not say).
     let o = env
         .cmd()
         .args(["apply", &id, "--as", "amara"])
         .env("CORDON_POLICY", env.dir.path().join("no-such-policy"))
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(9));
     // Nothing recognisable on stdin.
     let o = env
         .cmd()
@@ -101,8 +103,11 @@ fn log_verify_exit_codes_for_tamper_and_torn_tail() {
     let o = env.run(&["log", "verify"]);
     assert_eq!(o.status.code(), Some(7));
     assert!(String::from_utf8_lossy(&o.stdout).contains("TAMPERED at seq 4"));
-    // Torn tail: cut the last record short.
-    std::fs::write(&log, &data[..data.len() - 30]).unwrap();
+    // Torn tail: a crash cuts short a record being appended after the last
+    // checkpoint.
+    let mut torn = data.clone();
+    torn.extend_from_slice(&data[starts[3]..starts[3] + 40]);
+    std::fs::write(&log, &torn).unwrap();
     let o = env.run(&["--json", "log", "verify"]);
     assert_eq!(o.status.code(), Some(8));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -208,5 +213,55 @@ fn break_glass_only_for_an_incident_commander_and_listed_for_review() {
     assert_eq!(
         env.run(&["apply", &id2, "--break-glass"]).status.code(),
         Some(2)
+    );
+}
+
+/// Regression (issue 15): a `--json` document lost to a full disk exited 0,
+/// so a script took the lost summary for success. A write that fails is exit
+/// 1 with the reason on stderr; a reader that closes the pipe early (`| head`)
+/// is not an error.
+#[test]
+fn a_failed_write_to_stdout_is_exit_1_and_a_closed_pipe_is_not_an_error() {
+    let env = Env::new();
+    env.plan_test(&["a", "b"], &[]);
+    // A std command (assert_cmd captures stdout), with the same clean environment.
+    let cordon = || {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("cordon"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CORDON_") || k == "RUST_LOG" || k == "CI" {
+                c.env_remove(k);
+            }
+        }
+        c.env("CORDON_HOME", &env.home).env("NO_COLOR", "1");
+        c
+    };
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = cordon()
+        .args(["--json", "plan", "list"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot write the output to stdout"), "{err}");
+
+    // The same kind of command into a pipe whose reader has gone: its normal code.
+    let mut child = cordon()
+        .args(["--json", "log", "show"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("error"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }

@@ -27,7 +27,7 @@ fn crash_and_resume(point: &str, step: &str) {
     assert_eq!(
         o.status.signal(),
         Some(9),
-        "{point}:{step}: the process was not killed: {}",
+        "{point}:{step}: the process was not killed (CORDON_CRASHPOINT needs a build with --features cordon/crashpoints, as scripts/test makes): {}",
         String::from_utf8_lossy(&o.stderr)
     );
     env.ok(&["apply", &id]);

@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod fire;
 mod frontdoor;
+mod github;
 mod incident;
 mod peers;
 mod reports;

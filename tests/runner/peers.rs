@@ -271,11 +271,43 @@ fn restore_undoes_the_quarantine_and_reactivates_a_key_only_when_asked() {
         contained,
         "a denied restore changed something"
     );
-    // ... but an incident commander under break-glass may; the key stays disabled unless asked.
+    // Issue 16: removing the session cut-off now would re-enable the sessions the leaked
+    // key minted (they live up to 36 h): refused without --revive-sessions. Lifting the
+    // deny-all alone while the cut-off stays revives nothing, and is done.
     let o = aws_cmd(&env)
         .args([
             "restore",
             &plan,
+            "--as",
+            "amara",
+            "--key",
+            k,
+            "--break-glass",
+            "--reason",
+            "false positive",
+        ])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_ne!(o.status.code(), Some(0), "{said}");
+    assert!(said.contains("--revive-sessions"), "{said}");
+    let half = key_statuses(&user);
+    assert!(
+        half.contains("cordon-revoke-sessions")
+            && half.contains(&format!("('{key_id}', 'Inactive')")),
+        "the refused restore took the cut-off away or revived the key: {half}"
+    );
+    // ... but an incident commander under break-glass may, saying so; the key stays
+    // disabled unless asked.
+    let o = aws_cmd(&env)
+        .args([
+            "restore",
+            &plan,
+            "--revive-sessions",
             "--as",
             "amara",
             "--key",

@@ -175,3 +175,58 @@ fn secretlint_real_output_masked_or_not_gives_the_planted_credentials() {
         }
     }
 }
+
+#[test]
+fn secretlint_sarif_without_snippets_is_read_back_from_the_scanned_files() {
+    // The real `@secretlint/secretlint-formatter-sarif` writes file, line and
+    // column but never `region.snippet` (issue 14): cordon reads each finding
+    // back under `--root` and says so.
+    let (dir, good, bad) = planted("sarif");
+    let rc = dir.path().join(".secretlintrc.json");
+    std::fs::write(
+        &rc,
+        r#"{"rules":[{"id":"@secretlint/secretlint-rule-preset-recommend"}]}"#,
+    )
+    .unwrap();
+    let mut cmd = Command::new(tool("CORDON_TEST_SECRETLINT"));
+    cmd.args([
+        "--format",
+        "@secretlint/secretlint-formatter-sarif",
+        "--secretlintrc",
+    ])
+    .arg(&rc)
+    .args(["settings.py", "deploy.env", "old.env"]);
+    let out = run(&mut cmd, dir.path());
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("\"snippet\""), "{text}");
+    no_canary("the SARIF report", &text, &[KEY_SECRET, &good, &bad]);
+    assert_eq!(detect(&out).unwrap(), Format::Sarif);
+    let r = parse(
+        &out,
+        Format::Auto,
+        &ParseOptions {
+            root: Some(dir.path().to_owned()),
+        },
+    )
+    .unwrap();
+    check(&r, "secretlint", &good, &bad);
+    for f in r.findings.iter().filter(|f| f.item.is_ok()) {
+        assert_eq!(
+            f.provenance.read_back,
+            Some(cordon::intake::report::readback::ReadBack::Line),
+            "{:?}",
+            f.provenance
+        );
+    }
+    // Elsewhere, without the scanned files: not containable, never an error.
+    let empty = tempfile::tempdir().unwrap();
+    let r = parse(
+        &out,
+        Format::Auto,
+        &ParseOptions {
+            root: Some(empty.path().to_owned()),
+        },
+    )
+    .unwrap();
+    assert!(r.findings.iter().all(|f| f.item.is_err()), "{r:?}");
+}

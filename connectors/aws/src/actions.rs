@@ -8,11 +8,13 @@ use cordon_connector::{
 use serde_json::{json, Value};
 
 use crate::client::AccountClients;
+use crate::clock;
 use crate::config::QuarantineMode;
 use crate::error::{classify, coded, error_code};
 use crate::policy::{
     decode_document, deny_all_document, is_deny_all, revoke_cutoff, revoke_sessions_document,
-    revoke_sid, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
+    revoke_sid, AWS_DENY_ALL_POLICY_ARN, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME,
+    QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
 };
 use crate::snapshot::{self, key_owner, now_rfc3339, role_snapshot, user_snapshot};
 use crate::AwsConnector;
@@ -47,6 +49,10 @@ struct Controls {
     managed_v3: bool,
     /// Users only: whether a console password exists.
     login_profile: bool,
+    /// `AWSDenyAll` attached (the quarantine's fallback at the inline-size quota).
+    deny_all_attached: bool,
+    /// Users only: a member of `cordon-quarantine` (the fallback at both quotas).
+    in_quarantine_group: bool,
 }
 
 impl Controls {
@@ -56,12 +62,21 @@ impl Controls {
             revoke_doc: snapshot::inline_policy(s, REVOKE_SESSIONS_POLICY_NAME).cloned(),
             managed_v3: snapshot::has_attached(s, MANAGED_QUARANTINE_POLICY_ARN),
             login_profile: snapshot::has_login_profile(s),
+            deny_all_attached: snapshot::has_attached(s, AWS_DENY_ALL_POLICY_ARN),
+            in_quarantine_group: s.get("groups").and_then(Value::as_array).is_some_and(|g| {
+                g.iter()
+                    .any(|g| g.get("name").and_then(Value::as_str) == Some(QUARANTINE_GROUP_NAME))
+            }),
         }
     }
 
     fn quarantined(&self, mode: QuarantineMode) -> bool {
         match mode {
-            QuarantineMode::InlineDeny => self.quarantine_doc.as_ref().is_some_and(is_deny_all),
+            QuarantineMode::InlineDeny => {
+                self.quarantine_doc.as_ref().is_some_and(is_deny_all)
+                    || self.deny_all_attached
+                    || self.in_quarantine_group
+            }
             QuarantineMode::ManagedV3 => self.managed_v3,
         }
     }
@@ -80,6 +95,7 @@ struct Params {
     quarantine: QuarantineMode,
     delete_login_profile: bool,
     reactivate_key: bool,
+    revive_sessions: bool,
     controls: Vec<String>,
 }
 
@@ -140,6 +156,7 @@ impl Params {
             quarantine,
             delete_login_profile: flag("delete_login_profile", true)?,
             reactivate_key: flag("reactivate_key", false)?,
+            revive_sessions: flag("revive_sessions", false)?,
             controls,
         })
     }
@@ -333,7 +350,10 @@ async fn delete_inline(
     }
 }
 
-async fn has_managed(c: &AccountClients, p: Principal<'_>) -> Result<bool, ConnectorError> {
+async fn attached_arns(
+    c: &AccountClients,
+    p: Principal<'_>,
+) -> Result<Vec<String>, ConnectorError> {
     let arns: Vec<String> = match p {
         Principal::User(u) => c
             .iam
@@ -362,7 +382,70 @@ async fn has_managed(c: &AccountClients, p: Principal<'_>) -> Result<bool, Conne
             .filter_map(|a| a.policy_arn().map(str::to_owned))
             .collect(),
     };
-    Ok(arns.iter().any(|a| a == MANAGED_QUARANTINE_POLICY_ARN))
+    Ok(arns)
+}
+
+async fn in_quarantine_group(c: &AccountClients, user: &str) -> Result<bool, ConnectorError> {
+    let groups = c
+        .iam
+        .list_groups_for_user()
+        .user_name(user)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| classify("iam:ListGroupsForUser", &e))?;
+    Ok(groups
+        .iter()
+        .any(|g| g.group_name() == QUARANTINE_GROUP_NAME))
+}
+
+/// Put `user` in `cordon-quarantine`, creating the group (with cordon's deny-all) when
+/// this account has none yet. An existing group's deny-all is put back if it was edited.
+async fn join_quarantine_group(c: &AccountClients, user: &str) -> Result<(), ConnectorError> {
+    match c
+        .iam
+        .create_group()
+        .group_name(QUARANTINE_GROUP_NAME)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("EntityAlreadyExists")) => {}
+        Err(e) => return Err(classify("iam:CreateGroup", &e)),
+    }
+    c.iam
+        .put_group_policy()
+        .group_name(QUARANTINE_GROUP_NAME)
+        .policy_name(QUARANTINE_POLICY_NAME)
+        .policy_document(deny_all_document())
+        .send()
+        .await
+        .map_err(|e| classify("iam:PutGroupPolicy", &e))?;
+    c.iam
+        .add_user_to_group()
+        .group_name(QUARANTINE_GROUP_NAME)
+        .user_name(user)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| classify("iam:AddUserToGroup", &e))
+}
+
+async fn leave_quarantine_group(c: &AccountClients, user: &str) -> Result<(), ConnectorError> {
+    match c
+        .iam
+        .remove_user_from_group()
+        .group_name(QUARANTINE_GROUP_NAME)
+        .user_name(user)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => Ok(()),
+        Err(e) => Err(classify("iam:RemoveUserFromGroup", &e)),
+    }
 }
 
 async fn set_managed(
@@ -370,7 +453,15 @@ async fn set_managed(
     p: Principal<'_>,
     attach: bool,
 ) -> Result<(), ConnectorError> {
-    let arn = MANAGED_QUARANTINE_POLICY_ARN;
+    set_attached(c, p, MANAGED_QUARANTINE_POLICY_ARN, attach).await
+}
+
+async fn set_attached(
+    c: &AccountClients,
+    p: Principal<'_>,
+    arn: &str,
+    attach: bool,
+) -> Result<(), ConnectorError> {
     let res = match (p, attach) {
         (Principal::User(u), true) => c
             .iam
@@ -426,20 +517,22 @@ async fn has_login_profile(c: &AccountClients, user: &str) -> Result<bool, Conne
 
 async fn read_controls(c: &AccountClients, p: Principal<'_>) -> Result<Controls, ConnectorError> {
     let quarantine_doc = get_inline(c, p, QUARANTINE_POLICY_NAME).await?;
-    let revoke_doc = match p {
-        Principal::Role(_) => get_inline(c, p, REVOKE_SESSIONS_POLICY_NAME).await?,
-        Principal::User(_) => None,
-    };
-    let managed_v3 = has_managed(c, p).await?;
-    let login_profile = match p {
-        Principal::User(u) => has_login_profile(c, u).await?,
-        Principal::Role(_) => false,
+    let revoke_doc = get_inline(c, p, REVOKE_SESSIONS_POLICY_NAME).await?;
+    let attached = attached_arns(c, p).await?;
+    let (login_profile, in_group) = match p {
+        Principal::User(u) => (
+            has_login_profile(c, u).await?,
+            in_quarantine_group(c, u).await?,
+        ),
+        Principal::Role(_) => (false, false),
     };
     Ok(Controls {
         quarantine_doc,
         revoke_doc,
-        managed_v3,
+        managed_v3: attached.iter().any(|a| a == MANAGED_QUARANTINE_POLICY_ARN),
         login_profile,
+        deny_all_attached: attached.iter().any(|a| a == AWS_DENY_ALL_POLICY_ARN),
+        in_quarantine_group: in_group,
     })
 }
 
@@ -456,11 +549,50 @@ async fn apply_quarantine(
     }
     match mode {
         QuarantineMode::InlineDeny => {
-            put_inline(c, p, QUARANTINE_POLICY_NAME, &deny_all_document()).await?;
-            changes.push(format!(
-                "put inline deny-all policy `{QUARANTINE_POLICY_NAME}` on {}",
-                p.label()
-            ));
+            // A quota never stops containment: inline deny-all, else AWS's managed
+            // AWSDenyAll, else (users) the cordon-quarantine group's deny-all.
+            let inline = put_inline(c, p, QUARANTINE_POLICY_NAME, &deny_all_document()).await;
+            match inline {
+                Ok(()) => {
+                    changes.push(format!(
+                        "put inline deny-all policy `{QUARANTINE_POLICY_NAME}` on {}",
+                        p.label()
+                    ));
+                    return Ok(());
+                }
+                Err(e) if !is_quota(&e) => return Err(e),
+                Err(_) => {}
+            }
+            match set_attached(c, p, AWS_DENY_ALL_POLICY_ARN, true).await {
+                Ok(()) => {
+                    changes.push(format!(
+                        "attached `{AWS_DENY_ALL_POLICY_ARN}` to {} (its inline policies are at \
+                         their size quota, so cordon's inline deny-all did not fit)",
+                        p.label()
+                    ));
+                    return Ok(());
+                }
+                Err(e) if !is_quota(&e) => return Err(e),
+                Err(e) => {
+                    let Principal::User(u) = p else {
+                        return Err(ConnectorError::permanent(format!(
+                            "cannot quarantine {}: its inline policies are at their size quota \
+                             (10,240 characters) and it has as many managed policies attached as \
+                             its quota allows ({}): detach one, or delete an inline policy, and \
+                             run the step again; meanwhile `aws:revoke-role-sessions` ends its \
+                             live sessions",
+                            p.label(),
+                            e.message
+                        )));
+                    };
+                    join_quarantine_group(c, u).await?;
+                    changes.push(format!(
+                        "added user `{u}` to group `{QUARANTINE_GROUP_NAME}` (deny-all): its \
+                         inline policies are at their size quota and its managed-policy \
+                         attachments at theirs"
+                    ));
+                }
+            }
         }
         QuarantineMode::ManagedV3 => {
             set_managed(c, p, true).await?;
@@ -473,9 +605,15 @@ async fn apply_quarantine(
     Ok(())
 }
 
+/// Deny every session of `p` issued before a cut-off taken from AWS's clock. What the
+/// IAM console's "revoke active sessions" writes for a role; for a user it ends the
+/// sessions its keys minted (`GetSessionToken`, `GetFederationToken`), which survive a
+/// disabled key. Long-term keys carry no token issue time: the deny never touches them.
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_revoke-sessions.html
 async fn apply_revoke(
+    conn: &AwsConnector,
     c: &AccountClients,
-    role: &str,
+    p: Principal<'_>,
     now: &Controls,
     plan_id: &str,
     changes: &mut Vec<String>,
@@ -483,16 +621,48 @@ async fn apply_revoke(
     if now.revoked_for(plan_id) {
         return Ok(());
     }
-    let cutoff = snapshot::revocation_cutoff();
+    let margin = conn.config().cutoff_margin;
+    let (aws_time, source) = clock::aws_now(c, conn.local_now()).await?;
+    let cutoff = snapshot::fmt_time(&clock::cutoff(aws_time, margin));
     put_inline(
         c,
-        Principal::Role(role),
+        p,
         REVOKE_SESSIONS_POLICY_NAME,
         &revoke_sessions_document(plan_id, &cutoff),
     )
-    .await?;
+    .await
+    .map_err(|e| {
+        if is_quota(&e) {
+            ConnectorError::permanent(format!(
+                "cannot end the sessions of {}: its inline policies are at their size quota \
+                 ({}): delete or shorten one and run the step again, or quarantine it (the \
+                 quarantine falls back to `{AWS_DENY_ALL_POLICY_ARN}` at this quota)",
+                p.label(),
+                e.message
+            ))
+        } else {
+            e
+        }
+    })?;
+    let clock = match source {
+        clock::TimeSource::Aws => format!(
+            "AWS's time {} + {} s margin",
+            snapshot::fmt_time(&aws_time),
+            margin.as_secs()
+        ),
+        clock::TimeSource::Host => format!(
+            "this host's clock + {} s margin: AWS's answer carried no Date header",
+            margin.as_secs()
+        ),
+    };
+    let whose = match p {
+        Principal::User(u) => {
+            format!("the sessions of user `{u}` (GetSessionToken, GetFederationToken)")
+        }
+        Principal::Role(r) => format!("every session of role `{r}`"),
+    };
     changes.push(format!(
-        "revoked every session of role `{role}` issued before {cutoff} (inline policy `{REVOKE_SESSIONS_POLICY_NAME}`)"
+        "denied {whose} issued before {cutoff} ({clock}; inline policy `{REVOKE_SESSIONS_POLICY_NAME}`)"
     ));
     Ok(())
 }
@@ -615,7 +785,7 @@ impl AwsConnector {
                     status.as_deref() == want
                 }
             }
-            Action::AwsQuarantineUser | Action::AwsRestoreUser => {
+            Action::AwsQuarantineUser | Action::AwsRevokeUserSessions | Action::AwsRestoreUser => {
                 expect_kind(target, "user", step.action)?;
                 let snap = user_snapshot(&c, &target.id).await?;
                 let now = Controls::from_snapshot(&snap);
@@ -623,6 +793,8 @@ impl AwsConnector {
                 if step.action == Action::AwsQuarantineUser {
                     now.quarantined(params.quarantine)
                         && !(params.delete_login_profile && now.login_profile)
+                } else if step.action == Action::AwsRevokeUserSessions {
+                    now.revoked_for(ctx.plan_id)
                 } else {
                     let want =
                         Controls::from_snapshot(evidence_part(evidence_of(ctx)?, "user", target)?);
@@ -636,7 +808,8 @@ impl AwsConnector {
                 ev.insert("role".into(), snap);
                 match step.action {
                     Action::AwsQuarantineRole => {
-                        now.quarantined(params.quarantine) && now.revoked_for(ctx.plan_id)
+                        now.quarantined(params.quarantine)
+                            && (now.revoked_for(ctx.plan_id) || now.deny_all_attached)
                     }
                     Action::AwsRevokeRoleSessions => now.revoked_for(ctx.plan_id),
                     _ => {
@@ -663,6 +836,14 @@ impl AwsConnector {
     ) -> Result<Outcome, ConnectorError> {
         let step = ctx.step;
         let target = &step.target;
+        if target.kind == "role"
+            && step.action.class() == cordon_connector::DecisionClass::Contain
+            && crate::identify::is_identity_center_role(&target.id)
+        {
+            return Err(ConnectorError::permanent(
+                crate::identify::identity_center_advice(&target.id, None),
+            ));
+        }
         let params = Params::parse(self, ctx)?;
         let c = self.clients_for(target.account.as_deref()).await?;
         let mut changes: Vec<String> = Vec::new();
@@ -678,6 +859,21 @@ impl AwsConnector {
                          stays traceable in CloudTrail)",
                         target.id
                     ));
+                }
+                // Say what still lets someone act as the user: the key alone is not the
+                // attacker's only door. A failed read is said too, never hidden.
+                match snapshot::credentials_snapshot(&c, &user).await {
+                    Ok(creds) => {
+                        let alive = snapshot::alive_beside(&creds, &user, Some(&target.id));
+                        if !alive.is_empty() {
+                            notes.push(format!("still alive beside it: {}", alive.join("; ")));
+                        }
+                    }
+                    Err(e) => notes.push(format!(
+                        "unverified: cordon could not list the other credentials of user \
+                         `{user}`: {}",
+                        e.message
+                    )),
                 }
             }
             Action::AwsRestoreAccessKey => {
@@ -727,6 +923,7 @@ impl AwsConnector {
                 let p = Principal::User(&target.id);
                 let now = read_controls(&c, p).await?;
                 apply_quarantine(&c, p, &now, params.quarantine, &mut changes).await?;
+                notes.push(quarantine_reach(params.quarantine, &target.id));
                 if params.delete_login_profile && now.login_profile {
                     match c
                         .iam
@@ -750,19 +947,37 @@ impl AwsConnector {
                 let p = Principal::Role(&target.id);
                 let now = read_controls(&c, p).await?;
                 apply_quarantine(&c, p, &now, params.quarantine, &mut changes).await?;
-                apply_revoke(&c, &target.id, &now, ctx.plan_id, &mut changes).await?;
+                match apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes).await {
+                    Ok(()) => {}
+                    // At the inline quota the deny-all is AWSDenyAll, which refuses every
+                    // session while attached (and a restore that lifts it asks first).
+                    Err(e) if e.message.contains("size quota") => notes.push(format!(
+                        "no session cut-off on role `{}`: its inline policies are at their \
+                         size quota; the attached `{AWS_DENY_ALL_POLICY_ARN}` refuses every \
+                         session while it is in place",
+                        target.id
+                    )),
+                    Err(e) => return Err(e),
+                }
             }
-            Action::AwsRevokeRoleSessions => {
-                expect_kind(target, "role", step.action)?;
-                let p = Principal::Role(&target.id);
+            Action::AwsRevokeRoleSessions | Action::AwsRevokeUserSessions => {
+                let p = if step.action == Action::AwsRevokeRoleSessions {
+                    expect_kind(target, "role", step.action)?;
+                    Principal::Role(&target.id)
+                } else {
+                    expect_kind(target, "user", step.action)?;
+                    Principal::User(&target.id)
+                };
                 let revoke_doc = get_inline(&c, p, REVOKE_SESSIONS_POLICY_NAME).await?;
                 let now = Controls {
                     quarantine_doc: None,
                     revoke_doc,
                     managed_v3: false,
                     login_profile: false,
+                    deny_all_attached: false,
+                    in_quarantine_group: false,
                 };
-                apply_revoke(&c, &target.id, &now, ctx.plan_id, &mut changes).await?;
+                apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes).await?;
             }
             Action::AwsRestoreUser | Action::AwsRestoreRole => {
                 let (kind, part) = if step.action == Action::AwsRestoreUser {
@@ -779,6 +994,14 @@ impl AwsConnector {
                     Principal::Role(&target.id)
                 };
                 let now = read_controls(&c, p).await?;
+                if !params.revive_sessions {
+                    let taken_at = evidence_of(ctx)?.get("taken_at").and_then(Value::as_str);
+                    if let Some(why) =
+                        revives_sessions(p, &now, &want, &params, taken_at, snap, self.local_now())
+                    {
+                        return Err(ConnectorError::permanent(why));
+                    }
+                }
                 restore_controls(&c, p, &now, &want, &params, &mut changes, &mut notes).await?;
             }
             other => return Err(unsupported(other)),
@@ -808,10 +1031,54 @@ impl AwsConnector {
         })
     }
 
+    /// Prove the step's effect, polling through IAM's propagation delay: a containment
+    /// whose credential still works is probed again (0.5 s, doubling to 5 s) until it is
+    /// refused or [`crate::AwsConfig::verify_deadline`] has passed; then the result says
+    /// "not yet dead", never "dead".
     pub(crate) async fn verify_step(
         &self,
         ctx: &StepContext<'_>,
     ) -> Result<Verification, ConnectorError> {
+        let deadline = self.config().verify_deadline;
+        let start = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(500);
+        let mut probes = 0u32;
+        loop {
+            probes += 1;
+            let v = self.verify_once(ctx).await?;
+            let contain = ctx.step.action.class() == cordon_connector::DecisionClass::Contain;
+            match v {
+                Verification::Alive { detail } if contain => {
+                    let waited = start.elapsed();
+                    if waited + wait > deadline {
+                        return Ok(Verification::NotVerified {
+                            detail: format!(
+                                "not yet dead: {detail} ({probes} probes over {} s, deadline \
+                                 {} s); IAM changes can take time to propagate: check again \
+                                 later",
+                                waited.as_secs(),
+                                deadline.as_secs()
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                Verification::Dead { detail } if probes > 1 => {
+                    return Ok(Verification::Dead {
+                        detail: format!(
+                            "{detail} (after {probes} probes over {} s: the change took time \
+                             to propagate)",
+                            start.elapsed().as_secs()
+                        ),
+                    })
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn verify_once(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
         let step = ctx.step;
         let target = &step.target;
         // A call signed with the leaked secret is the strongest proof: try it first. A
@@ -850,6 +1117,23 @@ impl AwsConnector {
         let state = self.describe_step(ctx).await?;
         let restore = step.action.class() == cordon_connector::DecisionClass::Restore;
         let what = target.display_name();
+        // AWSCompromisedKeyQuarantineV3 denies a list of actions, not everything: in
+        // place, it is a partial containment, and is said so (never "dead").
+        if matches!(
+            step.action,
+            Action::AwsQuarantineUser | Action::AwsQuarantineRole
+        ) && Params::parse(self, ctx)?.quarantine == QuarantineMode::ManagedV3
+            && state.contained
+        {
+            return Ok(Verification::NotVerified {
+                detail: format!(
+                    "partial: read back `{MANAGED_QUARANTINE_POLICY_ARN}` attached to {what}, \
+                     but it denies a list of high-risk actions, not everything: the principal's \
+                     credentials still work for every other call; quarantine with \
+                     `inline-deny` for a full deny"
+                ),
+            });
+        }
         Ok(match (restore, state.contained) {
             (false, true) => Verification::Dead {
                 detail: format!(
@@ -934,9 +1218,100 @@ impl AwsConnector {
 /// Whether the controls in scope match the snapshot. A deleted console password cannot
 /// be put back (AWS never reveals it), so it does not count: restore reports it instead.
 fn restored(now: &Controls, want: &Controls, params: &Params) -> bool {
-    (!params.wants(CONTROL_QUARANTINE) || now.quarantine_doc == want.quarantine_doc)
+    (!params.wants(CONTROL_QUARANTINE)
+        || (now.quarantine_doc == want.quarantine_doc
+            && now.deny_all_attached == want.deny_all_attached
+            && now.in_quarantine_group == want.in_quarantine_group))
         && (!params.wants(CONTROL_MANAGED_V3) || now.managed_v3 == want.managed_v3)
         && (!params.wants(CONTROL_REVOKE_SESSIONS) || now.revoke_doc == want.revoke_doc)
+}
+
+/// The longest a session of `p` lives: 36 hours for a user's `GetSessionToken` and
+/// `GetFederationToken` sessions, the role's `MaxSessionDuration` (12 hours at most).
+/// https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html
+fn max_session(p: Principal<'_>, snap: &Value) -> std::time::Duration {
+    match p {
+        Principal::User(_) => std::time::Duration::from_secs(36 * 3600),
+        Principal::Role(_) => std::time::Duration::from_secs(
+            snap.get("max_session_duration")
+                .and_then(Value::as_u64)
+                .unwrap_or(12 * 3600),
+        ),
+    }
+}
+
+fn parse_time(s: &str) -> Option<std::time::SystemTime> {
+    aws_smithy_types::DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime)
+        .ok()
+        .and_then(|d| std::time::SystemTime::try_from(d).ok())
+}
+
+/// Why restoring now would re-enable sessions issued before containment (an attacker's),
+/// or `None` when it would not. Removing a session cut-off revives the sessions issued
+/// before it until they expire (cut-off + the longest session); removing a deny-all
+/// revives every session issued before it, unless a cut-off stays in place. Unknown times
+/// count as "too early": the restore then needs the explicit `revive_sessions`.
+fn revives_sessions(
+    p: Principal<'_>,
+    now: &Controls,
+    want: &Controls,
+    params: &Params,
+    taken_at: Option<&str>,
+    snap: &Value,
+    local_now: std::time::SystemTime,
+) -> Option<String> {
+    let longest = max_session(p, snap);
+    let removes_cutoff = params.wants(CONTROL_REVOKE_SESSIONS)
+        && now.revoke_doc.is_some()
+        && now.revoke_doc != want.revoke_doc;
+    let removes_deny = (params.wants(CONTROL_QUARANTINE)
+        && ((now.quarantine_doc.is_some() && want.quarantine_doc.is_none())
+            || (now.deny_all_attached && !want.deny_all_attached)
+            || (now.in_quarantine_group && !want.in_quarantine_group)))
+        || (params.wants(CONTROL_MANAGED_V3) && now.managed_v3 && !want.managed_v3);
+    let cutoff = now
+        .revoke_doc
+        .as_ref()
+        .and_then(revoke_cutoff)
+        .map(|(c, _)| c);
+    let taken = taken_at.and_then(parse_time);
+    let (what, since) = if removes_cutoff {
+        (
+            format!(
+                "removing the session cut-off of {} re-enables the sessions issued before `{}`",
+                p.label(),
+                cutoff.as_deref().unwrap_or("?")
+            ),
+            cutoff.as_deref().and_then(parse_time),
+        )
+    } else if removes_deny && now.revoke_doc.is_none() {
+        (
+            format!(
+                "removing the quarantine of {} re-enables every session issued before it,                  leaked ones included",
+                p.label()
+            ),
+            taken,
+        )
+    } else {
+        return None;
+    };
+    let until = since.map(|t| t + longest);
+    if until.is_some_and(|u| u <= local_now) {
+        return None;
+    }
+    let when = until
+        .map(|u| {
+            format!(
+                "until {} (the longest session, {} h, after it)",
+                crate::snapshot::fmt_time(&aws_smithy_types::DateTime::from(u)),
+                longest.as_secs() / 3600
+            )
+        })
+        .unwrap_or_else(|| "and cordon cannot tell when they expire".to_owned());
+    Some(format!(
+        "{what}, {when}: wait, or confirm with `cordon restore PLAN --revive-sessions` \
+         (step param `revive_sessions: true`)"
+    ))
 }
 
 async fn restore_controls(
@@ -980,6 +1355,36 @@ async fn restore_controls(
             }
         }
     }
+    if params.wants(CONTROL_QUARANTINE) && now.deny_all_attached != want.deny_all_attached {
+        set_attached(c, p, AWS_DENY_ALL_POLICY_ARN, want.deny_all_attached).await?;
+        changes.push(format!(
+            "{} `{AWS_DENY_ALL_POLICY_ARN}` {} {}",
+            if want.deny_all_attached {
+                "re-attached"
+            } else {
+                "detached"
+            },
+            if want.deny_all_attached { "to" } else { "from" },
+            p.label()
+        ));
+    }
+    if let Principal::User(u) = p {
+        if params.wants(CONTROL_QUARANTINE) && now.in_quarantine_group != want.in_quarantine_group {
+            if want.in_quarantine_group {
+                join_quarantine_group(c, u).await?;
+            } else {
+                leave_quarantine_group(c, u).await?;
+            }
+            changes.push(format!(
+                "user `{u}` {} group `{QUARANTINE_GROUP_NAME}`",
+                if want.in_quarantine_group {
+                    "put back in"
+                } else {
+                    "removed from"
+                }
+            ));
+        }
+    }
     if params.wants(CONTROL_MANAGED_V3) && now.managed_v3 != want.managed_v3 {
         set_managed(c, p, want.managed_v3).await?;
         changes.push(format!(
@@ -1003,6 +1408,28 @@ async fn restore_controls(
         }
     }
     Ok(())
+}
+
+/// An IAM quota refused the change (`LimitExceeded`).
+fn is_quota(e: &ConnectorError) -> bool {
+    e.class == cordon_connector::ErrorClass::Permanent
+        && e.message.contains("failed: LimitExceeded")
+}
+
+/// What a user quarantine reaches, said with every quarantine outcome.
+fn quarantine_reach(mode: QuarantineMode, user: &str) -> String {
+    match mode {
+        QuarantineMode::InlineDeny => format!(
+            "the deny-all refuses every request authorized by user `{user}`'s policies: its \
+             other access keys, SSH public keys (CodeCommit), service-specific credentials, \
+             signing certificates and sessions"
+        ),
+        QuarantineMode::ManagedV3 => format!(
+            "partial: `{MANAGED_QUARANTINE_POLICY_ARN}` denies a list of high-risk actions, not \
+             everything: user `{user}`'s keys and other credentials can still make every other \
+             call; for a full deny run with `CORDON_AWS_QUARANTINE=inline-deny`"
+        ),
+    }
 }
 
 pub(crate) fn unsupported(action: Action) -> ConnectorError {

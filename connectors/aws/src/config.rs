@@ -57,6 +57,15 @@ pub struct AwsConfig {
     /// `RoleSessionName` of cross-account sessions: shows in the target account's
     /// CloudTrail.
     pub session_name: String,
+    /// Added to AWS's time (the `Date` of a response) to make a session cut-off: sessions
+    /// issued up to this long after cordon read the time are refused too. It covers the
+    /// `Date` header's whole-second truncation and the seconds until IAM applies the new
+    /// policy everywhere (IAM is eventually consistent); a legitimate session minted in
+    /// that window is refused once and simply minted again.
+    pub cutoff_margin: Duration,
+    /// How long verification keeps probing a credential that still works after its
+    /// containment (IAM changes take time to propagate) before it reports "not yet dead".
+    pub verify_deadline: Duration,
 }
 
 impl Default for AwsConfig {
@@ -69,6 +78,8 @@ impl Default for AwsConfig {
             operation_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             session_name: "cordon".to_owned(),
+            cutoff_margin: Duration::from_secs(30),
+            verify_deadline: Duration::from_secs(60),
         }
     }
 }
@@ -76,7 +87,8 @@ impl Default for AwsConfig {
 impl AwsConfig {
     /// Reads `CORDON_AWS_ENDPOINT_URL`, `AWS_REGION` / `AWS_DEFAULT_REGION` (default
     /// `us-east-1`), `CORDON_AWS_ROLE_ARN_TEMPLATE`, `CORDON_AWS_QUARANTINE`
-    /// (`inline-deny` | `managed-v3`) and `CORDON_AWS_TIMEOUT_SECS`.
+    /// (`inline-deny` | `managed-v3`), `CORDON_AWS_TIMEOUT_SECS`,
+    /// `CORDON_AWS_CUTOFF_MARGIN_SECS` and `CORDON_AWS_VERIFY_DEADLINE_SECS`.
     pub fn from_env() -> Result<AwsConfig, ConnectorError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -110,6 +122,22 @@ impl AwsConfig {
                 ))
             })?;
             config.operation_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = non_empty("CORDON_AWS_VERIFY_DEADLINE_SECS") {
+            let secs: u64 = secs.trim().parse().map_err(|_| {
+                ConnectorError::permanent(format!(
+                    "CORDON_AWS_VERIFY_DEADLINE_SECS `{secs}` is not a whole number of seconds"
+                ))
+            })?;
+            config.verify_deadline = Duration::from_secs(secs);
+        }
+        if let Some(secs) = non_empty("CORDON_AWS_CUTOFF_MARGIN_SECS") {
+            let secs: u64 = secs.trim().parse().map_err(|_| {
+                ConnectorError::permanent(format!(
+                    "CORDON_AWS_CUTOFF_MARGIN_SECS `{secs}` is not a whole number of seconds"
+                ))
+            })?;
+            config.cutoff_margin = Duration::from_secs(secs);
         }
         Ok(config)
     }

@@ -40,6 +40,23 @@ pub struct KeyIdentity {
     /// [`AwsConnector::identify_session`]).
     pub role: Option<String>,
     pub last_used: Option<KeyLastUsed>,
+    /// A session credential's own name for its principal, when the session token named it
+    /// (`sts:GetCallerIdentity` signed with the session): the role session name, or
+    /// the federated user's name for a `GetFederationToken` session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+    /// What minted a session credential, when the session token told: `assumed-role`,
+    /// `user` (`GetSessionToken`: the session belongs to IAM user `user`) or
+    /// `federated-user` (`GetFederationToken`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_kind: Option<String>,
+}
+
+/// IAM Identity Center (SSO) creates these roles and forbids editing them: a deny put on
+/// one is refused (`UnmodifiableEntity`). ContainIAMPrincipal contains the Identity
+/// Center user instead.
+pub fn is_identity_center_role(role: &str) -> bool {
+    role.starts_with("AWSReservedSSO_")
 }
 
 impl KeyIdentity {
@@ -48,6 +65,20 @@ impl KeyIdentity {
         match (self.kind, &self.user, &self.role) {
             (KeyKind::LongTerm, Some(u), _) => format!("user `{u}` in account {}", self.account),
             (KeyKind::LongTerm, None, _) => format!("an unknown user in account {}", self.account),
+            (KeyKind::Session, Some(u), _) if self.session_kind.as_deref() == Some("user") => {
+                format!(
+                    "session credentials of IAM user `{u}` (GetSessionToken) in account {}",
+                    self.account
+                )
+            }
+            (KeyKind::Session, _, _) if self.session_kind.as_deref() == Some("federated-user") => {
+                format!(
+                    "federation token of federated user `{}` (GetFederationToken, minted by an \
+                     IAM user of account {})",
+                    self.session_name.as_deref().unwrap_or("?"),
+                    self.account
+                )
+            }
             (KeyKind::Session, _, Some(r)) => {
                 format!("session credentials of role `{r}` in account {}", self.account)
             }
@@ -103,6 +134,8 @@ impl AwsConnector {
             user: None,
             role: None,
             last_used: None,
+            session_name: None,
+            session_kind: None,
         };
         if kind == KeyKind::Session {
             // IAM keeps no last-use record of session credentials and GetAccessKeyLastUsed
@@ -141,12 +174,30 @@ impl AwsConnector {
             .send()
             .await
             .map_err(|e| classify("sts:GetCallerIdentity (with the leaked session)", &e))?;
-        // arn:aws:sts::123456789012:assumed-role/ROLE/SESSION
-        identity.role = me
-            .arn()
-            .and_then(|arn| arn.split(":assumed-role/").nth(1))
-            .and_then(|rest| rest.split('/').next())
-            .map(str::to_owned);
+        // Not every ASIA key is a role session: GetSessionToken sessions belong to an IAM
+        // user, GetFederationToken sessions to a federated user (minted by an IAM user).
+        //   arn:aws:sts::123456789012:assumed-role/ROLE/SESSION
+        //   arn:aws:iam::123456789012:user/PATH/NAME
+        //   arn:aws:sts::123456789012:federated-user/NAME
+        let arn = me.arn().unwrap_or_default();
+        let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
+        if let Some(rest) = resource.strip_prefix("assumed-role/") {
+            let mut parts = rest.splitn(2, '/');
+            identity.role = parts.next().map(str::to_owned);
+            identity.session_name = parts.next().map(str::to_owned);
+            identity.session_kind = Some("assumed-role".into());
+        } else if let Some(rest) = resource.strip_prefix("user/") {
+            identity.user = rest.rsplit('/').next().map(str::to_owned);
+            identity.session_kind = Some("user".into());
+        } else if let Some(rest) = resource.strip_prefix("federated-user/") {
+            identity.session_name = Some(rest.to_owned());
+            identity.session_kind = Some("federated-user".into());
+        } else {
+            return Err(ConnectorError::permanent(format!(
+                "the session `{key_id}` names a principal cordon does not know how to contain \
+                 (`{arn}`): contain it by hand"
+            )));
+        }
         if let Some(acct) = me.account() {
             identity.account = acct.to_owned();
         }
@@ -169,7 +220,8 @@ pub struct ContainOptions {
 }
 
 /// The steps that contain a leaked key, numbered `s1`, `s2`, ...:
-/// * `AKIA`: disable the key; with `quarantine_user`, quarantine its user too;
+/// * `AKIA`: disable the key; with `quarantine_user`, quarantine its user too; then end
+///   the sessions the key minted (`aws:revoke-user-sessions`);
 /// * `ASIA`: revoke the role's sessions (a session credential cannot be disabled).
 pub fn contain_steps_for_key(
     identity: &KeyIdentity,
@@ -219,6 +271,47 @@ pub fn contain_steps_for_key(
                 }
                 push(Action::AwsQuarantineUser, target("user", &user), p);
             }
+            // A disabled key does not end the sessions it minted (GetSessionToken,
+            // GetFederationToken: up to 36 hours): deny the user's sessions issued before
+            // now. It needs no secret: verify reads the cut-off back.
+            push(
+                Action::AwsRevokeUserSessions,
+                target("user", &user),
+                BTreeMap::new(),
+            );
+            if let Some(last) = steps.last_mut() {
+                last.secret = None;
+            }
+        }
+        KeyKind::Session if identity.session_kind.as_deref() == Some("user") => {
+            // A GetSessionToken session: end the user's sessions issued before now. The
+            // user's long-term key that minted it is still alive: it is named below.
+            let user = identity.user.clone().ok_or_else(|| {
+                ConnectorError::permanent(format!(
+                    "`{}` is a user session but its user is unknown",
+                    identity.key_id
+                ))
+            })?;
+            push(
+                Action::AwsRevokeUserSessions,
+                target("user", &user),
+                BTreeMap::new(),
+            );
+            if let Some(last) = steps.last_mut() {
+                last.secret = None;
+            }
+        }
+        KeyKind::Session if identity.session_kind.as_deref() == Some("federated-user") => {
+            return Err(ConnectorError::permanent(format!(
+                "`{}` is a federation token (federated user `{}`): it acts with the \
+                 permissions of the IAM user that called GetFederationToken, which the token \
+                 does not name. Find that user in CloudTrail (`GetFederationToken` events in \
+                 account {}), then run `cordon revoke aws-key` on the user's key: that ends \
+                 the sessions it minted",
+                identity.key_id,
+                identity.session_name.as_deref().unwrap_or("?"),
+                identity.account
+            )));
         }
         KeyKind::Session => {
             let role = options
@@ -227,11 +320,20 @@ pub fn contain_steps_for_key(
                 .or_else(|| identity.role.clone())
                 .ok_or_else(|| {
                     ConnectorError::permanent(format!(
-                        "`{}` is a session credential and its role is unknown: name the role \
-                     (find it in CloudTrail by the key id, or supply the session token)",
-                        identity.key_id
+                        "`{}` is a session credential of account {} and cordon cannot tell \
+                         whose: a role's (AssumeRole), a user's (GetSessionToken) or a \
+                         federated user's. Supply its session token (`--session-token-env \
+                         VAR` with `--secret-env`) so the session names itself, or name the \
+                         role (`--role NAME`, found in CloudTrail by the key id)",
+                        identity.key_id, identity.account
                     ))
                 })?;
+            if is_identity_center_role(&role) {
+                return Err(ConnectorError::permanent(identity_center_advice(
+                    &role,
+                    identity.session_name.as_deref(),
+                )));
+            }
             push(
                 Action::AwsRevokeRoleSessions,
                 target("role", &role),
@@ -240,6 +342,20 @@ pub fn contain_steps_for_key(
         }
     }
     Ok(steps)
+}
+
+/// What to do about a session of an Identity Center role, which cordon cannot edit.
+pub fn identity_center_advice(role: &str, session_name: Option<&str>) -> String {
+    let who = session_name
+        .map(|u| format!("Identity Center user `{u}`"))
+        .unwrap_or_else(|| "the Identity Center user (the session name in CloudTrail)".into());
+    format!(
+        "role `{role}` is managed by IAM Identity Center and cannot be edited (AWS refuses a \
+         deny put on it): contain {who} instead: in the IAM Identity Center console disable the \
+         user and revoke its active sessions, or `aws identitystore` / `aws sso-admin` to \
+         remove its permission-set assignments; sessions already issued end when they expire \
+         (the permission set's session duration)"
+    )
 }
 
 /// The step that undoes `step` from its evidence snapshot (`evidence_hash` names the
@@ -265,6 +381,7 @@ pub fn restore_step_for(step: &PlanStep, evidence_hash: &str) -> Option<PlanStep
             ],
         ),
         Action::AwsRevokeRoleSessions => (Action::AwsRestoreRole, &[CONTROL_REVOKE_SESSIONS]),
+        Action::AwsRevokeUserSessions => (Action::AwsRestoreUser, &[CONTROL_REVOKE_SESSIONS]),
         _ => return None,
     };
     let mut params = step.params.clone();
@@ -320,6 +437,8 @@ mod tests {
             user: (kind == KeyKind::LongTerm).then(|| "alice".to_owned()),
             role: None,
             last_used: None,
+            session_name: None,
+            session_kind: None,
         }
     }
 
@@ -330,7 +449,10 @@ mod tests {
             ..Default::default()
         };
         let steps = contain_steps_for_key(&identity(KeyKind::LongTerm), &opts).unwrap();
-        assert_eq!(steps.len(), 2);
+        assert_eq!(steps.len(), 3);
+        assert_eq!(steps[2].action, Action::AwsRevokeUserSessions);
+        assert_eq!(steps[2].target.id, "alice");
+        assert_eq!(steps[2].secret, None);
         assert_eq!(steps[0].action, Action::AwsDisableAccessKey);
         assert_eq!(steps[0].target.account.as_deref(), Some("123456789012"));
         assert_eq!(steps[1].action, Action::AwsQuarantineUser);

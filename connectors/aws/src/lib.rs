@@ -1,3 +1,17 @@
+// IAM and STS calls this connector makes (for the least-privilege policy in policies/):
+//   sts:GetCallerIdentity sts:GetAccessKeyInfo sts:AssumeRole
+//   iam:GetAccessKeyLastUsed iam:GetUser iam:GetRole iam:ListAccessKeys
+//   iam:ListUserPolicies iam:ListRolePolicies iam:GetUserPolicy iam:GetRolePolicy
+//   iam:ListAttachedUserPolicies iam:ListAttachedRolePolicies iam:ListGroupsForUser
+//   iam:ListUserTags iam:ListRoleTags iam:GetLoginProfile iam:DeleteLoginProfile
+//   iam:UpdateAccessKey iam:PutUserPolicy iam:PutRolePolicy iam:DeleteUserPolicy
+//   iam:DeleteRolePolicy iam:AttachUserPolicy iam:AttachRolePolicy iam:DetachUserPolicy
+//   iam:DetachRolePolicy iam:ListSSHPublicKeys iam:ListServiceSpecificCredentials
+//   iam:ListSigningCertificates iam:CreateGroup iam:PutGroupPolicy iam:AddUserToGroup
+//   iam:RemoveUserFromGroup
+// (issue 16 added: sts:GetCallerIdentity for AWS's time, the three List calls of other
+// credentials, and the group calls of the quota fallback.)
+
 //! cordon's AWS connector: contain a leaked AWS access key in IAM.
 //!
 //! Built on `aws-sdk-iam`, `aws-sdk-sts` and `aws-config` with the SDK's default
@@ -15,6 +29,7 @@
 //! | `aws:quarantine-user` | `user` / user name | inline deny-all `cordon-quarantine-deny-all` (or attach `AWSCompromisedKeyQuarantineV3`); delete the console password |
 //! | `aws:quarantine-role` | `role` / role name | the same quarantine, plus session revocation |
 //! | `aws:revoke-role-sessions` | `role` / role name | inline `cordon-revoke-sessions`: deny everything to sessions with `aws:TokenIssueTime` before now (the console's "revoke active sessions"); for leaked `ASIA` credentials |
+//! | `aws:revoke-user-sessions` | `user` / user name | inline `cordon-revoke-sessions` on the user: deny every session issued before a cut-off (`GetSessionToken`, `GetFederationToken` sessions outlive a disabled key, up to 36 h); the user's long-term keys and later sessions keep working. Planned with every `AKIA` key |
 //! | `aws:restore-access-key` | `access-key` | the key's status from the snapshot; re-activation only with `reactivate_key: true` |
 //! | `aws:restore-user`, `aws:restore-role` | `user`, `role` | cordon's controls back to the snapshot, nothing else |
 //!
@@ -64,17 +79,31 @@
 //! probe is a call by the leaked key: it appears in CloudTrail (from cordon's address).
 //! For restore steps, verify reports `Alive` once the snapshot's controls are back.
 //!
+//! # Session cut-offs use AWS's clock
+//!
+//! The `aws:TokenIssueTime` cut-off is AWS's time (the `Date` of an
+//! `sts:GetCallerIdentity` answer) plus [`AwsConfig::cutoff_margin`], never the host's
+//! clock: a host running behind would spare the sessions issued in the gap (`clock.rs`).
+//!
 //! # Permissions cordon's credentials need
 //!
+//! `sts:GetCallerIdentity` (cordon's own account, and AWS's time for cut-offs),
 //! `sts:GetAccessKeyInfo`, `sts:AssumeRole` (cross-account), `iam:GetAccessKeyLastUsed`,
 //! `iam:GetUser`, `iam:GetRole`, `iam:List{AccessKeys,UserPolicies,RolePolicies,
 //! AttachedUserPolicies,AttachedRolePolicies,GroupsForUser,UserTags,RoleTags}`,
 //! `iam:Get{UserPolicy,RolePolicy,LoginProfile}`, `iam:UpdateAccessKey`,
 //! `iam:Put{User,Role}Policy`, `iam:Delete{User,Role}Policy`,
-//! `iam:{Attach,Detach}{User,Role}Policy`, `iam:DeleteLoginProfile`.
+//! `iam:{Attach,Detach}{User,Role}Policy` (`AWSCompromisedKeyQuarantineV3`, and
+//! `AWSDenyAll` at the inline-size quota), `iam:DeleteLoginProfile`,
+//! `iam:ListSSHPublicKeys`, `iam:ListServiceSpecificCredentials`,
+//! `iam:ListSigningCertificates` (the user's other credentials: a missing permission is
+//! reported as "unverified", never blocks), and for a user at both policy quotas
+//! `iam:CreateGroup`, `iam:PutGroupPolicy`, `iam:AddUserToGroup`,
+//! `iam:RemoveUserFromGroup` on group `cordon-quarantine`.
 
 mod actions;
 mod client;
+mod clock;
 mod config;
 mod error;
 mod identify;
@@ -95,11 +124,12 @@ pub use actions::{
 pub use client::{AccountClients, LeakedKeyClient};
 pub use config::{AwsConfig, QuarantineMode};
 pub use identify::{
-    contain_steps_for_key, key_kind, restore_step_for, ContainOptions, KeyIdentity, KeyKind,
-    KeyLastUsed,
+    contain_steps_for_key, identity_center_advice, is_identity_center_role, key_kind,
+    restore_step_for, ContainOptions, KeyIdentity, KeyKind, KeyLastUsed,
 };
 pub use policy::{
-    MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
+    AWS_DENY_ALL_POLICY_ARN, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME,
+    QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
 };
 
 /// The AWS connector. Cheap to share (`Arc`) across the engine's concurrent steps.
@@ -157,6 +187,21 @@ impl AwsConnector {
 
     pub fn config(&self) -> &AwsConfig {
         &self.config
+    }
+
+    /// The same connector reading the host's time from `time_source` (the SDK signs with
+    /// it too). Tests inject a skewed clock this way; session cut-offs must not move with
+    /// it (they come from AWS's `Date`, see `clock.rs`).
+    pub fn with_time_source(self, time_source: aws_smithy_async::time::SharedTimeSource) -> Self {
+        let base = self.base.to_builder().time_source(time_source).build();
+        Self::from_sdk(self.config, base)
+    }
+
+    /// The host's time as the SDK sees it.
+    pub(crate) fn local_now(&self) -> std::time::SystemTime {
+        self.base
+            .time_source()
+            .map_or_else(std::time::SystemTime::now, |t| t.now())
     }
 
     /// The account of cordon's own credentials.

@@ -12,6 +12,13 @@ pub const REVOKE_SESSIONS_POLICY_NAME: &str = "cordon-revoke-sessions";
 pub const MANAGED_QUARANTINE_POLICY_ARN: &str =
     "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";
 
+/// AWS's managed deny-all: the quarantine when a principal's inline policies are at their
+/// size quota (2,048 characters for a user, 10,240 for a role).
+pub const AWS_DENY_ALL_POLICY_ARN: &str = "arn:aws:iam::aws:policy/AWSDenyAll";
+/// A group holding cordon's deny-all: the quarantine of a user at both the inline-size and
+/// the attached-policies quota (10 by default). Created on first use, in each account.
+pub const QUARANTINE_GROUP_NAME: &str = "cordon-quarantine";
+
 pub(crate) fn deny_all_document() -> String {
     json!({
         "Version": "2012-10-17",

@@ -32,6 +32,10 @@ pub struct TargetState {
 pub enum Verification {
     /// The credential is refused by the provider (or the control is read back in place).
     Dead { detail: String },
+    /// The change is read back in place, but it contains the credential only
+    /// in part (a fine-grained token's access to one organisation removed: the
+    /// token still works elsewhere). Never reported as dead.
+    Partial { detail: String },
     /// The credential still works.
     Alive { detail: String },
     /// Could not be decided within the bound; never reported as success.
@@ -42,6 +46,7 @@ impl Verification {
     pub fn label(&self) -> &'static str {
         match self {
             Verification::Dead { .. } => "dead",
+            Verification::Partial { .. } => "partial",
             Verification::Alive { .. } => "alive",
             Verification::NotVerified { .. } => "not-verified",
         }

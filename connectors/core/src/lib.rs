@@ -11,6 +11,7 @@
 
 pub mod aws_key;
 mod connector;
+pub mod github_token;
 mod model;
 mod secret;
 pub mod testkit;

@@ -74,6 +74,11 @@ pub enum Action {
     AwsQuarantineRole,
     #[serde(rename = "aws:revoke-role-sessions")]
     AwsRevokeRoleSessions,
+    /// End the sessions a user's key minted (`GetSessionToken`, `GetFederationToken`):
+    /// deny every request of the user's sessions issued before a cut-off. Long-term keys
+    /// and sessions issued later are untouched.
+    #[serde(rename = "aws:revoke-user-sessions")]
+    AwsRevokeUserSessions,
     #[serde(rename = "aws:restore-access-key")]
     AwsRestoreAccessKey,
     #[serde(rename = "aws:restore-user")]
@@ -120,6 +125,7 @@ impl Action {
         Action::AwsQuarantineUser,
         Action::AwsQuarantineRole,
         Action::AwsRevokeRoleSessions,
+        Action::AwsRevokeUserSessions,
         Action::AwsRestoreAccessKey,
         Action::AwsRestoreUser,
         Action::AwsRestoreRole,
@@ -140,6 +146,7 @@ impl Action {
             | Action::AwsQuarantineUser
             | Action::AwsQuarantineRole
             | Action::AwsRevokeRoleSessions
+            | Action::AwsRevokeUserSessions
             | Action::AwsRestoreAccessKey
             | Action::AwsRestoreUser
             | Action::AwsRestoreRole => Provider::Aws,
@@ -171,6 +178,7 @@ impl Action {
             Action::AwsQuarantineUser => "aws:quarantine-user",
             Action::AwsQuarantineRole => "aws:quarantine-role",
             Action::AwsRevokeRoleSessions => "aws:revoke-role-sessions",
+            Action::AwsRevokeUserSessions => "aws:revoke-user-sessions",
             Action::AwsRestoreAccessKey => "aws:restore-access-key",
             Action::AwsRestoreUser => "aws:restore-user",
             Action::AwsRestoreRole => "aws:restore-role",

@@ -46,7 +46,9 @@ pub async fn check_contain_cycle(
         ));
     }
     match connector.verify(ctx).await {
-        Ok(Verification::Dead { .. }) => Ok(()),
+        // Partial: the control is read back in place but, by its nature,
+        // contains the credential only in part (and says so).
+        Ok(Verification::Dead { .. } | Verification::Partial { .. }) => Ok(()),
         Ok(other) => Err(format!("verify after containment: {other:?}")),
         Err(e) => Err(format!("verify: {e}")),
     }

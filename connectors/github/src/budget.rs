@@ -19,6 +19,12 @@ const HOUR: u64 = 3600;
 struct BudgetFile {
     /// Unix seconds of each revocation request sent in the last hour.
     requests: Vec<u64>,
+    /// GitHub said the budget of the originating IP is spent until then (unix
+    /// seconds, its `x-ratelimit-reset`). The budget is per IP at GitHub, so
+    /// other machines behind the same NAT (shared CI runners) spend it too,
+    /// which this file cannot count: GitHub's word overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spent_until: Option<u64>,
 }
 
 /// What is left of the revocation budget.
@@ -64,6 +70,38 @@ impl RevocationBudget {
     /// Take up to `wanted` requests from the budget; returns how many were
     /// granted (possibly 0) and the status after taking them.
     pub fn take(&self, wanted: u32) -> Result<(u32, BudgetStatus), ConnectorError> {
+        self.locked(|file, now| {
+            let used = u32::try_from(file.requests.len()).unwrap_or(u32::MAX);
+            let blocked = file.spent_until.is_some_and(|t| t > now);
+            let granted = if blocked {
+                0
+            } else {
+                wanted.min(self.limit.saturating_sub(used))
+            };
+            if granted > 0 {
+                file.requests
+                    .extend(std::iter::repeat_n(now, granted as usize));
+            }
+            (granted > 0, granted)
+        })
+    }
+
+    /// GitHub answered that the revocation budget is spent (403 or 429 with
+    /// `x-ratelimit-remaining: 0`) until `reset`: no request is granted before.
+    pub fn spent_until(&self, reset: u64) -> Result<BudgetStatus, ConnectorError> {
+        self.locked(|file, _| {
+            file.spent_until = Some(file.spent_until.unwrap_or(0).max(reset));
+            (true, ())
+        })
+        .map(|(_, status)| status)
+    }
+
+    /// Run `f` on the file under the in-process and the cross-process lock;
+    /// `f` says whether to write the file back.
+    fn locked<R>(
+        &self,
+        f: impl FnOnce(&mut BudgetFile, u64) -> (bool, R),
+    ) -> Result<(R, BudgetStatus), ConnectorError> {
         let _guard = self.lock.lock().map_err(|_| {
             ConnectorError::permanent("the revocation budget lock is poisoned; restart cordon")
         })?;
@@ -93,21 +131,27 @@ impl RevocationBudget {
         })?;
         let now = now();
         let mut file = self.read(now)?;
-        let used = u32::try_from(file.requests.len()).unwrap_or(u32::MAX);
-        let granted = wanted.min(self.limit.saturating_sub(used));
-        if granted > 0 {
-            file.requests
-                .extend(std::iter::repeat_n(now, granted as usize));
+        let (write, r) = f(&mut file, now);
+        if write {
             self.write(&file)?;
         }
-        Ok((granted, self.status_of(&file)))
+        Ok((r, self.status_of(&file)))
     }
 
     fn status_of(&self, file: &BudgetFile) -> BudgetStatus {
-        BudgetStatus {
-            limit: self.limit,
-            used: u32::try_from(file.requests.len()).unwrap_or(u32::MAX),
-            next_free_at: file.requests.iter().min().map(|t| t + HOUR),
+        let oldest = file.requests.iter().min().map(|t| t + HOUR);
+        match file.spent_until {
+            // GitHub's word: nothing left until its reset.
+            Some(reset) => BudgetStatus {
+                limit: self.limit,
+                used: self.limit,
+                next_free_at: Some(reset),
+            },
+            None => BudgetStatus {
+                limit: self.limit,
+                used: u32::try_from(file.requests.len()).unwrap_or(u32::MAX),
+                next_free_at: oldest,
+            },
         }
     }
 
@@ -142,6 +186,9 @@ impl RevocationBudget {
             ))
         })?;
         file.requests.retain(|t| t + HOUR > now);
+        if file.spent_until.is_some_and(|t| t <= now) {
+            file.spent_until = None;
+        }
         Ok(file)
     }
 
@@ -281,6 +328,27 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         let e = RevocationBudget::new(&path, 60).take(1).unwrap_err();
         assert!(e.message.contains("chmod 600"), "{}", e.message);
+    }
+
+    // issue 17: GitHub's budget is per originating IP; when GitHub says it is
+    // spent, the local file must not grant requests before GitHub's reset.
+    #[test]
+    fn github_saying_spent_blocks_until_its_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("budget.json");
+        let b = RevocationBudget::new(&path, 60);
+        let status = b.spent_until(now() + 120).unwrap();
+        assert_eq!(status.remaining(), 0);
+        let (granted, status) = b.take(1).unwrap();
+        assert_eq!(granted, 0);
+        assert!(status.next_free_at.unwrap() >= now() + 100);
+        // A reset in the past no longer blocks.
+        std::fs::write(
+            &path,
+            format!("{{\"requests\":[],\"spent_until\":{}}}", now() - 1),
+        )
+        .unwrap();
+        assert_eq!(b.take(1).unwrap().0, 1);
     }
 
     #[test]

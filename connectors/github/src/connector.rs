@@ -19,6 +19,7 @@ use crate::budget::{hhmm_utc, until, BudgetStatus, RevocationBudget};
 use crate::config::{GithubConfig, REVOKE_BATCH_LIMIT};
 use crate::credentials::CordonCredentials;
 use crate::http::{send_on, status_error, Api, Auth, Reply};
+use cordon_connector::github_token::{github_token_type, stateless_installation};
 
 /// How many leaked tokens are probed at once before a batch revocation.
 const PROBE_CONCURRENCY: usize = 8;
@@ -33,7 +34,23 @@ pub struct GithubConnector {
     budget: RevocationBudget,
     /// Installation clients of cordon's GitHub App, by organisation.
     installations: tokio::sync::Mutex<HashMap<String, Octocrab>>,
+    /// github.com or a GitHub Enterprise Server of some version, asked once.
+    server: tokio::sync::OnceCell<Server>,
 }
+
+/// Which GitHub cordon talks to: the revocation API differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// github.com (or a server that does not say it is GHES).
+    Dotcom,
+    /// GitHub Enterprise Server `major.minor`.
+    Enterprise(u32, u32),
+}
+
+/// The first GHES release with `POST /credentials/revoke`. There it needs
+/// authentication and takes only `ghp_` and `github_pat_` tokens:
+/// <https://docs.github.com/en/enterprise-server@3.19/rest/credentials/revoke>.
+pub const GHES_REVOKE_SINCE: (u32, u32) = (3, 19);
 
 impl std::fmt::Debug for GithubConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +92,7 @@ impl GithubConnector {
             api,
             budget,
             installations: tokio::sync::Mutex::new(HashMap::new()),
+            server: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -95,6 +113,50 @@ impl GithubConnector {
     /// The revocation API's budget for this hour (for `cordon status`).
     pub fn revocation_budget(&self) -> Result<BudgetStatus, ConnectorError> {
         self.budget.status()
+    }
+
+    /// github.com, or the GHES version: `x-github-enterprise-version` on the
+    /// answer to `GET /meta` (GHES sends it on every answer, and `/meta`
+    /// carries `installed_version`). Asked with cordon's own token when it
+    /// has one (a GHES in private mode answers nothing anonymously), once.
+    pub async fn server(&self) -> Result<Server, ConnectorError> {
+        if self.config.api_url.trim_end_matches('/') == crate::config::DEFAULT_API_URL {
+            return Ok(Server::Dotcom);
+        }
+        self.server
+            .get_or_try_init(|| async {
+                let auth = match self.creds.token.as_ref() {
+                    Some(t) => Auth::Bearer(t),
+                    None => Auth::None,
+                };
+                let reply = self
+                    .api
+                    .send(Method::GET, "/meta", auth, None::<&()>)
+                    .await?;
+                let header = reply
+                    .headers
+                    .get("x-github-enterprise-version")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = reply
+                    .json()
+                    .and_then(|v| v["installed_version"].as_str().map(str::to_owned));
+                match header.or(body) {
+                    Some(v) => parse_ghes_version(&v).ok_or_else(|| {
+                        ConnectorError::permanent(format!(
+                            "the github server says it is enterprise server `{v}`, a version \
+                             cordon cannot read"
+                        ))
+                    }),
+                    None if reply.status.is_success() => Ok(Server::Dotcom),
+                    None => Err(status_error(
+                        "asking the github server for its version (GET /meta)",
+                        &reply,
+                    )),
+                }
+            })
+            .await
+            .copied()
     }
 
     // ------------------------------------------------------------ tokens
@@ -140,6 +202,14 @@ impl GithubConnector {
 
     async fn describe_token(&self, secret: &Secret) -> Result<TargetState, ConnectorError> {
         let mut evidence = token_evidence(secret);
+        if token_type(secret) == Some("app-refresh-token") {
+            evidence["probed"] = json!(false);
+            evidence["note"] = json!(REFRESH_NOTE);
+            return Ok(TargetState {
+                contained: false,
+                evidence,
+            });
+        }
         if !self.config.allow_probe {
             evidence["probed"] = json!(false);
             evidence["note"] = json!(
@@ -152,7 +222,24 @@ impl GithubConnector {
             });
         }
         evidence["probed"] = json!(true);
-        let contained = match self.probe(secret).await? {
+        let probed = match self.probe(secret).await {
+            Ok(p) => p,
+            // Evidence never blocks containment: a probe the token's owner's
+            // rate limit refuses would otherwise hold the revocation for up
+            // to an hour (its Retry-After). Say so and go on.
+            Err(e) => {
+                evidence["probed"] = json!(false);
+                evidence["note"] = json!(format!(
+                    "the owner probe failed, so the owner and scopes are unknown: {}",
+                    e.message
+                ));
+                return Ok(TargetState {
+                    contained: false,
+                    evidence,
+                });
+            }
+        };
+        let contained = match probed {
             Probe::Refused => {
                 evidence["github"] = json!("refuses the token (401 on GET /user)");
                 true
@@ -195,6 +282,9 @@ impl GithubConnector {
                 std::pin::Pin<Box<dyn std::future::Future<Output = (usize, bool)> + Send + 'f>>;
             let futs: Vec<ProbeFuture<'_>> = pending
                 .iter()
+                // A refresh token never authenticates an API call: its 401
+                // proves nothing, so it is always sent for revocation.
+                .filter(|(_, secret)| token_type(secret) != Some("app-refresh-token"))
                 .map(|&(i, secret)| -> ProbeFuture<'_> {
                     Box::pin(
                         async move { (i, matches!(self.probe(secret).await, Ok(Probe::Refused))) },
@@ -221,6 +311,60 @@ impl GithubConnector {
                     true
                 }
             });
+        }
+
+        // GitHub Enterprise Server: the API exists from 3.19, needs
+        // authentication there and takes only ghp_ and github_pat_.
+        let mut authenticate_with: Option<&Secret> = None;
+        if !pending.is_empty() {
+            match self.server().await {
+                Ok(Server::Dotcom) => {}
+                Ok(Server::Enterprise(major, minor)) => {
+                    let token = self.creds.token.as_ref();
+                    pending.retain(|&(i, secret)| {
+                        let refused = if (major, minor) < GHES_REVOKE_SINCE {
+                            Some(format!(
+                                "github enterprise server {major}.{minor} has no credential \
+                                 revocation api (it came with 3.19)"
+                            ))
+                        } else if !matches!(
+                            token_type(secret),
+                            Some("classic-pat" | "fine-grained-pat")
+                        ) {
+                            Some(format!(
+                                "github enterprise server {major}.{minor}'s credential \
+                                 revocation api takes only ghp_ and github_pat_ tokens"
+                            ))
+                        } else if token.is_none() {
+                            Some(format!(
+                                "github enterprise server {major}.{minor}'s credential \
+                                 revocation api needs authentication: set GITHUB_TOKEN (or `cordon \
+                                 auth set github token`) to cordon's own token"
+                            ))
+                        } else {
+                            None
+                        };
+                        match refused {
+                            Some(why) => {
+                                results[i] = Some(Err(ConnectorError::permanent(format!(
+                                    "step `{}`: token `{}`: {why}; contain it another way: {}",
+                                    ctxs[i].step.id,
+                                    secret.fingerprint(),
+                                    other_ways(token_type(secret))
+                                ))));
+                                false
+                            }
+                            None => true,
+                        }
+                    });
+                    authenticate_with = token;
+                }
+                Err(e) => {
+                    for (i, _) in pending.drain(..) {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
         }
 
         let chunks: Vec<&[(usize, &Secret)]> = pending.chunks(REVOKE_BATCH_LIMIT).collect();
@@ -253,9 +397,13 @@ impl GithubConnector {
             let body = RevokeBody {
                 credentials: chunk.iter().map(|(_, s)| s.expose()).collect(),
             };
+            let auth = match authenticate_with {
+                Some(t) => Auth::Bearer(t),
+                None => Auth::None,
+            };
             let outcome = match self
                 .api
-                .send(Method::POST, "/credentials/revoke", Auth::None, Some(&body))
+                .send(Method::POST, "/credentials/revoke", auth, Some(&body))
                 .await
             {
                 Ok(reply) if reply.status == StatusCode::ACCEPTED => Ok(Outcome::Done {
@@ -266,7 +414,17 @@ impl GithubConnector {
                         chunk.len()
                     ),
                 }),
-                Ok(reply) => Err(revoke_refused(&reply)),
+                Ok(reply) => {
+                    let e = revoke_refused(&reply);
+                    if let Some(reset) = revocation_rate_limit_reset(&reply) {
+                        // Remember GitHub's word so that no other cordon run on
+                        // this machine spends a request before the reset.
+                        if let Err(w) = self.budget.spent_until(reset) {
+                            tracing::warn!("revocation budget not updated: {}", w.message);
+                        }
+                    }
+                    Err(e)
+                }
                 // The revocation API is idempotent: a request whose answer was
                 // lost can be sent again, so a lost answer is retryable here.
                 Err(e) => Err(ConnectorError {
@@ -328,8 +486,24 @@ impl GithubConnector {
     }
 
     /// Verify a token is dead: `GET /user` with it answering 401, retried with
-    /// backoff up to the configured bound.
+    /// backoff up to the configured bound. That is a call with the leaked
+    /// token, so it is made only when the policy allowed `github:probe-token`;
+    /// a refresh token has no harmless check at all.
     async fn verify_token(&self, secret: &Secret) -> Verification {
+        if token_type(secret) == Some("app-refresh-token") {
+            return Verification::NotVerified {
+                detail: REFRESH_NOTE.into(),
+            };
+        }
+        if !self.config.allow_probe {
+            return Verification::NotVerified {
+                detail: "the policy did not allow calling github with the leaked token \
+                         (`github:probe-token`), so whether it is dead was not checked; github \
+                         accepted the revocation, and a person allowed to probe can verify with \
+                         `cordon apply` of this plan"
+                    .into(),
+            };
+        }
         let started = std::time::Instant::now();
         let mut last = String::from("no answer");
         let mut pause = self.config.verify_backoff;
@@ -354,11 +528,27 @@ impl GithubConnector {
                 pause = (pause * 2).min(Duration::from_secs(60));
             }
         }
+        let remains = match stateless_installation(secret.expose()) {
+            Ok(t) => format!(
+                "; this is a stateless installation token of github app {}: {}, and the app's \
+                 owner can suspend the installation (PUT /app/installations/ID/suspended) to \
+                 stop it sooner",
+                t.app_id,
+                match t.expires_at {
+                    Some(exp) => format!(
+                        "it expires at {} at the latest (the token's own unverified `exp` claim)",
+                        rfc3339(exp)
+                    ),
+                    None => "it expires at most one hour after it was issued".into(),
+                }
+            ),
+            Err(_) => String::new(),
+        };
         Verification::NotVerified {
             detail: format!(
                 "github still did not refuse the token after {} checks over {}s (last: {last}); \
                  revocation is asynchronous at github: verify again later, and if it stays \
-                 alive contain it another way",
+                 alive contain it another way{remains}",
                 self.config.verify_attempts,
                 started.elapsed().as_secs()
             ),
@@ -908,12 +1098,24 @@ impl Connector for GithubConnector {
 
     async fn verify(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
         match ctx.step.action {
-            Action::GithubRevokeToken
-            | Action::GithubRevokeInstallationToken
-            | Action::GithubRevokeOauthToken
-            | Action::GithubRevokeOauthGrant => {
+            Action::GithubRevokeToken | Action::GithubRevokeInstallationToken => {
                 let secret = step_secret(ctx)?;
                 Ok(self.verify_token(secret).await)
+            }
+            // The app's own token check (client credentials, not the leaked
+            // token's privileges): 404 means github no longer knows the token.
+            Action::GithubRevokeOauthToken | Action::GithubRevokeOauthGrant => {
+                let secret = step_secret(ctx)?;
+                Ok(match self.oauth_check(ctx, secret).await? {
+                    None => Verification::Dead {
+                        detail: "the oauth app's token check no longer finds the token (404 on \
+                                 POST /applications/{client_id}/token)"
+                            .into(),
+                    },
+                    Some(_) => Verification::Alive {
+                        detail: "the oauth app's token check still finds the token (200)".into(),
+                    },
+                })
             }
             Action::GithubDeleteDeployKey => Ok(match self.find_deploy_key(ctx).await?.1 {
                 None => Verification::Dead {
@@ -924,8 +1126,18 @@ impl Connector for GithubConnector {
                 },
             }),
             Action::GithubRevokeOrgPatAccess => Ok(match self.find_org_pat(ctx).await?.3 {
-                None => Verification::Dead {
-                    detail: "the token no longer has access to the organisation".into(),
+                // Partial by nature: the grant to this organisation is gone,
+                // the token is not. It still works for the owner's own
+                // repositories and every other organisation it was granted.
+                None => Verification::Partial {
+                    detail: format!(
+                        "the token no longer has access to `{}` (read back from \
+                         GET /orgs/{{org}}/personal-access-tokens); the token itself stays valid \
+                         everywhere else it was granted (its owner's repositories, other \
+                         organisations): revoke the token with `github:revoke-token` or ask \
+                         its owner to delete it",
+                        ctx.step.param_str("org").unwrap_or("the organisation")
+                    ),
                 },
                 Some(_) => Verification::Alive {
                     detail: "the token still has access to the organisation".into(),
@@ -991,29 +1203,132 @@ fn revocable(ctx: &StepContext<'_>, secret: &Secret) -> Result<(), ConnectorErro
 
 /// GitHub's token kinds, by prefix.
 pub fn token_type(secret: &Secret) -> Option<&'static str> {
-    let s = secret.expose();
-    [
-        ("github_pat_", "fine-grained-pat"),
-        ("ghp_", "classic-pat"),
-        ("gho_", "oauth-token"),
-        ("ghu_", "app-user-token"),
-        ("ghr_", "app-refresh-token"),
-        ("ghs_", "installation-token"),
-    ]
-    .iter()
-    .find(|(p, _)| s.starts_with(p))
-    .map(|(_, t)| *t)
+    github_token_type(secret.expose())
 }
 
+/// Why a refresh token is never "verified dead". A `ghr_` token is only ever
+/// exchanged at `POST https://github.com/login/oauth/access_token` for a new
+/// user token; it authenticates no API call, so `GET /user` refuses it whether
+/// it is revoked or not, and exchanging it would consume it and mint a live
+/// token. Source:
+/// <https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens>.
+const REFRESH_NOTE: &str =
+    "a refresh token (ghr_) authenticates no api call, so github refusing it on GET /user \
+     proves nothing, and github documents no check that leaves a refresh token intact \
+     (exchanging it would consume it and mint a live user token): it cannot be verified; \
+     revoking it with POST /credentials/revoke is what can be done";
+
 fn token_evidence(secret: &Secret) -> serde_json::Value {
-    json!({
+    let mut v = json!({
         "fingerprint": secret.fingerprint(),
         "token_type": token_type(secret),
-    })
+    });
+    if let Ok(t) = stateless_installation(secret.expose()) {
+        v["format"] = json!("stateless");
+        v["app_id"] = json!(t.app_id);
+        v["installation_id_claim"] = json!(t.installation_id);
+        v["expires_at_claim"] = json!(t.expires_at.map(rfc3339));
+        v["claims_note"] = json!(
+            "app id from the token's documented format; expiry and installation from its jwt \
+             claims, not verified by cordon"
+        );
+    }
+    v
+}
+
+/// Other containment paths for a token the revocation API will not take now.
+fn other_ways(kind: Option<&str>) -> String {
+    let all = "an installation token with `github:revoke-installation-token` (or suspending the \
+               app's installation), an oauth token with `cordon revoke github-oauth-token` (the \
+               app's client credentials), a deploy key with `cordon revoke github-deploy-key`, a \
+               fine-grained token's organisation access with `cordon revoke github-org-pat` \
+               (partial: the token stays valid elsewhere), or ask the token's owner to delete \
+               it in their settings";
+    match kind {
+        Some("oauth-token") => "revoke it through its oauth app with `cordon revoke \
+                               github-oauth-token --client-id ID` (the app's client \
+                               credentials), or ask its owner to revoke the app's authorization"
+            .into(),
+        Some("fine-grained-pat") => "remove its organisation access with `cordon revoke \
+                                     github-org-pat` (partial), or ask its owner to delete it"
+            .into(),
+        Some("classic-pat") => "ask its owner or a site administrator to delete it".into(),
+        _ => all.into(),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a unix time (days from the civil calendar).
+fn rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's days_from_civil, inverted.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+/// `3.19.0` -> `Enterprise(3, 19)`.
+fn parse_ghes_version(v: &str) -> Option<Server> {
+    let mut it = v.trim().split('.');
+    let major = it.next()?.trim().parse().ok()?;
+    let minor = it.next()?.trim().parse().ok()?;
+    Some(Server::Enterprise(major, minor))
+}
+
+/// GitHub's answer when the revocation API's budget of the originating IP is
+/// spent: 403 or 429 with `x-ratelimit-remaining: 0`, and the reset time in
+/// `x-ratelimit-reset` (unix seconds). Source:
+/// <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-primary-rate-limit>.
+/// Returns the reset time (now + `retry-after` when only that is given).
+fn revocation_rate_limit_reset(reply: &Reply) -> Option<u64> {
+    let code = reply.status.as_u16();
+    let header = |k: &str| reply.headers.get(k).and_then(|v| v.to_str().ok());
+    let spent = header("x-ratelimit-remaining").map(str::trim) == Some("0");
+    if !(matches!(code, 403 | 429) && (spent || header("retry-after").is_some())) {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    header("x-ratelimit-reset")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or_else(|| {
+            header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| now + s)
+        })
+        // Rate limited without a time: GitHub's window is an hour.
+        .or(Some(now + 3600))
 }
 
 fn revoke_refused(reply: &Reply) -> ConnectorError {
     let what = "the credential revocation request (POST /credentials/revoke)";
+    if let Some(reset) = revocation_rate_limit_reset(reply) {
+        return ConnectorError::retryable(format!(
+            "github rate-limited {what} ({}): the 60-an-hour budget of this machine's public \
+             address is spent (other machines behind the same address, such as shared ci \
+             runners, spend it too); cordon retries at {} — or contain the token another way \
+             now: {}",
+            reply.status.as_u16(),
+            hhmm_utc(reset),
+            other_ways(None)
+        ))
+        .with_retry_after(Some(until(reset)));
+    }
     match reply.status.as_u16() {
         403 => ConnectorError::permanent(format!(
             "github refused {what} with 403: {}; the endpoint must be called without \
@@ -1039,11 +1354,8 @@ fn budget_exhausted(status: Option<&BudgetStatus>) -> ConnectorError {
         .unwrap_or_else(|| "wait an hour".into());
     ConnectorError::retryable(format!(
         "github's credential revocation api allows {limit} requests an hour and this hour's are \
-         spent; {when} and apply again, or contain the token another way: an installation \
-         token with `github:revoke-installation-token`, an oauth token with \
-         `github:revoke-oauth-token` (with the app's client credentials), a deploy key with \
-         `github:delete-deploy-key`, a fine-grained token's organisation access with \
-         `github:revoke-org-pat-access`, or ask the token's owner to delete it in their settings"
+         spent; {when} and apply again, or contain the token another way: {}",
+        other_ways(None)
     ))
     .with_retry_after(at.map(until))
 }
@@ -1159,5 +1471,53 @@ mod tests {
         assert!(e.message.contains("wait until 14:05 UTC"), "{}", e.message);
         assert!(e.message.contains("github:revoke-installation-token"));
         assert_eq!(e.class, cordon_connector::ErrorClass::Retryable);
+    }
+
+    #[test]
+    fn rfc3339_and_ghes_versions() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_777_777_777), "2026-05-03T03:09:37Z");
+        assert_eq!(
+            parse_ghes_version("3.19.0"),
+            Some(Server::Enterprise(3, 19))
+        );
+        assert_eq!(parse_ghes_version("3.9"), Some(Server::Enterprise(3, 9)));
+        assert!(Server::Enterprise(3, 9) != Server::Dotcom);
+        assert!((3, 9) < GHES_REVOKE_SINCE && (3, 19) >= GHES_REVOKE_SINCE);
+        assert_eq!(parse_ghes_version("x"), None);
+    }
+
+    // issue 17: every 403 from the revocation API was a permanent failure.
+    #[test]
+    fn a_spent_revocation_budget_is_retried_after_githubs_reset() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        headers.insert("x-ratelimit-reset", "4102444800".parse().unwrap());
+        for code in [403u16, 429] {
+            let reply = Reply {
+                status: StatusCode::from_u16(code).unwrap(),
+                headers: headers.clone(),
+                body: r#"{"message":"API rate limit exceeded for 203.0.113.7."}"#.into(),
+            };
+            assert_eq!(revocation_rate_limit_reset(&reply), Some(4102444800));
+            let e = revoke_refused(&reply);
+            assert_eq!(
+                e.class,
+                cordon_connector::ErrorClass::Retryable,
+                "{}",
+                e.message
+            );
+            assert!(e.retry_after.is_some());
+        }
+        let plain = Reply {
+            status: StatusCode::FORBIDDEN,
+            headers: http::HeaderMap::new(),
+            body: "{}".into(),
+        };
+        assert_eq!(revocation_rate_limit_reset(&plain), None);
+        assert_eq!(
+            revoke_refused(&plain).class,
+            cordon_connector::ErrorClass::Permanent
+        );
     }
 }

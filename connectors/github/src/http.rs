@@ -91,9 +91,13 @@ pub fn redact_tokens(text: &str) -> String {
             Some((i, plen)) => {
                 out.push_str(&rest[..i]);
                 let tail = &rest[i + plen..];
+                // `.` and `-` too: a stateless installation token is
+                // `ghs_<app id>_<jwt>`, three base64url parts joined by dots.
                 let end = tail
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
                     .unwrap_or(tail.len());
+                // A sentence may end right after the token.
+                let end = tail[..end].trim_end_matches('.').len();
                 out.push_str("<redacted>");
                 rest = &tail[end..];
             }
@@ -353,6 +357,8 @@ mod tests {
             redact_tokens(t),
             "bad token <redacted> and <redacted>, <redacted>."
         );
+        let stateless = "token ghs_12345_eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjF9.c2ln-_x. end";
+        assert_eq!(redact_tokens(stateless), "token <redacted>. end");
     }
 
     fn reply(code: u16, body: &str, headers: &[(&'static str, &str)]) -> Reply {

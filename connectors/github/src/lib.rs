@@ -14,10 +14,19 @@
 //!
 //! Verification of a token is `GET /user` with it answering 401, retried with
 //! backoff: GitHub revokes asynchronously, so `execute` of a revocation only
-//! says "accepted; verification decides".
+//! says "accepted; verification decides". That call uses the leaked token, so
+//! it is made only when the policy allowed `github:probe-token`; a refresh
+//! token (`ghr_`) authenticates no call at all and is reported not verified;
+//! an OAuth token is checked by its app (`POST /applications/{id}/token`); a
+//! fine-grained token's organisation access removed is reported `partial`.
+//!
+//! Installation tokens come classic (`ghs_` + 36) or, since April 2026,
+//! stateless (`ghs_<app id>_<jwt>`); both are revoked with
+//! `DELETE /installation/token`.
 //!
 //! The base URL is configurable for GitHub Enterprise Server
-//! (`CORDON_GITHUB_API_URL`).
+//! (`CORDON_GITHUB_API_URL`); the server's version decides how tokens are
+//! revoked there (see [`GithubConnector::server`]).
 
 mod alerts;
 mod budget;
@@ -29,7 +38,7 @@ mod http;
 pub use alerts::{AlertLocation, SecretScanningAlert};
 pub use budget::{hhmm_utc, BudgetStatus, RevocationBudget};
 pub use config::{GithubConfig, DEFAULT_API_URL, REVOKE_BATCH_LIMIT, REVOKE_REQUESTS_PER_HOUR};
-pub use connector::{ssh_fingerprint, token_type, GithubConnector};
+pub use connector::{ssh_fingerprint, token_type, GithubConnector, Server, GHES_REVOKE_SINCE};
 pub use credentials::{
     store_credential, AppCredentials, CordonCredentials, OauthClient, CREDENTIAL_NAMES,
     KEYRING_SERVICE,

@@ -467,9 +467,11 @@ async fn a_plan_of_1500_tokens_makes_exactly_two_revocation_requests() {
         .all(|r| matches!(r, Ok(Outcome::Done { .. }))));
     assert_eq!(reg.count(&tag2, "POST /credentials/revoke").await, 2);
 
-    // The first and the last token of the plan are dead.
+    // The first and the last token of the plan are dead. Verifying calls
+    // GitHub with the token, which only a probe decision allows (issue 17).
+    let verifier = connector(true, CordonCredentials::default());
     for i in [0, 1499] {
-        let v = s.connector.verify(&ctxs[i]).await.unwrap();
+        let v = verifier.connector.verify(&ctxs[i]).await.unwrap();
         assert!(matches!(v, Verification::Dead { .. }), "{v:?}");
     }
     let budget = std::fs::read_to_string(&s.budget_file).unwrap();
@@ -566,7 +568,8 @@ async fn verify_waits_for_asynchronous_revocation() {
         Some(json!({"tag": tag, "ms": 250})),
     )
     .await;
-    let s = connector(false, CordonCredentials::default());
+    // Verification uses the token: only with the probe decision (issue 17).
+    let s = connector(true, CordonCredentials::default());
     let step = token_step(Action::GithubRevokeToken, "token", &token, json!({}));
     let c = ctx(&step, Some(&token));
     assert!(matches!(
@@ -585,7 +588,8 @@ async fn verify_reports_not_verified_when_the_token_stays_alive() {
     let tag = unique("alive");
     let token = canary("ghp_");
     reg.seed_tokens(&tag, "octocat", &[&token], json!({})).await;
-    let s = connector(false, CordonCredentials::default());
+    // Verification uses the token: only with the probe decision (issue 17).
+    let s = connector(true, CordonCredentials::default());
     let step = token_step(Action::GithubRevokeToken, "token", &token, json!({}));
     let started = Instant::now();
     let v = s.connector.verify(&ctx(&step, Some(&token))).await.unwrap();
@@ -643,8 +647,9 @@ async fn spent_budget_is_reported_with_what_else_can_be_done() {
         "{}",
         e.message
     );
+    // Each alternative named is reachable: a command exists for it (issue 17).
     assert!(
-        e.message.contains("github:delete-deploy-key"),
+        e.message.contains("cordon revoke github-deploy-key"),
         "{}",
         e.message
     );

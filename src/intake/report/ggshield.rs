@@ -78,6 +78,7 @@ fn scan(n: &Node<'_>, commit: Option<String>, out: &mut Out) -> Result<(), Repor
                 line,
                 commit: commit.clone(),
                 url,
+                read_back: None,
             };
             if parts.iter().any(|p| p.contains("***")) {
                 out.hidden.push(Finding {

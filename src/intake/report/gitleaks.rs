@@ -39,6 +39,7 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
             line,
             commit,
             url: link,
+            read_back: None,
         };
         if hits::gitleaks_redacted(secret) {
             redacted.push(hits::gitleaks_redacted_finding(prov));

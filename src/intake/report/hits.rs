@@ -77,6 +77,9 @@ impl Placed {
     }
 }
 
+/// File, commit, line and credential identity: one finding per key.
+type PlaceKey = (Option<String>, Option<String>, Option<u64>, String);
+
 pub(super) fn findings(hits: Vec<Hit>) -> Vec<Finding> {
     let mut placed: Vec<Placed> = Vec::new();
     for hit in hits {
@@ -104,14 +107,16 @@ pub(super) fn findings(hits: Vec<Hit>) -> Vec<Finding> {
         }
     }
 
-    // The same credential at the same place, reported by two rules: keep the first.
+    // The same credential at the same place, reported by two rules: keep the
+    // first. (A set, not a scan of what was kept: 100,000 findings must not
+    // take 10^10 comparisons.)
     let mut kept: Vec<Placed> = Vec::new();
+    let mut seen: std::collections::HashSet<PlaceKey> = std::collections::HashSet::new();
     for p in placed {
-        let id = p.identity();
-        let dup = id.is_some()
-            && kept
-                .iter()
-                .any(|k| k.same_place(&p) && k.prov.line == p.prov.line && k.identity() == id);
+        let dup = match p.identity() {
+            Some(id) => !seen.insert((p.prov.file.clone(), p.prov.commit.clone(), p.prov.line, id)),
+            None => false,
+        };
         if !dup {
             kept.push(p);
         }
@@ -152,9 +157,23 @@ fn pair_aws(items: &mut Vec<Placed>) {
     let secrets: Vec<usize> = (0..items.len())
         .filter(|&i| matches!(items[i].item, Item::Found(Found::AwsSecretUnpaired { .. })))
         .collect();
+    // Secrets by place, so each key id looks only at its own file's.
+    let mut secrets_at: std::collections::HashMap<(Option<&str>, Option<&str>), Vec<usize>> =
+        std::collections::HashMap::new();
+    for &j in &secrets {
+        let p = &items[j].prov;
+        secrets_at
+            .entry((p.file.as_deref(), p.commit.as_deref()))
+            .or_default()
+            .push(j);
+    }
     let mut candidates: Vec<(u64, u64, usize, usize)> = Vec::new();
     for &i in &ids {
-        for &j in &secrets {
+        let p = &items[i].prov;
+        let Some(here) = secrets_at.get(&(p.file.as_deref(), p.commit.as_deref())) else {
+            continue;
+        };
+        for &j in here {
             let (a, b) = (&items[i], &items[j]);
             if !a.same_place(b) {
                 continue;

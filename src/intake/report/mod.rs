@@ -20,6 +20,7 @@ mod gitleaks;
 mod hits;
 mod json;
 mod plain;
+pub mod readback;
 mod sarif;
 mod secretlint;
 mod trufflehog;
@@ -56,20 +57,24 @@ impl Format {
 }
 
 /// Where a finding came from. Safe to print and to record: never the secret.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Provenance {
     pub scanner: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
     /// A link to the finding (GitHub alert `html_url`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Set when the report located the secret without carrying it, and
+    /// cordon read it back from the scanned file under `--root`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_back: Option<readback::ReadBack>,
 }
 
 /// A credential cordon knows how to contain.
@@ -134,7 +139,8 @@ pub enum ReportError {
 }
 
 /// Options for parsers that need more than the bytes (detect-secrets stores
-/// only a hash: the file is re-read at the reported line).
+/// only a hash, a SARIF result may have no snippet: the file is read back at
+/// the reported line, under `root` only; see [`readback`]).
 #[derive(Debug, Clone, Default)]
 pub struct ParseOptions {
     /// Directory the report's relative paths are relative to.
@@ -167,11 +173,11 @@ pub fn parse(bytes: &[u8], format: Format, opts: &ParseOptions) -> Result<Report
     })?;
     match format {
         Format::Gitleaks => gitleaks::parse(text),
-        Format::Sarif => sarif::parse(text),
+        Format::Sarif => sarif::parse(text, opts),
         Format::Trufflehog => trufflehog::parse(text),
         Format::Ggshield => ggshield::parse(text),
         Format::DetectSecrets => detect_secrets::parse(text, opts),
-        Format::Secretlint => secretlint::parse(text),
+        Format::Secretlint => secretlint::parse(text, opts),
         Format::GithubAlert => github_alert::parse(text),
         Format::Plain => plain::parse(bytes),
         Format::Auto => Err(ReportError::UnknownFormat(

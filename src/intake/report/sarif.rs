@@ -5,16 +5,24 @@
 //! tools may put the whole line, which the classifier searches). The commit
 //! is `partialFingerprints.commitSha` (gitleaks) or the run's
 //! `versionControlProvenance[0].revisionId`.
+//!
+//! A result that locates the secret (file and line) without a snippet —
+//! secretlint's SARIF formatter (`@secretlint/secretlint-formatter-sarif`,
+//! checked at 11.7.1) never writes one — is read back from the scanned file
+//! under `--root` (see `readback`): SARIF has no standard field for a hash of
+//! the secret, and secretlint writes no fingerprint, so what the classifier
+//! finds on the reported line is taken, and the finding says it was read back.
 
 use cordon_connector::Secret;
 
 use super::hits::{self, Hit};
 use super::json::{self, Walk};
-use super::{Finding, NotContainable, Provenance, Report, ReportError};
+use super::readback::{self, Root, Wanted};
+use super::{Finding, NotContainable, ParseOptions, Provenance, Report, ReportError};
 
 const FORMAT: &str = "sarif";
 
-pub fn parse(text: &str) -> Result<Report, ReportError> {
+pub fn parse(text: &str, opts: &ParseOptions) -> Result<Report, ReportError> {
     let v = json::parse(FORMAT, text)?;
     let w = Walk::new(FORMAT);
     let root = w.root(&v);
@@ -28,6 +36,9 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
     }
     let mut found = Vec::new();
     let mut blind = Vec::new();
+    // Results located without a snippet, by file (in report order).
+    let mut located: Vec<(String, Vec<Wanted>)> = Vec::new();
+    let mut located_at: std::collections::HashMap<String, usize> = Default::default();
     for run in root.req("runs")?.node().items()? {
         let run = run.node();
         let tool = run.req("tool")?;
@@ -99,10 +110,11 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
                 let prov = Provenance {
                     scanner: scanner.clone(),
                     rule: rule.clone(),
-                    file,
+                    file: file.clone(),
                     line,
                     commit: commit.clone(),
                     url: url.clone(),
+                    read_back: None,
                 };
                 any = true;
                 match snippet.filter(|s| !s.is_empty()) {
@@ -115,10 +127,28 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
                         text: Secret::new(s),
                         what: what.clone(),
                     }),
-                    None => blind.push(Finding {
-                        provenance: prov,
-                        item: Err(no_snippet()),
-                    }),
+                    None => match (file, line) {
+                        (Some(file), Some(line)) => {
+                            let w = Wanted {
+                                prov,
+                                line,
+                                sha1: None,
+                                github_by_line: false,
+                                what: what.clone(),
+                            };
+                            match located_at.get(&file) {
+                                Some(&i) => located[i].1.push(w),
+                                None => {
+                                    located_at.insert(file.clone(), located.len());
+                                    located.push((file, vec![w]));
+                                }
+                            }
+                        }
+                        _ => blind.push(Finding {
+                            provenance: prov,
+                            item: Err(no_snippet()),
+                        }),
+                    },
                 }
             }
             if !any {
@@ -136,6 +166,17 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
         }
     }
     let mut findings = hits::findings(found);
+    let base = (!located.is_empty()).then(|| Root::new(opts.root.as_deref()));
+    if let Some(base) = &base {
+        for (file, wanted) in located {
+            findings.extend(readback::file_findings(
+                base,
+                &file,
+                wanted,
+                "the SARIF result locates the secret but carries no `region.snippet.text`",
+            ));
+        }
+    }
     findings.extend(blind);
     Ok(Report {
         findings,
@@ -145,7 +186,7 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
 
 fn no_snippet() -> NotContainable {
     NotContainable {
-        reason: "the SARIF result carries no `region.snippet.text`, so the secret is not in the report; rerun the scanner with snippets (gitleaks writes them) or pass the secret as plain text".into(),
+        reason: "the SARIF result carries no `region.snippet.text` and no file and line to read it back from, so the secret is not in the report; rerun the scanner with snippets (gitleaks writes them) or pass the secret as plain text".into(),
         fingerprint: None,
     }
 }

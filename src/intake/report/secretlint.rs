@@ -13,13 +13,15 @@
 use std::collections::BTreeSet;
 
 use super::json::{self, Walk};
-use super::{Credential, Finding, NotContainable, Provenance, Report, ReportError};
+use super::readback::Root;
+use super::{Credential, Finding, NotContainable, ParseOptions, Provenance, Report, ReportError};
 use crate::intake::classify::{classify, Found};
 
 const FORMAT: &str = "secretlint";
 
-pub fn parse(text: &str) -> Result<Report, ReportError> {
+pub fn parse(text: &str, opts: &ParseOptions) -> Result<Report, ReportError> {
     let v = json::parse(FORMAT, text)?;
+    let mut base: Option<Root> = None;
     let w = Walk::new(FORMAT);
     let root = w.root(&v);
     let mut report = Report::default();
@@ -52,16 +54,21 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
             ));
         }
         // The file as scanned; re-read it only when the report left it out.
+        let from_file = f.opt_str("sourceContent")?.is_none();
         let content = match f.opt_str("sourceContent")? {
             Some(c) => zeroize::Zeroizing::new(c.to_owned()),
-            None => match std::fs::read(path) {
-                Ok(b) => zeroize::Zeroizing::new(String::from_utf8_lossy(&b).into_owned()),
+            // Read back under the scan root only (the path is the report's word).
+            None => match base
+                .get_or_insert_with(|| Root::new(opts.root.as_deref()))
+                .read(path)
+            {
+                Ok(c) => c,
                 Err(e) => {
                     for (_, provenance, what) in wanted {
                         report.findings.push(Finding {
                             provenance,
                             item: Err(NotContainable {
-                                reason: format!("{what}: the report holds no `sourceContent` and `{path}` cannot be read ({e})"),
+                                reason: format!("{what}: the report holds no `sourceContent` and it cannot be read back: {e}"),
                                 fingerprint: None,
                             }),
                         });
@@ -107,10 +114,11 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
                     continue;
                 };
                 if let Some(item) = Credential::from_found(f) {
-                    report.findings.push(Finding {
-                        provenance: provenance.clone(),
-                        item,
-                    });
+                    let mut provenance = provenance.clone();
+                    if from_file {
+                        provenance.read_back = Some(super::readback::ReadBack::Line);
+                    }
+                    report.findings.push(Finding { provenance, item });
                 }
             }
         }

@@ -659,3 +659,104 @@ fn tempdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A SARIF result in secretlint's shape (its formatter writes no snippet).
+fn sarif_located(uri: &str, line: u64) -> String {
+    serde_json::json!({
+        "$schema": "http://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "secretlint"}},
+            "results": [{
+                "ruleId": "@secretlint/secretlint-rule-preset-recommend > @secretlint/secretlint-rule-github",
+                "message": {"text": "found GitHub Token(*****): *****"},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": uri, "index": 0},
+                    "region": {"startLine": line, "startColumn": 14}
+                }}]
+            }]
+        }]
+    })
+    .to_string()
+}
+
+#[test]
+fn sarif_without_snippet_is_read_back_from_the_scanned_file_and_says_so() {
+    let text = sarif_located("config.env", 4);
+    let r = parse(text.as_bytes(), Format::Auto, &opts()).unwrap();
+    assert_eq!(r.findings.len(), 1, "{:?}", descs(&r));
+    assert_eq!(github_secret(&r.findings[0]), Some(GH1));
+    assert_eq!(
+        r.findings[0].provenance.read_back,
+        Some(readback::ReadBack::Line)
+    );
+    let shown = serde_json::to_string(&r.findings[0].provenance).unwrap();
+    assert!(shown.contains(r#""read_back":"line""#), "{shown}");
+    assert_clean("provenance", &shown);
+    // A `file://` URI naming the same file.
+    let abs = fixture_dir().join("scanned/config.env");
+    let text = sarif_located(&format!("file://{}", abs.display()), 2);
+    let r = parse(text.as_bytes(), Format::Sarif, &opts()).unwrap();
+    assert_eq!(aws_secret(&r.findings[0]), Some(SECRET1));
+    // A line holding nothing cordon handles is not containable, with why.
+    let text = sarif_located("config.env", 1);
+    let r = parse(text.as_bytes(), Format::Sarif, &opts()).unwrap();
+    assert!(reason(&r.findings[0]).contains("finds no credential"));
+}
+
+#[test]
+fn report_paths_outside_the_root_are_refused_per_finding_symlinks_included() {
+    // The hostile baseline of issue 21: a `filename` outside the scanned tree
+    // names a line holding a valid GitHub token. Nothing outside is read.
+    let base = tempdir("escape");
+    let root = base.join("repo");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(base.join("outside")).unwrap();
+    std::fs::write(base.join("outside/hosts.yml"), format!("token: {GH1}\n")).unwrap();
+    std::os::unix::fs::symlink(base.join("outside/hosts.yml"), root.join("hosts.yml")).unwrap();
+    std::fs::write(root.join("ok.env"), format!("GITHUB_TOKEN={GH2}\n")).unwrap();
+    let outside = base.join("outside/hosts.yml");
+    let names = [
+        "../outside/hosts.yml".to_owned(),
+        outside.display().to_string(),
+        "hosts.yml".to_owned(),
+    ];
+    let o = ParseOptions {
+        root: Some(root.clone()),
+    };
+    for name in &names {
+        let ds = serde_json::json!({
+            "version": "1.5.0", "plugins_used": [], "filters_used": [],
+            "results": {
+                name.clone(): [{"type": "GitHub Token", "filename": name, "line_number": 1,
+                    "hashed_secret": "e175c6f5f2a92e8623bd9a4820edb4e8c1b0fd10", "is_verified": false}],
+                "ok.env": [{"type": "GitHub Token", "filename": "ok.env", "line_number": 1,
+                    "hashed_secret": "e175c6f5f2a92e8623bd9a4820edb4e8c1b0fd10", "is_verified": false}]
+            }
+        })
+        .to_string();
+        for (fmt, text) in [
+            (Format::DetectSecrets, ds),
+            (Format::Sarif, sarif_located(name, 1)),
+        ] {
+            let r = parse(text.as_bytes(), fmt, &o).unwrap();
+            let escaped: Vec<&Finding> = r
+                .findings
+                .iter()
+                .filter(|f| f.provenance.file.as_deref() == Some(name.as_str()))
+                .collect();
+            assert_eq!(escaped.len(), 1, "{fmt:?} {name}: {:?}", descs(&r));
+            assert!(
+                reason(escaped[0]).contains("outside the scan root"),
+                "{fmt:?} {name}: {}",
+                reason(escaped[0])
+            );
+            assert_clean("reason", reason(escaped[0]));
+            // The finding inside the root is still taken (detect-secrets only).
+            if fmt == Format::DetectSecrets {
+                assert!(r.findings.iter().any(|f| github_secret(f) == Some(GH2)));
+            }
+        }
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -614,3 +614,57 @@ fn every_rejection_reason_has_its_own_code() {
         assert!(m.starts_with(|c: char| !c.is_uppercase()), "lowercase: {m}");
     }
 }
+
+/// Regression (issue 15): the secret check lived twice, in `authenticate`
+/// with the requester-mismatch check and in the incident commands without
+/// it. Both now ask `prove_automation`; a secret proves only the name it was
+/// configured for, and in a plan run only when that name is the requester.
+#[test]
+fn one_proof_of_an_automation_principal_for_plans_and_incident_records() {
+    let org = org();
+    let ci = Secret::new("cordon-example-ci-secret-replace-me");
+    assert_eq!(
+        org.policy.prove_automation("ci", &ci).unwrap(),
+        "automation-secret:CORDON_CI_SECRET"
+    );
+    assert!(matches!(
+        org.policy.prove_automation("agent", &ci),
+        Err(ApprovalError::SecretMismatch { .. })
+    ));
+    assert!(matches!(
+        org.policy.prove_automation("bruno", &ci),
+        Err(ApprovalError::SecretNotConfigured { .. })
+    ));
+    // A plan requested by `agent`, run by `ci` with ci's own good secret:
+    // the secret is right, the name is not the requester's.
+    let agent_plan = super::plan(
+        "agent",
+        PrincipalKind::Automation,
+        Source::Agent,
+        Severity::High,
+        Action::AwsDisableAccessKey,
+        target(
+            Provider::Aws,
+            "access-key",
+            "AKIAEXAMPLE",
+            Some("production"),
+        ),
+    );
+    let bytes = agent_plan.to_canonical_bytes().unwrap();
+    let a = org.policy.authenticate(&AuthRequest {
+        plan: &agent_plan,
+        plan_bytes: &bytes,
+        claimed_requester: "ci",
+        signatures: &[],
+        automation_secret: Some(&ci),
+        now: t0(),
+    });
+    assert!(!a.principal.verified, "{a:?}");
+    assert!(matches!(
+        only_rejection(&a),
+        ApprovalError::RequesterMismatch { .. }
+    ));
+    // Outside a plan a person is a claim: no secret proves a person.
+    let person = org.policy.actor("bruno");
+    assert!(!person.verified && person.kind == PrincipalKind::Person);
+}

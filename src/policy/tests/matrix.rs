@@ -171,6 +171,14 @@ fn rows() -> Vec<Row> {
         src(row(UA("ci"), Ac::AwsDisableAccessKey, Key, Low, &[], 0, false, "unverified-only-test-targets",
             "only claimed (`--as`): the automation principal must present its configured secret or key"), Source::Ci),
         src(row(A("ci"), Ac::AwsRestoreAccessKey, Key, Low, &["emeka", "fatima"], 0, false, "automation-never-restores", ""), Source::Ci),
+        // issue 16: ending the sessions a leaked key minted is part of killing the key, for
+        // ci and agent too (not a quarantine: the user keeps working); quarantining stays human
+        src(row(A("ci"), Ac::AwsRevokeUserSessions, UserProd, Low, &[], 0, true, "ci-contains-leaked-credentials", ""), Source::Ci),
+        src(row(A("ci"), Ac::AwsQuarantineUser, UserProd, Critical, &[], 0, false, "automation-never-quarantines-production-identities", ""), Source::Ci),
+        src(row(A("agent"), Ac::AwsRevokeUserSessions, UserProd, High, &[], 0, true, "agent-contains-reported-credentials", ""), Source::Agent),
+        src(row(A("agent"), Ac::AwsQuarantineUser, UserProd, High, &[], 0, false, "", ""), Source::Agent),
+        row(P("chen"), Ac::AwsRevokeUserSessions, UserProd, Medium, &[], 0, true, "contain-credential-responder", ""),
+        row(P("chen"), Ac::AwsQuarantineUser, UserProd, Medium, &[], 0, false, "", ""),
         // --- agent -----------------------------------------------------------
         src(row(A("agent"), Ac::GithubRevokeToken, Token, High, &[], 0, true, "agent-contains-reported-credentials", ""), Source::Agent),
         src(row(A("agent"), Ac::GithubRevokeToken, Token, Low, &[], 0, false, "", "needs 1 approval from role `security`"), Source::Agent),
@@ -409,5 +417,28 @@ fn every_action_evaluates_cleanly() {
                 }
             }
         }
+    }
+}
+
+/// The entities shared across requests (built once at load) decide exactly
+/// as building every entity per request did: the whole matrix, both ways,
+/// the same decision, deciding policies and missing list.
+#[test]
+fn shared_entities_decide_as_rebuilding_them_per_request() {
+    let shared = shipped();
+    let rebuilt = shipped().rebuilding_entities_per_request();
+    for (i, r) in rows().into_iter().enumerate() {
+        let p = who(r.who);
+        let plan = plan(
+            &p.name,
+            p.kind,
+            r.source,
+            r.severity,
+            r.action,
+            tgt(r.target),
+        );
+        let a = decide(&shared, &plan, &p, r.approvers, r.elapsed, r.break_glass);
+        let b = decide(&rebuilt, &plan, &p, r.approvers, r.elapsed, r.break_glass);
+        assert_eq!(a, b, "row {i}");
     }
 }

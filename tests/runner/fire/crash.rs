@@ -1,6 +1,7 @@
-//! SIGKILL at each of the five crash points of each step of a five-step plan
-//! against the real peers (3 AWS access keys to disable through moto, 2 GitHub
-//! tokens to revoke through Prism and the token registry), then resume with
+//! SIGKILL at each of the five crash points of each step of an eight-step plan
+//! against the real peers (3 AWS access keys to disable through moto, each with
+//! the cut-off of the sessions it minted, 2 GitHub tokens to revoke through Prism
+//! and the token registry), then resume with
 //! `cordon apply`: exactly one outcome per step, at most one state change per
 //! step seen by the peers, `log verify` passes. Plus kills at seeded random
 //! moments from outside the process.
@@ -9,8 +10,8 @@
 //! `none` mode that counts them (`--match Action=UpdateAccessKey`), and the
 //! registry counts `POST /credentials/revoke` requests per tag (one tag per
 //! token). The GitHub steps run as one batch (`execute_batch`): the crash
-//! points fire per step around the single batched call, so `after-call:s4`
-//! means the batch request was answered and s4's outcome not yet written.
+//! points fire per step around the single batched call, so `after-call:s7`
+//! means the batch request was answered and s7's outcome not yet written.
 
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -21,7 +22,9 @@ use super::{plant_token, revoke_requests, seed, seed_keys, statuses, token_live,
 use crate::peers::{aws_env, peer};
 use crate::support::{env_with_signer, Env};
 
-const STEPS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
+// Issue 16: each key's plan ends the sessions it minted too (`aws:revoke-user-sessions`),
+// so the plan grew from five steps to eight.
+const STEPS: [&str; 8] = ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"];
 
 struct Run {
     env: Env,
@@ -67,7 +70,7 @@ fn run_with_stdin(mut c: Std, stdin: &str) -> std::process::Output {
     spawn_with_stdin(&mut c, stdin).wait_with_output().unwrap()
 }
 
-/// Seed the peers and plan the five steps with `respond --dry-run`.
+/// Seed the peers and plan the eight steps with `respond --dry-run`.
 fn prepare(name: &str) -> Run {
     let (env, key) = env_with_signer();
     let id = format!("{name}-{}", std::process::id());
@@ -139,8 +142,8 @@ fn prepare(name: &str) -> Run {
     }
     assert_eq!(
         actions.len(),
-        5,
-        "{name}: a five-step plan was expected: {steps:#}"
+        STEPS.len(),
+        "{name}: an eight-step plan was expected: {steps:#}"
     );
     run
 }
@@ -227,7 +230,7 @@ fn crash_at(point: &str) {
         assert_eq!(
             o.status.signal(),
             Some(9),
-            "{point}:{step}: the process was not killed:\n{}\n{}",
+            "{point}:{step}: the process was not killed (CORDON_CRASHPOINT needs a build with --features cordon/crashpoints, as scripts/test makes):\n{}\n{}",
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
@@ -346,7 +349,7 @@ fn fire_crash_while_the_batched_revocation_is_in_flight() {
         .filter(|r| {
             r["kind"] == "outcome"
                 && r["plan"] == run.plan.as_str()
-                && (r["step"] == "s4" || r["step"] == "s5")
+                && (r["step"] == "s7" || r["step"] == "s8")
         })
         .count();
     assert_eq!(
@@ -354,7 +357,8 @@ fn fire_crash_while_the_batched_revocation_is_in_flight() {
         "the batch was answered before the kill: the test did not hit the window"
     );
     resume_and_check(&run, "killed with the batched revocation in flight");
-    for sid in ["s4", "s5"] {
+    // The GitHub steps come after the three keys' two steps each (issue 16: they were s4, s5).
+    for sid in ["s7", "s8"] {
         let outcome = run
             .env
             .records()

@@ -1,10 +1,12 @@
 //! Proof under fire (issue 8): crash at every point against the real peers,
-//! injected faults, secret canaries through every input path, and the agent
-//! under load. Figures are in RELIABILITY.md.
+//! injected faults, secret canaries through every input path, the agent
+//! under load, and hostile input and concurrent use (issue 21). Figures are
+//! in RELIABILITY.md.
 
 mod canary;
 mod crash;
 mod faults;
+mod hostile;
 mod load;
 
 use std::io::BufRead;

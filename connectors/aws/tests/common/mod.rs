@@ -37,6 +37,12 @@ pub fn config_for(endpoint: &str) -> AwsConfig {
     AwsConfig {
         endpoint_url: Some(endpoint.to_owned()),
         region: "us-east-1".into(),
+        // A 1 s margin on session cut-offs (30 s by default), so a test can show a session
+        // issued after the cut-off working without waiting half a minute.
+        cutoff_margin: Duration::from_secs(1),
+        // Verification polls a credential that still works for up to a minute by
+        // default; a test that expects "alive" should not wait that long.
+        verify_deadline: Duration::from_secs(3),
         ..AwsConfig::default()
     }
 }
