@@ -10,9 +10,11 @@ mod auth;
 mod classify;
 mod context;
 mod error;
+mod halt;
 mod incident;
 mod init;
 mod log;
+mod mcp;
 mod output;
 mod pending;
 mod plan;
@@ -39,7 +41,7 @@ use context::Context;
     name = "cordon",
     version,
     about = "The emergency brake for non-human identities: contain leaked credentials, under policy, with proof.",
-    after_help = "Exit codes: 0 ok, 1 failed, 2 usage, 3 denied, 4 partial, 5 awaiting approval, 6 nothing containable, 7 log tampered, 8 log torn tail, 9 policy invalid."
+    after_help = "Exit codes: 0 ok, 1 failed, 2 usage, 3 denied, 4 partial, 5 awaiting approval, 6 nothing containable, 7 log tampered, 8 log torn tail, 9 policy invalid, 10 stopped by a limit or the halt switch."
 )]
 pub struct Cli {
     /// State directory (plans, approvals, evidence, audit log).
@@ -86,6 +88,10 @@ pub enum Command {
     Respond(respond::RespondArgs),
     /// Listen for GitHub webhooks and AWS EventBridge events; respond to each as `agent`.
     Agent(agent::AgentArgs),
+    /// Stop every automation principal (ci, agent, assistant) at once; signed and recorded.
+    Halt(halt::HaltArgs),
+    /// Release the halt switch; signed and recorded.
+    Resume(halt::ResumeArgs),
     /// Plans waiting for approval, and what each still needs.
     Pending(pending::PendingArgs),
     /// Identify, plan, decide, apply and verify in one go.
@@ -115,6 +121,8 @@ pub enum Command {
     /// Shared state on S3: `state migrate --to s3://BUCKET/PREFIX`.
     #[command(subcommand)]
     State(state_cmd::StateCommand),
+    /// A Model Context Protocol server on stdio: an AI assistant proposes containment as `assistant`; people approve.
+    Mcp(mcp::McpArgs),
     /// cordon's own credentials in the OS keyring.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
@@ -249,12 +257,15 @@ async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
         Command::Apply(a) => apply::cmd_apply(&ctx()?, out, a).await,
         Command::Respond(a) => respond::cmd_respond(&ctx()?, out, a).await,
         Command::Agent(a) => agent::cmd_agent(&ctx()?, out, a).await,
+        Command::Halt(a) => halt::cmd_halt(&ctx()?, out, a),
+        Command::Resume(a) => halt::cmd_resume(&ctx()?, out, a),
         Command::Pending(a) => pending::cmd_pending(&ctx()?, out, a),
         Command::Revoke(c) => revoke::cmd_revoke(&ctx()?, out, c).await,
         Command::Quarantine(c) => revoke::cmd_quarantine(&ctx()?, out, c).await,
         Command::Restore(a) => revoke::cmd_restore(&ctx()?, out, a).await,
         Command::Log(c) => log::cmd_log(&ctx()?, out, c),
         Command::Policy(c) => policy::cmd_policy(cli.home.clone(), cli.policy.clone(), out, c),
+        Command::Mcp(a) => mcp::cmd_mcp(ctx()?, cli.home.clone(), cli.policy.clone(), a).await,
         Command::Auth(c) => auth::cmd_auth(out, c),
         Command::Incident(c) => incident::cmd_incident(&ctx()?, out, c),
         Command::Task(c) => task::cmd_task(&ctx()?, out, c),
