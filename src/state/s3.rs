@@ -137,6 +137,11 @@ impl Drop for Rt {
     }
 }
 
+/// An object's bytes and ETag, if it exists.
+type Fetched = Option<(Vec<u8>, Option<String>)>;
+/// A key and its bytes, if it exists.
+type Named = (String, Option<Vec<u8>>);
+
 struct Inner {
     client: Client,
     loc: S3Location,
@@ -287,7 +292,7 @@ impl Inner {
         })
     }
 
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, StateError> {
+    fn get(&self, key: &str) -> Result<Fetched, StateError> {
         let (client, bucket, k) = (self.client.clone(), self.loc.bucket.clone(), key.to_owned());
         let r = self.block(async move {
             match client.get_object().bucket(bucket).key(k).send().await {
@@ -419,7 +424,7 @@ impl Inner {
     }
 
     /// GET many keys, in order, a few at a time.
-    fn get_many(&self, keys: Vec<String>) -> Result<Vec<(String, Option<Vec<u8>>)>, StateError> {
+    fn get_many(&self, keys: Vec<String>) -> Result<Vec<Named>, StateError> {
         use futures::stream::{self, StreamExt};
         let (client, bucket) = (self.client.clone(), self.loc.bucket.clone());
         let r = self.block(async move {
@@ -653,7 +658,7 @@ impl Store for S3State {
             .filter_map(|k| k.strip_prefix(&base).map(str::to_owned))
             // "" lists the kind's direct entries (as the local directory
             // does), a plan id lists that plan's approvals.
-            .filter(|n| prefix.is_empty() == !n.contains('/'))
+            .filter(|n| prefix.is_empty() != n.contains('/'))
             .filter(|n| !n.rsplit('/').next().unwrap_or("").starts_with('.'))
             .collect();
         names.sort();
@@ -913,7 +918,7 @@ impl S3Log {
         for _ in 0..MAX_CLAIMS {
             let rec = draft.clone().seal(seq + 1, &hash);
             let mut line = rec.canonical_line().map_err(AuditError::Encode)?;
-            line.push(b'\n');
+            line.extend_from_slice(b"\n");
             let key = self.key(rec.seq);
             match self.inner.put(&key, &line, Cond::Create) {
                 Ok(Created::Yes(_)) => {
@@ -1015,7 +1020,7 @@ impl RemoteLog for S3Log {
             };
             let rec = draft.seal(seq + 1, &hash);
             let mut line = rec.canonical_line().map_err(AuditError::Encode)?;
-            line.push(b'\n');
+            line.extend_from_slice(b"\n");
             let key = self.key(rec.seq);
             match self.inner.put(&key, &line, Cond::Create)? {
                 Created::Yes(_) => {

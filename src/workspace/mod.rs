@@ -68,7 +68,7 @@ impl Workspace {
         let home = Arc::new(Home::open(root)?);
         let policy_dir = policy.unwrap_or_else(|| home.policy_dir());
         let state = state.filter(|s| !s.is_empty());
-        let (store, log, shared): (Arc<dyn Store>, AuditLog, Option<String>) = match state {
+        let (store, log, shared): Shared = match state {
             None => (
                 home.clone(),
                 AuditLog::new(home.audit_path(), home.torn_dir()),
@@ -258,9 +258,12 @@ impl Workspace {
     }
 }
 
+/// The store, the log and the shared location (`s3://…`), if shared.
+type Shared = (Arc<dyn Store>, AuditLog, Option<String>);
+
 /// The shared state named by `--state`.
 #[cfg(feature = "cli")]
-fn shared_state(url: &str) -> Result<(Arc<dyn Store>, AuditLog, Option<String>), Error> {
+fn shared_state(url: &str) -> Result<Shared, Error> {
     use crate::state::s3::{S3Location, S3State};
     if !S3Location::is_s3(url) {
         return Err(Error::usage(format!(
@@ -275,7 +278,7 @@ fn shared_state(url: &str) -> Result<(Arc<dyn Store>, AuditLog, Option<String>),
 }
 
 #[cfg(not(feature = "cli"))]
-fn shared_state(url: &str) -> Result<(Arc<dyn Store>, AuditLog, Option<String>), Error> {
+fn shared_state(url: &str) -> Result<Shared, Error> {
     Err(Error::usage(format!(
         "`--state {url}`: this build of cordon has no S3 support (the `cli` feature)"
     )))
