@@ -1098,7 +1098,7 @@ mod tests {
             "s3://ab/x",
             "s3://acme/../x",
             "/tmp/x",
-            "s3://acme//x/",
+            "s3://acme/a//b",
         ] {
             let e = S3Location::parse(bad).unwrap_err().to_string();
             assert!(e.contains("s3://BUCKET/PREFIX"), "{bad}: {e}");
