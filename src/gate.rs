@@ -216,8 +216,9 @@ impl Gate for TestOnlyGate {
             Decision::deny(
                 "builtin:test-only",
                 crate::policy::Reason::PolicyNotLoaded {
-                    detail: "no authority policy is loaded: only the built-in test connector may act"
-                        .into(),
+                    detail:
+                        "no authority policy is loaded: only the built-in test connector may act"
+                            .into(),
                 },
             )
         }

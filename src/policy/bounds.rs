@@ -240,7 +240,10 @@ fn stateless(
                 format!(
                     "the target is in {}, and `{name}` acts only in {}",
                     env.map_or("no labelled environment".to_owned(), |e| format!("`{e}`")),
-                    envs.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+                    envs.iter()
+                        .map(|e| format!("`{e}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }

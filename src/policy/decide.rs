@@ -18,9 +18,9 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use cordon_connector::{Action, DecisionClass, Target};
 use serde::Serialize;
 
+use super::reason::Reason;
 use super::roster::{ClassDef, Member};
 use super::Policy;
-use super::reason::Reason;
 use crate::gate::{Decision, Effect, GateInput};
 use crate::plan::{PrincipalKind, Severity, Source};
 
@@ -539,8 +539,7 @@ impl Policy {
         }
 
         // 3. More approvals.
-        if let Some(Reason::NeedsApprovals { count, need, .. }) = self.approval_needs(case, class)
-        {
+        if let Some(Reason::NeedsApprovals { count, need, .. }) = self.approval_needs(case, class) {
             out.push(Reason::NeedsApprovals {
                 count,
                 need,

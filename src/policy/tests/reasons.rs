@@ -16,7 +16,14 @@ fn emeka_disables_a_key() -> Decision {
         Action::AwsDisableAccessKey,
         target(Provider::Aws, "access-key", "AKIAEXAMPLE", None),
     );
-    decide(&p, &plan, &principal("emeka", PrincipalKind::Person, true), &[], 0, false)
+    decide(
+        &p,
+        &plan,
+        &principal("emeka", PrincipalKind::Person, true),
+        &[],
+        0,
+        false,
+    )
 }
 
 /// Issue 21 item 13: "break-glass declared by a verified member of role ..."
@@ -76,7 +83,10 @@ fn a_decisions_missing_and_errors_are_its_reasons_rendered() {
     assert_eq!(d.reasons[0].code(), "policy-not-loaded");
     assert_eq!(d.errors, vec![d.reasons[0].to_string()]);
     assert!(d.missing.is_empty());
-    assert!(!d.awaits_people(), "a policy that does not load is no wait for approval");
+    assert!(
+        !d.awaits_people(),
+        "a policy that does not load is no wait for approval"
+    );
 }
 
 /// A deny no approval, escalation or break-glass lifts is a deny (exit 3),
@@ -99,7 +109,14 @@ fn a_deny_nobody_can_lift_is_final_not_awaiting_approval() {
         Action::AwsDisableAccessKey,
         target(Provider::Aws, "access-key", "AKIAEXAMPLE", None),
     );
-    let d = decide(&p, &plan, &principal("amara", PrincipalKind::Person, true), &["bruno", "chen"], 60, true);
+    let d = decide(
+        &p,
+        &plan,
+        &principal("amara", PrincipalKind::Person, true),
+        &["bruno", "chen"],
+        60,
+        true,
+    );
     assert!(!d.is_allow());
     let codes: Vec<&str> = d.reasons.iter().map(Reason::code).collect();
     assert!(codes.contains(&"forbidden"), "{codes:?}");
@@ -152,7 +169,9 @@ fn every_reason_has_a_stable_unique_code_that_round_trips() {
             verified: false,
         },
         Reason::ForbidIsFinal,
-        Reason::Halted { halt: "halted by `x`".into() },
+        Reason::Halted {
+            halt: "halted by `x`".into(),
+        },
         Reason::HaltUnreadable { error: "e".into() },
         Reason::Limit {
             limit: "environments".into(),
@@ -162,7 +181,9 @@ fn every_reason_has_a_stable_unique_code_that_round_trips() {
             owner_role: "security".into(),
         },
         Reason::UsageUnavailable,
-        Reason::LimitsWithoutState { principal: "ci".into() },
+        Reason::LimitsWithoutState {
+            principal: "ci".into(),
+        },
         Reason::AutomationUnproven { name: "ci".into() },
     ];
     let mut codes = std::collections::BTreeSet::new();
@@ -220,9 +241,10 @@ fn a_decision_recorded_before_typed_reasons_reads_as_before() {
     assert!(d.reasons.is_empty());
     assert!(d.awaits_people());
     assert_eq!(d.why(), "needs 1 approval from role `security`");
-    let d: Decision =
-        serde_json::from_str(r#"{"effect":"deny","policies":[],"policy_hash":"h","errors":["boom"]}"#)
-            .unwrap();
+    let d: Decision = serde_json::from_str(
+        r#"{"effect":"deny","policies":[],"policy_hash":"h","errors":["boom"]}"#,
+    )
+    .unwrap();
     assert!(!d.awaits_people());
     assert_eq!(d.why(), "boom");
 }
