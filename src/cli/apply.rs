@@ -218,7 +218,10 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool) {
             let outcome = s.outcome.as_ref().map(|o| o.label()).unwrap_or("not run");
             let verify = s.verification.as_ref().map(|v| v.label()).unwrap_or("-");
             let detail = match (&s.outcome, &s.decision) {
-                (Some(o), _) => o.detail().to_owned(),
+                (Some(o), _) => match &s.no_evidence {
+                    Some(why) => format!("{} (no-evidence: {why})", o.detail()),
+                    None => o.detail().to_owned(),
+                },
                 (None, Some(d)) => {
                     let mut parts = d.missing.clone();
                     parts.extend(d.errors.iter().cloned());

@@ -127,6 +127,10 @@ pub struct StepReport {
     pub attempts: u32,
     /// Reads of the target's state (the snapshot, and re-reads), retries included.
     pub reads: u32,
+    /// The change went ahead without an evidence snapshot, because none could
+    /// be taken and the policy allowed it: why there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_evidence: Option<String>,
 }
 
 impl StepReport {
@@ -360,6 +364,7 @@ impl Engine {
             resumed: false,
             attempts: 0,
             reads: 0,
+            no_evidence: None,
         }
     }
 
@@ -453,6 +458,7 @@ impl Engine {
             rep.from_earlier_run = true;
             rep.verification = j.and_then(|j| j.verification.clone());
             rep.evidence = j.and_then(|j| j.evidence.clone());
+            rep.no_evidence = j.and_then(|j| j.no_evidence.clone());
             if rep.verification.is_none() && rep.outcome.as_ref().is_some_and(Outcome::is_success) {
                 if let Some(conn) = self.registry.for_action(step.action) {
                     rep.verification = self.verify(req, step, conn.as_ref()).await?;
@@ -489,26 +495,37 @@ impl Engine {
         let step = run.step;
         let ctx = self.ctx(req, step);
         self.limiter.take(key).await;
-        let state = match self
+        let snapshot = self
             .with_retries(|| conn.describe(&ctx), &mut run.rep.reads)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                let outcome = Self::without_evidence(&e);
-                self.record_outcome(req, step, &outcome, run.rep.attempts)
-                    .await?;
-                run.rep.outcome = Some(outcome);
-                return Ok(Phase::Finished(run.rep));
-            }
+            .await;
+        let earlier = run.evidence.take().filter(|_| run.rep.resumed);
+        let state = match snapshot {
+            Ok(s) => Some(s),
+            // A resumed step has the snapshot its interrupted run took before
+            // any change: that is its evidence, and the change (idempotent)
+            // goes ahead without the reconcile read.
+            Err(_) if earlier.is_some() => None,
+            Err(e) => match self.without_evidence(req, step, &e).await? {
+                Ok(reason) => {
+                    run.rep.no_evidence = Some(reason);
+                    None
+                }
+                Err(outcome) => {
+                    self.record_outcome(req, step, &outcome, run.rep.attempts)
+                        .await?;
+                    run.rep.outcome = Some(outcome);
+                    return Ok(Phase::Finished(run.rep));
+                }
+            },
         };
         // An interrupted run's evidence is the state before any change: keep
         // it. A fresh snapshot is recorded only when there is none yet.
-        run.rep.evidence = match run.evidence.take() {
-            Some(earlier) if run.rep.resumed => Some(earlier),
-            _ => Some(self.record_evidence(req, step, &state.evidence).await?),
+        run.rep.evidence = match (earlier, &state) {
+            (Some(earlier), _) => Some(earlier),
+            (None, Some(state)) => Some(self.record_evidence(req, step, &state.evidence).await?),
+            (None, None) => None,
         };
-        if state.contained {
+        if state.as_ref().is_some_and(|s| s.contained) {
             let outcome = Outcome::AlreadyContained {
                 detail: if run.rep.resumed {
                     "found in place after an interrupted run; nothing done again".into()
@@ -531,6 +548,10 @@ impl Engine {
         if run.rep.resumed {
             notes.push("resuming after an interrupted run".to_owned());
         }
+        // Last, so that the journal finds the reason as the message's tail.
+        if let Some(why) = &run.rep.no_evidence {
+            notes.push(format!("{NO_EVIDENCE}{why}"));
+        }
         if !notes.is_empty() {
             d.message = Some(notes.join("; "));
         }
@@ -540,12 +561,80 @@ impl Engine {
         Ok(Phase::Next(run))
     }
 
-    /// What a step does when its evidence snapshot cannot be taken, in one
-    /// place for single and batched steps: it stops with a failed outcome,
-    /// and the change is not attempted (the read that failed is also the
-    /// reconcile read that keeps a resumed step from acting twice).
-    fn without_evidence(e: &ConnectorError) -> Outcome {
-        failed(e)
+    /// The evidence rule (issue 16 item 7), in one place for single and
+    /// batched steps: when a step's snapshot cannot be taken, the policy
+    /// decides whether its change goes ahead without one (the decision is
+    /// recorded). `Ok(reason)`: it goes ahead, and its intent and outcome
+    /// records say `no-evidence: <reason>`; `Err(outcome)`: the step stops
+    /// with that failed outcome and nothing is changed.
+    ///
+    /// A restore never goes ahead without the state it undoes, and is not
+    /// asked about. Going ahead also means going ahead without the reconcile
+    /// read of a resumed step: connectors are idempotent (an execute on a
+    /// contained target changes nothing), so that costs a call, not a
+    /// second change.
+    async fn without_evidence(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        e: &ConnectorError,
+    ) -> Result<Result<String, Outcome>, EngineError> {
+        let reason = format!("the evidence snapshot could not be taken: {}", e.message);
+        if step.action.class() != DecisionClass::Contain {
+            return Ok(Err(Outcome::Failed {
+                retryable: e.is_retryable(),
+                error: format!(
+                    "{reason}; a restore is not attempted without the current state, so nothing was changed"
+                ),
+            }));
+        }
+        let mut decision = self.gate.decide_without_evidence(&GateInput {
+            plan_id: req.plan_id,
+            plan: req.plan,
+            step,
+            requester: req.requester,
+            approvals: req.approvals,
+            break_glass: req.break_glass,
+            now: req.now,
+        });
+        let allowed = decision.is_allow();
+        // What the policy says is missing names forbids and approvals; no
+        // approval brings the snapshot back, so this refusal is not a plan
+        // waiting for approval (`pending`): the reasons go into the message.
+        let why_not = {
+            let mut parts = std::mem::take(&mut decision.missing);
+            parts.extend(decision.errors.iter().cloned());
+            if parts.is_empty() {
+                parts.push(format!(
+                    "no policy permits it (policies: {})",
+                    decision.policies.join(", ")
+                ));
+            }
+            parts.join("; ")
+        };
+        let mut d = self.draft(req, Kind::Decision, step);
+        d.approvers = req.approvals.iter().map(Approver::from).collect();
+        if decision.break_glass {
+            d.break_glass = req.break_glass.map(|b| b.reason.clone());
+        }
+        d.message = Some(if allowed {
+            format!("may the change go ahead without evidence? allowed: {reason}")
+        } else {
+            format!("may the change go ahead without evidence? refused ({why_not}): {reason}")
+        });
+        d.decision = Some(decision);
+        self.append(d).await?;
+        if allowed {
+            Ok(Ok(reason))
+        } else {
+            Ok(Err(Outcome::Failed {
+                retryable: e.is_retryable(),
+                error: format!(
+                    "{reason}; the policy does not let this change go ahead without evidence \
+                     ({why_not}), so nothing was changed"
+                ),
+            }))
+        }
     }
 
     /// The last state: record the outcome, then prove the effect.
@@ -567,8 +656,14 @@ impl Engine {
             self.crash.hit("after-call", &step.id);
         }
         self.crash.hit("before-outcome", &step.id);
-        self.record_outcome(req, step, &outcome, rep.attempts)
-            .await?;
+        self.record_outcome_noting(
+            req,
+            step,
+            &outcome,
+            rep.attempts,
+            rep.no_evidence.as_deref(),
+        )
+        .await?;
         self.crash.hit("after-outcome", &step.id);
         let success = outcome.is_success();
         rep.outcome = Some(outcome);
@@ -665,8 +760,22 @@ impl Engine {
         outcome: &Outcome,
         attempts: u32,
     ) -> Result<(), EngineError> {
+        self.record_outcome_noting(req, step, outcome, attempts, None)
+            .await
+    }
+
+    /// The outcome record; a change made without evidence says so, and why.
+    async fn record_outcome_noting(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        outcome: &Outcome,
+        attempts: u32,
+        no_evidence: Option<&str>,
+    ) -> Result<(), EngineError> {
         let mut d = self.draft(req, Kind::Outcome, step);
         d.outcome = Some(outcome.clone());
+        d.message = no_evidence.map(|why| format!("{NO_EVIDENCE}{why}"));
         d.approvers = req.approvals.iter().map(Approver::from).collect();
         if req.break_glass.is_some() {
             d.break_glass = req.break_glass.map(|b| b.reason.clone());
@@ -769,6 +878,9 @@ impl Engine {
         }
     }
 }
+
+/// How the records of a change made without evidence begin their message.
+pub const NO_EVIDENCE: &str = "no-evidence: ";
 
 fn failed(e: &ConnectorError) -> Outcome {
     match e.class {

@@ -185,6 +185,7 @@ impl Policy {
             minutes: q.elapsed_minutes.max(0),
             now: q.now,
             break_glass: q.break_glass,
+            without_evidence: false,
         };
         let decision = self.decide_case(&case);
         Ok(Explanation {

@@ -232,6 +232,9 @@ impl Gate for Policy {
     fn decide(&self, input: &GateInput<'_>) -> Decision {
         Policy::decide(self, input)
     }
+    fn decide_without_evidence(&self, input: &GateInput<'_>) -> Decision {
+        Policy::decide_without_evidence(self, input)
+    }
 }
 
 /// A gate that is either a loaded policy or the reason it failed to load.
@@ -266,6 +269,12 @@ impl Gate for PolicyGate {
     fn decide(&self, input: &GateInput<'_>) -> Decision {
         match &self.inner {
             Ok(p) => p.decide(input),
+            Err(e) => Decision::deny(e.hash.clone(), e.summary()),
+        }
+    }
+    fn decide_without_evidence(&self, input: &GateInput<'_>) -> Decision {
+        match &self.inner {
+            Ok(p) => p.decide_without_evidence(input),
             Err(e) => Decision::deny(e.hash.clone(), e.summary()),
         }
     }

@@ -507,6 +507,14 @@ fn short(fp: &str) -> &str {
 
 /// One step's state, with what to say about it.
 fn step_status(s: &StepReport) -> (Status, String) {
+    let (status, detail) = step_status_only(s);
+    match &s.no_evidence {
+        Some(why) if s.outcome.is_some() => (status, format!("{detail} (no-evidence: {why})")),
+        _ => (status, detail),
+    }
+}
+
+fn step_status_only(s: &StepReport) -> (Status, String) {
     match (&s.outcome, &s.decision) {
         (Some(o), _) if o.is_success() => match &s.verification {
             Some(Verification::Dead { .. }) | None => (Status::Contained, o.detail().to_owned()),

@@ -7,6 +7,7 @@ mod agent;
 mod checkpoint;
 mod cli;
 mod crash;
+mod evidence;
 mod fire;
 mod frontdoor;
 mod github;
