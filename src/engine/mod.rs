@@ -161,6 +161,20 @@ impl ApplyReport {
     }
 }
 
+/// One step as `cordon verify` found it: the report (its recorded outcome,
+/// and the verification made now), the verification recorded before, how
+/// many checks were made, and why it was not checked (not contained, a
+/// restore step).
+#[derive(Debug, Clone, Serialize)]
+pub struct Recheck {
+    #[serde(flatten)]
+    pub step: StepReport,
+    pub before: Option<Verification>,
+    pub checks: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The audit log could not be written: nothing further was done.
@@ -293,6 +307,131 @@ impl Engine {
             plan: req.plan_id.to_owned(),
             steps,
         })
+    }
+
+    /// `cordon verify PLAN` (issue 16 item 6): re-check, later, every
+    /// containment step the audit log records as done. A credential that
+    /// still works is checked again (0.5 s, doubling to 5 s) until it is
+    /// refused or `deadline` has passed; then the result says "not yet
+    /// dead", never "dead". Each re-check is a `verify` record. Nothing is
+    /// changed and the gate is not asked: no step is executed.
+    pub async fn reverify(
+        &self,
+        req: &ApplyRequest<'_>,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<Recheck>, EngineError> {
+        let records = self.log.read_all()?;
+        let journal = Journal::for_plan(&records, req.plan_id);
+        let sem = Arc::new(tokio::sync::Semaphore::new(
+            self.config.concurrency.clamp(1, 1 << 16),
+        ));
+        let futures = req.plan.steps.iter().map(|step| {
+            let sem = sem.clone();
+            let j = journal.step(&step.id);
+            async move {
+                let _permit = sem.acquire().await;
+                self.recheck(req, step, j, deadline).await
+            }
+        });
+        futures::future::join_all(futures)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn recheck(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        j: Option<&StepJournal>,
+        deadline: std::time::Duration,
+    ) -> Result<Recheck, EngineError> {
+        let mut rep = Self::report(step);
+        rep.from_earlier_run = true;
+        rep.outcome = j.and_then(|j| j.outcome.clone());
+        rep.evidence = j.and_then(|j| j.evidence.clone());
+        rep.no_evidence = j.and_then(|j| j.no_evidence.clone());
+        let before = j.and_then(|j| j.verification.clone());
+        let mut out = Recheck {
+            step: rep,
+            before: before.clone(),
+            checks: 0,
+            skipped: None,
+        };
+        if step.action.class() != DecisionClass::Contain {
+            out.step.verification = before;
+            out.skipped = Some("a restore step: nothing to prove dead".into());
+            return Ok(out);
+        }
+        if !out.step.outcome.as_ref().is_some_and(Outcome::is_success) {
+            out.skipped = Some(match &out.step.outcome {
+                Some(o) => format!(
+                    "not contained ({}): nothing to verify; `cordon apply {}` retries it",
+                    o.label(),
+                    req.plan_id
+                ),
+                None => format!(
+                    "never run: nothing to verify; `cordon apply {}` runs it",
+                    req.plan_id
+                ),
+            });
+            return Ok(out);
+        }
+        let Some(conn) = self.registry.for_action(step.action) else {
+            out.skipped = Some(format!(
+                "no connector for `{}` is configured in this run",
+                step.action.id()
+            ));
+            return Ok(out);
+        };
+        let ctx = self.ctx(req, step);
+        let key = self.limiter.key(step);
+        let start = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(500);
+        let v = loop {
+            out.checks += 1;
+            self.limiter.take(&key).await;
+            let mut reads = 0;
+            let v = match self.with_retries(|| conn.verify(&ctx), &mut reads).await {
+                Ok(v) => v,
+                Err(e) => Verification::NotVerified {
+                    detail: format!("verification failed: {e}"),
+                },
+            };
+            match v {
+                Verification::Alive { detail } => {
+                    let waited = start.elapsed();
+                    if waited + wait > deadline {
+                        break Verification::NotVerified {
+                            detail: format!(
+                                "not yet dead: {detail} ({} checks over {} s, deadline {} s): \
+                                 check again later with `cordon verify {}`",
+                                out.checks,
+                                waited.as_secs(),
+                                deadline.as_secs(),
+                                req.plan_id
+                            ),
+                        };
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => break other,
+            }
+        };
+        let mut d = self.draft(req, Kind::Verify, step);
+        d.verification = Some(v.clone());
+        d.message = Some(format!(
+            "re-checked by `cordon verify` ({} check{} over {} s, deadline {} s; recorded before: {})",
+            out.checks,
+            if out.checks == 1 { "" } else { "s" },
+            start.elapsed().as_secs(),
+            deadline.as_secs(),
+            before.as_ref().map_or("nothing", Verification::label)
+        ));
+        self.append(d).await?;
+        out.step.verification = Some(v);
+        Ok(out)
     }
 
     fn draft(&self, req: &ApplyRequest<'_>, kind: Kind, step: &PlanStep) -> RecordDraft {

@@ -81,7 +81,7 @@ fn revoke_as(
     (o.status.code(), v, o.stdout, o.stderr)
 }
 
-fn key_step<'v>(v: &'v serde_json::Value) -> &'v serde_json::Value {
+fn key_step(v: &serde_json::Value) -> &serde_json::Value {
     v["steps"]
         .as_array()
         .unwrap()

@@ -15,4 +15,5 @@ mod incident;
 mod peers;
 mod reports;
 mod respond;
+mod reverify;
 mod state;
