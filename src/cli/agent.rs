@@ -102,6 +102,9 @@ impl Handler for RespondHandler {
                 rate: self.rate,
             },
             quarantine_user: false,
+            // An event names the repository of an alert, not the
+            // repository a leaked private key is deployed on.
+            github_repo: None,
         };
         // The summary goes to done/ and the log; nothing is printed.
         let rt = self

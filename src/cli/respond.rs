@@ -30,8 +30,29 @@ pub struct RespondArgs {
     /// password removed).
     #[arg(long)]
     pub quarantine_user: bool,
+    /// The repository whose deploy keys a leaked private key in the report may
+    /// open (`OWNER/REPO`): such a key is deleted there. Without it, the
+    /// finding names the command that would delete it.
+    #[arg(long, value_name = "OWNER/REPO", value_parser = owner_repo)]
+    pub github_repo: Option<(String, String)>,
     #[command(flatten)]
     pub one: OneShot,
+}
+
+/// `OWNER/REPO` with the characters GitHub allows in each part, so that
+/// nothing planned can steer a request elsewhere.
+fn owner_repo(v: &str) -> Result<(String, String), String> {
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match v.split_once('/') {
+        Some((o, r)) if ok(o) && ok(r) => Ok((o.to_owned(), r.to_owned())),
+        _ => Err(format!("`{v}` is not OWNER/REPO")),
+    }
 }
 
 /// Read a report from a file or stdin, refusing anything over the size limit
@@ -76,6 +97,7 @@ pub async fn cmd_respond(ctx: &Context, out: &Out, a: RespondArgs) -> CmdResult 
         dry_run: a.one.dry_run,
         run: a.one.run_opts().options(),
         quarantine_user: a.quarantine_user,
+        github_repo: a.github_repo.clone(),
     };
     let mut summary = respond(ctx, intake, &opts).await?;
     summary.exit = ctx.refusal_exit(summary.exit);

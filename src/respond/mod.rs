@@ -18,6 +18,7 @@ use crate::engine::{ApplyReport, SecretBag, StepReport};
 use crate::error::{Error, Exit};
 use crate::gate::{Decision, Principal};
 use crate::intake::classify::GithubKind;
+use crate::intake::private_key::PrivateKeyInfo;
 use crate::intake::report::{
     self, Credential, Finding, Format, NotContainable, ParseOptions, Provenance, Report,
 };
@@ -139,6 +140,10 @@ pub struct RespondOpts {
     pub run: RunOptions,
     /// Also quarantine the IAM user of each leaked AWS key.
     pub quarantine_user: bool,
+    /// The repository (`owner`, `repo`) whose deploy keys a leaked private key
+    /// may open: a private key names no repository, so without this the
+    /// finding says which command would delete it.
+    pub github_repo: Option<(String, String)>,
 }
 
 /// Parse a report already read (at most `MAX_REPORT_BYTES`): detect its
@@ -176,6 +181,8 @@ pub fn parse_intake(
 enum CredKey {
     Aws(String),
     Github(String),
+    /// A private key, by the fingerprint of its block.
+    PrivateKey(String),
 }
 
 /// Respond to a report: classify → identify → one plan for every finding →
@@ -214,6 +221,9 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     let mut aws_keys: Vec<(String, Option<String>)> = Vec::new(); // key id, secret fingerprint
     let mut aws_key_at: std::collections::HashMap<String, usize> = Default::default();
     let mut github: Vec<(CredKey, PlanStep)> = Vec::new();
+    let mut private_keys: Vec<(CredKey, PrivateKeyInfo)> = Vec::new();
+    // The kind of each GitHub token finding: what else could contain it.
+    let mut github_kind: BTreeMap<usize, GithubKind> = BTreeMap::new();
     for (i, f) in findings.into_iter().enumerate() {
         let mut row = FindingRow {
             finding: i + 1,
@@ -245,6 +255,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                     short(&fp)
                 ));
                 row.credential_id = Some(fp.clone());
+                github_kind.insert(row.finding, kind);
                 let key = CredKey::Github(fp.clone());
                 if !first_of.contains_key(&key) {
                     github.push((
@@ -258,6 +269,27 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                     ));
                 }
                 secrets.insert(secret);
+                key
+            }
+            Ok(Credential::PrivateKey { secret, info }) => {
+                let fp = secret.fingerprint();
+                row.credential = Some(format!(
+                    "private key ({} {}){}",
+                    info.format,
+                    info.algorithm,
+                    info.ssh_fingerprint
+                        .as_deref()
+                        .map(|f| format!(" {f}"))
+                        .unwrap_or_default()
+                ));
+                row.credential_id = Some(format!("sha256:{fp}"));
+                let key = CredKey::PrivateKey(fp);
+                if !first_of.contains_key(&key) {
+                    private_keys.push((key.clone(), info));
+                }
+                // Deleting a deploy key needs only the public half's
+                // fingerprint: the key itself is not kept.
+                drop(secret);
                 key
             }
             Ok(Credential::AwsKey {
@@ -343,6 +375,41 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             }
         }
     }
+    // A leaked private key may be a repository's deploy key: deleted there
+    // when the repository is known, otherwise the finding names the command.
+    for (key, info) in private_keys {
+        match (&info.ssh_fingerprint, &opts.github_repo) {
+            (Some(fingerprint), Some((owner, repo))) => {
+                let ids = add_steps(&mut steps, vec![deploy_key_step(owner, repo, fingerprint)]);
+                steps_of.insert(key, ids);
+            }
+            (Some(fingerprint), None) => {
+                unplanned.insert(
+                    key,
+                    format!(
+                        "not contained: a private key names no repository, so cordon cannot tell \
+                         which repository lists it as a deploy key; run `cordon revoke \
+                         github-deploy-key --repo OWNER/REPO --fingerprint {fingerprint}`, or \
+                         `cordon respond` again with `--github-repo OWNER/REPO`; wherever else \
+                         its public half is authorized (a user's SSH keys, servers' \
+                         authorized_keys), remove it there"
+                    ),
+                );
+            }
+            (None, _) => {
+                unplanned.insert(
+                    key,
+                    format!(
+                        "not contained: the public half of this {} key could not be read, so \
+                         cordon cannot find it among deploy keys; remove it wherever it is \
+                         authorized",
+                        info.algorithm
+                    ),
+                );
+            }
+        }
+    }
+
     // One step per distinct token (deduplicated above, and never the same
     // target as an AWS step): appended directly, as `add_steps` looks for a
     // duplicate in every step so far (quadratic over 100,000 tokens).
@@ -410,11 +477,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     };
     if steps.is_empty() {
         for r in &mut rows {
-            if let Some(reason) = r
-                .credential_id
-                .as_ref()
-                .and_then(|id| unplanned.get(&CredKey::Aws(id.clone())))
-            {
+            if let Some(reason) = keys.get(&r.finding).and_then(|k| unplanned.get(k)) {
                 // A key cordon could not identify (no AWS credentials, AWS
                 // unreachable) is a failure to act, not "nothing containable":
                 // a CI job must not pass on a broken setup (issue 21).
@@ -480,6 +543,17 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             .unwrap_or((Status::Failed, "no step was planned for it".into()));
         r.status = status;
         r.detail = detail;
+        // The revocation API is the one call that kills these tokens; when it
+        // did not, name the command that contains the token another way (the
+        // finding gives neither an OAuth app's client id nor a grant's id).
+        if matches!(r.status, Status::Failed | Status::Unverified) {
+            if let Some(other) = github_kind
+                .get(&r.finding)
+                .and_then(|k| other_github_way(*k))
+            {
+                r.detail = format!("{}; {other}", r.detail);
+            }
+        }
         // An automation principal that did not prove itself (a missing or
         // wrong secret) is a broken setup, not a plan waiting for people:
         // what it asked for is refused (issue 21: CI passed on it as 5).
@@ -496,6 +570,46 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     summary.findings = rows;
     summary.exit = exit_for(&summary.findings);
     Ok(summary)
+}
+
+/// What else contains a GitHub token of this kind when the revocation API
+/// did not, as the exact command (the finding gives none of its arguments).
+fn other_github_way(kind: GithubKind) -> Option<&'static str> {
+    match kind {
+        GithubKind::Oauth | GithubKind::AppUser => Some(
+            "revoke it through its OAuth app instead: `cordon revoke github-oauth-token \
+             --client-id CLIENT_ID --env VAR` (the app's client id; cordon needs the app's \
+             client secret), with `--grant` to end the user's whole authorization",
+        ),
+        GithubKind::FineGrainedPat => Some(
+            "remove its access to an organisation instead: `cordon revoke github-org-pat --org \
+             ORG --pat-id ID` (ID from `GET /orgs/ORG/personal-access-tokens`; partial: the \
+             token stays valid elsewhere)",
+        ),
+        _ => None,
+    }
+}
+
+/// `github:delete-deploy-key` for the key with this SSH fingerprint on
+/// `owner/repo` (as `cordon revoke github-deploy-key` plans it).
+fn deploy_key_step(owner: &str, repo: &str, fingerprint: &str) -> PlanStep {
+    let mut target = cordon_connector::Target::new(
+        cordon_connector::Provider::Github,
+        "deploy-key",
+        fingerprint.to_owned(),
+    );
+    target.account = Some(owner.to_owned());
+    PlanStep {
+        id: String::new(),
+        action: cordon_connector::Action::GithubDeleteDeployKey,
+        target,
+        secret: None,
+        params: BTreeMap::from([
+            ("owner".to_owned(), serde_json::json!(owner)),
+            ("repo".to_owned(), serde_json::json!(repo)),
+            ("fingerprint".to_owned(), serde_json::json!(fingerprint)),
+        ]),
+    }
 }
 
 /// Findings per `finding` audit record.
