@@ -105,6 +105,7 @@ impl Handler for RespondHandler {
             // An event names the repository of an alert, not the
             // repository a leaked private key is deployed on.
             github_repo: None,
+            github_app_id: None,
         };
         // The summary goes to done/ and the log; nothing is printed.
         let rt = self

@@ -81,7 +81,9 @@ fn add_from_text(text: Secret, bag: &mut SecretBag) {
     let mut any = false;
     for f in found {
         match f {
-            Found::GithubToken { secret, .. } | Found::AwsSecretUnpaired { secret, .. } => {
+            Found::GithubToken { secret, .. }
+            | Found::AwsSecretUnpaired { secret, .. }
+            | Found::PrivateKey { secret, .. } => {
                 bag.insert(secret);
                 any = true;
             }

@@ -35,6 +35,11 @@ pub struct RespondArgs {
     /// finding names the command that would delete it.
     #[arg(long, value_name = "OWNER/REPO", value_parser = owner_repo)]
     pub github_repo: Option<(String, String)>,
+    /// The GitHub App a leaked RSA private key in the report may belong to (a
+    /// JWT must name the App): cordon identifies the App with the key
+    /// (`GET /app`) and suspends its installations where the policy allows.
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub github_app_id: Option<u64>,
     #[command(flatten)]
     pub one: OneShot,
 }
@@ -98,6 +103,7 @@ pub async fn cmd_respond(ctx: &Context, out: &Out, a: RespondArgs) -> CmdResult 
         run: a.one.run_opts().options(),
         quarantine_user: a.quarantine_user,
         github_repo: a.github_repo.clone(),
+        github_app_id: a.github_app_id,
     };
     let mut summary = respond(ctx, intake, &opts).await?;
     summary.exit = ctx.refusal_exit(summary.exit);

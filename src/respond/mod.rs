@@ -144,6 +144,9 @@ pub struct RespondOpts {
     /// may open: a private key names no repository, so without this the
     /// finding says which command would delete it.
     pub github_repo: Option<(String, String)>,
+    /// The GitHub App a leaked RSA private key may belong to: the JWT that
+    /// identifies it must name the App (`iss`), which the key does not.
+    pub github_app_id: Option<u64>,
 }
 
 /// Parse a report already read (at most `MAX_REPORT_BYTES`): detect its
@@ -221,7 +224,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     let mut aws_keys: Vec<(String, Option<String>)> = Vec::new(); // key id, secret fingerprint
     let mut aws_key_at: std::collections::HashMap<String, usize> = Default::default();
     let mut github: Vec<(CredKey, PlanStep)> = Vec::new();
-    let mut private_keys: Vec<(CredKey, PrivateKeyInfo)> = Vec::new();
+    let mut private_keys: Vec<(CredKey, PrivateKeyInfo, String)> = Vec::new();
     // The kind of each GitHub token finding: what else could contain it.
     let mut github_kind: BTreeMap<usize, GithubKind> = BTreeMap::new();
     for (i, f) in findings.into_iter().enumerate() {
@@ -283,13 +286,18 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                         .unwrap_or_default()
                 ));
                 row.credential_id = Some(format!("sha256:{fp}"));
-                let key = CredKey::PrivateKey(fp);
+                let key = CredKey::PrivateKey(fp.clone());
                 if !first_of.contains_key(&key) {
-                    private_keys.push((key.clone(), info));
+                    private_keys.push((key.clone(), info.clone(), fp));
                 }
                 // Deleting a deploy key needs only the public half's
-                // fingerprint: the key itself is not kept.
-                drop(secret);
+                // fingerprint; a GitHub App's key signs the JWT that
+                // identifies the App and suspends its installations.
+                if info.app_key_candidate && opts.github_app_id.is_some() {
+                    secrets.insert(secret);
+                } else {
+                    drop(secret);
+                }
                 key
             }
             Ok(Credential::AwsKey {
@@ -377,10 +385,29 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     }
     // A leaked private key may be a repository's deploy key: deleted there
     // when the repository is known, otherwise the finding names the command.
-    for (key, info) in private_keys {
+    for (key, info, fp) in private_keys {
+        // An RSA key in PEM may be a GitHub App's: with the App's id, its
+        // installations are suspended (the App's owner must delete the key).
+        let app = match (info.app_key_candidate, opts.github_app_id) {
+            (true, Some(app_id)) => Some(app_key_step(app_id, &info, &fp)),
+            _ => None,
+        };
+        let app_hint = if info.app_key_candidate && opts.github_app_id.is_none() {
+            "; if it is a GitHub App's private key (an RSA key in PEM is that format), `cordon \
+             respond` again with `--github-app-id ID` identifies the App with it and suspends \
+             the App's installations"
+        } else {
+            ""
+        };
         match (&info.ssh_fingerprint, &opts.github_repo) {
             (Some(fingerprint), Some((owner, repo))) => {
-                let ids = add_steps(&mut steps, vec![deploy_key_step(owner, repo, fingerprint)]);
+                let mut mine = vec![deploy_key_step(owner, repo, fingerprint)];
+                mine.extend(app);
+                let ids = add_steps(&mut steps, mine);
+                steps_of.insert(key, ids);
+            }
+            _ if app.is_some() => {
+                let ids = add_steps(&mut steps, app.into_iter().collect());
                 steps_of.insert(key, ids);
             }
             (Some(fingerprint), None) => {
@@ -392,7 +419,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                          github-deploy-key --repo OWNER/REPO --fingerprint {fingerprint}`, or \
                          `cordon respond` again with `--github-repo OWNER/REPO`; wherever else \
                          its public half is authorized (a user's SSH keys, servers' \
-                         authorized_keys), remove it there"
+                         authorized_keys), remove it there{app_hint}"
                     ),
                 );
             }
@@ -502,9 +529,18 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
         let run = ws
             .execute(&id, &plan_bytes, &plan, &opts.run, &secrets)
             .await?;
-        summary.requester = run.principal.name;
+        summary.requester = run.principal.name.clone();
         summary.requester_verified = run.principal.verified;
         summary.notes = run.notes;
+        // A leaked App key whose installations are suspended still works
+        // until its owner deletes it: that is a task of the incident.
+        if let Some(incident) = &plan.incident {
+            for s in run.report.steps.iter().filter(|s| {
+                s.action == cordon_connector::Action::GithubSuspendAppInstallations.id()
+            }) {
+                app_owner_task(ws, incident, &run.principal, s)?;
+            }
+        }
         Some(run.report)
     };
 
@@ -588,6 +624,74 @@ fn other_github_way(kind: GithubKind) -> Option<&'static str> {
         ),
         _ => None,
     }
+}
+
+/// `github:suspend-app-installations` for a leaked RSA key of App `app_id`;
+/// the key (by fingerprint `fp`) is supplied at apply time to sign the JWT.
+fn app_key_step(app_id: u64, info: &PrivateKeyInfo, fp: &str) -> PlanStep {
+    let id = info
+        .ssh_fingerprint
+        .clone()
+        .unwrap_or_else(|| format!("sha256:{fp}"));
+    let mut target =
+        cordon_connector::Target::new(cordon_connector::Provider::Github, "app-key", id);
+    target.account = Some(app_id.to_string());
+    PlanStep {
+        id: String::new(),
+        action: cordon_connector::Action::GithubSuspendAppInstallations,
+        target,
+        secret: Some(fp.to_owned()),
+        params: BTreeMap::from([("app_id".to_owned(), serde_json::json!(app_id))]),
+    }
+}
+
+/// The task an App's owner gets when its key still works after the
+/// installations were suspended: the verification's exact instruction.
+/// Recorded only when the plan is attached to an open incident.
+fn app_owner_task(
+    ws: &Workspace,
+    incident: &str,
+    requester: &Principal,
+    s: &StepReport,
+) -> Result<(), Error> {
+    let Some(Verification::Partial { detail }) = &s.verification else {
+        return Ok(());
+    };
+    let title = format!("delete the leaked private key of {}: {detail}", s.target);
+    // A re-run (`cordon respond` on the same report) adds no second task.
+    let ledger = crate::workspace::load_ledger(ws)?;
+    if crate::workspace::resolve(&ledger, Some(incident))?
+        .tasks
+        .iter()
+        .any(|t| t.title == title)
+    {
+        return Ok(());
+    }
+    ws.log.append_with(|records| {
+        let ledger = crate::workspace::ledger_of(ws, records);
+        let inc = crate::workspace::resolve(&ledger, Some(incident))?;
+        crate::workspace::ensure_open(inc)?;
+        let n = inc
+            .tasks
+            .iter()
+            .filter(|t| matches!(t.source, crate::incident::TaskSource::Manual))
+            .count();
+        let ev = crate::incident::TaskEvent::Add {
+            task: format!("t{}", n + 1),
+            title: title.clone(),
+            owner: None,
+            due: None,
+        };
+        let mut d = RecordDraft::new(Kind::Task, requester.clone());
+        d.incident = Some(inc.id.clone());
+        d.data = Some(
+            serde_json::to_value(&ev)
+                .map_err(|e| Error::failed(format!("cannot encode the task: {e}")))?,
+        );
+        d.message = Some(format!("task {} added: {title}", ev.task()));
+        Ok::<_, Error>(d)
+    })??;
+    Ok(())
 }
 
 /// `github:delete-deploy-key` for the key with this SSH fingerprint on

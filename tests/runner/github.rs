@@ -706,3 +706,119 @@ fn respond_names_the_oauth_command_for_a_token_the_revocation_api_refuses() {
     );
     no_canary(&env, &gho[4..], &[&o.stdout, &o.stderr]);
 }
+
+// issue 17, item 5: a leaked GitHub App private key. The registry models the
+// App (`GET /app` and its installations with a JWT signed by the App's current
+// key, suspension, and the owner deleting the key: no API does that), citing
+// GitHub's documentation beside each behaviour.
+#[test]
+fn a_leaked_app_key_identifies_the_app_suspends_its_installations_and_is_rechecked() {
+    let (env, key) = env_with_signer();
+    let tag = unique("appkey");
+    let org = format!("org-{tag}");
+    let other_org = format!("org2-{tag}");
+    let app = admin(
+        "/apps",
+        json!({"tag": tag, "org": org, "more_orgs": [other_org], "slug": format!("leaky-{tag}"), "owner": "octo-org"}),
+    );
+    let app_id = app["app_id"].as_u64().unwrap();
+    let pem = app["private_key_pem"].as_str().unwrap().to_owned();
+    let report = private_key_report(env.dir.path(), &pem);
+    let own = classic("ghp_", &format!("{tag}-cordon"));
+    seed(&tag, &own, json!({"login": "cordon-bot"}));
+    let opened: Value = serde_json::from_str(&env.ok(&[
+        "--json",
+        "incident",
+        "open",
+        "--title",
+        "app key leak",
+        "--as",
+        "amara",
+    ]))
+    .unwrap();
+    let incident = opened["incident"].as_str().unwrap().to_owned();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+
+    // Without the App's id the key cannot be tied to an App: the finding says how.
+    let o = github_cmd(&env)
+        .args(["--json", "respond", "--report"])
+        .arg(&report)
+        .args(["--as", "amara", "--key"])
+        .arg(&key)
+        .env("GITHUB_TOKEN", &own)
+        .output()
+        .unwrap();
+    code(&o, 1);
+    let v = json_of(&o);
+    assert!(
+        v["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--github-app-id ID"),
+        "{v:#}"
+    );
+
+    // With it, at critical severity (the shipped policy lets a security
+    // engineer suspend an App alone only then).
+    let o = github_cmd(&env)
+        .args(["--json", "respond", "--report"])
+        .arg(&report)
+        .args(["--github-app-id", &app_id.to_string()])
+        .args(["--severity", "critical", "--incident", &incident])
+        .args(["--as", "amara", "--key"])
+        .arg(&key)
+        .env("GITHUB_TOKEN", &own)
+        .output()
+        .unwrap();
+    code(&o, 4);
+    let v = json_of(&o);
+    let row = &v["findings"][0];
+    assert_eq!(row["status"], "unverified", "{v:#}");
+    let detail = row["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("partial")
+            && detail.contains(&format!(
+                "https://github.com/organizations/octo-org/settings/apps/leaky-{tag}"
+            ))
+            && detail.contains("Private keys"),
+        "{detail}"
+    );
+    let insts = admin_get(&format!("/installations?app_id={app_id}"));
+    assert_eq!(insts.as_array().unwrap().len(), 2, "{insts}");
+    assert!(
+        insts
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| !i["suspended_at"].is_null()),
+        "{insts}"
+    );
+    // The instruction for the App's owner is a task of the incident.
+    let shown = env.ok(&["--json", "incident", "show", &incident]);
+    assert!(
+        shown.contains("delete the leaked private key") && shown.contains(&format!("leaky-{tag}")),
+        "{shown}"
+    );
+    let plan = v["plan"].as_str().unwrap().to_owned();
+
+    // Later: the owner deleted the key; `cordon verify` proves it refused.
+    admin(&format!("/apps/{app_id}/delete-key"), json!({}));
+    let o = github_cmd(&env)
+        .args([
+            "--json",
+            "verify",
+            &plan,
+            "--secrets-stdin",
+            "--as",
+            "amara",
+        ])
+        .env("GITHUB_TOKEN", &own)
+        .write_stdin(pem.clone())
+        .output()
+        .unwrap();
+    code(&o, 0);
+    let v = json_of(&o);
+    assert_eq!(v["steps"][0]["before"]["status"], "partial", "{v:#}");
+    assert_eq!(v["steps"][0]["verification"]["status"], "dead", "{v:#}");
+    no_canary(&env, &body[20..60], &[&o.stdout, &o.stderr]);
+}
