@@ -18,6 +18,7 @@ pub enum Exit {
     Tampered = 7,
     TornTail = 8,
     PolicyInvalid = 9,
+    Stopped = 10,
 }
 
 impl Exit {
@@ -55,6 +56,10 @@ impl Exit {
         (
             Exit::PolicyInvalid,
             "policy invalid: the policy failed to load or lint",
+        ),
+        (
+            Exit::Stopped,
+            "stopped: a limit of the automation principal or the halt switch held steps back; what was allowed is done, the rest waits for a person (`cordon pending`)",
         ),
     ];
 

@@ -89,6 +89,12 @@ pub struct Decision {
     /// True when the allow rests on break-glass.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub break_glass: bool,
+    /// Set when the policy allowed the step but a stop condition of an
+    /// automation principal held it back (a limit of `[limits.NAME]` in the
+    /// roster, or the halt switch): "stopped by limit ...", "halted by ...".
+    /// The step waits for a person; `missing` says who and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl Decision {
@@ -104,7 +110,21 @@ impl Decision {
             errors: vec![why.into()],
             missing: vec![],
             break_glass: false,
+            stopped: None,
         }
+    }
+
+    /// The step was allowed by the rules but a stop condition holds it back.
+    pub fn stop(mut self, why: impl Into<String>, what_lifts_it: impl Into<String>) -> Decision {
+        let why = why.into();
+        self.effect = Effect::Deny;
+        self.missing = vec![format!("{why}: {}", what_lifts_it.into())];
+        self.stopped = Some(why);
+        self
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.is_some()
     }
 }
 
@@ -142,6 +162,7 @@ impl Gate for TestOnlyGate {
                 errors: vec![],
                 missing: vec![],
                 break_glass: false,
+                stopped: None,
             }
         } else {
             Decision::deny(

@@ -12,6 +12,7 @@ pub mod connectors;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod halt;
 pub mod incident;
 pub mod intake;
 pub mod plan;

@@ -47,6 +47,10 @@ pub struct AgentConfig {
     pub max_queue: usize,
     /// The agent's directory in the state dir (`inbox/`, `done/`).
     pub dir: PathBuf,
+    /// The state directory whose halt switch (`crate::halt`) the worker
+    /// obeys: while it is set, deliveries are still accepted and queued, and
+    /// none is processed until `cordon resume`.
+    pub halt_root: Option<PathBuf>,
 }
 
 /// Acts on one event; runs on the worker thread, one event at a time.
@@ -228,6 +232,12 @@ fn worker_loop(shared: &Shared, rx: &mpsc::Receiver<String>, handler: &dyn Handl
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
+        // Halted: act on nothing; the event stays in the inbox (durable,
+        // acknowledged) and is processed once, after `cordon resume`. The gate
+        // stops the agent's steps as well, should a halt land mid-event.
+        if !wait_while_halted(shared) {
+            break;
+        }
         let path = shared.inbox.join(&name);
         let event = match std::fs::read(&path)
             .map_err(|e| e.to_string())
@@ -281,11 +291,43 @@ fn worker_loop(shared: &Shared, rx: &mpsc::Receiver<String>, handler: &dyn Handl
     stats
 }
 
+/// Whether the halt switch of the agent's state is set (an unreadable switch
+/// counts as set).
+fn halted(shared: &Shared) -> bool {
+    shared
+        .config
+        .halt_root
+        .as_deref()
+        .is_some_and(|root| !matches!(crate::halt::read(root), Ok(None)))
+}
+
+/// Block while halted; false when the agent is stopping meanwhile.
+fn wait_while_halted(shared: &Shared) -> bool {
+    let mut said = false;
+    while halted(shared) {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        if !said {
+            tracing::warn!(
+                queued = shared.queued.load(Ordering::SeqCst),
+                "automation is halted: deliveries are queued and none is acted on until `cordon resume`"
+            );
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    if said {
+        tracing::info!("resumed: processing the queued deliveries");
+    }
+    true
+}
+
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     let queued = s.queued.load(Ordering::SeqCst);
     (
         StatusCode::OK,
-        Json(json!({"status": "ok", "queued": queued})),
+        Json(json!({"status": "ok", "queued": queued, "halted": halted(&s)})),
     )
         .into_response()
 }

@@ -30,6 +30,10 @@ pub enum Kind {
     Task,
     /// Anything else worth keeping (torn-tail recovery, operator notes).
     Note,
+    /// The halt switch was set or released (`cordon halt`, `cordon resume`).
+    Halt,
+    /// A tool of the MCP server (`cordon mcp`) was called.
+    ToolCall,
 }
 
 impl Kind {
@@ -46,6 +50,8 @@ impl Kind {
             Kind::Incident => "incident",
             Kind::Task => "task",
             Kind::Note => "note",
+            Kind::Halt => "halt",
+            Kind::ToolCall => "tool-call",
         }
     }
 }

@@ -204,6 +204,7 @@ pub async fn cmd_agent(ctx: &Context, out: &Out, a: AgentArgs) -> CmdResult {
         max_body: a.max_body,
         max_queue: a.max_queue,
         dir: ctx.home.ensure_dir("agent")?,
+        halt_root: Some(ctx.home.root().to_path_buf()),
     };
     // Watch SIGTERM and SIGINT before announcing the address: whoever reads
     // that line may stop the agent at once, and a signal that arrives before

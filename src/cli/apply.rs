@@ -166,6 +166,13 @@ pub fn exit_for(r: &ApplyReport) -> Exit {
     if r.steps.iter().all(ok) {
         return Exit::Ok;
     }
+    // Held back only by a stop condition (limit or halt): say so.
+    let stopped = |s: &crate::engine::StepReport| {
+        s.denied() && s.decision.as_ref().is_some_and(|d| d.is_stopped())
+    };
+    if r.steps.iter().any(stopped) && r.steps.iter().all(|s| ok(s) || stopped(s)) {
+        return Exit::Stopped;
+    }
     if r.steps
         .iter()
         .any(|s| s.outcome.as_ref().is_some_and(Outcome::is_success))

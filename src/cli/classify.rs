@@ -16,7 +16,11 @@ pub fn cmd_classify(out: &Out, _a: ClassifyArgs) -> CmdResult {
     std::io::stdin()
         .read_to_string(&mut text)
         .map_err(|e| CommandError::failed(format!("cannot read stdin: {e}")))?;
-    let text = cordon_connector::Secret::new(text);
+    classify_text(out, cordon_connector::Secret::new(text))
+}
+
+/// List the credentials in `text` by fingerprint or key id (never the text).
+pub fn classify_text(out: &Out, text: cordon_connector::Secret) -> CmdResult {
     let found = classify_lines(text.expose());
     let mut rows = Vec::new();
     let mut any = false;

@@ -198,7 +198,8 @@ mod tests {
     fn fresh_secrets_replace_every_automation_hash_and_nothing_else() {
         let shipped = SHIPPED[2].1;
         let (text, fresh) = with_fresh_secrets(shipped, Path::new("roster.toml")).unwrap();
-        assert_eq!(fresh.len(), 2);
+        // ci, agent and (since bounded automation) assistant.
+        assert_eq!(fresh.len(), 3);
         for f in &fresh {
             assert!(text.contains(&f.secret.fingerprint()));
             assert!(
@@ -213,10 +214,17 @@ mod tests {
             assert!(!text.contains(h), "example hash left: {h}");
         }
         let envs: Vec<&str> = fresh.iter().map(|f| f.env.as_str()).collect();
-        assert_eq!(envs, ["CORDON_CI_SECRET", "CORDON_AGENT_SECRET"]);
+        assert_eq!(
+            envs,
+            [
+                "CORDON_CI_SECRET",
+                "CORDON_AGENT_SECRET",
+                "CORDON_ASSISTANT_SECRET"
+            ]
+        );
         // Same number of lines, same comments: only the values changed.
         assert_eq!(text.lines().count(), shipped.lines().count());
         let parsed = roster::parse(&text, "roster.toml").unwrap();
-        assert_eq!(parsed.automation.len(), 2);
+        assert_eq!(parsed.automation.len(), 3);
     }
 }

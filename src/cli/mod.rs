@@ -10,9 +10,11 @@ mod auth;
 mod classify;
 mod context;
 mod error;
+mod halt;
 mod incident;
 mod init;
 mod log;
+mod mcp;
 mod output;
 mod pending;
 mod plan;
@@ -38,7 +40,7 @@ use context::Context;
     name = "cordon",
     version,
     about = "The emergency brake for non-human identities: contain leaked credentials, under policy, with proof.",
-    after_help = "Exit codes: 0 ok, 1 failed, 2 usage, 3 denied, 4 partial, 5 awaiting approval, 6 nothing containable, 7 log tampered, 8 log torn tail, 9 policy invalid."
+    after_help = "Exit codes: 0 ok, 1 failed, 2 usage, 3 denied, 4 partial, 5 awaiting approval, 6 nothing containable, 7 log tampered, 8 log torn tail, 9 policy invalid, 10 stopped by a limit or the halt switch."
 )]
 pub struct Cli {
     /// State directory (plans, approvals, evidence, audit log).
@@ -74,6 +76,10 @@ pub enum Command {
     Respond(respond::RespondArgs),
     /// Listen for GitHub webhooks and AWS EventBridge events; respond to each as `agent`.
     Agent(agent::AgentArgs),
+    /// Stop every automation principal (ci, agent, assistant) at once; signed and recorded.
+    Halt(halt::HaltArgs),
+    /// Release the halt switch; signed and recorded.
+    Resume(halt::ResumeArgs),
     /// Plans waiting for approval, and what each still needs.
     Pending(pending::PendingArgs),
     /// Identify, plan, decide, apply and verify in one go.
@@ -102,6 +108,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The post-incident report (md, html, json), from the audit log.
     Report(report::ReportArgs),
+    /// A Model Context Protocol server on stdio: an AI assistant proposes containment as `assistant`; people approve.
+    Mcp(mcp::McpArgs),
     /// cordon's own credentials in the OS keyring.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
@@ -236,6 +244,8 @@ async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
         Command::Apply(a) => apply::cmd_apply(&ctx()?, out, a).await,
         Command::Respond(a) => respond::cmd_respond(&ctx()?, out, a).await,
         Command::Agent(a) => agent::cmd_agent(&ctx()?, out, a).await,
+        Command::Halt(a) => halt::cmd_halt(&ctx()?, out, a),
+        Command::Resume(a) => halt::cmd_resume(&ctx()?, out, a),
         Command::Pending(a) => pending::cmd_pending(&ctx()?, out, a),
         Command::Revoke(c) => revoke::cmd_revoke(&ctx()?, out, c).await,
         Command::Quarantine(c) => revoke::cmd_quarantine(&ctx()?, out, c).await,
@@ -243,6 +253,7 @@ async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
         Command::Verify(a) => verify::cmd_verify(&ctx()?, out, a).await,
         Command::Log(c) => log::cmd_log(&ctx()?, out, c),
         Command::Policy(c) => policy::cmd_policy(cli.home.clone(), cli.policy.clone(), out, c),
+        Command::Mcp(a) => mcp::cmd_mcp(ctx()?, cli.home.clone(), cli.policy.clone(), a).await,
         Command::Auth(c) => auth::cmd_auth(out, c),
         Command::Incident(c) => incident::cmd_incident(&ctx()?, out, c),
         Command::Task(c) => task::cmd_task(&ctx()?, out, c),

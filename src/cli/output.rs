@@ -13,6 +13,9 @@ use serde::Serialize;
 
 pub struct Out {
     pub json: bool,
+    /// When set, what would go to stdout is kept here instead (`cordon mcp`,
+    /// whose stdout is the protocol channel, runs commands through this).
+    pub capture: Option<Mutex<String>>,
     /// The first failed write to stdout, other than a closed pipe.
     failed: Mutex<Option<std::io::Error>>,
 }
@@ -21,8 +24,35 @@ impl Out {
     pub fn new(json: bool) -> Out {
         Out {
             json,
+            capture: None,
             failed: Mutex::new(None),
         }
+    }
+
+    /// JSON output, kept in memory instead of printed.
+    pub fn capturing() -> Out {
+        Out {
+            json: true,
+            capture: Some(Mutex::new(String::new())),
+            failed: Mutex::new(None),
+        }
+    }
+
+    /// Text output, kept in memory instead of printed.
+    pub fn capturing_text() -> Out {
+        Out {
+            json: false,
+            capture: Some(Mutex::new(String::new())),
+            failed: Mutex::new(None),
+        }
+    }
+
+    /// What was captured (empty when not capturing).
+    pub fn captured(&self) -> String {
+        self.capture
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|s| s.clone()))
+            .unwrap_or_default()
     }
 
     fn wrote(&self, r: std::io::Result<()>) {
@@ -42,6 +72,13 @@ impl Out {
     }
 
     pub fn json<T: Serialize>(&self, v: &T) {
+        if let Some(c) = &self.capture {
+            if let (Ok(mut c), Ok(text)) = (c.lock(), serde_json::to_string_pretty(v)) {
+                c.push_str(&text);
+                c.push('\n');
+            }
+            return;
+        }
         let mut o = std::io::stdout().lock();
         let r = serde_json::to_writer_pretty(&mut o, v)
             .map_err(std::io::Error::from)
@@ -52,6 +89,13 @@ impl Out {
     /// One line (or several) of text: control characters from the data in
     /// it are escaped, never sent to the terminal (see `crate::text`).
     pub fn line(&self, s: impl AsRef<str>) {
+        if let Some(c) = &self.capture {
+            if let Ok(mut c) = c.lock() {
+                c.push_str(&crate::text::printable(s.as_ref()));
+                c.push('\n');
+            }
+            return;
+        }
         self.wrote(writeln!(
             std::io::stdout().lock(),
             "{}",
@@ -62,6 +106,10 @@ impl Out {
     /// Text with terminal control sequences cordon wrote itself (the
     /// `status --watch` screen clear), followed by escaped data.
     pub fn raw_then_line(&self, control: &str, s: impl AsRef<str>) {
+        if self.capture.is_some() {
+            self.line(s);
+            return;
+        }
         self.wrote(writeln!(
             std::io::stdout().lock(),
             "{control}{}",

@@ -146,7 +146,11 @@ pub fn find_pending(
             _ => {}
         }
     }
-    let gate = ctx.gate();
+    // Decided again now, with the halt switch and the limits as they stand
+    // (what-if only: nothing here is recorded or done).
+    let gate = ctx
+        .gate()
+        .with_bounds(crate::policy::Bounds::new(ctx.home.root(), &records, None));
     let now = now_ms();
     let mut out = Vec::new();
     for (plan_id, steps) in plans {

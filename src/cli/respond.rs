@@ -210,6 +210,9 @@ pub fn print_summary(out: &Out, s: &Summary) {
         return;
     };
     match s.exit {
+        Exit::Stopped => out.line(format!(
+            "stopped by a limit or the halt switch: the rest waits for a person; see `cordon pending`, then an approver runs `cordon approve {p} --key ~/.ssh/id_ed25519` and `cordon apply {p}` continues"
+        )),
         Exit::AwaitingApproval => out.line(format!(
             "awaiting approval: see `cordon pending`; approvers run `cordon approve {p} --key ~/.ssh/id_ed25519`, then `cordon apply {p}` continues where this stopped"
         )),

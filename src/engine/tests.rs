@@ -550,6 +550,7 @@ impl Gate for NoChangeWithoutEvidence {
             errors: vec![],
             missing: vec!["forbidden by `no-change-without-evidence`".into()],
             break_glass: false,
+            stopped: None,
         }
     }
 }

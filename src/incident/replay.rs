@@ -813,7 +813,9 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
             }
             entry.what = r.message.clone().unwrap_or_else(|| "finding".into());
         }
-        Kind::Note => entry.what = r.message.clone().unwrap_or_default(),
+        Kind::Note | Kind::Halt | Kind::ToolCall => {
+            entry.what = r.message.clone().unwrap_or_default()
+        }
     }
     inc.timeline.push(entry);
 }

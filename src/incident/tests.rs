@@ -174,6 +174,7 @@ fn decision(allow: bool, missing: &[&str]) -> Decision {
         errors: vec![],
         missing: missing.iter().map(|m| m.to_string()).collect(),
         break_glass: false,
+        stopped: None,
     }
 }
 

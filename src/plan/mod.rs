@@ -39,11 +39,11 @@ pub enum PrincipalKind {
 }
 
 impl PrincipalKind {
-    /// The kind a requester name stands for: `ci` and `agent` are cordon's
-    /// automation principals, every other name a person. The one place that
-    /// tells them apart by name.
+    /// The kind a requester name stands for: `ci`, `agent` and `assistant`
+    /// are cordon's automation principals, every other name a person. The one
+    /// place that tells them apart by name.
     pub fn of_name(name: &str) -> PrincipalKind {
-        if matches!(name, "ci" | "agent") {
+        if matches!(name, "ci" | "agent" | "assistant") {
             PrincipalKind::Automation
         } else {
             PrincipalKind::Person
@@ -59,6 +59,8 @@ pub enum Source {
     Runbook,
     Ci,
     Agent,
+    /// An AI assistant through `cordon mcp`.
+    Assistant,
 }
 
 impl Source {
@@ -68,6 +70,7 @@ impl Source {
             Source::Runbook => "runbook",
             Source::Ci => "ci",
             Source::Agent => "agent",
+            Source::Assistant => "assistant",
         }
     }
 }

@@ -8,11 +8,13 @@ use super::{
 
 /// base64(SHA-256) of the example secrets published in cordon's docs and
 /// shipped in `policies/roster.toml` (`cordon-example-ci-secret-replace-me`,
-/// `cordon-example-agent-secret-replace-me`). Anyone who read the docs knows
-/// them: a roster that uses them has a default password.
-pub const EXAMPLE_SECRETS: [&str; 2] = [
+/// `cordon-example-agent-secret-replace-me`,
+/// `cordon-example-assistant-secret-replace-me`). Anyone who read the docs
+/// knows them: a roster that uses them has a default password.
+pub const EXAMPLE_SECRETS: [&str; 3] = [
     "TGkp/0Swiv094Cer5hBZCsGvbAOK052HvVAlop5OCIE=",
     "BZl5x9Q4ruwcMk1GjJvUt6gI2rWK4cKfHxaJ/kjLz5s=",
+    "zdPCxr09y+nzSx423YpF6wSy/467GbUA8IgCAndQ4So=",
 ];
 
 /// The environment variable that lets the published example secrets through
@@ -148,6 +150,16 @@ pub(crate) fn lint(p: &Policy, now: chrono::DateTime<chrono::Utc>) -> Vec<Findin
                 format!("automation `{name}` has secret_sha256 but no secret_env naming where the secret is read from"),
             )),
             _ => {}
+        }
+    }
+
+    for name in r.automation.keys() {
+        if !r.limits.contains_key(name) {
+            out.push(Finding::warning(
+                &roster_file,
+                r.automation.get(name).map(|a| a.line),
+                format!("automation `{name}` has no stop conditions: add [limits.{name}] (max_credentials_per_window, max_accounts_per_plan) so a poisoned input cannot make it act without bound"),
+            ));
         }
     }
 

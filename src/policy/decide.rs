@@ -363,6 +363,7 @@ impl Policy {
             errors: vec![],
             missing: vec![],
             break_glass: false,
+            stopped: None,
         };
         // With break-glass requested, first ask without it: the allow "rests
         // on" break-glass only if it is not allowed otherwise.
@@ -447,6 +448,20 @@ impl Policy {
             break_glass: input.break_glass.is_some(),
             without_evidence,
         }
+    }
+
+    /// Approvals of this plan from the contain (or restore) owner role, or its
+    /// backup once escalated: a person's word, which lifts the stop
+    /// conditions of an automation principal (`bounds`).
+    pub(crate) fn owner_approvals(&self, input: &GateInput<'_>) -> i64 {
+        let names: Vec<&str> = input.approvals.iter().map(|a| a.signer.as_str()).collect();
+        let approvers = self.approvers_of(&input.requester.name, &names);
+        let Ok(class) = self.class_of(input.step.action) else {
+            return 0;
+        };
+        let minutes = (input.now - input.plan.created_at).num_minutes().max(0);
+        let escalated = minutes >= i64::from(class.escalate_after_minutes);
+        summarize(&approvers, class, escalated).owner
     }
 
     fn forbids_in<'e>(&self, eval: &'e Eval) -> Vec<&'e String> {

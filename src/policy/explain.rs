@@ -145,6 +145,7 @@ impl Policy {
         let source = q.source.unwrap_or(match q.principal.as_str() {
             "ci" if kind == PrincipalKind::Automation => Source::Ci,
             "agent" if kind == PrincipalKind::Automation => Source::Agent,
+            "assistant" if kind == PrincipalKind::Automation => Source::Assistant,
             _ => Source::Manual,
         });
         for a in &q.approvers {
@@ -188,6 +189,14 @@ impl Policy {
             without_evidence: false,
         };
         let decision = self.decide_case(&case);
+        if let Some(l) = self.roster.limits.get(&q.principal) {
+            notes.push(format!(
+                "`{}` acts within stop conditions (roster.toml [limits.{}]): {}; past them, or while `cordon halt` is set, an allowed step waits for a person",
+                q.principal,
+                q.principal,
+                super::bounds::describe_limits(l)
+            ));
+        }
         Ok(Explanation {
             decision,
             principal: principal_of(q, kind),

@@ -22,6 +22,7 @@
 //! bytes move from one file to the next.
 
 mod approvals;
+pub mod bounds;
 mod check;
 mod decide;
 mod explain;
@@ -42,6 +43,7 @@ pub use approvals::{
     sign, verify_signature, ApprovalError, AuthRequest, Authentication, RejectedItem, Rejection,
     SignError, SignatureCheck, StoredSignature, NAMESPACE,
 };
+pub use bounds::Bounds;
 pub use check::{check, example_secrets, DEMO_ENV, EXAMPLE_SECRETS};
 pub use decide::{ApprovalSummary, RequestContext};
 pub use explain::{parse_target, ExplainError, Explanation, WhatIf};
@@ -239,9 +241,15 @@ impl Gate for Policy {
 
 /// A gate that is either a loaded policy or the reason it failed to load.
 /// Built with [`PolicyGate::load`]; a failed load denies every step.
+///
+/// With [`Bounds`] attached ([`PolicyGate::with_bounds`]) the gate also
+/// applies the halt switch and the automation principals' limits. Without
+/// them (a gate built for what-if questions), an automation principal that
+/// has limits is stopped: its usage cannot be counted (fail closed).
 #[derive(Debug)]
 pub struct PolicyGate {
     inner: Result<Policy, LoadError>,
+    bounds: Option<Bounds>,
 }
 
 impl PolicyGate {
@@ -251,7 +259,14 @@ impl PolicyGate {
     pub fn load(dir: &Path, demo: bool) -> PolicyGate {
         PolicyGate {
             inner: load_for_use(dir, demo),
+            bounds: None,
         }
+    }
+
+    /// Apply the halt switch and the limits of the state these bounds read.
+    pub fn with_bounds(mut self, bounds: Bounds) -> PolicyGate {
+        self.bounds = Some(bounds);
+        self
     }
 
     pub fn policy(&self) -> Result<&Policy, &LoadError> {
@@ -261,17 +276,42 @@ impl PolicyGate {
 
 impl From<Policy> for PolicyGate {
     fn from(p: Policy) -> Self {
-        PolicyGate { inner: Ok(p) }
+        PolicyGate {
+            inner: Ok(p),
+            bounds: None,
+        }
     }
 }
 
 impl Gate for PolicyGate {
     fn decide(&self, input: &GateInput<'_>) -> Decision {
         match &self.inner {
-            Ok(p) => p.decide(input),
+            Ok(p) => {
+                let d = p.decide(input);
+                match &self.bounds {
+                    Some(b) => b.check(p, input, d),
+                    None if d.is_allow()
+                        && input.requester.kind == crate::plan::PrincipalKind::Automation
+                        && p.roster().limits.contains_key(&input.requester.name) =>
+                    {
+                        d.stop(
+                            format!(
+                                "stopped: `{}` has limits, and this gate has no state to count them against",
+                                input.requester.name
+                            ),
+                            "run it through a command that opens the state directory",
+                        )
+                    }
+                    None => d,
+                }
+            }
             Err(e) => Decision::deny(e.hash.clone(), e.summary()),
         }
     }
+    /// Only the policy's evidence rule: the engine asks this after the
+    /// step's own decision allowed it, and that decision already went
+    /// through the bounds (halt switch, limits); counting the step twice
+    /// against a limit would be wrong.
     fn decide_without_evidence(&self, input: &GateInput<'_>) -> Decision {
         match &self.inner {
             Ok(p) => p.decide_without_evidence(input),

@@ -16,6 +16,8 @@ pub struct Roster {
     pub people: BTreeMap<String, PersonDef>,
     pub automation: BTreeMap<String, AutomationDef>,
     pub classes: BTreeMap<String, ClassDef>,
+    /// Stop conditions per automation principal (`[limits.NAME]`).
+    pub limits: BTreeMap<String, LimitsDef>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +50,25 @@ pub struct ClassDef {
     pub owner: String,
     pub backup: Option<String>,
     pub escalate_after_minutes: u32,
+    pub line: usize,
+}
+
+/// Stop conditions of one automation principal (`[limits.NAME]`): past any
+/// of them the remaining steps wait for a person (see `policy::bounds`).
+#[derive(Debug, Clone, Default)]
+pub struct LimitsDef {
+    /// At most this many credentials (distinct targets) acted on per window.
+    pub max_credentials_per_window: Option<u32>,
+    /// The window, in minutes (default 60).
+    pub window_minutes: u32,
+    /// At most this many provider accounts (AWS accounts, GitHub owners)
+    /// acted on in one plan; steps in further accounts wait.
+    pub max_accounts_per_plan: Option<u32>,
+    /// Act only on plans of at least this severity.
+    pub min_severity: Option<crate::plan::Severity>,
+    /// Act only on targets labelled with one of these environments
+    /// (unlabelled targets wait too).
+    pub environments: Option<Vec<String>>,
     pub line: usize,
 }
 
@@ -103,6 +124,18 @@ struct RawRoster {
     automation: BTreeMap<String, Spanned<RawAutomation>>,
     #[serde(default)]
     classes: BTreeMap<String, Spanned<RawClass>>,
+    #[serde(default)]
+    limits: BTreeMap<String, Spanned<RawLimits>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_credentials_per_window: Option<u32>,
+    window_minutes: Option<u32>,
+    max_accounts_per_plan: Option<u32>,
+    min_severity: Option<crate::plan::Severity>,
+    environments: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +294,58 @@ pub fn parse(text: &str, file: &str) -> Result<Roster, Vec<Finding>> {
             )
         })
         .collect();
+    let mut limits = BTreeMap::new();
+    for (k, v) in raw.limits {
+        let line = header_line(text, "limits", &k, v.span().start);
+        let l = v.into_inner();
+        if !automation.contains_key(&k) {
+            errors.push(Finding::error(
+                file,
+                Some(line),
+                format!("[limits.{k}] names `{k}`, which is not an automation principal: stop conditions bind [automation] entries only"),
+            ));
+        }
+        for (what, v) in [
+            ("max_credentials_per_window", l.max_credentials_per_window),
+            ("window_minutes", l.window_minutes),
+            ("max_accounts_per_plan", l.max_accounts_per_plan),
+        ] {
+            if v == Some(0) {
+                errors.push(Finding::error(
+                    file,
+                    Some(line),
+                    format!("[limits.{k}] {what} is 0: to stop `{k}` from acting at all, remove its permits or use `cordon halt`"),
+                ));
+            }
+        }
+        if l.window_minutes.is_some() && l.max_credentials_per_window.is_none() {
+            errors.push(Finding::error(
+                file,
+                Some(line),
+                format!("[limits.{k}] window_minutes without max_credentials_per_window limits nothing: add max_credentials_per_window"),
+            ));
+        }
+        if l.environments.as_ref().is_some_and(Vec::is_empty) {
+            errors.push(Finding::error(
+                file,
+                Some(line),
+                format!(
+                    "[limits.{k}] environments is empty: list the environments `{k}` may act in"
+                ),
+            ));
+        }
+        limits.insert(
+            k,
+            LimitsDef {
+                max_credentials_per_window: l.max_credentials_per_window,
+                window_minutes: l.window_minutes.unwrap_or(60),
+                max_accounts_per_plan: l.max_accounts_per_plan,
+                min_severity: l.min_severity,
+                environments: l.environments,
+                line,
+            },
+        );
+    }
     for needed in ["contain", "restore"] {
         if !classes.contains_key(needed) {
             errors.push(Finding::error(
@@ -301,6 +386,7 @@ pub fn parse(text: &str, file: &str) -> Result<Roster, Vec<Finding>> {
         people,
         automation,
         classes,
+        limits,
     })
 }
 

@@ -49,6 +49,9 @@ pub enum Status {
     /// Done, but verification did not prove it dead.
     Unverified,
     AwaitingApproval,
+    /// Allowed by the rules but held back by a stop condition (a limit of
+    /// the automation principal, or the halt switch): waits for a person.
+    Stopped,
     Denied,
     Failed,
     NotContainable,
@@ -63,6 +66,7 @@ impl Status {
             Status::Contained => "contained, verified",
             Status::Unverified => "done, NOT verified dead",
             Status::AwaitingApproval => "awaiting approval",
+            Status::Stopped => "stopped: waits for a person",
             Status::Denied => "denied",
             Status::Failed => "failed",
             Status::NotContainable => "not containable",
@@ -75,11 +79,12 @@ impl Status {
         match self {
             Status::Failed => 0,
             Status::Denied => 1,
-            Status::AwaitingApproval => 2,
-            Status::Unverified => 3,
-            Status::Planned => 4,
-            Status::Contained => 5,
-            Status::NotContainable => 6,
+            Status::Stopped => 2,
+            Status::AwaitingApproval => 3,
+            Status::Unverified => 4,
+            Status::Planned => 5,
+            Status::Contained => 6,
+            Status::NotContainable => 7,
         }
     }
 }
@@ -211,6 +216,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
         meta.source = match requester.as_str() {
             "ci" => Source::Ci,
             "agent" => Source::Agent,
+            "assistant" => Source::Assistant,
             _ => Source::Manual,
         };
     }
@@ -745,6 +751,7 @@ fn step_status_only(s: &StepReport) -> (Status, String) {
                 .map(|o| o.detail().to_owned())
                 .unwrap_or_default(),
         ),
+        (None, Some(d)) if d.is_stopped() => (Status::Stopped, d.missing.join("; ")),
         (None, Some(d)) if !d.is_allow() && !d.missing.is_empty() => {
             (Status::AwaitingApproval, d.missing.join("; "))
         }
@@ -762,7 +769,8 @@ fn step_status_only(s: &StepReport) -> (Status, String) {
 /// Exit code for a respond run, from its findings:
 /// nothing containable 6; every containable credential contained and verified 0;
 /// something failed, denied or unverified: 4 when anything was contained,
-/// otherwise 1; else something awaits approval: 5.
+/// otherwise 1; else something held back by a stop condition (a limit or the
+/// halt switch): 10; else something awaits approval: 5.
 pub fn exit_for(rows: &[FindingRow]) -> Exit {
     let live: Vec<&FindingRow> = rows
         .iter()
@@ -781,6 +789,9 @@ pub fn exit_for(rows: &[FindingRow]) -> Exit {
             return Exit::Denied;
         }
         return Exit::Failed;
+    }
+    if any(&[Status::Stopped]) {
+        return Exit::Stopped;
     }
     if any(&[Status::AwaitingApproval]) {
         return Exit::AwaitingApproval;

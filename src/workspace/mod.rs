@@ -97,6 +97,41 @@ impl Workspace {
         }
     }
 
+    #[cfg(feature = "cli")]
+    /// The halt switch and the usage the automation principals' limits count
+    /// against, for one run. For a run by an automation principal this takes
+    /// the state's automation lock first (waiting for another such run to
+    /// end), then counts from the audit log, so two runs sharing the state
+    /// cannot both spend the same remainder.
+    pub async fn bounds(&self, automation: bool) -> Result<crate::policy::Bounds, Error> {
+        use crate::policy::bounds::AUTOMATION_LOCK;
+        use crate::policy::Bounds;
+        let root = self.home.root().to_path_buf();
+        if !automation {
+            return Ok(Bounds::new(&root, &[], None));
+        }
+        let path = root.join(AUTOMATION_LOCK);
+        let lock = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
+            use fs4::fs_std::FileExt;
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+            f.lock_exclusive()
+                .map_err(|e| format!("cannot lock `{}`: {e}", path.display()))?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| Error::failed(format!("the automation lock task failed: {e}")))?
+        .map_err(Error::failed)?;
+        let records = self.log.read_all()?;
+        Ok(Bounds::new(&root, &records, Some(lock)))
+    }
+
     pub fn store(&self) -> Arc<dyn Store> {
         self.home.clone()
     }

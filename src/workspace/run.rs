@@ -168,6 +168,11 @@ impl Workspace {
                 restore_evidence.insert(s.id.clone(), v);
             }
         }
+        // The halt switch and the automation principals' limits, for this run.
+        let gate = gate.with_bounds(
+            self.bounds(principal.kind == crate::plan::PrincipalKind::Automation)
+                .await?,
+        );
         let github_probe = self.probe_allowed(id, plan, &gate, &principal, &approvals, now)?;
         let registry = self.registry_for(plan, github_probe).await?;
         let config = EngineConfig {

@@ -188,7 +188,8 @@ fn issue_14_published_example_secrets_are_refused_without_the_demo_switch() {
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let secrets = v["secrets"].as_array().unwrap();
-    assert_eq!(secrets.len(), 2);
+    // ci, agent and (since bounded automation) assistant.
+    assert_eq!(secrets.len(), 3);
     let ci = secrets.iter().find(|s| s["principal"] == "ci").unwrap();
     assert_eq!(ci["env"], "CORDON_CI_SECRET");
     let fresh = ci["secret"].as_str().unwrap().to_owned();

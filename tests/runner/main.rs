@@ -4,6 +4,7 @@
 mod support;
 
 mod agent;
+mod bounded;
 mod checkpoint;
 mod cli;
 mod crash;

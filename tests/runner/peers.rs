@@ -430,11 +430,23 @@ fn throttling_between_cordon_and_moto_is_retried_to_completion() {
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["steps"][0]["outcome"]["status"], "done");
-    // Three throttled calls: the read or the action was retried (1 + 1 without faults).
-    let (reads, calls) = (
-        v["steps"][0]["reads"].as_u64().unwrap(),
-        v["steps"][0]["attempts"].as_u64().unwrap(),
+    // Three throttled requests, retried wherever they fell: the key's step and the
+    // session step run side by side, so the throttles may land on either, and two
+    // may fall inside one snapshot (one retry). Without faults each step makes one
+    // read and one call; at least one retry must show.
+    let steps = v["steps"].as_array().unwrap();
+    assert!(
+        steps.iter().all(|s| s["outcome"]["status"] == "done"),
+        "{v}"
     );
-    assert!(reads + calls >= 4, "reads {reads}, calls {calls}: {v}");
+    let total: u64 = steps
+        .iter()
+        .map(|s| s["reads"].as_u64().unwrap() + s["attempts"].as_u64().unwrap())
+        .sum();
+    let clean = 2 * steps.len() as u64;
+    assert!(
+        total > clean,
+        "reads + calls {total}, no retry over {clean}: {v}"
+    );
     assert!(key_statuses(&user).contains(&format!("('{key_id}', 'Inactive')")));
 }

@@ -1,0 +1,90 @@
+//! The halt switch: one signed file in the state directory that stops every
+//! automation principal (`ci`, `agent`, `assistant`) at once.
+//!
+//! `cordon halt` writes `halt.json` (the statement a person signed, and the
+//! signature) and records it in the audit log; `cordon resume` records the
+//! resume and removes the file. The authority gate reads the file at every
+//! decision of an automation principal (`policy::bounds`): while it exists,
+//! nothing an automation principal asks for is done, and a file that cannot
+//! be read counts as a halt (fail closed). People still act under their own
+//! names.
+//!
+//! The switch holds for every process sharing the state directory. Across
+//! machines it needs the shared state (S3), which is not built yet: a halt on
+//! one machine does not reach another machine's state directory.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The file's name in the state directory.
+pub const HALT_FILE: &str = "halt.json";
+
+/// What a person signs to halt or resume: canonical JSON of this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    /// Always `cordon-halt` (so the bytes can never be taken for a plan).
+    pub statement: String,
+    /// `halt` or `resume`.
+    pub action: String,
+    pub reason: String,
+    #[serde(with = "crate::timefmt")]
+    pub at: DateTime<Utc>,
+}
+
+impl Statement {
+    pub fn new(action: &str, reason: &str, at: DateTime<Utc>) -> Statement {
+        Statement {
+            statement: "cordon-halt".into(),
+            action: action.into(),
+            reason: reason.into(),
+            at,
+        }
+    }
+
+    /// The bytes that are signed.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        crate::plan::canonical_json(self).map_err(|e| e.to_string())
+    }
+}
+
+/// The halt in force: the signed statement and who proved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Halt {
+    pub statement: Statement,
+    /// The person whose signature it is (allowed_signers principal).
+    pub by: String,
+    /// `SHA256:...` of the key that signed it.
+    pub key_fingerprint: String,
+    /// The armored SSH signature over `statement.bytes()`.
+    pub signature: String,
+}
+
+pub fn path(root: &Path) -> PathBuf {
+    root.join(HALT_FILE)
+}
+
+/// The halt in force, if any. `Err` when the file exists but cannot be read
+/// or parsed: callers treat that as halted (fail closed).
+pub fn read(root: &Path) -> Result<Option<Halt>, String> {
+    let p = path(root);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| format!("`{}` is not a halt record: {e}", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read `{}`: {e}", p.display())),
+    }
+}
+
+/// One line that says who halted, when and why.
+pub fn describe(h: &Halt) -> String {
+    format!(
+        "halted by `{}` at {}: {}",
+        h.by,
+        h.statement.at.format("%Y-%m-%dT%H:%M:%SZ"),
+        h.statement.reason
+    )
+}
