@@ -189,6 +189,18 @@ impl Decision {
 
 pub trait Gate: Send + Sync {
     fn decide(&self, input: &GateInput<'_>) -> Decision;
+
+    /// The evidence rule (issue 16 item 7): may this step's change go ahead
+    /// although its evidence snapshot could not be taken (a missing read
+    /// permission, throttling past the retries)? Asked by the engine only
+    /// then, for single and batched steps alike. The Cedar gate asks the
+    /// policy again with `context.without_evidence` true, so a policy decides
+    /// it with a `forbid` on that attribute; a gate without such a notion
+    /// answers as for the step itself (the shipped default: a containment
+    /// may act without evidence, and the record says why there is none).
+    fn decide_without_evidence(&self, input: &GateInput<'_>) -> Decision {
+        self.decide(input)
+    }
 }
 
 /// The engine unit tests' gate (no authority policy loaded): it denies

@@ -25,9 +25,9 @@ import { createHash, generateKeyPairSync, randomBytes, sign, verify } from "node
 const tokens = new Map();
 /** client_id -> { secret, tag } */
 const oauthApps = new Map();
-/** app id (string) -> { tag, publicKey, installations: Map(org -> installationId), canRevokePats } */
+/** app id (string) -> { tag, publicKey, installations: Map(org -> installationId), canRevokePats, slug, owner } */
 const apps = new Map();
-/** installation id -> { appId, org } */
+/** installation id -> { appId, org, suspendedAt } */
 const installations = new Map();
 /** "owner/repo" -> { tag, keys: [deploy-key] } */
 const repos = new Map();
@@ -171,7 +171,9 @@ function appFromJwt(token) {
   }
   if (header.alg !== "RS256") return null;
   const app = apps.get(String(payload.iss));
-  if (!app) return null;
+  // A key its owner deleted no longer verifies: GitHub checks a JWT against
+  // the App's current keys (https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/managing-private-keys-for-github-apps#deleting-private-keys).
+  if (!app || !app.publicKey) return null;
   const ok = verify("RSA-SHA256", Buffer.from(`${h}.${p}`), app.publicKey, b64url(s));
   const now = Math.floor(Date.now() / 1000);
   if (!ok || typeof payload.exp !== "number" || payload.exp < now) return null;
@@ -469,6 +471,10 @@ route("POST", "/app/installations/{installation_id}/access_tokens", (req, _body,
       if (!app) return [401, err("A JSON web token could not be decoded")];
       const inst = installations.get(Number(instId));
       if (!inst || inst.appId !== app.id) return [404, err("Not Found")];
+      // A suspended installation blocks the App's access to the account
+      // (https://docs.github.com/en/rest/apps/apps#suspend-an-app-installation):
+      // no token is minted for it.
+      if (inst.suspendedAt) return [403, err("This installation has been suspended")];
       // `X-GitHub-Stateless-S2S-Token: enabled` asks for the stateless format
       // GitHub rolls out from April 2026: `ghs_` + app id + `_` + a JWT
       // (https://github.blog/changelog/2026-05-15-github-app-installation-tokens-per-request-override-header/).
@@ -499,6 +505,110 @@ route("POST", "/app/installations/{installation_id}/access_tokens", (req, _body,
     },
   };
 });
+
+// A GitHub App, as GET /app shows it (the `integration` schema).
+function integration(app) {
+  const owner = simpleUser(app.owner, 77);
+  owner.type = "Organization";
+  return {
+    id: Number(app.id),
+    slug: app.slug,
+    node_id: `A_${app.id}`,
+    client_id: `Iv1.${app.id}`,
+    owner,
+    name: app.slug,
+    description: "an app of the test registry",
+    external_url: "https://example.invalid/app",
+    html_url: `https://github.com/apps/${app.slug}`,
+    created_at: "2020-01-01T00:00:00Z",
+    updated_at: "2020-01-01T00:00:00Z",
+    permissions: { metadata: "read" },
+    events: [],
+    installations_count: app.installations.size,
+  };
+}
+
+function installationOf(app, org, id) {
+  const inst = installations.get(id);
+  // GitHub's description of GET /app/installations types the account as
+  // `allOf: [simple-user, enterprise]` (not `anyOf`, as the single-installation
+  // endpoints do), so Prism requires both shapes' fields: the account carries
+  // the enterprise fields too. cordon reads only `login`.
+  const account = {
+    ...simpleUser(org, 77),
+    type: "Organization",
+    name: org,
+    slug: org,
+    description: null,
+    website_url: null,
+    created_at: "2020-01-01T00:00:00Z",
+    updated_at: "2020-01-01T00:00:00Z",
+  };
+  return {
+    id,
+    account,
+    repository_selection: "all",
+    access_tokens_url: `https://api.github.com/app/installations/${id}/access_tokens`,
+    repositories_url: "https://api.github.com/installation/repositories",
+    html_url: `https://github.com/organizations/${org}/settings/installations/${id}`,
+    app_id: Number(app.id),
+    target_id: 77,
+    target_type: "Organization",
+    permissions: { metadata: "read" },
+    events: [],
+    created_at: "2020-01-01T00:00:00Z",
+    updated_at: "2020-01-01T00:00:00Z",
+    single_file_name: null,
+    app_slug: app.slug,
+    suspended_by: inst?.suspendedAt ? simpleUser(app.owner, 77) : null,
+    suspended_at: inst?.suspendedAt ?? null,
+  };
+}
+
+// "Get the authenticated app": a JWT signed with one of the App's current
+// keys (https://docs.github.com/en/rest/apps/apps#get-the-authenticated-app).
+route("GET", "/app", (req) => {
+  const app = appFromJwt(bearer(req));
+  return {
+    tags: new Set(app ? [app.tag] : []),
+    reply: () => (app ? [200, integration(app)] : [401, err("A JSON web token could not be decoded")]),
+  };
+});
+
+// "List installations for the authenticated app"
+// (https://docs.github.com/en/rest/apps/apps#list-installations-for-the-authenticated-app).
+route("GET", "/app/installations", (req) => {
+  const app = appFromJwt(bearer(req));
+  return {
+    tags: new Set(app ? [app.tag] : []),
+    reply: () => {
+      if (!app) return [401, err("A JSON web token could not be decoded")];
+      const url = new URL(req.url, "http://127.0.0.1");
+      const perPage = Math.min(Number(url.searchParams.get("per_page") ?? 30), 100);
+      const page = Number(url.searchParams.get("page") ?? 1);
+      const all = [...app.installations].map(([org, id]) => installationOf(app, org, id));
+      return [200, all.slice((page - 1) * perPage, page * perPage)];
+    },
+  };
+});
+
+// "Suspend an app installation" / "Unsuspend an app installation": JWT auth,
+// 204 (https://docs.github.com/en/rest/apps/apps#suspend-an-app-installation).
+for (const [method, suspend] of [["PUT", true], ["DELETE", false]]) {
+  route(method, "/app/installations/{installation_id}/suspended", (req, _body, [instId]) => {
+    const app = appFromJwt(bearer(req));
+    return {
+      tags: new Set(app ? [app.tag] : []),
+      reply: () => {
+        if (!app) return [401, err("A JSON web token could not be decoded")];
+        const inst = installations.get(Number(instId));
+        if (!inst || inst.appId !== app.id) return [404, err("Not Found")];
+        inst.suspendedAt = suspend ? (inst.suspendedAt ?? new Date().toISOString().replace(/\.\d{3}Z$/, "Z")) : null;
+        return [204];
+      },
+    };
+  });
+}
 
 function installationCaller(req, org) {
   const t = liveToken(bearer(req));
@@ -717,14 +827,37 @@ async function admin(req, res) {
         publicKey,
         installations: new Map([[b.org, installationId]]),
         canRevokePats: b.can_revoke_pats !== false,
+        slug: b.slug ?? `app-${id}`,
+        owner: b.owner ?? b.org,
       });
-      installations.set(installationId, { appId: id, org: b.org });
+      installations.set(installationId, { appId: id, org: b.org, suspendedAt: null });
+      // More accounts the App is installed on.
+      for (const org of b.more_orgs ?? []) {
+        const more = newId();
+        apps.get(id).installations.set(org, more);
+        installations.set(more, { appId: id, org, suspendedAt: null });
+      }
       if (!orgPats.has(b.org)) orgPats.set(b.org, { tag: b.tag, grants: [] });
       return send(res, 201, {
         app_id: Number(id),
         installation_id: installationId,
         private_key_pem: privateKey.export({ type: "pkcs1", format: "pem" }),
       });
+    }
+    const delKey = p.match(/^\/apps\/(\d+)\/delete-key$/);
+    if (req.method === "POST" && delKey) {
+      // The App's owner deletes its private key in the App's settings (no API
+      // does it): JWTs signed with it are refused from now on.
+      const app = apps.get(delKey[1]);
+      if (!app) return send(res, 404, { error: "no such app" });
+      app.publicKey = null;
+      return send(res, 200, {});
+    }
+    if (req.method === "GET" && p === "/installations") {
+      // ?app_id= -> [{ id, org, suspended_at }]
+      const app = apps.get(url.searchParams.get("app_id") ?? "");
+      if (!app) return send(res, 404, { error: "no such app" });
+      return send(res, 200, [...app.installations].map(([org, id]) => ({ id, org, suspended_at: installations.get(id)?.suspendedAt ?? null })));
     }
     if (req.method === "POST" && p === "/org-pats") {
       // { tag, org, owner } -> { id }

@@ -108,6 +108,10 @@ impl Handler for RespondHandler {
                 rate: self.rate,
             },
             quarantine_user: false,
+            // An event names the repository of an alert, not the
+            // repository a leaked private key is deployed on.
+            github_repo: None,
+            github_app_id: None,
         };
         // The summary goes to done/ and the log; nothing is printed.
         let rt = self

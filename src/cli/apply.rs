@@ -81,7 +81,9 @@ fn add_from_text(text: Secret, bag: &mut SecretBag) {
     let mut any = false;
     for f in found {
         match f {
-            Found::GithubToken { secret, .. } | Found::AwsSecretUnpaired { secret, .. } => {
+            Found::GithubToken { secret, .. }
+            | Found::AwsSecretUnpaired { secret, .. }
+            | Found::PrivateKey { secret, .. } => {
                 bag.insert(secret);
                 any = true;
             }
@@ -227,7 +229,10 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool, notes: &[
             let outcome = s.outcome.as_ref().map(|o| o.label()).unwrap_or("not run");
             let verify = s.verification.as_ref().map(|v| v.label()).unwrap_or("-");
             let detail = match (&s.outcome, &s.decision) {
-                (Some(o), _) => o.detail().to_owned(),
+                (Some(o), _) => match &s.no_evidence {
+                    Some(why) => format!("{} (no-evidence: {why})", o.detail()),
+                    None => o.detail().to_owned(),
+                },
                 (None, Some(d)) => d.why(),
                 _ => String::new(),
             };

@@ -65,6 +65,18 @@ pub fn classify_text(out: &Out, text: cordon_connector::Secret) -> CmdResult {
                 format!("sha256:{fingerprint}"),
                 reason.clone(),
             ),
+            Found::PrivateKey { info, .. } => {
+                any = true;
+                (
+                    format!("private-key ({}, {})", info.format, info.algorithm),
+                    info.ssh_fingerprint.clone().unwrap_or_else(|| "-".into()),
+                    if info.app_key_candidate {
+                        "an RSA key in PEM: a deploy key's or a GitHub App's".into()
+                    } else {
+                        "a deploy key's (or another SSH key's)".into()
+                    },
+                )
+            }
             Found::AwsSecretUnpaired { secret, .. } => (
                 "aws-secret (no key id)".into(),
                 format!("sha256:{}", secret.fingerprint()),

@@ -340,6 +340,8 @@ impl Server {
             dry_run: true,
             run: assistant_run(),
             quarantine_user: bool_arg(args, "quarantine_user")?,
+            github_repo: None,
+            github_app_id: None,
         };
         let s = respond(&self.ctx, intake, &opts).await?;
         Ok(json!({
@@ -457,7 +459,10 @@ fn assistant_run() -> RunOptions {
 /// A bare AWS key id is not a secret and may be named.
 fn holds_credential(text: &str) -> bool {
     classify(text).into_iter().any(|f| match f {
-        Found::GithubToken { .. } | Found::AwsSecretUnpaired { .. } | Found::Invalid { .. } => true,
+        Found::GithubToken { .. }
+        | Found::AwsSecretUnpaired { .. }
+        | Found::PrivateKey { .. }
+        | Found::Invalid { .. } => true,
         Found::AwsKey { secret, .. } => secret.is_some(),
         Found::Unrecognised { .. } => false,
     })

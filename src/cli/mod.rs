@@ -27,6 +27,7 @@ mod revoke_github;
 mod state_cmd;
 mod status;
 mod task;
+mod verify;
 
 pub use error::{CommandError, Exit};
 
@@ -100,6 +101,8 @@ pub enum Command {
     /// Quarantine an identity (deny-all; for roles, revoke live sessions).
     #[command(subcommand)]
     Quarantine(revoke::QuarantineCommand),
+    /// Check again that what a plan contained is dead (polling up to a deadline); recorded.
+    Verify(verify::VerifyArgs),
     /// Undo what a plan did, from its evidence snapshots (restore authority).
     Restore(revoke::RestoreArgs),
     /// The audit log: `log verify`, `log show`.
@@ -263,6 +266,7 @@ async fn dispatch(cli: Cli, out: &output::Out) -> error::CmdResult {
         Command::Revoke(c) => revoke::cmd_revoke(&ctx()?, out, c).await,
         Command::Quarantine(c) => revoke::cmd_quarantine(&ctx()?, out, c).await,
         Command::Restore(a) => revoke::cmd_restore(&ctx()?, out, a).await,
+        Command::Verify(a) => verify::cmd_verify(&ctx()?, out, a).await,
         Command::Log(c) => log::cmd_log(&ctx()?, out, c),
         Command::Policy(c) => policy::cmd_policy(cli.home.clone(), cli.policy.clone(), out, c),
         Command::Mcp(a) => mcp::cmd_mcp(ctx()?, cli.home.clone(), cli.policy.clone(), a).await,

@@ -30,8 +30,34 @@ pub struct RespondArgs {
     /// password removed).
     #[arg(long)]
     pub quarantine_user: bool,
+    /// The repository whose deploy keys a leaked private key in the report may
+    /// open (`OWNER/REPO`): such a key is deleted there. Without it, the
+    /// finding names the command that would delete it.
+    #[arg(long, value_name = "OWNER/REPO", value_parser = owner_repo)]
+    pub github_repo: Option<(String, String)>,
+    /// The GitHub App a leaked RSA private key in the report may belong to (a
+    /// JWT must name the App): cordon identifies the App with the key
+    /// (`GET /app`) and suspends its installations where the policy allows.
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub github_app_id: Option<u64>,
     #[command(flatten)]
     pub one: OneShot,
+}
+
+/// `OWNER/REPO` with the characters GitHub allows in each part, so that
+/// nothing planned can steer a request elsewhere.
+fn owner_repo(v: &str) -> Result<(String, String), String> {
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match v.split_once('/') {
+        Some((o, r)) if ok(o) && ok(r) => Ok((o.to_owned(), r.to_owned())),
+        _ => Err(format!("`{v}` is not OWNER/REPO")),
+    }
 }
 
 /// Read a report from a file or stdin, refusing anything over the size limit
@@ -76,6 +102,8 @@ pub async fn cmd_respond(ctx: &Context, out: &Out, a: RespondArgs) -> CmdResult 
         dry_run: a.one.dry_run,
         run: a.one.run_opts().options(),
         quarantine_user: a.quarantine_user,
+        github_repo: a.github_repo.clone(),
+        github_app_id: a.github_app_id,
     };
     let mut summary = respond(ctx, intake, &opts).await?;
     summary.exit = ctx.refusal_exit(summary.exit);

@@ -8,7 +8,9 @@
 //! * `fail-permanent-*`: every call fails permanently;
 //! * `flaky-N-*`: the first N executes fail with a retryable error;
 //! * `ambiguous-*`: the first execute applies the change, then reports an
-//!   ambiguous error (a response lost after the change was made).
+//!   ambiguous error (a response lost after the change was made);
+//! * `unreadable-*`: `describe` (the evidence snapshot) is refused as a
+//!   missing read permission would be; the change and its verification work.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -100,6 +102,36 @@ impl Connector for TestConnector {
 
     async fn describe(&self, ctx: &StepContext<'_>) -> Result<TargetState, ConnectorError> {
         let id = &ctx.step.target.id;
+        if id.starts_with("unreadable-") {
+            return Err(ConnectorError::permanent(format!(
+                "test item `{id}` refuses reads (as a missing read permission would)"
+            )));
+        }
+        self.read_state(ctx)
+    }
+
+    async fn execute(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {
+        self.change(ctx)
+    }
+
+    async fn verify(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
+        let st = self.read_state(ctx)?;
+        Ok(if st.contained {
+            Verification::Dead {
+                detail: "test item reads back as contained".into(),
+            }
+        } else {
+            Verification::Alive {
+                detail: "test item reads back as not contained".into(),
+            }
+        })
+    }
+}
+
+impl TestConnector {
+    /// The item's state, as `describe` and `verify` read it.
+    fn read_state(&self, ctx: &StepContext<'_>) -> Result<TargetState, ConnectorError> {
+        let id = &ctx.step.target.id;
         if id.starts_with("fail-permanent") {
             return Err(ConnectorError::permanent(format!(
                 "test item `{id}` refuses every call"
@@ -116,7 +148,7 @@ impl Connector for TestConnector {
         })
     }
 
-    async fn execute(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {
+    fn change(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {
         let id = ctx.step.target.id.clone();
         if id.starts_with("fail-permanent") {
             return Err(ConnectorError::permanent(format!(
@@ -160,18 +192,5 @@ impl Connector for TestConnector {
             })
         })?;
         r
-    }
-
-    async fn verify(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
-        let st = self.describe(ctx).await?;
-        Ok(if st.contained {
-            Verification::Dead {
-                detail: "test item reads back as contained".into(),
-            }
-        } else {
-            Verification::Alive {
-                detail: "test item reads back as not contained".into(),
-            }
-        })
     }
 }

@@ -12,6 +12,8 @@ pub struct StepJournal {
     pub outcome: Option<Outcome>,
     pub verification: Option<Verification>,
     pub evidence: Option<String>,
+    /// Why the change went ahead without evidence (the intent's note).
+    pub no_evidence: Option<String>,
     pub outcomes: usize,
 }
 
@@ -30,7 +32,15 @@ impl Journal {
             let Some(step) = &r.step else { continue };
             let j = steps.entry(step.clone()).or_default();
             match r.kind {
-                Kind::Intent => j.intent = true,
+                Kind::Intent => {
+                    j.intent = true;
+                    j.no_evidence = r
+                        .message
+                        .as_deref()
+                        .and_then(|m| m.find(super::NO_EVIDENCE).map(|i| &m[i..]))
+                        .and_then(|m| m.strip_prefix(super::NO_EVIDENCE))
+                        .map(str::to_owned);
+                }
                 Kind::Outcome => {
                     j.outcome = r.outcome.clone();
                     j.outcomes += 1;

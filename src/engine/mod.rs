@@ -127,6 +127,10 @@ pub struct StepReport {
     pub attempts: u32,
     /// Reads of the target's state (the snapshot, and re-reads), retries included.
     pub reads: u32,
+    /// The change went ahead without an evidence snapshot, because none could
+    /// be taken and the policy allowed it: why there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_evidence: Option<String>,
 }
 
 impl StepReport {
@@ -155,6 +159,20 @@ impl ApplyReport {
     pub fn any_denied(&self) -> bool {
         self.steps.iter().any(StepReport::denied)
     }
+}
+
+/// One step as `cordon verify` found it: the report (its recorded outcome,
+/// and the verification made now), the verification recorded before, how
+/// many checks were made, and why it was not checked (not contained, a
+/// restore step).
+#[derive(Debug, Clone, Serialize)]
+pub struct Recheck {
+    #[serde(flatten)]
+    pub step: StepReport,
+    pub before: Option<Verification>,
+    pub checks: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +318,131 @@ impl Engine {
         })
     }
 
+    /// `cordon verify PLAN` (issue 16 item 6): re-check, later, every
+    /// containment step the audit log records as done. A credential that
+    /// still works is checked again (0.5 s, doubling to 5 s) until it is
+    /// refused or `deadline` has passed; then the result says "not yet
+    /// dead", never "dead". Each re-check is a `verify` record. Nothing is
+    /// changed and the gate is not asked: no step is executed.
+    pub async fn reverify(
+        &self,
+        req: &ApplyRequest<'_>,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<Recheck>, EngineError> {
+        let records = self.log.read_all()?;
+        let journal = Journal::for_plan(&records, req.plan_id);
+        let sem = Arc::new(tokio::sync::Semaphore::new(
+            self.config.concurrency.clamp(1, 1 << 16),
+        ));
+        let futures = req.plan.steps.iter().map(|step| {
+            let sem = sem.clone();
+            let j = journal.step(&step.id);
+            async move {
+                let _permit = sem.acquire().await;
+                self.recheck(req, step, j, deadline).await
+            }
+        });
+        futures::future::join_all(futures)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn recheck(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        j: Option<&StepJournal>,
+        deadline: std::time::Duration,
+    ) -> Result<Recheck, EngineError> {
+        let mut rep = Self::report(step);
+        rep.from_earlier_run = true;
+        rep.outcome = j.and_then(|j| j.outcome.clone());
+        rep.evidence = j.and_then(|j| j.evidence.clone());
+        rep.no_evidence = j.and_then(|j| j.no_evidence.clone());
+        let before = j.and_then(|j| j.verification.clone());
+        let mut out = Recheck {
+            step: rep,
+            before: before.clone(),
+            checks: 0,
+            skipped: None,
+        };
+        if step.action.class() != DecisionClass::Contain {
+            out.step.verification = before;
+            out.skipped = Some("a restore step: nothing to prove dead".into());
+            return Ok(out);
+        }
+        if !out.step.outcome.as_ref().is_some_and(Outcome::is_success) {
+            out.skipped = Some(match &out.step.outcome {
+                Some(o) => format!(
+                    "not contained ({}): nothing to verify; `cordon apply {}` retries it",
+                    o.label(),
+                    req.plan_id
+                ),
+                None => format!(
+                    "never run: nothing to verify; `cordon apply {}` runs it",
+                    req.plan_id
+                ),
+            });
+            return Ok(out);
+        }
+        let Some(conn) = self.registry.for_action(step.action) else {
+            out.skipped = Some(format!(
+                "no connector for `{}` is configured in this run",
+                step.action.id()
+            ));
+            return Ok(out);
+        };
+        let ctx = self.ctx(req, step);
+        let key = self.limiter.key(step);
+        let start = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(500);
+        let v = loop {
+            out.checks += 1;
+            self.limiter.take(&key).await;
+            let mut reads = 0;
+            let v = match self.with_retries(|| conn.verify(&ctx), &mut reads).await {
+                Ok(v) => v,
+                Err(e) => Verification::NotVerified {
+                    detail: format!("verification failed: {e}"),
+                },
+            };
+            match v {
+                Verification::Alive { detail } => {
+                    let waited = start.elapsed();
+                    if waited + wait > deadline {
+                        break Verification::NotVerified {
+                            detail: format!(
+                                "not yet dead: {detail} ({} checks over {} s, deadline {} s): \
+                                 check again later with `cordon verify {}`",
+                                out.checks,
+                                waited.as_secs(),
+                                deadline.as_secs(),
+                                req.plan_id
+                            ),
+                        };
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => break other,
+            }
+        };
+        let mut d = self.draft(req, Kind::Verify, step);
+        d.verification = Some(v.clone());
+        d.message = Some(format!(
+            "re-checked by `cordon verify` ({} check{} over {} s, deadline {} s; recorded before: {})",
+            out.checks,
+            if out.checks == 1 { "" } else { "s" },
+            start.elapsed().as_secs(),
+            deadline.as_secs(),
+            before.as_ref().map_or("nothing", Verification::label)
+        ));
+        self.append(d).await?;
+        out.step.verification = Some(v);
+        Ok(out)
+    }
+
     fn draft(&self, req: &ApplyRequest<'_>, kind: Kind, step: &PlanStep) -> RecordDraft {
         let mut d = RecordDraft::new(kind, req.requester.clone());
         d.plan = Some(req.plan_id.to_owned());
@@ -369,6 +512,7 @@ impl Engine {
             resumed: false,
             attempts: 0,
             reads: 0,
+            no_evidence: None,
         }
     }
 
@@ -462,6 +606,7 @@ impl Engine {
             rep.from_earlier_run = true;
             rep.verification = j.and_then(|j| j.verification.clone());
             rep.evidence = j.and_then(|j| j.evidence.clone());
+            rep.no_evidence = j.and_then(|j| j.no_evidence.clone());
             if rep.verification.is_none() && rep.outcome.as_ref().is_some_and(Outcome::is_success) {
                 if let Some(conn) = self.registry.for_action(step.action) {
                     rep.verification = self.verify(req, step, conn.as_ref()).await?;
@@ -498,26 +643,37 @@ impl Engine {
         let step = run.step;
         let ctx = self.ctx(req, step);
         self.limiter.take(key).await;
-        let state = match self
+        let snapshot = self
             .with_retries(|| conn.describe(&ctx), &mut run.rep.reads)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                let outcome = Self::without_evidence(&e);
-                self.record_outcome(req, step, &outcome, run.rep.attempts)
-                    .await?;
-                run.rep.outcome = Some(outcome);
-                return Ok(Phase::Finished(run.rep));
-            }
+            .await;
+        let earlier = run.evidence.take().filter(|_| run.rep.resumed);
+        let state = match snapshot {
+            Ok(s) => Some(s),
+            // A resumed step has the snapshot its interrupted run took before
+            // any change: that is its evidence, and the change (idempotent)
+            // goes ahead without the reconcile read.
+            Err(_) if earlier.is_some() => None,
+            Err(e) => match self.without_evidence(req, step, &e).await? {
+                Ok(reason) => {
+                    run.rep.no_evidence = Some(reason);
+                    None
+                }
+                Err(outcome) => {
+                    self.record_outcome(req, step, &outcome, run.rep.attempts)
+                        .await?;
+                    run.rep.outcome = Some(outcome);
+                    return Ok(Phase::Finished(run.rep));
+                }
+            },
         };
         // An interrupted run's evidence is the state before any change: keep
         // it. A fresh snapshot is recorded only when there is none yet.
-        run.rep.evidence = match run.evidence.take() {
-            Some(earlier) if run.rep.resumed => Some(earlier),
-            _ => Some(self.record_evidence(req, step, &state.evidence).await?),
+        run.rep.evidence = match (earlier, &state) {
+            (Some(earlier), _) => Some(earlier),
+            (None, Some(state)) => Some(self.record_evidence(req, step, &state.evidence).await?),
+            (None, None) => None,
         };
-        if state.contained {
+        if state.as_ref().is_some_and(|s| s.contained) {
             let outcome = Outcome::AlreadyContained {
                 detail: if run.rep.resumed {
                     "found in place after an interrupted run; nothing done again".into()
@@ -540,6 +696,10 @@ impl Engine {
         if run.rep.resumed {
             notes.push("resuming after an interrupted run".to_owned());
         }
+        // Last, so that the journal finds the reason as the message's tail.
+        if let Some(why) = &run.rep.no_evidence {
+            notes.push(format!("{NO_EVIDENCE}{why}"));
+        }
         if !notes.is_empty() {
             d.message = Some(notes.join("; "));
         }
@@ -549,12 +709,80 @@ impl Engine {
         Ok(Phase::Next(run))
     }
 
-    /// What a step does when its evidence snapshot cannot be taken, in one
-    /// place for single and batched steps: it stops with a failed outcome,
-    /// and the change is not attempted (the read that failed is also the
-    /// reconcile read that keeps a resumed step from acting twice).
-    fn without_evidence(e: &ConnectorError) -> Outcome {
-        failed(e)
+    /// The evidence rule (issue 16 item 7), in one place for single and
+    /// batched steps: when a step's snapshot cannot be taken, the policy
+    /// decides whether its change goes ahead without one (the decision is
+    /// recorded). `Ok(reason)`: it goes ahead, and its intent and outcome
+    /// records say `no-evidence: <reason>`; `Err(outcome)`: the step stops
+    /// with that failed outcome and nothing is changed.
+    ///
+    /// A restore never goes ahead without the state it undoes, and is not
+    /// asked about. Going ahead also means going ahead without the reconcile
+    /// read of a resumed step: connectors are idempotent (an execute on a
+    /// contained target changes nothing), so that costs a call, not a
+    /// second change.
+    async fn without_evidence(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        e: &ConnectorError,
+    ) -> Result<Result<String, Outcome>, EngineError> {
+        let reason = format!("the evidence snapshot could not be taken: {}", e.message);
+        if step.action.class() != DecisionClass::Contain {
+            return Ok(Err(Outcome::Failed {
+                retryable: e.is_retryable(),
+                error: format!(
+                    "{reason}; a restore is not attempted without the current state, so nothing was changed"
+                ),
+            }));
+        }
+        let mut decision = self.gate.decide_without_evidence(&GateInput {
+            plan_id: req.plan_id,
+            plan: req.plan,
+            step,
+            requester: req.requester,
+            approvals: req.approvals,
+            break_glass: req.break_glass,
+            now: req.now,
+        });
+        let allowed = decision.is_allow();
+        // What the policy says is missing names forbids and approvals; no
+        // approval brings the snapshot back, so this refusal is not a plan
+        // waiting for approval (`pending`): the reasons go into the message.
+        let why_not = {
+            let mut parts = std::mem::take(&mut decision.missing);
+            parts.extend(decision.errors.iter().cloned());
+            if parts.is_empty() {
+                parts.push(format!(
+                    "no policy permits it (policies: {})",
+                    decision.policies.join(", ")
+                ));
+            }
+            parts.join("; ")
+        };
+        let mut d = self.draft(req, Kind::Decision, step);
+        d.approvers = req.approvals.iter().map(Approver::from).collect();
+        if decision.break_glass {
+            d.break_glass = req.break_glass.map(|b| b.reason.clone());
+        }
+        d.message = Some(if allowed {
+            format!("may the change go ahead without evidence? allowed: {reason}")
+        } else {
+            format!("may the change go ahead without evidence? refused ({why_not}): {reason}")
+        });
+        d.decision = Some(decision);
+        self.append(d).await?;
+        if allowed {
+            Ok(Ok(reason))
+        } else {
+            Ok(Err(Outcome::Failed {
+                retryable: e.is_retryable(),
+                error: format!(
+                    "{reason}; the policy does not let this change go ahead without evidence \
+                     ({why_not}), so nothing was changed"
+                ),
+            }))
+        }
     }
 
     /// The last state: record the outcome, then prove the effect.
@@ -576,8 +804,14 @@ impl Engine {
             self.crash.hit("after-call", &step.id);
         }
         self.crash.hit("before-outcome", &step.id);
-        self.record_outcome(req, step, &outcome, rep.attempts)
-            .await?;
+        self.record_outcome_noting(
+            req,
+            step,
+            &outcome,
+            rep.attempts,
+            rep.no_evidence.as_deref(),
+        )
+        .await?;
         self.crash.hit("after-outcome", &step.id);
         let success = outcome.is_success();
         rep.outcome = Some(outcome);
@@ -674,8 +908,22 @@ impl Engine {
         outcome: &Outcome,
         attempts: u32,
     ) -> Result<(), EngineError> {
+        self.record_outcome_noting(req, step, outcome, attempts, None)
+            .await
+    }
+
+    /// The outcome record; a change made without evidence says so, and why.
+    async fn record_outcome_noting(
+        &self,
+        req: &ApplyRequest<'_>,
+        step: &PlanStep,
+        outcome: &Outcome,
+        attempts: u32,
+        no_evidence: Option<&str>,
+    ) -> Result<(), EngineError> {
         let mut d = self.draft(req, Kind::Outcome, step);
         d.outcome = Some(outcome.clone());
+        d.message = no_evidence.map(|why| format!("{NO_EVIDENCE}{why}"));
         d.approvers = req.approvals.iter().map(Approver::from).collect();
         if req.break_glass.is_some() {
             d.break_glass = req.break_glass.map(|b| b.reason.clone());
@@ -778,6 +1026,9 @@ impl Engine {
         }
     }
 }
+
+/// How the records of a change made without evidence begin their message.
+pub const NO_EVIDENCE: &str = "no-evidence: ";
 
 fn failed(e: &ConnectorError) -> Outcome {
     match e.class {

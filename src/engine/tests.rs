@@ -191,10 +191,12 @@ async fn retryable_errors_are_retried_and_permanent_ones_are_not() {
             ..
         })
     ));
-    // Its read fails permanently: not retried, and the action never called.
+    // Its read fails permanently: not retried. The change then goes ahead
+    // without evidence (issue 16 item 7: the test gate allows it, as the
+    // shipped policy does), fails permanently too, and is not retried either.
     assert_eq!(
         (perm.reads, perm.attempts),
-        (1, 0),
+        (1, 1),
         "a permanent error must not be retried"
     );
 }
@@ -454,14 +456,55 @@ async fn a_resumed_batch_reuses_its_evidence_like_a_resumed_single_step() {
     }
 }
 
-/// Regression (issue 15): a snapshot that could not be taken stopped a
-/// single step (failed outcome, no intent, no change attempted) but a batched
-/// step went on to its intent and its change. Both now follow the one rule.
+/// Regression (issue 15, then issue 16 item 7): a snapshot that could not
+/// be taken stopped a single step but not a batched one. Both now follow the
+/// one evidence rule: the policy is asked, and here (the test gate answers as
+/// for the step itself, like the shipped policy) the change goes ahead, its
+/// records saying `no-evidence` and why. A target that refuses the change too
+/// fails on the change, not on the snapshot.
 #[tokio::test]
-async fn a_failed_snapshot_stops_a_batched_step_as_it_stops_a_single_one() {
+async fn a_failed_snapshot_is_decided_the_same_for_a_batched_step_as_for_a_single_one() {
     for (path, f) in [("single", fixture()), ("batched", batching_fixture())] {
-        let r = apply(&f, &plan(&["fail-permanent-a", "fine-b"])).await;
-        let bad = &r.steps[0];
+        let r = apply(&f, &plan(&["unreadable-a", "fail-permanent-b", "fine-c"])).await;
+        let blind = &r.steps[0];
+        assert_eq!(
+            blind.outcome.as_ref().unwrap().label(),
+            "done",
+            "{path}: {blind:?}"
+        );
+        assert_eq!(
+            blind.verification.as_ref().unwrap().label(),
+            "dead",
+            "{path}"
+        );
+        assert_eq!(blind.evidence, None, "{path}");
+        let why = blind.no_evidence.as_deref().unwrap_or_default();
+        assert!(why.contains("refuses reads"), "{path}: {why}");
+        assert_eq!(
+            kinds_of(&f, "s1"),
+            vec![
+                Kind::Decision,
+                Kind::Decision,
+                Kind::Intent,
+                Kind::Outcome,
+                Kind::Verify
+            ],
+            "{path}: the without-evidence decision is recorded, then the change"
+        );
+        let recs = f.log.read_all().unwrap();
+        let of = |k: Kind| {
+            recs.iter()
+                .find(|x| x.step.as_deref() == Some("s1") && x.kind == k)
+                .and_then(|x| x.message.clone())
+                .unwrap_or_default()
+        };
+        for k in [Kind::Intent, Kind::Outcome] {
+            assert!(of(k).contains("no-evidence: the evidence snapshot could not be taken: test item `unreadable-a` refuses reads"), "{path} {k:?}: {}", of(k));
+        }
+        assert_eq!(f.conn.items().unwrap()["unreadable-a"].changes, 1, "{path}");
+
+        // Refused both ways: the change was tried once and failed on its own error.
+        let bad = &r.steps[1];
         assert!(
             matches!(
                 bad.outcome,
@@ -472,30 +515,105 @@ async fn a_failed_snapshot_stops_a_batched_step_as_it_stops_a_single_one() {
             ),
             "{path}: {bad:?}"
         );
-        assert_eq!((bad.reads, bad.attempts), (1, 0), "{path}");
-        assert_eq!(bad.evidence, None, "{path}");
+        assert!(bad
+            .outcome
+            .as_ref()
+            .unwrap()
+            .detail()
+            .contains("refuses every call"));
+        assert_eq!(bad.verification, None, "{path}");
+
+        // The other step of the unit is not held back by either.
+        assert_eq!(
+            r.steps[2].outcome.as_ref().unwrap().label(),
+            "done",
+            "{path}"
+        );
+        assert_eq!(r.steps[2].no_evidence, None, "{path}");
+        assert!(r.steps[2].evidence.is_some(), "{path}");
+    }
+}
+
+/// A gate whose policy forbids changes without evidence (a `forbid` on
+/// `context.without_evidence`): otherwise the test gate.
+struct NoChangeWithoutEvidence;
+
+impl Gate for NoChangeWithoutEvidence {
+    fn decide(&self, input: &GateInput<'_>) -> Decision {
+        TestOnlyGate.decide(input)
+    }
+    fn decide_without_evidence(&self, _input: &GateInput<'_>) -> Decision {
+        let mut d = Decision::deny(
+            "builtin:test-only",
+            crate::policy::Reason::Forbidden {
+                policy: "no-change-without-evidence".into(),
+            },
+        );
+        d.policies = vec!["no-change-without-evidence".into()];
+        d
+    }
+}
+
+/// Issue 16 item 7: where the policy forbids acting without evidence, a step
+/// whose snapshot fails stops before its intent, single or batched, and
+/// nothing is changed; the refusal is recorded and says why.
+#[tokio::test]
+async fn where_the_policy_forbids_it_a_step_without_evidence_changes_nothing() {
+    for (path, mut f) in [("single", fixture()), ("batched", batching_fixture())] {
+        let reg = f.engine.registry.clone();
+        f.engine = Engine::new(
+            f.engine.store.clone(),
+            f.log.clone(),
+            Arc::new(NoChangeWithoutEvidence),
+            reg,
+            f.engine.config.clone(),
+        );
+        let r = apply(&f, &plan(&["unreadable-a", "fine-b"])).await;
+        let bad = &r.steps[0];
+        let detail = bad.outcome.as_ref().unwrap().detail().to_owned();
+        assert_eq!(bad.outcome.as_ref().unwrap().label(), "failed", "{path}");
+        assert!(
+            detail.contains("refuses reads")
+                && detail.contains("forbidden by `no-change-without-evidence`")
+                && detail.contains("nothing was changed"),
+            "{path}: {detail}"
+        );
+        assert_eq!((bad.attempts, bad.no_evidence.clone()), (0, None), "{path}");
         assert_eq!(
             kinds_of(&f, "s1"),
-            vec![Kind::Decision, Kind::Outcome],
-            "{path}: no intent without a snapshot"
+            vec![Kind::Decision, Kind::Decision, Kind::Outcome],
+            "{path}: no intent, no change"
+        );
+        // The refusal is no plan waiting for approval: nothing is "missing".
+        let recs = f.log.read_all().unwrap();
+        let second = recs
+            .iter()
+            .filter(|x| x.step.as_deref() == Some("s1") && x.kind == Kind::Decision)
+            .nth(1)
+            .unwrap();
+        assert!(
+            second.decision.as_ref().unwrap().missing.is_empty(),
+            "{path}"
+        );
+        assert!(
+            second
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("refused"),
+            "{path}"
         );
         assert!(
             f.conn
                 .items()
                 .unwrap()
-                .get("fail-permanent-a")
+                .get("unreadable-a")
                 .is_none_or(|i| i.calls == 0),
             "{path}: the change was attempted"
         );
-        // The other step of the unit is not held back by it.
         assert_eq!(
             r.steps[1].outcome.as_ref().unwrap().label(),
             "done",
-            "{path}"
-        );
-        assert_eq!(
-            r.steps[1].verification.as_ref().unwrap().label(),
-            "dead",
             "{path}"
         );
     }

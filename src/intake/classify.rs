@@ -96,6 +96,12 @@ pub enum Found {
     },
     /// A 40-character AWS-secret-shaped string with no key id to pair it with.
     AwsSecretUnpaired { secret: Secret, line: usize },
+    /// A private key block (OpenSSH or PEM): a deploy key's, a GitHub App's.
+    PrivateKey {
+        secret: Secret,
+        info: crate::intake::private_key::PrivateKeyInfo,
+        line: usize,
+    },
     /// A non-empty line in which nothing was recognised.
     Unrecognised { line: usize, length: usize },
 }
@@ -107,6 +113,7 @@ impl Found {
             | Found::AwsKey { line, .. }
             | Found::Invalid { line, .. }
             | Found::AwsSecretUnpaired { line, .. }
+            | Found::PrivateKey { line, .. }
             | Found::Unrecognised { line, .. } => *line,
         }
     }
@@ -191,6 +198,28 @@ pub fn classify(text: &str) -> Vec<Found> {
         .collect();
     let line_of = |pos: usize| newlines.partition_point(|&n| n < pos) + 1;
     let before_ok = |start: usize| start == 0 || !is_word(bytes[start - 1]);
+
+    // Private key blocks first: their base64 lines are no one else's matches.
+    for k in crate::intake::private_key::find_private_keys(text) {
+        covered.push((k.start, k.end));
+        let line = line_of(k.start);
+        out.push((
+            k.start,
+            match k.info {
+                Ok(info) => Found::PrivateKey {
+                    secret: k.secret,
+                    info,
+                    line,
+                },
+                Err(reason) => Found::Invalid {
+                    what: "private key",
+                    reason,
+                    fingerprint: k.secret.fingerprint(),
+                    line,
+                },
+            },
+        ));
+    }
 
     for m in p.stateless.find_iter(text) {
         if !before_ok(m.start()) {
@@ -557,9 +586,35 @@ mod tests {
                 ),
                 Found::Invalid { what, .. } => format!("invalid:{what}"),
                 Found::AwsSecretUnpaired { .. } => "aws-secret-unpaired".into(),
+                Found::PrivateKey { info, .. } => format!("private-key:{}", info.format),
                 Found::Unrecognised { .. } => "unrecognised".into(),
             })
             .collect()
+    }
+
+    /// Issue 17: a private key block is one finding, and its base64 lines are
+    /// nobody else's (a 40-character run of them is not an AWS secret).
+    #[test]
+    fn a_private_key_block_is_one_finding_and_its_body_matches_nothing_else() {
+        let mut rng = rand::thread_rng();
+        let key = ssh_key::PrivateKey::random(&mut rng, ssh_key::Algorithm::Ed25519).unwrap();
+        let pem = key.to_openssh(ssh_key::LineEnding::LF).unwrap().to_string();
+        let body40: String = pem.lines().nth(1).unwrap().chars().take(40).collect();
+        let text = format!("{pem}\n{body40}\nAKIAIOSFODNN7EXAMPLE\n");
+        let found = classify(&text);
+        let k = kinds(&found);
+        assert_eq!(
+            k.iter().filter(|x| x.starts_with("private-key")).count(),
+            1,
+            "{k:?}"
+        );
+        assert!(k.contains(&"private-key:openssh".to_owned()), "{k:?}");
+        // The 40 characters alone on their line still count (outside the block).
+        assert!(k.iter().any(|x| x.starts_with("aws:AKIA")), "{k:?}");
+        assert!(
+            found.iter().all(|f| f.line() != 2),
+            "nothing inside the block"
+        );
     }
 
     #[test]

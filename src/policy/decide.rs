@@ -55,6 +55,9 @@ pub(crate) struct Case<'a> {
     pub minutes: i64,
     pub now: DateTime<Utc>,
     pub break_glass: bool,
+    /// The step's evidence snapshot could not be taken and the engine asks
+    /// whether its change may go ahead without it (issue 16 item 7).
+    pub without_evidence: bool,
 }
 
 /// The raw answer of one Cedar evaluation.
@@ -94,6 +97,9 @@ pub struct RequestContext {
     pub escalated: bool,
     pub minutes_since_created: i64,
     pub break_glass: bool,
+    /// True only when the engine asks whether a change may proceed although
+    /// its evidence snapshot could not be taken.
+    pub without_evidence: bool,
     pub hour: i64,
     pub weekday: &'static str,
 }
@@ -224,6 +230,7 @@ impl Policy {
             escalated,
             minutes_since_created: case.minutes,
             break_glass: case.break_glass,
+            without_evidence: case.without_evidence,
             hour: i64::from(case.now.hour()),
             weekday: weekday(&case.now),
         })
@@ -418,10 +425,22 @@ impl Policy {
 
     /// The gate: one decision for one plan step.
     pub fn decide(&self, input: &GateInput<'_>) -> Decision {
+        self.decide_case(&self.case_of(input, false))
+    }
+
+    /// The evidence rule: may the step's change go ahead although its
+    /// evidence snapshot could not be taken? The same request with
+    /// `context.without_evidence` true: a policy refuses it with a `forbid`
+    /// on that attribute (the shipped policy has none: it may).
+    pub fn decide_without_evidence(&self, input: &GateInput<'_>) -> Decision {
+        self.decide_case(&self.case_of(input, true))
+    }
+
+    fn case_of<'i>(&self, input: &GateInput<'i>, without_evidence: bool) -> Case<'i> {
         let names: Vec<&str> = input.approvals.iter().map(|a| a.signer.as_str()).collect();
         let approvers = self.approvers_of(&input.requester.name, &names);
         let minutes = (input.now - input.plan.created_at).num_minutes().max(0);
-        let case = Case {
+        Case {
             subject: Subject {
                 name: input.requester.name.clone(),
                 kind: input.requester.kind,
@@ -437,8 +456,8 @@ impl Policy {
             minutes,
             now: input.now,
             break_glass: input.break_glass.is_some(),
-        };
-        self.decide_case(&case)
+            without_evidence,
+        }
     }
 
     /// Approvals of this plan from the contain (or restore) owner role, or its
@@ -833,6 +852,10 @@ fn context_pairs(c: &RequestContext) -> Vec<(String, RestrictedExpression)> {
         (
             "break_glass".to_owned(),
             RestrictedExpression::new_bool(c.break_glass),
+        ),
+        (
+            "without_evidence".to_owned(),
+            RestrictedExpression::new_bool(c.without_evidence),
         ),
         ("hour".to_owned(), RestrictedExpression::new_long(c.hour)),
         ("weekday".to_owned(), str_expr(c.weekday)),

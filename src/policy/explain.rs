@@ -186,6 +186,7 @@ impl Policy {
             minutes: q.elapsed_minutes.max(0),
             now: q.now,
             break_glass: q.break_glass,
+            without_evidence: false,
         };
         let decision = self.decide_case(&case);
         if let Some(l) = self.roster.limits.get(&q.principal) {

@@ -249,6 +249,9 @@ impl Gate for Policy {
     fn decide(&self, input: &GateInput<'_>) -> Decision {
         Policy::decide(self, input)
     }
+    fn decide_without_evidence(&self, input: &GateInput<'_>) -> Decision {
+        Policy::decide_without_evidence(self, input)
+    }
 }
 
 /// A gate that is either a loaded policy or the reason it failed to load.
@@ -313,6 +316,16 @@ impl Gate for PolicyGate {
                     None => d,
                 }
             }
+            Err(e) => Decision::deny(e.hash.clone(), e.reason()),
+        }
+    }
+    /// Only the policy's evidence rule: the engine asks this after the
+    /// step's own decision allowed it, and that decision already went
+    /// through the bounds (halt switch, limits); counting the step twice
+    /// against a limit would be wrong.
+    fn decide_without_evidence(&self, input: &GateInput<'_>) -> Decision {
+        match &self.inner {
+            Ok(p) => p.decide_without_evidence(input),
             Err(e) => Decision::deny(e.hash.clone(), e.reason()),
         }
     }

@@ -18,6 +18,7 @@ use crate::engine::{ApplyReport, SecretBag, StepReport};
 use crate::error::{Error, Exit};
 use crate::gate::{Decision, Principal};
 use crate::intake::classify::GithubKind;
+use crate::intake::private_key::PrivateKeyInfo;
 use crate::intake::report::{
     self, Credential, Finding, Format, NotContainable, ParseOptions, Provenance, Report,
 };
@@ -145,6 +146,13 @@ pub struct RespondOpts {
     pub run: RunOptions,
     /// Also quarantine the IAM user of each leaked AWS key.
     pub quarantine_user: bool,
+    /// The repository (`owner`, `repo`) whose deploy keys a leaked private key
+    /// may open: a private key names no repository, so without this the
+    /// finding says which command would delete it.
+    pub github_repo: Option<(String, String)>,
+    /// The GitHub App a leaked RSA private key may belong to: the JWT that
+    /// identifies it must name the App (`iss`), which the key does not.
+    pub github_app_id: Option<u64>,
 }
 
 /// Parse a report already read (at most `MAX_REPORT_BYTES`): detect its
@@ -182,6 +190,8 @@ pub fn parse_intake(
 enum CredKey {
     Aws(String),
     Github(String),
+    /// A private key, by the fingerprint of its block.
+    PrivateKey(String),
 }
 
 /// Respond to a report: classify → identify → one plan for every finding →
@@ -221,6 +231,9 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     let mut aws_keys: Vec<(String, Option<String>)> = Vec::new(); // key id, secret fingerprint
     let mut aws_key_at: std::collections::HashMap<String, usize> = Default::default();
     let mut github: Vec<(CredKey, PlanStep)> = Vec::new();
+    let mut private_keys: Vec<(CredKey, PrivateKeyInfo, String)> = Vec::new();
+    // The kind of each GitHub token finding: what else could contain it.
+    let mut github_kind: BTreeMap<usize, GithubKind> = BTreeMap::new();
     for (i, f) in findings.into_iter().enumerate() {
         let mut row = FindingRow {
             finding: i + 1,
@@ -252,6 +265,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                     short(&fp)
                 ));
                 row.credential_id = Some(fp.clone());
+                github_kind.insert(row.finding, kind);
                 let key = CredKey::Github(fp.clone());
                 if !first_of.contains_key(&key) {
                     github.push((
@@ -265,6 +279,32 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                     ));
                 }
                 secrets.insert(secret);
+                key
+            }
+            Ok(Credential::PrivateKey { secret, info }) => {
+                let fp = secret.fingerprint();
+                row.credential = Some(format!(
+                    "private key ({} {}){}",
+                    info.format,
+                    info.algorithm,
+                    info.ssh_fingerprint
+                        .as_deref()
+                        .map(|f| format!(" {f}"))
+                        .unwrap_or_default()
+                ));
+                row.credential_id = Some(format!("sha256:{fp}"));
+                let key = CredKey::PrivateKey(fp.clone());
+                if !first_of.contains_key(&key) {
+                    private_keys.push((key.clone(), info.clone(), fp));
+                }
+                // Deleting a deploy key needs only the public half's
+                // fingerprint; a GitHub App's key signs the JWT that
+                // identifies the App and suspends its installations.
+                if info.app_key_candidate && opts.github_app_id.is_some() {
+                    secrets.insert(secret);
+                } else {
+                    drop(secret);
+                }
                 key
             }
             Ok(Credential::AwsKey {
@@ -350,6 +390,60 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             }
         }
     }
+    // A leaked private key may be a repository's deploy key: deleted there
+    // when the repository is known, otherwise the finding names the command.
+    for (key, info, fp) in private_keys {
+        // An RSA key in PEM may be a GitHub App's: with the App's id, its
+        // installations are suspended (the App's owner must delete the key).
+        let app = match (info.app_key_candidate, opts.github_app_id) {
+            (true, Some(app_id)) => Some(app_key_step(app_id, &info, &fp)),
+            _ => None,
+        };
+        let app_hint = if info.app_key_candidate && opts.github_app_id.is_none() {
+            "; if it is a GitHub App's private key (an RSA key in PEM is that format), `cordon \
+             respond` again with `--github-app-id ID` identifies the App with it and suspends \
+             the App's installations"
+        } else {
+            ""
+        };
+        match (&info.ssh_fingerprint, &opts.github_repo) {
+            (Some(fingerprint), Some((owner, repo))) => {
+                let mut mine = vec![deploy_key_step(owner, repo, fingerprint)];
+                mine.extend(app);
+                let ids = add_steps(&mut steps, mine);
+                steps_of.insert(key, ids);
+            }
+            _ if app.is_some() => {
+                let ids = add_steps(&mut steps, app.into_iter().collect());
+                steps_of.insert(key, ids);
+            }
+            (Some(fingerprint), None) => {
+                unplanned.insert(
+                    key,
+                    format!(
+                        "not contained: a private key names no repository, so cordon cannot tell \
+                         which repository lists it as a deploy key; run `cordon revoke \
+                         github-deploy-key --repo OWNER/REPO --fingerprint {fingerprint}`, or \
+                         `cordon respond` again with `--github-repo OWNER/REPO`; wherever else \
+                         its public half is authorized (a user's SSH keys, servers' \
+                         authorized_keys), remove it there{app_hint}"
+                    ),
+                );
+            }
+            (None, _) => {
+                unplanned.insert(
+                    key,
+                    format!(
+                        "not contained: the public half of this {} key could not be read, so \
+                         cordon cannot find it among deploy keys; remove it wherever it is \
+                         authorized",
+                        info.algorithm
+                    ),
+                );
+            }
+        }
+    }
+
     // One step per distinct token (deduplicated above, and never the same
     // target as an AWS step): appended directly, as `add_steps` looks for a
     // duplicate in every step so far (quadratic over 100,000 tokens).
@@ -417,11 +511,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     };
     if steps.is_empty() {
         for r in &mut rows {
-            if let Some(reason) = r
-                .credential_id
-                .as_ref()
-                .and_then(|id| unplanned.get(&CredKey::Aws(id.clone())))
-            {
+            if let Some(reason) = keys.get(&r.finding).and_then(|k| unplanned.get(k)) {
                 // A key cordon could not identify (no AWS credentials, AWS
                 // unreachable) is a failure to act, not "nothing containable":
                 // a CI job must not pass on a broken setup (issue 21).
@@ -446,9 +536,18 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
         let run = ws
             .execute(&id, &plan_bytes, &plan, &opts.run, &secrets)
             .await?;
-        summary.requester = run.principal.name;
+        summary.requester = run.principal.name.clone();
         summary.requester_verified = run.principal.verified;
         summary.notes = run.notes;
+        // A leaked App key whose installations are suspended still works
+        // until its owner deletes it: that is a task of the incident.
+        if let Some(incident) = &plan.incident {
+            for s in run.report.steps.iter().filter(|s| {
+                s.action == cordon_connector::Action::GithubSuspendAppInstallations.id()
+            }) {
+                app_owner_task(ws, incident, &run.principal, s)?;
+            }
+        }
         Some(run.report)
     };
 
@@ -487,6 +586,17 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             .unwrap_or((Status::Failed, "no step was planned for it".into()));
         r.status = status;
         r.detail = detail;
+        // The revocation API is the one call that kills these tokens; when it
+        // did not, name the command that contains the token another way (the
+        // finding gives neither an OAuth app's client id nor a grant's id).
+        if matches!(r.status, Status::Failed | Status::Unverified) {
+            if let Some(other) = github_kind
+                .get(&r.finding)
+                .and_then(|k| other_github_way(*k))
+            {
+                r.detail = format!("{}; {other}", r.detail);
+            }
+        }
         // An automation principal that did not prove itself (a missing or
         // wrong secret) is a broken setup, not a plan waiting for people:
         // what it asked for is refused (issue 21: CI passed on it as 5).
@@ -521,6 +631,114 @@ pub fn dry_run_exit(decisions: &[(String, Decision)]) -> Option<Exit> {
         .then_some(Exit::Denied)
 }
 
+/// What else contains a GitHub token of this kind when the revocation API
+/// did not, as the exact command (the finding gives none of its arguments).
+fn other_github_way(kind: GithubKind) -> Option<&'static str> {
+    match kind {
+        GithubKind::Oauth | GithubKind::AppUser => Some(
+            "revoke it through its OAuth app instead: `cordon revoke github-oauth-token \
+             --client-id CLIENT_ID --env VAR` (the app's client id; cordon needs the app's \
+             client secret), with `--grant` to end the user's whole authorization",
+        ),
+        GithubKind::FineGrainedPat => Some(
+            "remove its access to an organisation instead: `cordon revoke github-org-pat --org \
+             ORG --pat-id ID` (ID from `GET /orgs/ORG/personal-access-tokens`; partial: the \
+             token stays valid elsewhere)",
+        ),
+        _ => None,
+    }
+}
+
+/// `github:suspend-app-installations` for a leaked RSA key of App `app_id`;
+/// the key (by fingerprint `fp`) is supplied at apply time to sign the JWT.
+fn app_key_step(app_id: u64, info: &PrivateKeyInfo, fp: &str) -> PlanStep {
+    let id = info
+        .ssh_fingerprint
+        .clone()
+        .unwrap_or_else(|| format!("sha256:{fp}"));
+    let mut target =
+        cordon_connector::Target::new(cordon_connector::Provider::Github, "app-key", id);
+    target.account = Some(app_id.to_string());
+    PlanStep {
+        id: String::new(),
+        action: cordon_connector::Action::GithubSuspendAppInstallations,
+        target,
+        secret: Some(fp.to_owned()),
+        params: BTreeMap::from([("app_id".to_owned(), serde_json::json!(app_id))]),
+    }
+}
+
+/// The task an App's owner gets when its key still works after the
+/// installations were suspended: the verification's exact instruction.
+/// Recorded only when the plan is attached to an open incident.
+fn app_owner_task(
+    ws: &Workspace,
+    incident: &str,
+    requester: &Principal,
+    s: &StepReport,
+) -> Result<(), Error> {
+    let Some(Verification::Partial { detail }) = &s.verification else {
+        return Ok(());
+    };
+    let title = format!("delete the leaked private key of {}: {detail}", s.target);
+    // A re-run (`cordon respond` on the same report) adds no second task.
+    let ledger = crate::workspace::load_ledger(ws)?;
+    if crate::workspace::resolve(&ledger, Some(incident))?
+        .tasks
+        .iter()
+        .any(|t| t.title == title)
+    {
+        return Ok(());
+    }
+    ws.log.append_with(|records| {
+        let ledger = crate::workspace::ledger_of(ws, records);
+        let inc = crate::workspace::resolve(&ledger, Some(incident))?;
+        crate::workspace::ensure_open(inc)?;
+        let n = inc
+            .tasks
+            .iter()
+            .filter(|t| matches!(t.source, crate::incident::TaskSource::Manual))
+            .count();
+        let ev = crate::incident::TaskEvent::Add {
+            task: format!("t{}", n + 1),
+            title: title.clone(),
+            owner: None,
+            due: None,
+        };
+        let mut d = RecordDraft::new(Kind::Task, requester.clone());
+        d.incident = Some(inc.id.clone());
+        d.data = Some(
+            serde_json::to_value(&ev)
+                .map_err(|e| Error::failed(format!("cannot encode the task: {e}")))?,
+        );
+        d.message = Some(format!("task {} added: {title}", ev.task()));
+        Ok::<_, Error>(d)
+    })??;
+    Ok(())
+}
+
+/// `github:delete-deploy-key` for the key with this SSH fingerprint on
+/// `owner/repo` (as `cordon revoke github-deploy-key` plans it).
+fn deploy_key_step(owner: &str, repo: &str, fingerprint: &str) -> PlanStep {
+    let mut target = cordon_connector::Target::new(
+        cordon_connector::Provider::Github,
+        "deploy-key",
+        fingerprint.to_owned(),
+    );
+    target.account = Some(owner.to_owned());
+    PlanStep {
+        id: String::new(),
+        action: cordon_connector::Action::GithubDeleteDeployKey,
+        target,
+        secret: None,
+        params: BTreeMap::from([
+            ("owner".to_owned(), serde_json::json!(owner)),
+            ("repo".to_owned(), serde_json::json!(repo)),
+            ("fingerprint".to_owned(), serde_json::json!(fingerprint)),
+        ]),
+    }
+}
+
 /// Findings per `finding` audit record.
 const FINDINGS_PER_RECORD: usize = 1000;
 
@@ -530,6 +748,14 @@ fn short(fp: &str) -> &str {
 
 /// One step's state, with what to say about it.
 fn step_status(s: &StepReport) -> (Status, String) {
+    let (status, detail) = step_status_only(s);
+    match &s.no_evidence {
+        Some(why) if s.outcome.is_some() => (status, format!("{detail} (no-evidence: {why})")),
+        _ => (status, detail),
+    }
+}
+
+fn step_status_only(s: &StepReport) -> (Status, String) {
     match (&s.outcome, &s.decision) {
         (Some(o), _) if o.is_success() => match &s.verification {
             Some(Verification::Dead { .. }) | None => (Status::Contained, o.detail().to_owned()),

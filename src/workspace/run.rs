@@ -220,7 +220,7 @@ impl Workspace {
 
     /// Ask the policy whether cordon may identify leaked GitHub tokens with
     /// `GET /user` (it shows in the owner's logs). The decision is recorded.
-    fn probe_allowed(
+    pub(crate) fn probe_allowed(
         &self,
         id: &str,
         plan: &Plan,

@@ -562,3 +562,263 @@ fn org_pat_access_removal_is_reported_partial() {
         1
     );
 }
+
+/// A gitleaks `private-key` finding holding `key` (the whole block, as
+/// gitleaks reports it).
+fn private_key_report(dir: &std::path::Path, key: &str) -> std::path::PathBuf {
+    let report = json!([{
+        "RuleID": "private-key",
+        "Description": "Identified a Private Key, which may compromise cryptographic security and sensitive data encryption.",
+        "StartLine": 1, "EndLine": 7, "StartColumn": 1, "EndColumn": 36,
+        "Line": key, "Match": key, "Secret": key,
+        "File": "deploy/id_ed25519", "SymlinkFile": "", "Commit": "",
+        "Entropy": 5.9, "Author": "", "Email": "", "Date": "", "Message": "",
+        "Tags": [], "Fingerprint": "deploy/id_ed25519:private-key:1"
+    }]);
+    let path = dir.join("gitleaks-key.json");
+    std::fs::write(&path, report.to_string()).unwrap();
+    path
+}
+
+// issue 17, item 4: `respond` reaches the deploy-key action: a leaked private
+// key in a scanner report is deleted from the repository it is deployed on
+// when the repository is given, and otherwise the finding names the command.
+#[test]
+fn respond_deletes_the_deploy_key_of_a_leaked_private_key_or_names_the_command() {
+    let (env, key) = env_with_signer();
+    let tag = unique("respondkey");
+    let owner = "octo-org";
+    let repo = format!("r-{tag}");
+    let leaked = env.dir.path().join("deploy_key");
+    assert!(Std::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "deploy", "-f"])
+        .arg(&leaked)
+        .status()
+        .unwrap()
+        .success());
+    let public = std::fs::read_to_string(leaked.with_extension("pub")).unwrap();
+    let seeded = admin(
+        "/deploy-keys",
+        json!({"tag": tag, "owner": owner, "repo": repo, "key": public.trim()}),
+    );
+    let fingerprint = seeded["fingerprint"].as_str().unwrap().to_owned();
+    let private = std::fs::read_to_string(&leaked).unwrap();
+    let report = private_key_report(env.dir.path(), &private);
+    let own = classic("ghp_", &format!("{tag}-cordon"));
+    seed(&tag, &own, json!({"login": "cordon-bot"}));
+    let body: String = private
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+
+    // Without the repository: not contained, and the exact command is named.
+    let o = github_cmd(&env)
+        .args(["--json", "respond", "--report"])
+        .arg(&report)
+        .args(["--as", "amara", "--key"])
+        .arg(&key)
+        .env("GITHUB_TOKEN", &own)
+        .output()
+        .unwrap();
+    code(&o, 1);
+    let v = json_of(&o);
+    let row = &v["findings"][0];
+    assert_eq!(row["status"], "failed", "{v:#}");
+    let detail = row["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!(
+            "cordon revoke github-deploy-key --repo OWNER/REPO --fingerprint {fingerprint}"
+        )),
+        "{detail}"
+    );
+    assert_eq!(
+        admin_get(&format!("/deploy-keys?owner={owner}&repo={repo}"))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // With it: planned, gated, deleted and verified gone.
+    let o = github_cmd(&env)
+        .args(["--json", "respond", "--report"])
+        .arg(&report)
+        .args(["--github-repo", &format!("{owner}/{repo}")])
+        .args(["--as", "amara", "--key"])
+        .arg(&key)
+        .env("GITHUB_TOKEN", &own)
+        .output()
+        .unwrap();
+    code(&o, 0);
+    let v = json_of(&o);
+    assert_eq!(v["findings"][0]["status"], "contained", "{v:#}");
+    assert!(v["findings"][0]["credential"]
+        .as_str()
+        .unwrap()
+        .contains(&fingerprint));
+    let left = admin_get(&format!("/deploy-keys?owner={owner}&repo={repo}"));
+    assert!(left.as_array().unwrap().is_empty(), "{left}");
+    let plan = env.ok(&["--json", "plan", "show", v["plan"].as_str().unwrap()]);
+    assert!(plan.contains("github:delete-deploy-key") && plan.contains(&fingerprint));
+    // A bad repository is a usage error before anything.
+    let bad = github_cmd(&env)
+        .args(["respond", "--report"])
+        .arg(&report)
+        .args(["--github-repo", "../etc", "--as", "amara"])
+        .output()
+        .unwrap();
+    code(&bad, 2);
+    no_canary(&env, &body[20..60], &[&o.stdout, &o.stderr]);
+}
+
+// issue 17, item 4: when the revocation API cannot take a token (GHES 3.19
+// takes only ghp_ and github_pat_), `respond` names, per finding, the command
+// that contains it another way; the finding gives none of its arguments.
+#[test]
+fn respond_names_the_oauth_command_for_a_token_the_revocation_api_refuses() {
+    let (env, key) = env_with_signer();
+    let tag = unique("respondoauth");
+    let own = classic("ghp_", &format!("{tag}-cordon"));
+    seed(
+        &tag,
+        &own,
+        json!({"ghes_version": "3.19.0", "login": "cordon-bot"}),
+    );
+    let gho = classic("gho_", &tag);
+    seed(&tag, &gho, json!({}));
+    let o = github_cmd(&env)
+        .args([
+            "--json", "respond", "--report", "-", "--format", "plain", "--as", "amara", "--key",
+        ])
+        .arg(&key)
+        .env("GITHUB_TOKEN", &own)
+        .write_stdin(format!("TOKEN={gho}\n"))
+        .output()
+        .unwrap();
+    code(&o, 1);
+    let v = json_of(&o);
+    let detail = v["findings"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("takes only ghp_ and github_pat_")
+            && detail
+                .contains("`cordon revoke github-oauth-token --client-id CLIENT_ID --env VAR`"),
+        "{v:#}"
+    );
+    no_canary(&env, &gho[4..], &[&o.stdout, &o.stderr]);
+}
+
+// issue 17, item 5: a leaked GitHub App private key. The registry models the
+// App (`GET /app` and its installations with a JWT signed by the App's current
+// key, suspension, and the owner deleting the key: no API does that), citing
+// GitHub's documentation beside each behaviour.
+#[test]
+fn a_leaked_app_key_identifies_the_app_suspends_its_installations_and_is_rechecked() {
+    let (env, key) = env_with_signer();
+    let tag = unique("appkey");
+    let org = format!("org-{tag}");
+    let other_org = format!("org2-{tag}");
+    let app = admin(
+        "/apps",
+        json!({"tag": tag, "org": org, "more_orgs": [other_org], "slug": format!("leaky-{tag}"), "owner": "octo-org"}),
+    );
+    let app_id = app["app_id"].as_u64().unwrap();
+    let pem = app["private_key_pem"].as_str().unwrap().to_owned();
+    let report = private_key_report(env.dir.path(), &pem);
+    let own = classic("ghp_", &format!("{tag}-cordon"));
+    seed(&tag, &own, json!({"login": "cordon-bot"}));
+    let opened: Value = serde_json::from_str(&env.ok(&[
+        "--json",
+        "incident",
+        "open",
+        "--title",
+        "app key leak",
+        "--as",
+        "amara",
+    ]))
+    .unwrap();
+    let incident = opened["incident"].as_str().unwrap().to_owned();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+
+    // Without the App's id the key cannot be tied to an App: the finding says how.
+    let o = github_cmd(&env)
+        .args(["--json", "respond", "--report"])
+        .arg(&report)
+        .args(["--as", "amara", "--key"])
+        .arg(&key)
+        .env("GITHUB_TOKEN", &own)
+        .output()
+        .unwrap();
+    code(&o, 1);
+    let v = json_of(&o);
+    assert!(
+        v["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--github-app-id ID"),
+        "{v:#}"
+    );
+
+    // With it, at critical severity (the shipped policy lets a security
+    // engineer suspend an App alone only then).
+    let o = github_cmd(&env)
+        .args(["--json", "respond", "--report"])
+        .arg(&report)
+        .args(["--github-app-id", &app_id.to_string()])
+        .args(["--severity", "critical", "--incident", &incident])
+        .args(["--as", "amara", "--key"])
+        .arg(&key)
+        .env("GITHUB_TOKEN", &own)
+        .output()
+        .unwrap();
+    code(&o, 4);
+    let v = json_of(&o);
+    let row = &v["findings"][0];
+    assert_eq!(row["status"], "unverified", "{v:#}");
+    let detail = row["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("partial")
+            && detail.contains(&format!(
+                "https://github.com/organizations/octo-org/settings/apps/leaky-{tag}"
+            ))
+            && detail.contains("Private keys"),
+        "{detail}"
+    );
+    let insts = admin_get(&format!("/installations?app_id={app_id}"));
+    assert_eq!(insts.as_array().unwrap().len(), 2, "{insts}");
+    assert!(
+        insts
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| !i["suspended_at"].is_null()),
+        "{insts}"
+    );
+    // The instruction for the App's owner is a task of the incident.
+    let shown = env.ok(&["--json", "incident", "show", &incident]);
+    assert!(
+        shown.contains("delete the leaked private key") && shown.contains(&format!("leaky-{tag}")),
+        "{shown}"
+    );
+    let plan = v["plan"].as_str().unwrap().to_owned();
+
+    // Later: the owner deleted the key; `cordon verify` proves it refused.
+    admin(&format!("/apps/{app_id}/delete-key"), json!({}));
+    let o = github_cmd(&env)
+        .args([
+            "--json",
+            "verify",
+            &plan,
+            "--secrets-stdin",
+            "--as",
+            "amara",
+        ])
+        .env("GITHUB_TOKEN", &own)
+        .write_stdin(pem.clone())
+        .output()
+        .unwrap();
+    code(&o, 0);
+    let v = json_of(&o);
+    assert_eq!(v["steps"][0]["before"]["status"], "partial", "{v:#}");
+    assert_eq!(v["steps"][0]["verification"]["status"], "dead", "{v:#}");
+    no_canary(&env, &body[20..60], &[&o.stdout, &o.stderr]);
+}

@@ -98,6 +98,10 @@ pub enum Action {
     GithubDeleteDeployKey,
     #[serde(rename = "github:revoke-org-pat-access")]
     GithubRevokeOrgPatAccess,
+    /// A leaked GitHub App private key: suspend the App's installations (no
+    /// API deletes the key itself; its owner must, in the App's settings).
+    #[serde(rename = "github:suspend-app-installations")]
+    GithubSuspendAppInstallations,
     /// Not a side effect on the target: asking GitHub whose a leaked token is
     /// (`GET /user` with it). It shows up in the token owner's logs, so the
     /// policy decides whether cordon may do it.
@@ -135,6 +139,7 @@ impl Action {
         Action::GithubRevokeOauthGrant,
         Action::GithubDeleteDeployKey,
         Action::GithubRevokeOrgPatAccess,
+        Action::GithubSuspendAppInstallations,
         Action::GithubProbeToken,
         Action::TestContain,
         Action::TestRestore,
@@ -156,6 +161,7 @@ impl Action {
             | Action::GithubRevokeOauthGrant
             | Action::GithubDeleteDeployKey
             | Action::GithubRevokeOrgPatAccess
+            | Action::GithubSuspendAppInstallations
             | Action::GithubProbeToken => Provider::Github,
             Action::TestContain | Action::TestRestore => Provider::Test,
         }
@@ -188,6 +194,7 @@ impl Action {
             Action::GithubRevokeOauthGrant => "github:revoke-oauth-grant",
             Action::GithubDeleteDeployKey => "github:delete-deploy-key",
             Action::GithubRevokeOrgPatAccess => "github:revoke-org-pat-access",
+            Action::GithubSuspendAppInstallations => "github:suspend-app-installations",
             Action::GithubProbeToken => "github:probe-token",
             Action::TestContain => "test:contain",
             Action::TestRestore => "test:restore",

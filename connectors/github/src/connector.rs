@@ -1061,6 +1061,7 @@ impl Connector for GithubConnector {
             }
             Action::GithubDeleteDeployKey => self.describe_deploy_key(ctx).await,
             Action::GithubRevokeOrgPatAccess => self.describe_org_pat(ctx).await,
+            Action::GithubSuspendAppInstallations => self.describe_app_key(ctx).await,
             other => Err(unsupported(other)),
         }
     }
@@ -1077,6 +1078,7 @@ impl Connector for GithubConnector {
             Action::GithubRevokeOauthGrant => self.revoke_oauth(ctx, true).await,
             Action::GithubDeleteDeployKey => self.delete_deploy_key(ctx).await,
             Action::GithubRevokeOrgPatAccess => self.revoke_org_pat(ctx).await,
+            Action::GithubSuspendAppInstallations => self.suspend_app_installations(ctx).await,
             other => Err(unsupported(other)),
         }
     }
@@ -1117,6 +1119,7 @@ impl Connector for GithubConnector {
                     },
                 })
             }
+            Action::GithubSuspendAppInstallations => self.verify_app_key(ctx).await,
             Action::GithubDeleteDeployKey => Ok(match self.find_deploy_key(ctx).await?.1 {
                 None => Verification::Dead {
                     detail: "no deploy key with this fingerprint is listed any more".into(),

@@ -8,6 +8,7 @@
 //! | `github:revoke-oauth-grant`          | `oauth-token`        | `DELETE /applications/{client_id}/grant` |
 //! | `github:delete-deploy-key`           | `deploy-key`         | `DELETE /repos/{owner}/{repo}/keys/{key_id}`, found by fingerprint |
 //! | `github:revoke-org-pat-access`       | `org-pat`            | `POST /orgs/{org}/personal-access-tokens/{pat_id}` as cordon's GitHub App |
+//! | `github:suspend-app-installations`   | `app-key`            | `PUT /app/installations/{id}/suspended` as the App, with a JWT signed by its leaked key |
 //!
 //! Reading a secret scanning alert (a webhook carries no secret):
 //! [`GithubConnector::fetch_secret_scanning_alert`], with cordon's own token.
@@ -29,6 +30,7 @@
 //! revoked there (see [`GithubConnector::server`]).
 
 mod alerts;
+mod app_key;
 mod budget;
 mod config;
 mod connector;

@@ -66,7 +66,8 @@ impl Placed {
                 )
             }
             Item::Found(Found::Invalid { fingerprint, .. }) => fingerprint.clone(),
-            Item::Found(Found::AwsSecretUnpaired { secret, .. }) => secret.fingerprint(),
+            Item::Found(Found::AwsSecretUnpaired { secret, .. })
+            | Item::Found(Found::PrivateKey { secret, .. }) => secret.fingerprint(),
             Item::Found(Found::Unrecognised { .. }) => return None,
             Item::Unknown { fingerprint, .. } => fingerprint.clone(),
         })

@@ -92,6 +92,12 @@ pub enum Credential {
         /// key dead with a signed call).
         secret: Option<Secret>,
     },
+    /// A private key block: a repository's deploy key (found by its public
+    /// half's fingerprint), or a GitHub App's key (an RSA key in PEM).
+    PrivateKey {
+        secret: Secret,
+        info: crate::intake::private_key::PrivateKeyInfo,
+    },
 }
 
 /// Why a finding cannot be contained. Never contains the secret.
@@ -340,6 +346,9 @@ impl Credential {
                 reason: "an AWS secret access key without its key id: cordon cannot tell which key to disable".into(),
                 fingerprint: Some(secret.fingerprint()),
             })),
+            Found::PrivateKey { secret, info, .. } => {
+                Some(Ok(Credential::PrivateKey { secret, info }))
+            }
             Found::Unrecognised { .. } => None,
         }
     }

@@ -235,7 +235,9 @@ fn hashes_of(f: &Found) -> Vec<String> {
             }
             v
         }
-        Found::AwsSecretUnpaired { secret, .. } => vec![sha1_hex(secret.expose())],
+        Found::AwsSecretUnpaired { secret, .. } | Found::PrivateKey { secret, .. } => {
+            vec![sha1_hex(secret.expose())]
+        }
         Found::Invalid { .. } | Found::Unrecognised { .. } => Vec::new(),
     }
 }

@@ -71,6 +71,7 @@ fn desc(f: &Finding) -> String {
                 "id-only"
             }
         ),
+        Ok(Credential::PrivateKey { info, .. }) => format!("private-key:{}", info.format),
         Err(_) => "not-containable".into(),
     };
     let p = &f.provenance;
