@@ -435,12 +435,18 @@ fn throttling_between_cordon_and_moto_is_retried_to_completion() {
     // may fall inside one snapshot (one retry). Without faults each step makes one
     // read and one call; at least one retry must show.
     let steps = v["steps"].as_array().unwrap();
-    assert!(steps.iter().all(|s| s["outcome"]["status"] == "done"), "{v}");
+    assert!(
+        steps.iter().all(|s| s["outcome"]["status"] == "done"),
+        "{v}"
+    );
     let total: u64 = steps
         .iter()
         .map(|s| s["reads"].as_u64().unwrap() + s["attempts"].as_u64().unwrap())
         .sum();
     let clean = 2 * steps.len() as u64;
-    assert!(total > clean, "reads + calls {total}, no retry over {clean}: {v}");
+    assert!(
+        total > clean,
+        "reads + calls {total}, no retry over {clean}: {v}"
+    );
     assert!(key_statuses(&user).contains(&format!("('{key_id}', 'Inactive')")));
 }
