@@ -9,6 +9,7 @@ use cordon_connector::PlanStep;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, PrincipalKind};
+pub use crate::policy::reason::Reason;
 
 /// The requester as the gate sees it: a name, and whether that name was
 /// proven (an SSH signature from a key in `allowed_signers`, or an automation
@@ -95,6 +96,11 @@ pub struct Decision {
     /// The step waits for a person; `missing` says who and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The same, typed: every reason behind `errors`, `missing` and
+    /// `stopped`, each with its stable `code`. Those three are this list
+    /// rendered (kept for the records written before it, which lack it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
 }
 
 impl Decision {
@@ -102,25 +108,78 @@ impl Decision {
         self.effect == Effect::Allow
     }
 
-    pub fn deny(policy_hash: impl Into<String>, why: impl Into<String>) -> Decision {
-        Decision {
+    /// A deny for one reason (a policy that does not load, an error).
+    pub fn deny(policy_hash: impl Into<String>, reason: Reason) -> Decision {
+        let mut d = Decision {
             effect: Effect::Deny,
             policies: vec![],
             policy_hash: policy_hash.into(),
-            errors: vec![why.into()],
+            errors: vec![],
             missing: vec![],
             break_glass: false,
             stopped: None,
-        }
+            reasons: vec![],
+        };
+        d.push(reason);
+        d
     }
 
-    /// The step was allowed by the rules but a stop condition holds it back.
-    pub fn stop(mut self, why: impl Into<String>, what_lifts_it: impl Into<String>) -> Decision {
-        let why = why.into();
+    /// Add a reason to a deny, rendered into `errors` (a failed load or
+    /// evaluation) or `missing` (what would change the answer).
+    pub fn push(&mut self, reason: Reason) {
+        if reason.is_error() {
+            self.errors.push(reason.to_string());
+        } else {
+            self.missing.push(reason.to_string());
+        }
+        self.reasons.push(reason);
+    }
+
+    /// The step was allowed by the rules but a stop condition (`reason`, one
+    /// of [`Reason::is_stop`]) holds it back.
+    pub fn stop(mut self, reason: Reason) -> Decision {
         self.effect = Effect::Deny;
-        self.missing = vec![format!("{why}: {}", what_lifts_it.into())];
-        self.stopped = Some(why);
+        self.missing = vec![reason.to_string()];
+        self.stopped = reason.stop_condition();
+        self.reasons = vec![reason];
         self
+    }
+
+    /// Why a deny, in words: the one rendering every front end shows. A
+    /// record written before typed reasons falls back to its stored words.
+    pub fn why(&self) -> String {
+        if !self.reasons.is_empty() {
+            return self
+                .reasons
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+        let mut parts = self.missing.clone();
+        parts.extend(self.errors.iter().cloned());
+        if parts.is_empty() {
+            return if self.policies.is_empty() {
+                "no policy permits this".into()
+            } else {
+                format!("forbidden by {}", self.policies.join(", "))
+            };
+        }
+        parts.join("; ")
+    }
+
+    /// A deny a person can lift (approvals, escalation, break-glass, a
+    /// proof, overriding a limit), as opposed to one only a change to the
+    /// policy or the setup lifts: "awaiting approval" (5), not "denied" (3).
+    pub fn awaits_people(&self) -> bool {
+        if self.is_allow() {
+            return false;
+        }
+        if self.reasons.is_empty() {
+            // Written before typed reasons: what it said was missing.
+            return !self.missing.is_empty();
+        }
+        !self.reasons.iter().any(Reason::is_final)
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -151,11 +210,16 @@ impl Gate for TestOnlyGate {
                 missing: vec![],
                 break_glass: false,
                 stopped: None,
+                reasons: vec![],
             }
         } else {
             Decision::deny(
                 "builtin:test-only",
-                "no authority policy is loaded: only the built-in test connector may act",
+                crate::policy::Reason::PolicyNotLoaded {
+                    detail:
+                        "no authority policy is loaded: only the built-in test connector may act"
+                            .into(),
+                },
             )
         }
     }

@@ -117,14 +117,15 @@ pub async fn run_plan(
     opts: &RunOpts,
     secrets: &SecretBag,
 ) -> CmdResult {
-    let (report, principal) = execute_plan(ctx, out, id, bytes, plan, opts, secrets).await?;
-    print_report(out, &report, &principal.name, principal.verified);
+    let (report, principal, notes) = execute_plan(ctx, out, id, bytes, plan, opts, secrets).await?;
+    print_report(out, &report, &principal.name, principal.verified, &notes);
     Ok(ctx.refusal_exit(exit_for(&report)))
 }
 
 /// Run a stored plan (`Workspace::execute`) with a spinner on a terminal;
 /// prints its notes (rejected signatures, a policy that failed to load, a
-/// checkpoint not written) unless `--json`.
+/// checkpoint not written) on stderr, `--json` or not, and hands them back
+/// for the `--json` document.
 pub async fn execute_plan(
     ctx: &Context,
     out: &Out,
@@ -133,7 +134,7 @@ pub async fn execute_plan(
     plan: &Plan,
     opts: &RunOpts,
     secrets: &SecretBag,
-) -> Result<(ApplyReport, crate::gate::Principal), CommandError> {
+) -> Result<(ApplyReport, crate::gate::Principal, Vec<String>), CommandError> {
     // A spinner only on a terminal; scripts and CI get plain lines.
     let spinner = (!out.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let pb = indicatif::ProgressBar::new_spinner();
@@ -151,7 +152,7 @@ pub async fn execute_plan(
     for n in &run.notes {
         super::output::diag(n);
     }
-    Ok((run.report, run.principal))
+    Ok((run.report, run.principal, run.notes))
 }
 
 pub fn exit_for(r: &ApplyReport) -> Exit {
@@ -184,7 +185,7 @@ pub fn exit_for(r: &ApplyReport) -> Exit {
     if !denied.is_empty() && denied.len() == r.steps.len() {
         if denied
             .iter()
-            .any(|s| s.decision.as_ref().is_some_and(|d| !d.missing.is_empty()))
+            .any(|s| s.decision.as_ref().is_some_and(|d| d.awaits_people()))
         {
             return Exit::AwaitingApproval;
         }
@@ -193,7 +194,7 @@ pub fn exit_for(r: &ApplyReport) -> Exit {
     Exit::Failed
 }
 
-fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool) {
+fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool, notes: &[String]) {
     if out.json {
         out.json(&serde_json::json!({
             "plan": r.plan,
@@ -201,6 +202,7 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool) {
             "requester_verified": verified,
             "steps": r.steps,
             "time_to_dead": r.time_to_dead,
+            "notes": notes,
             "exit": exit_for(r).code(),
         }));
         return;
@@ -230,18 +232,7 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool) {
             let verify = s.verification.as_ref().map(|v| v.label()).unwrap_or("-");
             let detail = match (&s.outcome, &s.decision) {
                 (Some(o), _) => o.detail().to_owned(),
-                (None, Some(d)) => {
-                    let mut parts = d.missing.clone();
-                    parts.extend(d.errors.iter().cloned());
-                    if parts.is_empty() {
-                        format!(
-                            "no policy permits this (policies: {})",
-                            d.policies.join(", ")
-                        )
-                    } else {
-                        parts.join("; ")
-                    }
-                }
+                (None, Some(d)) => d.why(),
                 _ => String::new(),
             };
             vec![

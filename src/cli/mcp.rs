@@ -396,6 +396,7 @@ impl Server {
                     "stopped": s.decision.as_ref().and_then(|d| d.stopped.clone()),
                     "missing": s.decision.as_ref().map(|d| d.missing.clone()),
                     "errors": s.decision.as_ref().map(|d| d.errors.clone()),
+                    "reasons": s.decision.as_ref().map(|d| d.reasons.clone()),
                     "outcome": s.outcome,
                     "verification": s.verification,
                 })

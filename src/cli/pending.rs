@@ -136,8 +136,7 @@ pub fn find_pending(
             Kind::Decision => {
                 if let Some(d) = &r.decision {
                     st.actor = r.actor.name.clone();
-                    st.waiting =
-                        (!d.is_allow() && !d.missing.is_empty()).then(|| d.missing.clone());
+                    st.waiting = d.awaits_people().then(|| d.missing.clone());
                 }
             }
             Kind::Outcome if r.outcome.as_ref().is_some_and(|o| o.is_success()) => {
@@ -187,10 +186,13 @@ pub fn find_pending(
                 ready: d.is_allow(),
                 needs: if d.is_allow() {
                     vec![]
-                } else if d.missing.is_empty() {
-                    vec!["no approval can allow this any more (the policy now denies it)".into()]
-                } else {
+                } else if d.awaits_people() {
                     d.missing
+                } else {
+                    vec![format!(
+                        "no approval can allow this any more (the policy now denies it): {}",
+                        d.why()
+                    )]
                 },
             });
         }

@@ -1,20 +1,26 @@
 //! `cordon plan ...`: write, show and list plans.
 
+#[cfg(feature = "test-connector")]
 use std::collections::BTreeMap;
 
 use clap::Subcommand;
+#[cfg(feature = "test-connector")]
 use cordon_connector::{Action, PlanStep, Provider, Target};
 
 use super::context::Context;
 use super::error::{CmdResult, Exit};
 use super::output::Out;
-use crate::plan::{Plan, PlanMeta};
+use crate::plan::Plan;
+#[cfg(feature = "test-connector")]
+use crate::plan::PlanMeta;
 use crate::state::{ObjectKind, Store};
 
 #[derive(Subcommand, Debug)]
 pub enum PlanCommand {
     /// Plan containment of items of the built-in test connector (touches
-    /// nothing outside the state dir; for drills, demos and tests).
+    /// nothing outside the state dir; for drills, demos and tests). Only in
+    /// builds with the `test-connector` feature.
+    #[cfg(feature = "test-connector")]
     Test {
         /// Item names.
         #[arg(required = true, value_parser = crate::text::free_text)]
@@ -33,6 +39,7 @@ pub enum PlanCommand {
 
 pub async fn cmd_plan(ctx: &Context, out: &Out, cmd: PlanCommand) -> CmdResult {
     match cmd {
+        #[cfg(feature = "test-connector")]
         PlanCommand::Test {
             items,
             restore,
@@ -106,6 +113,7 @@ pub async fn cmd_plan(ctx: &Context, out: &Out, cmd: PlanCommand) -> CmdResult {
     }
 }
 
+#[cfg(feature = "test-connector")]
 pub fn print_written(out: &Out, id: &str, plan: &Plan) {
     if out.json {
         out.json(&serde_json::json!({ "id": id, "plan": plan }));

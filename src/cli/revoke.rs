@@ -157,26 +157,22 @@ pub fn dry_run(ctx: &Context, out: &Out, id: &str, plan: &Plan) -> CmdResult {
     } else {
         print_dry_run(out, id, plan, &decisions);
     }
-    Ok(Exit::Ok)
+    Ok(crate::respond::dry_run_exit(&decisions).unwrap_or(Exit::Ok))
 }
 
 /// The plan and what the gate would decide per step, as a table and lines.
 pub fn print_dry_run(out: &Out, id: &str, plan: &Plan, decisions: &[(String, Decision)]) {
     print_plan(out, id, plan);
     for (s, d) in decisions {
-        out.line(format!(
-            "{s}: {} {}",
-            if d.is_allow() {
-                "would be allowed"
-            } else {
-                "would be denied"
-            },
-            if d.missing.is_empty() {
-                d.policies.join(", ")
-            } else {
-                d.missing.join("; ")
-            }
-        ));
+        out.line(if d.is_allow() {
+            format!("{s}: would be allowed by {}", d.policies.join(", "))
+        } else if d.is_stopped() {
+            format!("{s}: would be stopped: {}", d.why())
+        } else if d.awaits_people() {
+            format!("{s}: would wait for a person: {}", d.why())
+        } else {
+            format!("{s}: would be denied: {}", d.why())
+        });
     }
     out.line(format!("dry run: nothing was done. Act with `cordon apply {id}` (the requester is a claim until signed: `cordon approve {id} --key ...`)"));
 }

@@ -1,5 +1,8 @@
 //! The connectors cordon can drive, registered in one readable list.
 
+// The test connector: in unit tests, and in builds with the
+// `test-connector` feature (scripts/test, drills); never in a release build.
+#[cfg(any(test, feature = "test-connector"))]
 pub mod test;
 
 use std::sync::Arc;

@@ -646,18 +646,10 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                             ""
                         }
                     )
-                } else if !d.missing.is_empty() {
-                    format!("held {subject}: {}", d.missing.join("; "))
+                } else if d.awaits_people() {
+                    format!("held {subject}: {}", d.why())
                 } else {
-                    let mut why = d.errors.clone();
-                    if why.is_empty() {
-                        why.push(if d.policies.is_empty() {
-                            "no policy permits it".into()
-                        } else {
-                            format!("forbidden by {}", d.policies.join(", "))
-                        });
-                    }
-                    format!("denied {subject}: {}", why.join("; "))
+                    format!("denied {subject}: {}", d.why())
                 };
                 if let Some(reason) = &r.break_glass {
                     inc.break_glass.push(BreakGlassUse {
@@ -687,7 +679,7 @@ fn apply(b: &mut Building, r: &Record, objects: &dyn Objects) {
                                     d.break_glass,
                                 ));
                             }
-                        } else if !d.missing.is_empty() {
+                        } else if d.awaits_people() {
                             t.status = TaskStatus::AwaitingApproval;
                             t.waiting_for = d.missing.clone();
                             t.detail = None;

@@ -175,6 +175,7 @@ fn decision(allow: bool, missing: &[&str]) -> Decision {
         missing: missing.iter().map(|m| m.to_string()).collect(),
         break_glass: false,
         stopped: None,
+        reasons: vec![],
     }
 }
 

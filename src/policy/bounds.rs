@@ -31,6 +31,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Duration, Utc};
 use cordon_connector::{Action, DecisionClass, PlanStep};
 
+use super::reason::Reason;
 use super::roster::LimitsDef;
 use super::Policy;
 use crate::audit::{Kind, Record};
@@ -145,16 +146,14 @@ impl Bounds {
         let name = input.requester.name.as_str();
         match crate::halt::read(&self.root) {
             Ok(Some(h)) => {
-                return d.stop(
-                    crate::halt::describe(&h),
-                    "no automation principal acts until a person runs `cordon resume`; people may act under their own names meanwhile",
-                )
+                return d.stop(Reason::Halted {
+                    halt: crate::halt::describe(&h),
+                })
             }
             Err(e) => {
-                return d.stop(
-                    format!("halted: the halt switch cannot be read ({e})"),
-                    "automation stops when it cannot tell (fail closed); fix or remove the file with `cordon resume`",
-                )
+                return d.stop(Reason::HaltUnreadable {
+                    error: e.to_string(),
+                })
             }
             Ok(None) => {}
         }
@@ -164,8 +163,8 @@ impl Bounds {
         let target = credential_of(input.plan, input.step);
         let lifted = policy.owner_approvals(input) >= 1;
         if !lifted {
-            if let Some((why, lift)) = stateless(policy, name, limits, input) {
-                return d.stop(why, lift);
+            if let Some(reason) = stateless(policy, name, limits, input) {
+                return d.stop(reason);
             }
         }
         let Some(max) = limits.max_credentials_per_window else {
@@ -175,10 +174,7 @@ impl Bounds {
             return d;
         }
         let Ok(mut used) = self.used.lock() else {
-            return d.stop(
-                "stopped: the usage count is unavailable",
-                "a person approves the plan",
-            );
+            return d.stop(Reason::UsageUnavailable);
         };
         let mine = used.entry(name.to_owned()).or_default();
         let since = input.now - Duration::minutes(i64::from(limits.window_minutes));
@@ -193,12 +189,18 @@ impl Bounds {
             return d;
         }
         if in_window.len() as u64 >= u64::from(max) && !lifted {
-            let why = format!(
-                "stopped by limit `max_credentials_per_window` of `{name}`: at most {max} credentials per {} min, and {} were acted on",
+            let detail = format!(
+                "at most {max} credentials per {} min, and {} were acted on",
                 limits.window_minutes,
                 in_window.len()
             );
-            return d.stop(why, lift_phrase(policy, input));
+            return d.stop(limit(
+                policy,
+                input,
+                "max_credentials_per_window",
+                name,
+                detail,
+            ));
         }
         mine.push((target, input.now));
         d
@@ -211,29 +213,38 @@ fn stateless(
     name: &str,
     limits: &LimitsDef,
     input: &GateInput<'_>,
-) -> Option<(String, String)> {
+) -> Option<Reason> {
     if let Some(min) = limits.min_severity {
         if input.plan.severity < min {
-            return Some((
+            return Some(limit(
+                policy,
+                input,
+                "min_severity",
+                name,
                 format!(
-                    "stopped by limit `min_severity` of `{name}`: the plan's severity is `{}`, and `{name}` acts alone only from `{}`",
+                    "the plan's severity is `{}`, and `{name}` acts alone only from `{}`",
                     input.plan.severity.as_str(),
                     min.as_str()
                 ),
-                lift_phrase(policy, input),
             ));
         }
     }
     if let Some(envs) = &limits.environments {
         let env = input.step.target.environment.as_deref();
         if !env.is_some_and(|e| envs.iter().any(|x| x == e)) {
-            return Some((
+            return Some(limit(
+                policy,
+                input,
+                "environments",
+                name,
                 format!(
-                    "stopped by limit `environments` of `{name}`: the target is in {}, and `{name}` acts only in {}",
+                    "the target is in {}, and `{name}` acts only in {}",
                     env.map_or("no labelled environment".to_owned(), |e| format!("`{e}`")),
-                    envs.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+                    envs.iter()
+                        .map(|e| format!("`{e}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
-                lift_phrase(policy, input),
             ));
         }
     }
@@ -251,12 +262,15 @@ fn stateless(
             let k = format!("{}:{a}", input.step.target.provider.as_str());
             let pos = accounts.iter().position(|x| *x == k).unwrap_or(0);
             if pos as u64 >= u64::from(max) {
-                return Some((
+                return Some(limit(
+                    policy,
+                    input,
+                    "max_accounts_per_plan",
+                    name,
                     format!(
-                        "stopped by limit `max_accounts_per_plan` of `{name}`: the plan spans {} accounts, and `{name}` acts in at most {max} per plan (this step is in `{k}`)",
+                        "the plan spans {} accounts, and `{name}` acts in at most {max} per plan (this step is in `{k}`)",
                         accounts.len()
                     ),
-                    lift_phrase(policy, input),
                 ));
             }
         }
@@ -264,16 +278,27 @@ fn stateless(
     None
 }
 
-fn lift_phrase(policy: &Policy, input: &GateInput<'_>) -> String {
-    let owner = policy
+/// A limit that holds the step back until a person of the class's owner
+/// role approves the plan (worded by [`Reason`]).
+fn limit(
+    policy: &Policy,
+    input: &GateInput<'_>,
+    which: &str,
+    principal: &str,
+    detail: String,
+) -> Reason {
+    let owner_role = policy
         .roster()
         .class(super::decide::class_name(input.step.action))
         .map(|c| c.owner.clone())
         .unwrap_or_else(|| "security".into());
-    format!(
-        "it waits for a person: one approval of plan `{}` from role `{owner}` lifts the limits for it (`cordon approve`), then `cordon apply` continues",
-        input.plan_id
-    )
+    Reason::Limit {
+        limit: which.into(),
+        principal: principal.into(),
+        detail,
+        plan: input.plan_id.into(),
+        owner_role,
+    }
 }
 
 /// The limits in words: "at most 20 credentials per 60 min, ...".

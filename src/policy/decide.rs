@@ -18,6 +18,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use cordon_connector::{Action, DecisionClass, Target};
 use serde::Serialize;
 
+use super::reason::Reason;
 use super::roster::{ClassDef, Member};
 use super::Policy;
 use crate::gate::{Decision, Effect, GateInput};
@@ -357,6 +358,7 @@ impl Policy {
             missing: vec![],
             break_glass: false,
             stopped: None,
+            reasons: vec![],
         };
         // With break-glass requested, first ask without it: the allow "rests
         // on" break-glass only if it is not allowed otherwise.
@@ -365,7 +367,9 @@ impl Policy {
         let first = self.evaluate(&plain);
         if !first.errors.is_empty() {
             decision.policies = first.policies;
-            decision.errors = first.errors;
+            for detail in first.errors {
+                decision.push(Reason::EvaluationError { detail });
+            }
             return decision;
         }
         if first.allow {
@@ -377,7 +381,9 @@ impl Policy {
             let bg = self.evaluate(case);
             if !bg.errors.is_empty() {
                 decision.policies = bg.policies;
-                decision.errors = bg.errors;
+                for detail in bg.errors {
+                    decision.push(Reason::EvaluationError { detail });
+                }
                 return decision;
             }
             if bg.allow {
@@ -389,20 +395,24 @@ impl Policy {
             // Break-glass did not help: say why (its forbids), then what
             // would allow the step the ordinary way.
             let plain_forbids = self.forbids_in(&first);
-            let mut missing: Vec<String> = self
+            let mut missing: Vec<Reason> = self
                 .forbids_in(&bg)
                 .into_iter()
                 .filter(|f| !plain_forbids.contains(f))
-                .map(|f| format!("break-glass refused: forbidden by `{f}`"))
+                .map(|f| Reason::BreakGlassForbidden { policy: f.clone() })
                 .collect();
             missing.extend(self.missing(&plain, &first));
             missing.dedup();
             decision.policies = bg.policies;
-            decision.missing = missing;
+            for r in missing {
+                decision.push(r);
+            }
             return decision;
         }
         decision.policies = first.policies.clone();
-        decision.missing = self.missing(&plain, &first);
+        for r in self.missing(&plain, &first) {
+            decision.push(r);
+        }
         decision
     }
 
@@ -456,14 +466,17 @@ impl Policy {
             .collect()
     }
 
-    /// What would turn this deny into an allow, in words. Found by asking
-    /// Cedar again with the case changed one way at a time: the requester
-    /// proven, time passed, more approvals, break-glass.
-    pub(crate) fn missing(&self, case: &Case<'_>, eval: &Eval) -> Vec<String> {
+    /// What would turn this deny into an allow (worded by [`Reason`]'s
+    /// `Display`). Found by asking Cedar again with the case changed one way
+    /// at a time: the requester proven, time passed, more approvals,
+    /// break-glass.
+    pub(crate) fn missing(&self, case: &Case<'_>, eval: &Eval) -> Vec<Reason> {
         let mut out = Vec::new();
         let forbids = self.forbids_in(eval);
         for f in &forbids {
-            out.push(format!("forbidden by `{f}`"));
+            out.push(Reason::Forbidden {
+                policy: (*f).clone(),
+            });
         }
         let Ok(class) = self.class_of(case.action) else {
             return out;
@@ -477,31 +490,26 @@ impl Policy {
             if let Some(Member::Automation(_)) = self.roster.member(&case.subject.name) {
                 proven.subject.kind = PrincipalKind::Automation;
             }
-            let how = match proven.subject.kind {
-                PrincipalKind::Person => format!(
-                    "`{}` is only claimed (`--as`): the requester must sign the plan with a key listed for `{}` in allowed_signers",
-                    case.subject.name, case.subject.name
-                ),
-                PrincipalKind::Automation => format!(
-                    "`{}` is only claimed (`--as`): the automation principal must present its configured secret or key",
-                    case.subject.name
-                ),
+            let how = |then: Option<Reason>| Reason::RequesterUnproven {
+                name: case.subject.name.clone(),
+                automation: proven.subject.kind == PrincipalKind::Automation,
+                then: then.map(Box::new),
             };
             if self.evaluate(&proven).allow {
-                out.push(how);
+                out.push(how(None));
                 return out;
             }
             if let Some(need) = self.approval_needs(&proven, class) {
-                out.push(format!("{how}, and it {need}"));
+                out.push(how(Some(need)));
                 return out;
             }
             let mut proven_bg = proven.clone();
             proven_bg.break_glass = true;
             if self.evaluate(&proven_bg).allow {
-                out.push(format!(
-                    "{how}; proven, `{}` may declare break-glass (`--break-glass`)",
-                    case.subject.name
-                ));
+                out.push(how(Some(Reason::BreakGlassAvailable {
+                    name: case.subject.name.clone(),
+                    alternative: false,
+                })));
                 return out;
             }
             // Proving the requester alone does not help: probe the rest as is.
@@ -518,11 +526,12 @@ impl Policy {
                     later.minutes = escalate;
                     later.now = case.now + chrono::Duration::minutes(escalate - case.minutes);
                     if self.evaluate(&later).allow {
-                        out.push(format!(
-                            "allowed in {} min, when the approval from backup role `{backup}` counts (the `{}` class escalates after {escalate} min)",
-                            escalate - case.minutes,
-                            class_name(case.action)
-                        ));
+                        out.push(Reason::Escalation {
+                            in_minutes: escalate - case.minutes,
+                            backup_role: backup.clone(),
+                            class: class_name(case.action).into(),
+                            after_minutes: escalate,
+                        });
                         found = true;
                     }
                 }
@@ -530,9 +539,12 @@ impl Policy {
         }
 
         // 3. More approvals.
-        if let Some(need) = self.approval_needs(case, class) {
-            let lead = if found { "or it " } else { "it " };
-            out.push(format!("{lead}{need}"));
+        if let Some(Reason::NeedsApprovals { count, need, .. }) = self.approval_needs(case, class) {
+            out.push(Reason::NeedsApprovals {
+                count,
+                need,
+                alternative: found,
+            });
             found = true;
         }
 
@@ -540,12 +552,11 @@ impl Policy {
         if !case.break_glass {
             let mut bg = case.clone();
             bg.break_glass = true;
-            let or = if found { "or " } else { "" };
             if self.evaluate(&bg).allow {
-                out.push(format!(
-                    "{or}break-glass: `{}` may declare it (`--break-glass`); the decision is recorded as break-glass",
-                    case.subject.name
-                ));
+                out.push(Reason::BreakGlassAvailable {
+                    name: case.subject.name.clone(),
+                    alternative: found,
+                });
                 found = true;
             } else {
                 let roles: Vec<&String> = self
@@ -564,10 +575,11 @@ impl Policy {
                     })
                     .collect();
                 if !roles.is_empty() {
-                    out.push(format!(
-                        "{or}break-glass declared by a verified member of role {}",
-                        join_roles(&roles)
-                    ));
+                    out.push(Reason::BreakGlassOnlyFor {
+                        roles: roles.into_iter().cloned().collect(),
+                        name: case.subject.name.clone(),
+                        alternative: found,
+                    });
                     found = true;
                 }
             }
@@ -575,25 +587,27 @@ impl Policy {
 
         if !found {
             if forbids.is_empty() {
-                out.push(format!(
-                    "no rule in authority.cedar allows `{}` on `{}` for {} `{}`, and no approval, escalation or break-glass within reach changes that",
-                    case.action.id(),
-                    case.target.display_name(),
-                    if case.subject.verified { "verified" } else { "unverified" },
-                    case.subject.name
-                ));
+                out.push(Reason::NoRule {
+                    action: case.action.id().into(),
+                    target: case.target.display_name(),
+                    name: case.subject.name.clone(),
+                    verified: case.subject.verified,
+                });
             } else {
-                out.push(
-                    "no approval, escalation or break-glass lifts a forbid: only a change to the policy does".into(),
-                );
+                out.push(Reason::ForbidIsFinal);
             }
         }
         out
     }
 
-    /// The smallest set of extra approvals that allows the case, in words
+    /// The smallest set of extra approvals that allows the case, worded
     /// ("needs 1 approval from role `security`; ..."), or `None`.
-    fn approval_needs(&self, case: &Case<'_>, class: &ClassDef) -> Option<String> {
+    fn approval_needs(&self, case: &Case<'_>, class: &ClassDef) -> Option<Reason> {
+        let needs = |count: usize, need: String| Reason::NeedsApprovals {
+            count,
+            need,
+            alternative: false,
+        };
         let others: Vec<&String> = self
             .roster
             .roles
@@ -633,9 +647,12 @@ impl Policy {
         for total in 1..=3usize {
             // Anyone at all.
             if with((0..total).map(|i| hypo(i, &[])).collect()) {
-                return Some(format!(
-                    "needs {total} more approval{} from anyone in allowed_signers other than the requester",
-                    plural(total)
+                return Some(needs(
+                    total,
+                    format!(
+                        "needs {total} more approval{} from anyone in allowed_signers other than the requester",
+                        plural(total)
+                    ),
                 ));
             }
             for o in (0..=total).rev() {
@@ -686,9 +703,12 @@ impl Policy {
                     }
                 }
                 if case.approvers.is_empty() {
-                    return Some(s);
+                    return Some(needs(total, s));
                 }
-                return Some(format!("{s} (beyond the {} counted)", case.approvers.len()));
+                return Some(needs(
+                    total,
+                    format!("{s} (beyond the {} counted)", case.approvers.len()),
+                ));
             }
         }
         None

@@ -26,6 +26,7 @@ pub mod bounds;
 mod check;
 mod decide;
 mod explain;
+pub mod reason;
 pub mod roster;
 pub mod signers;
 
@@ -47,6 +48,7 @@ pub use bounds::Bounds;
 pub use check::{check, example_secrets, DEMO_ENV, EXAMPLE_SECRETS};
 pub use decide::{ApprovalSummary, RequestContext};
 pub use explain::{parse_target, ExplainError, Explanation, WhatIf};
+pub use reason::Reason;
 pub use roster::Roster;
 pub use signers::AllowedSigners;
 
@@ -123,9 +125,22 @@ pub struct LoadError {
     pub hash: String,
     /// At least one, each an error.
     pub findings: Vec<Finding>,
+    /// The policy loads, but its roster still holds a published example
+    /// secret, refused outside a demo ([`load_for_use`]).
+    pub example_secrets: bool,
 }
 
 impl LoadError {
+    /// The reason every decision made under this error gives.
+    pub fn reason(&self) -> Reason {
+        let detail = self.summary();
+        if self.example_secrets {
+            Reason::ExampleSecretRefused { detail }
+        } else {
+            Reason::PolicyNotLoaded { detail }
+        }
+    }
+
     pub fn summary(&self) -> String {
         let mut s = format!(
             "the authority policy in `{}` does not load, so nothing is allowed: ",
@@ -291,18 +306,14 @@ impl Gate for PolicyGate {
                         && input.requester.kind == crate::plan::PrincipalKind::Automation
                         && p.roster().limits.contains_key(&input.requester.name) =>
                     {
-                        d.stop(
-                            format!(
-                                "stopped: `{}` has limits, and this gate has no state to count them against",
-                                input.requester.name
-                            ),
-                            "run it through a command that opens the state directory",
-                        )
+                        d.stop(Reason::LimitsWithoutState {
+                            principal: input.requester.name.clone(),
+                        })
                     }
                     None => d,
                 }
             }
-            Err(e) => Decision::deny(e.hash.clone(), e.summary()),
+            Err(e) => Decision::deny(e.hash.clone(), e.reason()),
         }
     }
 }
@@ -377,6 +388,7 @@ pub fn load_for_use(dir: &Path, demo: bool) -> Result<Policy, LoadError> {
             dir: dir.to_path_buf(),
             hash: p.hash().to_owned(),
             findings: refused,
+            example_secrets: true,
         })
     }
 }
@@ -397,6 +409,7 @@ pub fn load(dir: &Path) -> Result<Policy, LoadError> {
             dir: dir.to_path_buf(),
             hash: policy.hash,
             findings: errors,
+            example_secrets: false,
         })
     }
 }
@@ -450,6 +463,7 @@ fn load_unlinted(dir: &Path) -> Result<Policy, LoadError> {
         dir: dir.to_path_buf(),
         hash: hash.clone(),
         findings,
+        example_secrets: false,
     };
     if !findings.is_empty() {
         return Err(fail(findings));

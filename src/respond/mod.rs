@@ -128,8 +128,9 @@ pub struct Summary {
     #[serde(skip)]
     pub exit: Exit,
     /// What the run wants shown beside the summary (a policy that failed to
-    /// load, signatures that do not count, a checkpoint not written).
-    #[serde(skip)]
+    /// load, signatures or an automation secret that do not count, a
+    /// checkpoint not written): on stderr, and in `--json` as `notes`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// For `--dry-run`: the plan and what the gate would decide per step.
     #[serde(skip)]
@@ -516,14 +517,30 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             && !summary.requester_verified
         {
             r.status = Status::Denied;
-            r.detail = format!(
-                "`{requester}` is an automation principal but did not prove itself: its secret is missing or wrong (roster.toml names the variable in `secret_env`), so nothing it asked for is allowed; fix the secret and run again"
-            );
+            r.detail = crate::policy::Reason::AutomationUnproven {
+                name: requester.clone(),
+            }
+            .to_string();
         }
     }
     summary.findings = rows;
-    summary.exit = exit_for(&summary.findings);
+    summary.exit = match &summary.dry_run {
+        Some(d) => dry_run_exit(&d.decisions).unwrap_or_else(|| exit_for(&summary.findings)),
+        None => exit_for(&summary.findings),
+    };
     Ok(summary)
+}
+
+/// A dry run's exit when the gate would deny a step outright (nothing a
+/// person can do allows it: no rule, a forbid no approval lifts, a policy
+/// that does not load): 3, as the run would be (issue 21: it exited 0).
+/// Steps that would wait for approval or a person leave the exit to the
+/// findings (0: the plan is written; approve it, then apply).
+pub fn dry_run_exit(decisions: &[(String, Decision)]) -> Option<Exit> {
+    decisions
+        .iter()
+        .any(|(_, d)| !d.is_allow() && !d.awaits_people())
+        .then_some(Exit::Denied)
 }
 
 /// Findings per `finding` audit record.
@@ -547,17 +564,9 @@ fn step_status(s: &StepReport) -> (Status, String) {
                 .map(|o| o.detail().to_owned())
                 .unwrap_or_default(),
         ),
-        (None, Some(d)) if d.is_stopped() => (Status::Stopped, d.missing.join("; ")),
-        (None, Some(d)) if !d.is_allow() && !d.missing.is_empty() => {
-            (Status::AwaitingApproval, d.missing.join("; "))
-        }
-        (None, Some(d)) if !d.is_allow() => {
-            let mut why = d.errors.clone();
-            if why.is_empty() {
-                why.push("no policy permits this".into());
-            }
-            (Status::Denied, why.join("; "))
-        }
+        (None, Some(d)) if d.is_stopped() => (Status::Stopped, d.why()),
+        (None, Some(d)) if d.awaits_people() => (Status::AwaitingApproval, d.why()),
+        (None, Some(d)) if !d.is_allow() => (Status::Denied, d.why()),
         _ => (Status::Failed, "not run".into()),
     }
 }

@@ -130,7 +130,7 @@ impl Workspace {
         for (code, message) in &rejected {
             tracing::debug!(code = code.as_str(), "proof not counted: {message}");
             // Name what was rejected: an automation secret is not a signature.
-            let what = if code == "secret-mismatch" {
+            let what = if code.starts_with("secret-") {
                 "the automation secret"
             } else {
                 "a signature"

@@ -13,6 +13,7 @@ mod frontdoor;
 mod github;
 mod incident;
 mod peers;
+mod reasons;
 mod reports;
 mod respond;
 mod state;

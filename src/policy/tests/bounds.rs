@@ -130,6 +130,7 @@ fn the_window_counts_allows_already_in_the_audit_log() {
             missing: vec![],
             break_glass: false,
             stopped: None,
+            reasons: vec![],
         });
         log.append(r).unwrap();
     }

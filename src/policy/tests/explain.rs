@@ -23,7 +23,7 @@ fn explains_a_deny_with_what_is_missing_then_the_allow() {
     );
     assert_eq!(
         e.decision.missing[1],
-        "or break-glass declared by a verified member of role `incident-commander`"
+        "or break-glass, which only a verified member of role `incident-commander` may declare (`--break-glass`); `bruno` is not one"
     );
     let ctx = e.context.as_ref().unwrap();
     assert_eq!(ctx.owner_role, "security");

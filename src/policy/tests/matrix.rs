@@ -137,7 +137,7 @@ fn rows() -> Vec<Row> {
         row(P("chen"), Ac::GithubDeleteDeployKey, DeployKey, Low, &[], 0, true, "contain-credential-responder", ""),
         row(P("dana"), Ac::AwsDisableAccessKey, Key, Critical, &[], 0, true, "contain-credential-responder", ""),
         // platform and comms are not responders: no approval helps, break-glass does
-        row(P("emeka"), Ac::AwsDisableAccessKey, Key, High, &[], 0, false, "", "break-glass declared by a verified member of role `incident-commander`"),
+        row(P("emeka"), Ac::AwsDisableAccessKey, Key, High, &[], 0, false, "", "break-glass, which only a verified member of role `incident-commander` may declare"),
         row(P("gwen"), Ac::GithubRevokeToken, Token, Critical, &["amara", "bruno"], 30, false, "", "incident-commander"),
         // --- containment of identities -------------------------------------
         row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &[], 0, false, "",
@@ -209,7 +209,7 @@ fn rows() -> Vec<Row> {
         bg(row(P("bruno"), Ac::AwsQuarantineRole, RoleProd, High, &[], 0, false, "", "needs 1 approval from role `security`"), false),
         row(P("amara"), Ac::AwsQuarantineRole, RoleProd, High, &[], 0, false, "", "break-glass: `amara` may declare it"),
         row(P("bruno"), Ac::AwsQuarantineRole, Protected, Critical, &["amara"], 0, false,
-            "protected-targets-need-break-glass", "break-glass declared by a verified member of role `incident-commander`"),
+            "protected-targets-need-break-glass", "break-glass, which only a verified member of role `incident-commander` may declare"),
         bg(row(P("dana"), Ac::AwsQuarantineRole, Protected, Critical, &[], 0, true, "break-glass-incident-commander", ""), true),
         bg(row(U("dana"), Ac::AwsQuarantineRole, Protected, Critical, &[], 0, false, "unverified-only-test-targets", "only claimed"), false),
         // --- unverified requesters and the test connector --------------------

@@ -7,6 +7,7 @@ mod interop;
 mod load;
 mod matrix;
 mod properties;
+mod reasons;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
