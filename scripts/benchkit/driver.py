@@ -20,7 +20,7 @@ Environment (defaults in brackets): BENCH_SINGLE_REPS [5], BENCH_USERS [100] and
 BENCH_MANY_REPS [3] (bare), BENCH_WAN_USERS [500] and BENCH_WAN_REPS [1],
 BENCH_WAN_BOTO3_REPS [BENCH_WAN_REPS] (fewer sequential-boto3 runs in the wan setting),
 BENCH_THROTTLE_USERS [100] and BENCH_THROTTLE_REPS [1], BENCH_CONCURRENCY [32] and
-BENCH_RATE [1000] (cordon's flags), BENCH_THREADS [16] (ceiling pool),
+BENCH_RATE [adaptive] (cordon's flags), BENCH_THREADS [16] (ceiling pool),
 BENCH_WAN_CONTENDERS [cordon,boto3], BENCH_WAN_CEILING [0] (1: also run the ceiling in
 the wan setting), BENCH_SINGLE_REPS=0 skips the single-key runs, BENCH_GITHUB_TOKENS
 [1500] (0: skip the GitHub run), BENCH_CLI_MANY_USERS [0] (users in an AWS CLI loop over
@@ -62,7 +62,10 @@ THR_REPS = knob("BENCH_THROTTLE_REPS", 1)
 THR_RATE = knob("BENCH_THROTTLE_RATE", 0.02, float)
 DELAY = knob("BENCH_DELAY_MS", 50)
 CONC = knob("BENCH_CONCURRENCY", 32)
-RATE = knob("BENCH_RATE", 1000)
+# cordon's --rate: "adaptive" (the default: no flag, the rate adapts from 10 up to 500 per
+# second per account) or a number (a cap).
+RATE = E.get("BENCH_RATE", "adaptive")
+RATE_FLAG = [] if RATE == "adaptive" else ["--rate", str(RATE)]
 THREADS = knob("BENCH_THREADS", 16)
 WAN_CEILING = knob("BENCH_WAN_CEILING", 0)
 GH_TOKENS = knob("BENCH_GITHUB_TOKENS", 1500)
@@ -210,7 +213,7 @@ def cordon_cmd(peer, mode, s):
         return env, [CORDON, "--json", "respond", "--report", report, "--quarantine-user", "--severity", "critical"] + auth
     ids = [k["id"] for u in s["users"] for k in u["keys"]]
     return env, [CORDON, "--json", "revoke", "aws-key"] + ids + ["--quarantine-user", "--severity", "critical"] + auth + [
-        "--concurrency", str(CONC), "--rate", str(RATE)]
+        "--concurrency", str(CONC)] + RATE_FLAG
 
 
 def cordon_result(mode, stdout):
@@ -220,12 +223,21 @@ def cordon_result(mode, stdout):
         bad = [x for x in f if x.get("status") != "contained"]
         if bad or not f:
             raise SystemExit(f"cordon respond: findings not contained: {bad or f}")
-        return {"findings": len(f)}
+        t = out.get("time_to_dead") or {}
+        return {"findings": len(f), "dead_first_s": (t.get("first_ms") or 0) / 1000,
+                "dead_last_s": (t.get("last_ms") or 0) / 1000}
     bad = [(x["step"], x["outcome"]["status"], (x.get("verification") or {}).get("status")) for x in out["steps"]
            if x["outcome"]["status"] != "done" or (x.get("verification") or {}).get("status") != "dead"]
     if bad:
         raise SystemExit(f"cordon {mode}: steps not done/dead: {bad[:5]}")
+    # Time to dead: from cordon's start until each credential-ending step (key disable,
+    # session cut-off) was verified refused; the process start is a few ms earlier.
+    t = out.get("time_to_dead") or {}
+    if t.get("dead") != t.get("credentials"):
+        raise SystemExit(f"cordon {mode}: time_to_dead says not every credential is dead: {t}")
     return {"steps": len(out["steps"]), "failed_steps": 0,
+            "credentials": t.get("credentials"), "dead_first_s": t.get("first_ms", 0) / 1000,
+            "dead_last_s": t.get("last_ms", 0) / 1000,
             "attempts": sum(x.get("attempts", 1) for x in out["steps"]),
             "reads": sum(x.get("reads", 0) for x in out["steps"])}
 
@@ -368,7 +380,7 @@ def github(results):
     gt.plant(gh["CORDON_TEST_GITHUB_REGISTRY_URL"], tag, toks)
     env, key, _ = cordon_home(dict(E, CORDON_GITHUB_API_URL=gh["CORDON_TEST_GITHUB_URL"]))
     cmd = [CORDON, "--json", "revoke", "github-token", "--stdin", "--as", "amara", "--key", key,
-           "--concurrency", str(CONC), "--rate", str(RATE)]
+           "--concurrency", str(CONC)] + RATE_FLAG
     code, stdout, stderr, wall, rss = timed(cmd, env, "\n".join(toks) + "\n")
     if code != 0:
         say(stdout[-3000:], stderr[-3000:])

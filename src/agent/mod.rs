@@ -56,7 +56,13 @@ pub struct AgentConfig {
 /// Acts on one event; runs on the worker thread, one event at a time.
 /// Returns a summary kept in `done/` (and logged), or why it failed.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, event: &Event) -> Result<serde_json::Value, String>;
+    /// `received`: when the delivery reached the agent (its inbox file's
+    /// time), where the time to dead starts.
+    fn handle(
+        &self,
+        event: &Event,
+        received: std::time::Instant,
+    ) -> Result<serde_json::Value, String>;
     /// Record an authenticated delivery that needs no action (`source` is
     /// `github` or `aws`, `delivery` its id when known, `why` the reason), so
     /// the record shows every delivery, not only the acted-on ones. Durable
@@ -252,7 +258,8 @@ fn worker_loop(shared: &Shared, rx: &mpsc::Receiver<String>, handler: &dyn Handl
         };
         let key = key_of(&event);
         let started = std::time::Instant::now();
-        let result = handler.handle(&event);
+        let received = received_at(&path, started);
+        let result = handler.handle(&event, received);
         let (ok, body) = match &result {
             Ok(v) => (true, json!({"event": &event, "result": v})),
             Err(e) => (false, json!({"event": &event, "error": e})),
@@ -538,4 +545,37 @@ fn key_in(name: &str) -> Option<&str> {
 /// Where the agent listens by default: loopback only.
 pub fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8787))
+}
+
+/// When a queued delivery was received: its inbox file was written then (the
+/// file's modification time, carried over to the monotonic clock). A clock
+/// that cannot say gives `now`: the time to dead is then counted from the
+/// start of processing, never from before the receipt.
+fn received_at(path: &Path, now: std::time::Instant) -> std::time::Instant {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .and_then(|age| now.checked_sub(age))
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod received_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_time_to_dead_of_a_queued_delivery_counts_from_its_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("entry.json");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7))
+            .unwrap();
+        let now = std::time::Instant::now();
+        let age = now.duration_since(received_at(&p, now));
+        assert!((6_500..=7_500).contains(&age.as_millis()), "{age:?}");
+        // No file: from now, never earlier.
+        assert_eq!(received_at(&dir.path().join("gone"), now), now);
+    }
 }

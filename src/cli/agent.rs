@@ -36,11 +36,13 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 10_000, value_parser = super::args::max_queue)]
     pub max_queue: usize,
     /// Steps in flight at once, per event.
-    #[arg(long, default_value_t = 16, value_parser = super::args::concurrency)]
+    #[arg(long, default_value_t = 32, value_parser = super::args::concurrency)]
     pub concurrency: usize,
-    /// Operations per second per account (a snapshot, a change or a check).
-    #[arg(long, default_value_t = 10.0, value_parser = super::args::rate)]
-    pub rate: f64,
+    /// Cap on operations per second per account (a snapshot, a change or a
+    /// check). Without it the rate adapts: it starts at 10 (safe for real IAM),
+    /// rises while the provider answers and halves when it throttles, up to 500.
+    #[arg(long, value_parser = super::args::rate)]
+    pub rate: Option<f64>,
     /// Attach the plans to this incident.
     #[arg(long, env = "CORDON_INCIDENT")]
     pub incident: Option<String>,
@@ -52,7 +54,7 @@ struct RespondHandler {
     state: Option<String>,
     policy: PathBuf,
     concurrency: usize,
-    rate: f64,
+    rate: Option<f64>,
     incident: Option<String>,
     /// `Some` until drop. The server's handlers share the handler too (to
     /// record ignored deliveries), so the last reference may go inside the
@@ -71,7 +73,11 @@ impl Drop for RespondHandler {
 }
 
 impl Handler for RespondHandler {
-    fn handle(&self, event: &Event) -> Result<serde_json::Value, String> {
+    fn handle(
+        &self,
+        event: &Event,
+        received: std::time::Instant,
+    ) -> Result<serde_json::Value, String> {
         let ctx = Context::open_state(
             Some(self.home.clone()),
             Some(self.policy.clone()),
@@ -106,6 +112,8 @@ impl Handler for RespondHandler {
                 reason: Some(format!("{} {}", event.kind, event.id)),
                 concurrency: self.concurrency,
                 rate: self.rate,
+                // Time to dead counts from the delivery's receipt.
+                since: Some(received),
             },
             quarantine_user: false,
             // An event names the repository of an alert, not the
@@ -126,6 +134,8 @@ impl Handler for RespondHandler {
             "requester_verified": summary.requester_verified,
             "exit": summary.exit.code(),
             "findings": summary.findings,
+            // From the delivery's receipt until each credential was refused.
+            "time_to_dead": summary.time_to_dead,
         }))
     }
 

@@ -31,11 +31,13 @@ pub struct RunOpts {
     #[arg(long)]
     pub secrets_stdin: bool,
     /// Steps in flight at once.
-    #[arg(long, default_value_t = 16, value_parser = super::args::concurrency)]
+    #[arg(long, default_value_t = 32, value_parser = super::args::concurrency)]
     pub concurrency: usize,
-    /// Operations per second per account (a snapshot, a change or a check).
-    #[arg(long, default_value_t = 10.0, value_parser = super::args::rate)]
-    pub rate: f64,
+    /// Cap on operations per second per account (a snapshot, a change or a
+    /// check). Without it the rate adapts: it starts at 10 (safe for real IAM),
+    /// rises while the provider answers and halves when it throttles, up to 500.
+    #[arg(long, value_parser = super::args::rate)]
+    pub rate: Option<f64>,
 }
 
 impl RunOpts {
@@ -47,6 +49,7 @@ impl RunOpts {
             reason: self.reason.clone(),
             concurrency: self.concurrency,
             rate: self.rate,
+            since: None,
         }
     }
 }
@@ -200,6 +203,7 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool, notes: &[
             "requester": who,
             "requester_verified": verified,
             "steps": r.steps,
+            "time_to_dead": r.time_to_dead,
             "notes": notes,
             "exit": exit_for(r).code(),
         }));
@@ -253,6 +257,9 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool, notes: &[
         ],
         &rows,
     );
+    if let Some(line) = r.time_to_dead.describe() {
+        out.line(line);
+    }
     match exit_for(r) {
         Exit::AwaitingApproval => out.line(format!("awaiting approval: `cordon approve {} --key ~/.ssh/id_ed25519`, then `cordon apply {}`", r.plan, r.plan)),
         Exit::Partial | Exit::Failed => out.line(format!("not every step succeeded: fix what the detail says, then re-run `cordon apply {}` (done steps are not repeated)", r.plan)),

@@ -449,8 +449,9 @@ fn assistant_run() -> RunOptions {
         requester: Some(ASSISTANT.into()),
         break_glass: false,
         reason: None,
-        concurrency: 16,
-        rate: 10.0,
+        concurrency: crate::engine::EngineConfig::default().concurrency,
+        rate: None,
+        since: None,
     }
 }
 

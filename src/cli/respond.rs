@@ -156,6 +156,7 @@ pub fn print_summary(out: &Out, s: &Summary) {
             "requester": s.requester,
             "requester_verified": s.requester_verified,
             "findings": s.findings,
+            "time_to_dead": s.time_to_dead,
             "exit": s.exit.code(),
         }));
         return;
@@ -209,6 +210,9 @@ pub fn print_summary(out: &Out, s: &Summary) {
         out.line("nothing containable in the report: no credential cordon can act on");
         return;
     };
+    if let Some(line) = s.time_to_dead.as_ref().and_then(|t| t.describe()) {
+        out.line(line);
+    }
     match s.exit {
         Exit::Stopped => out.line(format!(
             "stopped by a limit or the halt switch: the rest waits for a person; see `cordon pending`, then an approver runs `cordon approve {p} --key ~/.ssh/id_ed25519` and `cordon apply {p}` continues"

@@ -28,12 +28,13 @@ pub struct OneShot {
     #[arg(long, requires = "reason")]
     pub break_glass: bool,
     /// Steps in flight at once.
-    #[arg(long, default_value_t = 16, value_parser = super::args::concurrency)]
+    #[arg(long, default_value_t = 32, value_parser = super::args::concurrency)]
     pub concurrency: usize,
-    /// Operations per second per account (a snapshot, a change or a check; a user
-    /// snapshot is about ten IAM reads). The default is safe for real IAM.
-    #[arg(long, default_value_t = 10.0, value_parser = super::args::rate)]
-    pub rate: f64,
+    /// Cap on operations per second per account (a snapshot, a change or a
+    /// check). Without it the rate adapts: it starts at 10 (safe for real IAM),
+    /// rises while the provider answers and halves when it throttles, up to 500.
+    #[arg(long, value_parser = super::args::rate)]
+    pub rate: Option<f64>,
 }
 
 impl OneShot {

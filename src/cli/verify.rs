@@ -106,6 +106,7 @@ pub async fn cmd_verify(ctx: &Context, out: &Out, a: VerifyArgs) -> CmdResult {
                 secrets: &secrets,
                 restore_evidence: &restore_evidence,
                 now,
+                since: None,
             },
             deadline,
         )

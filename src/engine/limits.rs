@@ -45,27 +45,64 @@ impl Backoff {
 struct Bucket {
     tokens: f64,
     last: Instant,
+    /// The current rate (operations per second), between the floor and the
+    /// ceiling.
+    rate: f64,
+    /// No throttling seen yet: the rate grows fast (doubling per second of
+    /// full use) until the provider first pushes back.
+    slow_start: bool,
+    /// Answers and throttled answers in the current window.
+    answers: u32,
+    throttled: u32,
 }
 
+/// The lowest rate adaptation goes to: one operation every two seconds.
+const FLOOR: f64 = 0.5;
+/// Answers per window in which the throttled share is judged.
+const WINDOW: u32 = 100;
+
 /// Token buckets and concurrency slots keyed by `provider:account`.
+///
+/// The rate adapts per account, in the manner of the AWS SDK's adaptive
+/// retry mode: it starts at the configured rate, rises while the provider
+/// answers, and halves when the provider throttles, never above the ceiling
+/// (`--rate` when given). One difference, on purpose: a large account sees
+/// isolated throttles from other callers' load, and each of those is
+/// retried; the rate halves when throttling is sustained (more than 5 of
+/// the last 100 answers, or a quarter of at least 20), so a few stray 429s
+/// do not collapse the rate while a provider at its limit is backed off
+/// from within one window.
 pub struct Limiter {
     rate: f64,
+    ceiling: f64,
     burst: f64,
     per_key: usize,
     buckets: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
+/// A library caller's NaN, zero or huge value must not hang or panic after
+/// an intent (the CLI range-checks these in cli::args).
+fn sane_rate(r: f64) -> f64 {
+    if r.is_finite() {
+        r.clamp(0.001, 1e6)
+    } else {
+        1e6
+    }
+}
+
 impl Limiter {
+    /// A fixed rate: `rate_per_sec` is start and ceiling.
     pub fn new(rate_per_sec: f64, burst: u32, per_key_concurrency: usize) -> Limiter {
+        Limiter::adaptive(rate_per_sec, rate_per_sec, burst, per_key_concurrency)
+    }
+
+    /// Start at `start` per second and adapt up to `ceiling`.
+    pub fn adaptive(start: f64, ceiling: f64, burst: u32, per_key_concurrency: usize) -> Limiter {
+        let ceiling = sane_rate(ceiling);
         Limiter {
-            // The CLI range-checks these (cli::args); a library caller's NaN,
-            // zero or huge value must not hang or panic after an intent.
-            rate: if rate_per_sec.is_finite() {
-                rate_per_sec.clamp(0.001, 1e6)
-            } else {
-                1e6
-            },
+            rate: sane_rate(start).min(ceiling),
+            ceiling,
             burst: f64::from(burst.max(1)),
             per_key: per_key_concurrency.clamp(1, 1 << 16),
             buckets: Mutex::new(HashMap::new()),
@@ -92,34 +129,81 @@ impl Limiter {
         sem.acquire_owned().await.ok()
     }
 
+    async fn bucket(&self, key: &str) -> Arc<Mutex<Bucket>> {
+        let mut m = self.buckets.lock().await;
+        m.entry(key.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Bucket {
+                    tokens: self.burst,
+                    last: Instant::now(),
+                    rate: self.rate,
+                    slow_start: true,
+                    answers: 0,
+                    throttled: 0,
+                }))
+            })
+            .clone()
+    }
+
     /// Take one token from the key's bucket, waiting for the refill if needed.
     pub async fn take(&self, key: &str) {
-        let bucket = {
-            let mut m = self.buckets.lock().await;
-            m.entry(key.to_owned())
-                .or_insert_with(|| {
-                    Arc::new(Mutex::new(Bucket {
-                        tokens: self.burst,
-                        last: Instant::now(),
-                    }))
-                })
-                .clone()
-        };
+        let bucket = self.bucket(key).await;
         loop {
             let wait = {
                 let mut b = bucket.lock().await;
                 let now = Instant::now();
                 let elapsed = now.duration_since(b.last).as_secs_f64();
-                b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+                // The bucket holds up to a second of the current rate (at
+                // least the configured burst).
+                let cap = self.burst.max(b.rate);
+                b.tokens = (b.tokens + elapsed * b.rate).min(cap);
                 b.last = now;
                 if b.tokens >= 1.0 {
                     b.tokens -= 1.0;
                     return;
                 }
-                Duration::from_secs_f64((1.0 - b.tokens) / self.rate)
+                Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
             };
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Tell the key's bucket how the provider answered one operation:
+    /// `throttled` for a throttle, a 5xx or a timeout (retryable or
+    /// ambiguous), not for an answer that refused the request for good.
+    pub async fn answered(&self, key: &str, throttled: bool) {
+        let bucket = self.bucket(key).await;
+        let mut b = bucket.lock().await;
+        b.answers += 1;
+        if throttled {
+            b.throttled += 1;
+        }
+        let sustained =
+            b.throttled * 100 > 5 * WINDOW || (b.answers >= 20 && b.throttled * 4 > b.answers);
+        if sustained {
+            b.rate = (b.rate / 2.0).max(FLOOR.min(self.ceiling));
+            b.tokens = b.tokens.min(b.rate.max(1.0));
+            b.slow_start = false;
+            b.answers = 0;
+            b.throttled = 0;
+            tracing::debug!(key, rate = b.rate, "throttled: rate halved");
+            return;
+        }
+        if b.answers >= WINDOW {
+            b.answers = 0;
+            b.throttled = 0;
+        }
+        if !throttled {
+            // Slow start: +1 per answer doubles the rate every second of full
+            // use; after the first halving, +10 % per second of full use.
+            let step = if b.slow_start { 1.0 } else { 0.1 };
+            b.rate = (b.rate + step).min(self.ceiling);
+        }
+    }
+
+    /// The key's current rate (for reports and tests).
+    pub async fn current_rate(&self, key: &str) -> f64 {
+        self.bucket(key).await.lock().await.rate
     }
 }
 
@@ -147,5 +231,74 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(1900), "{took:?}");
         assert!(took <= Duration::from_millis(2200), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_rises_while_answered_and_never_passes_the_ceiling() {
+        let l = Limiter::adaptive(10.0, 50.0, 10, 4);
+        for _ in 0..30 {
+            l.take("aws:1").await;
+            l.answered("aws:1", false).await;
+        }
+        let r = l.current_rate("aws:1").await;
+        assert!((39.0..=41.0).contains(&r), "{r}");
+        for _ in 0..100 {
+            l.answered("aws:1", false).await;
+        }
+        assert_eq!(l.current_rate("aws:1").await, 50.0);
+        // A fixed rate stays fixed.
+        let fixed = Limiter::new(10.0, 10, 4);
+        for _ in 0..50 {
+            fixed.answered("aws:1", false).await;
+        }
+        assert_eq!(fixed.current_rate("aws:1").await, 10.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sustained_throttling_halves_the_rate_and_stray_throttles_do_not() {
+        let l = Limiter::adaptive(100.0, 500.0, 10, 4);
+        // 2 in 100 (a stray throttle now and then): retried, no halving.
+        for i in 0..300 {
+            l.answered("aws:1", i % 50 == 0).await;
+        }
+        let r = l.current_rate("aws:1").await;
+        assert!(r > 100.0, "{r}");
+        // A provider at its limit: every other answer throttled.
+        let before = l.current_rate("aws:1").await;
+        for i in 0..20 {
+            l.answered("aws:1", i % 2 == 0).await;
+        }
+        let after = l.current_rate("aws:1").await;
+        assert!(after <= before / 2.0 + 10.0, "{before} -> {after}");
+        // After the halving the rate grows back slowly (no slow start).
+        for _ in 0..10 {
+            l.answered("aws:1", false).await;
+        }
+        let regrown = l.current_rate("aws:1").await;
+        assert!(regrown - after <= 1.01, "{after} -> {regrown}");
+        // Never below the floor.
+        for _ in 0..2000 {
+            l.answered("aws:1", true).await;
+        }
+        assert!(l.current_rate("aws:1").await >= FLOOR);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_paces_at_the_current_rate() {
+        // Halved from 10 to 5 per second: 20 operations after the burst take
+        // about 4 s (virtual).
+        let l = Limiter::adaptive(10.0, 10.0, 1, 4);
+        for _ in 0..6 {
+            l.answered("aws:1", true).await;
+        }
+        assert_eq!(l.current_rate("aws:1").await, 5.0);
+        l.take("aws:1").await;
+        let start = Instant::now();
+        for _ in 0..20 {
+            l.take("aws:1").await;
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(3800), "{took:?}");
+        assert!(took <= Duration::from_millis(4400), "{took:?}");
     }
 }

@@ -52,8 +52,34 @@ pub struct EngineConfig {
     /// (`execute`, or one batched call) or one `verify`: a few provider
     /// requests each (an AWS user snapshot is ~10 IAM reads).
     pub rate_per_sec: f64,
+    /// The rate adapts from `rate_per_sec` up to this ceiling (rising while
+    /// the provider answers, halving when it throttles); `None`: a fixed rate.
+    pub rate_ceiling: Option<f64>,
     pub burst: u32,
     pub backoff: Backoff,
+}
+
+impl EngineConfig {
+    /// Where the adaptive rate starts: safe for real IAM, whose
+    /// control-plane limits are a few requests per second sustained per
+    /// account with small bursts.
+    pub const START_RATE: f64 = 10.0;
+    /// How high the adaptive rate may go without `--rate`.
+    pub const DEFAULT_CEILING: f64 = 500.0;
+
+    /// The rate settings for `--rate` (a cap) or its absence (adaptive up to
+    /// [`Self::DEFAULT_CEILING`]): the rate starts at [`Self::START_RATE`] or
+    /// at the cap when that is lower.
+    pub fn with_rate_cap(self, cap: Option<f64>) -> EngineConfig {
+        let ceiling = cap.unwrap_or(Self::DEFAULT_CEILING);
+        let start = Self::START_RATE.min(ceiling);
+        EngineConfig {
+            rate_per_sec: start,
+            rate_ceiling: Some(ceiling),
+            burst: (start.ceil() as u32).max(1),
+            ..self
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -64,9 +90,10 @@ impl Default for EngineConfig {
         // change) and the reads of the snapshots around them; the limiter
         // starts at that rate instead of finding the limit by being throttled.
         EngineConfig {
-            concurrency: 16,
+            concurrency: 32,
             per_account_concurrency: None,
-            rate_per_sec: 10.0,
+            rate_per_sec: Self::START_RATE,
+            rate_ceiling: Some(Self::DEFAULT_CEILING),
             burst: 10,
             backoff: Backoff::default(),
         }
@@ -107,6 +134,9 @@ pub struct ApplyRequest<'a> {
     /// Evidence snapshots for restore steps, by step id.
     pub restore_evidence: &'a HashMap<String, serde_json::Value>,
     pub now: DateTime<Utc>,
+    /// When the clock of time-to-dead started (the agent: the webhook's
+    /// receipt); `None`: when this apply started.
+    pub since: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +161,13 @@ pub struct StepReport {
     /// be taken and the policy allowed it: why there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_evidence: Option<String>,
+    /// Milliseconds from the start of the run (or the webhook's receipt)
+    /// until this step's credential was verified refused; only for steps
+    /// that end a credential and were verified dead in this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_after_ms: Option<u64>,
+    #[serde(skip)]
+    dead_at: Option<std::time::Instant>,
 }
 
 impl StepReport {
@@ -143,6 +180,75 @@ impl StepReport {
 pub struct ApplyReport {
     pub plan: String,
     pub steps: Vec<StepReport>,
+    /// How long the leaked credentials stayed usable during this run.
+    pub time_to_dead: TimeToDead,
+}
+
+/// Time to dead: from the start of the run (or the webhook's receipt) until
+/// each credential-ending step was verified refused, first and last. Steps
+/// settled by an earlier run are not counted (their time is in that run).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TimeToDead {
+    /// Credential-ending steps acted on in this run.
+    pub credentials: usize,
+    /// Of those, verified dead in this run.
+    pub dead: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_ms: Option<u64>,
+}
+
+impl TimeToDead {
+    fn of(steps: &mut [StepReport], t0: std::time::Instant) -> TimeToDead {
+        let mut t = TimeToDead::default();
+        for s in steps.iter_mut() {
+            let kills = cordon_connector::Action::from_id(&s.action)
+                .is_some_and(cordon_connector::Action::ends_credential);
+            if !kills || s.from_earlier_run || s.outcome.is_none() {
+                continue;
+            }
+            t.credentials += 1;
+            if let Some(at) = s.dead_at {
+                let ms =
+                    u64::try_from(at.saturating_duration_since(t0).as_millis()).unwrap_or(u64::MAX);
+                s.dead_after_ms = Some(ms);
+                t.dead += 1;
+                t.first_ms = Some(t.first_ms.map_or(ms, |f| f.min(ms)));
+                t.last_ms = Some(t.last_ms.map_or(ms, |l| l.max(ms)));
+            }
+        }
+        t
+    }
+
+    /// One line for a person: "time to dead: 2 of 2 credentials refused,
+    /// the first after 0.41 s, the last after 1.20 s".
+    pub fn describe(&self) -> Option<String> {
+        if self.credentials == 0 {
+            return None;
+        }
+        let secs = |ms: u64| format!("{:.2} s", ms as f64 / 1000.0);
+        Some(match (self.first_ms, self.last_ms) {
+            (Some(f), Some(l)) if self.dead == 1 => format!(
+                "time to dead: 1 of {} credential{} verified refused after {}",
+                self.credentials,
+                if self.credentials == 1 { "" } else { "s" },
+                secs(f.max(l))
+            ),
+            (Some(f), Some(l)) => format!(
+                "time to dead: {} of {} credentials verified refused, the first after {}, the last after {}",
+                self.dead,
+                self.credentials,
+                secs(f),
+                secs(l)
+            ),
+            _ => format!(
+                "time to dead: none of {} credential{} verified refused in this run",
+                self.credentials,
+                if self.credentials == 1 { "" } else { "s" }
+            ),
+        })
+    }
 }
 
 impl ApplyReport {
@@ -221,8 +327,9 @@ impl Engine {
         registry: Registry,
         config: EngineConfig,
     ) -> Engine {
-        let limiter = Limiter::new(
+        let limiter = Limiter::adaptive(
             config.rate_per_sec,
+            config.rate_ceiling.unwrap_or(config.rate_per_sec),
             config.burst,
             config
                 .per_account_concurrency
@@ -254,6 +361,7 @@ impl Engine {
                 path: std::path::PathBuf::from(req.plan_id),
                 source: std::io::Error::other(e.to_string()),
             })??;
+        let t0 = req.since.unwrap_or_else(std::time::Instant::now);
         // A shared state's lease taken over from a machine that stopped
         // holding it: the takeover is part of the record.
         if let Some(msg) = claim.takeover.take() {
@@ -289,6 +397,13 @@ impl Engine {
                 units.push(vec![step]);
             }
         }
+        // Kill first: units that end a credential go ahead of quarantine and
+        // restore work (a stable sort keeps plan order within each group).
+        // Permits are handed out first come, first served, so the killing
+        // steps start before the slower work and every leaked credential is
+        // refused as early as the limits allow; each still takes its own
+        // evidence before its change.
+        units.sort_by_key(|u| !u.first().is_some_and(|s| s.action.ends_credential()));
 
         let futures = units.into_iter().map(|unit| {
             let sem = sem.clone();
@@ -312,9 +427,11 @@ impl Engine {
             .map(|(i, s)| (s.id.as_str(), i))
             .collect();
         steps.sort_by_key(|s| order.get(s.step.as_str()).copied().unwrap_or(usize::MAX));
+        let time_to_dead = TimeToDead::of(&mut steps, t0);
         Ok(ApplyReport {
             plan: req.plan_id.to_owned(),
             steps,
+            time_to_dead,
         })
     }
 
@@ -401,7 +518,10 @@ impl Engine {
             out.checks += 1;
             self.limiter.take(&key).await;
             let mut reads = 0;
-            let v = match self.with_retries(|| conn.verify(&ctx), &mut reads).await {
+            let v = match self
+                .with_retries(&key, || conn.verify(&ctx), &mut reads)
+                .await
+            {
                 Ok(v) => v,
                 Err(e) => Verification::NotVerified {
                     detail: format!("verification failed: {e}"),
@@ -513,6 +633,8 @@ impl Engine {
             attempts: 0,
             reads: 0,
             no_evidence: None,
+            dead_after_ms: None,
+            dead_at: None,
         }
     }
 
@@ -644,7 +766,7 @@ impl Engine {
         let ctx = self.ctx(req, step);
         self.limiter.take(key).await;
         let snapshot = self
-            .with_retries(|| conn.describe(&ctx), &mut run.rep.reads)
+            .with_retries(key, || conn.describe(&ctx), &mut run.rep.reads)
             .await;
         let earlier = run.evidence.take().filter(|_| run.rep.resumed);
         let state = match snapshot {
@@ -817,6 +939,9 @@ impl Engine {
         rep.outcome = Some(outcome);
         if success {
             rep.verification = self.verify(req, step, conn).await?;
+            if matches!(rep.verification, Some(Verification::Dead { .. })) {
+                rep.dead_at = Some(std::time::Instant::now());
+            }
         }
         Ok(rep)
     }
@@ -837,6 +962,11 @@ impl Engine {
             attempts += 1;
             self.limiter.take(key).await;
             let r = conn.execute_batch(&ctxs).await;
+            // One batched call is one answer: throttled when every part was.
+            let throttled = !r.is_empty()
+                && r.iter()
+                    .all(|x| matches!(x, Err(e) if e.class != ErrorClass::Permanent));
+            self.limiter.answered(key, throttled).await;
             let all_retryable = r
                 .iter()
                 .all(|x| matches!(x, Err(e) if e.class == ErrorClass::Retryable));
@@ -951,7 +1081,10 @@ impl Engine {
         // A throttled or refused read-back is retried like the snapshot: it
         // says nothing about whether the credential is dead.
         let mut reads = 0;
-        let v = match self.with_retries(|| conn.verify(&ctx), &mut reads).await {
+        let v = match self
+            .with_retries(&key, || conn.verify(&ctx), &mut reads)
+            .await
+        {
             Ok(v) => v,
             Err(e) => Verification::NotVerified {
                 detail: format!("verification failed: {e}"),
@@ -963,8 +1096,15 @@ impl Engine {
         Ok(Some(v))
     }
 
+    /// Tell the account's adaptive rate how the provider answered.
+    async fn answered<T>(&self, key: &str, r: &Result<T, ConnectorError>) {
+        let throttled = matches!(r, Err(e) if e.class != ErrorClass::Permanent);
+        self.limiter.answered(key, throttled).await;
+    }
+
     async fn with_retries<T, F, Fut>(
         &self,
+        key: &str,
         mut f: F,
         attempts: &mut u32,
     ) -> Result<T, ConnectorError>
@@ -976,7 +1116,9 @@ impl Engine {
         loop {
             n += 1;
             *attempts += 1;
-            match f().await {
+            let r = f().await;
+            self.answered(key, &r).await;
+            match r {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && n < self.config.backoff.max_attempts => {
                     tracing::debug!(error = %e, attempt = n, "retrying read");
@@ -1000,6 +1142,7 @@ impl Engine {
             *attempts += 1;
             self.limiter.take(key).await;
             let r = conn.execute(ctx).await;
+            self.answered(key, &r).await;
             self.crash.hit("after-call", &ctx.step.id);
             let e = match r {
                 Ok(o) => return o,

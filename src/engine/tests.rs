@@ -113,6 +113,7 @@ async fn apply(f: &Fixture, p: &Plan) -> ApplyReport {
             secrets: &secrets,
             restore_evidence: &ev,
             now: now_ms(),
+            since: None,
         })
         .await
         .unwrap()
@@ -311,6 +312,7 @@ async fn audit_failure_stops_before_any_side_effect() {
             secrets: &secrets,
             restore_evidence: &ev,
             now: now_ms(),
+            since: None,
         })
         .await
         .unwrap_err();
@@ -617,4 +619,77 @@ async fn where_the_policy_forbids_it_a_step_without_evidence_changes_nothing() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn steps_that_end_a_credential_run_before_the_rest_and_their_time_to_dead_is_reported() {
+    let mut f = fixture();
+    // One step at a time, so the order of the records is the order of work.
+    f.engine.config.concurrency = 1;
+    let mut p = plan(&["aws-user", "a", "b"]);
+    // The first step quarantines (it does not end a credential); it has no
+    // connector in this fixture, which fails it after its decision.
+    p.steps[0].action = Action::AwsQuarantineUser;
+    let r = apply(&f, &p).await;
+    let recs = f.log.read_all().unwrap();
+    let mut first_seen: Vec<String> = Vec::new();
+    for rec in &recs {
+        if let Some(s) = &rec.step {
+            if !first_seen.contains(s) {
+                first_seen.push(s.clone());
+            }
+        }
+    }
+    assert_eq!(first_seen, ["s2", "s3", "s1"], "kills first, in plan order");
+    // The report stays in plan order.
+    let ids: Vec<&str> = r.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(ids, ["s1", "s2", "s3"]);
+    let t = &r.time_to_dead;
+    assert_eq!((t.credentials, t.dead), (2, 2), "{t:?}");
+    let (first, last) = (t.first_ms.unwrap(), t.last_ms.unwrap());
+    assert!(first <= last);
+    assert_eq!(r.steps[0].dead_after_ms, None);
+    assert_eq!(r.steps[1].dead_after_ms, Some(first));
+    assert_eq!(r.steps[2].dead_after_ms, Some(last));
+    assert!(t
+        .describe()
+        .unwrap()
+        .starts_with("time to dead: 2 of 2 credentials verified refused"));
+    // A second run settles nothing new: no time to report.
+    let again = apply(&f, &p).await;
+    assert_eq!(again.time_to_dead.credentials, 0);
+    assert_eq!(again.time_to_dead.describe(), None);
+}
+
+#[tokio::test]
+async fn time_to_dead_counts_from_the_given_start() {
+    let f = fixture();
+    let p = plan(&["a"]);
+    let secrets = SecretBag::default();
+    let ev = HashMap::new();
+    let who = alice();
+    let bytes = p.to_canonical_bytes().unwrap();
+    let id = crate::plan::plan_id(&bytes);
+    // A webhook received 5 s before the run started.
+    let received = std::time::Instant::now() - Duration::from_secs(5);
+    let r = f
+        .engine
+        .apply(&ApplyRequest {
+            plan_id: &id,
+            plan: &p,
+            requester: &who,
+            approvals: &[],
+            break_glass: None,
+            secrets: &secrets,
+            restore_evidence: &ev,
+            now: now_ms(),
+            since: Some(received),
+        })
+        .await
+        .unwrap();
+    assert!(
+        r.time_to_dead.first_ms.unwrap() >= 5000,
+        "{:?}",
+        r.time_to_dead
+    );
 }

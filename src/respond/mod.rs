@@ -107,6 +107,11 @@ pub struct FindingRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub same_as: Option<usize>,
     pub detail: String,
+    /// Milliseconds from the start of the run (the agent: the webhook's
+    /// receipt) until every credential-ending step of this finding was
+    /// verified refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +123,9 @@ pub struct Summary {
     pub requester: String,
     pub requester_verified: bool,
     pub findings: Vec<FindingRow>,
+    /// How long the credentials stayed usable during the run (`None`: no run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_dead: Option<crate::engine::TimeToDead>,
     #[serde(skip)]
     pub exit: Exit,
     /// What the run wants shown beside the summary (a policy that failed to
@@ -244,6 +252,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             steps: vec![],
             same_as: None,
             detail: String::new(),
+            dead_after_ms: None,
         };
         let key = match f.item {
             Err(NotContainable {
@@ -505,6 +514,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
         requester: requester.clone(),
         requester_verified: false,
         findings: vec![],
+        time_to_dead: None,
         exit: Exit::NothingContainable,
         notes: vec![],
         dry_run: None,
@@ -548,6 +558,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                 app_owner_task(ws, incident, &run.principal, s)?;
             }
         }
+        summary.time_to_dead = Some(run.report.time_to_dead.clone());
         Some(run.report)
     };
 
@@ -596,6 +607,17 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             {
                 r.detail = format!("{}; {other}", r.detail);
             }
+        }
+        // Dead when the last of its killing steps was verified refused.
+        let kills: Vec<&&StepReport> = mine
+            .iter()
+            .filter(|s| {
+                cordon_connector::Action::from_id(&s.action)
+                    .is_some_and(cordon_connector::Action::ends_credential)
+            })
+            .collect();
+        if !kills.is_empty() && kills.iter().all(|s| s.dead_after_ms.is_some()) {
+            r.dead_after_ms = kills.iter().filter_map(|s| s.dead_after_ms).max();
         }
         // An automation principal that did not prove itself (a missing or
         // wrong secret) is a broken setup, not a plan waiting for people:

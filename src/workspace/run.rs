@@ -34,8 +34,12 @@ pub struct RunOptions {
     pub reason: Option<String>,
     /// Steps in flight at once.
     pub concurrency: usize,
-    /// Operations per second per account.
-    pub rate: f64,
+    /// Operations per second per account: the cap of the adaptive rate, or
+    /// `None` for the default ceiling (see `EngineConfig`).
+    pub rate: Option<f64>,
+    /// When the clock of time-to-dead started (the agent: the webhook's
+    /// receipt); `None`: when the plan starts running.
+    pub since: Option<std::time::Instant>,
 }
 
 /// Who is asking for a stored plan and which approvals count: the requester
@@ -177,10 +181,9 @@ impl Workspace {
         let registry = self.registry_for(plan, github_probe).await?;
         let config = EngineConfig {
             concurrency: opts.concurrency.max(1),
-            rate_per_sec: opts.rate,
-            burst: (opts.rate.ceil() as u32).max(1),
             ..EngineConfig::default()
-        };
+        }
+        .with_rate_cap(opts.rate);
         let engine = Engine::new(
             self.store(),
             self.log.clone(),
@@ -198,6 +201,7 @@ impl Workspace {
                 secrets,
                 restore_evidence: &restore_evidence,
                 now,
+                since: opts.since,
             })
             .await?;
         // Every plan run ends with a signed checkpoint of the audit log. The

@@ -373,6 +373,19 @@ fn agent_contains_a_github_alert_and_a_guardduty_key_finding_end_to_end() {
         out.contains("2 events processed, 0 failed, 0 left"),
         "{out}"
     );
+    // Each event's summary in done/ says how long after its receipt its
+    // credential was verified refused.
+    let done: Vec<serde_json::Value> = std::fs::read_dir(env.home.join("agent/done"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(done.len(), 2);
+    for d in &done {
+        let t = &d["result"]["time_to_dead"];
+        assert!(t["dead"].as_u64().unwrap() >= 1, "{d:#}");
+        assert_eq!(t["dead"], t["credentials"], "{d:#}");
+        assert!(t["last_ms"].as_u64().is_some(), "{d:#}");
+    }
     no_canary(&env, &leaked[4..], &[out.as_bytes(), err.as_bytes()]);
     no_canary(&env, &cordon_tok[4..], &[out.as_bytes(), err.as_bytes()]);
 }

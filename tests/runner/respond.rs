@@ -76,6 +76,18 @@ fn respond_as_ci_contains_every_credential_in_the_report_and_proves_it_dead() {
     assert_eq!(f[1]["status"], "contained");
     assert_eq!(f[2]["status"], "not-containable");
     assert!(f[2]["detail"].as_str().unwrap().contains("checksum"));
+    // Time to dead: both credentials verified refused, each with its time;
+    // the not-containable finding has none.
+    let t = &v["time_to_dead"];
+    assert!(t["credentials"].as_u64().unwrap() >= 2, "{t}");
+    assert_eq!(t["dead"], t["credentials"], "{t}");
+    let last = t["last_ms"].as_u64().unwrap();
+    assert!(t["first_ms"].as_u64().unwrap() <= last, "{t}");
+    for row in &f[..2] {
+        let ms = row["dead_after_ms"].as_u64().unwrap();
+        assert!(ms <= last, "{row}");
+    }
+    assert!(f[2].get("dead_after_ms").is_none());
     // The key is Inactive, the spare untouched; the token is dead at GitHub.
     let st = key_statuses(&user);
     assert!(st.contains(&format!("('{key_id}', 'Inactive')")), "{st}");

@@ -103,6 +103,8 @@ pub fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\b[0-9a-f]{64}\b", "[SHA256]"),
         (r"\b[0-9a-f]{16}\b", "[PLAN]"),
         (r"/tmp/[^\s`\x22]+", "[PATH]"),
+        // Times to dead vary run to run.
+        (r"\b\d+\.\d{2} s\b", "[DURATION]"),
     ]
 }
 

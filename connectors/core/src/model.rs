@@ -177,6 +177,27 @@ impl Action {
         }
     }
 
+    /// Does this action end a credential (the attacker's use of it), rather
+    /// than quarantine an identity or restore one? The engine runs these
+    /// first: the time that matters is the time until every leaked credential
+    /// is refused (DESIGN.md, "What dead means": kill first, then quarantine
+    /// and investigate). A fine-grained token's organisation access is not
+    /// here: removing it leaves the token alive elsewhere.
+    pub fn ends_credential(self) -> bool {
+        matches!(
+            self,
+            Action::AwsDisableAccessKey
+                | Action::AwsRevokeRoleSessions
+                | Action::AwsRevokeUserSessions
+                | Action::GithubRevokeToken
+                | Action::GithubRevokeInstallationToken
+                | Action::GithubRevokeOauthToken
+                | Action::GithubRevokeOauthGrant
+                | Action::GithubDeleteDeployKey
+                | Action::TestContain
+        )
+    }
+
     /// The id used in plans, audit records and Cedar (`aws:disable-access-key`).
     pub fn id(self) -> &'static str {
         match self {
