@@ -9,9 +9,10 @@
 //! be read counts as a halt (fail closed). People still act under their own
 //! names.
 //!
-//! The switch holds for every process sharing the state directory. Across
-//! machines it needs the shared state (S3), which is not built yet: a halt on
-//! one machine does not reach another machine's state directory.
+//! The switch holds for every process sharing the state directory, and, on
+//! a shared state (`--state s3://…`), for every machine: there the audit
+//! log's latest `halt` record is the switch (no local file is written), and
+//! the gate reads it from the log every run reads anyway ([`from_log`]).
 
 use std::path::{Path, PathBuf};
 
@@ -87,4 +88,33 @@ pub fn describe(h: &Halt) -> String {
         h.statement.at.format("%Y-%m-%dT%H:%M:%SZ"),
         h.statement.reason
     )
+}
+
+/// The halt the audit log says is in force: its latest `halt` record, when
+/// that record halts (a `resume` record releases it). The record holds the
+/// signed statement, the key's fingerprint and the signature, as the file.
+pub fn from_log(records: &[crate::audit::Record]) -> Option<Halt> {
+    let last = records
+        .iter()
+        .rev()
+        .find(|r| r.kind == crate::audit::Kind::Halt)?;
+    let data = last.data.as_ref()?;
+    if data.get("action").and_then(serde_json::Value::as_str) != Some("halt") {
+        return None;
+    }
+    let statement: Statement = serde_json::from_value(data.get("statement")?.clone()).ok()?;
+    Some(Halt {
+        statement,
+        by: last.actor.name.clone(),
+        key_fingerprint: data
+            .get("key_fingerprint")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        signature: data
+            .get("signature")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    })
 }

@@ -85,7 +85,15 @@ fn sign_as_person(
 
 pub fn cmd_halt(ctx: &Context, out: &Out, a: HaltArgs) -> CmdResult {
     let root = ctx.home.root().to_path_buf();
-    if let Ok(Some(h)) = halt::read(&root) {
+    // On a shared state the log's latest halt record is the switch, for
+    // every machine; locally the file is (and the log records it).
+    let shared = ctx.shared.is_some();
+    let in_force = match halt::read(&root) {
+        Ok(Some(h)) => Some(h),
+        _ if shared => halt::from_log(&ctx.log.read_all()?),
+        _ => None,
+    };
+    if let Some(h) = in_force {
         return Err(
             CommandError::failed(format!("already {}", halt::describe(&h)))
                 .hint("`cordon resume --key KEY` releases it"),
@@ -109,7 +117,9 @@ pub fn cmd_halt(ctx: &Context, out: &Out, a: HaltArgs) -> CmdResult {
         .map_err(|e| CommandError::failed(format!("cannot encode the halt: {e}")))?;
     // The file first, so the halt holds from this instant; if it cannot be
     // recorded, it is taken back and nothing changed.
-    crate::state::write_atomic(&halt::path(&root), &bytes)?;
+    if !shared {
+        crate::state::write_atomic(&halt::path(&root), &bytes)?;
+    }
     let mut d = RecordDraft::new(Kind::Halt, who.clone());
     d.message = Some(format!("halt: {}", h.statement.reason));
     d.data = Some(serde_json::json!({
@@ -119,7 +129,9 @@ pub fn cmd_halt(ctx: &Context, out: &Out, a: HaltArgs) -> CmdResult {
         "signature": h.signature,
     }));
     if let Err(e) = ctx.log.append(d) {
-        let _ = std::fs::remove_file(halt::path(&root));
+        if !shared {
+            let _ = std::fs::remove_file(halt::path(&root));
+        }
         return Err(CommandError::failed(format!(
             "the halt could not be recorded, so it was not set: {e}"
         )));
@@ -139,7 +151,12 @@ pub fn cmd_halt(ctx: &Context, out: &Out, a: HaltArgs) -> CmdResult {
 
 pub fn cmd_resume(ctx: &Context, out: &Out, a: ResumeArgs) -> CmdResult {
     let root = ctx.home.root().to_path_buf();
-    let current = match halt::read(&root) {
+    let shared = ctx.shared.is_some();
+    let from_file = match halt::read(&root) {
+        Ok(None) if shared => Ok(halt::from_log(&ctx.log.read_all()?)),
+        other => other,
+    };
+    let current = match from_file {
         Ok(None) => {
             return Err(CommandError::failed(
                 "automation is not halted: nothing to resume",
@@ -166,7 +183,13 @@ pub fn cmd_resume(ctx: &Context, out: &Out, a: ResumeArgs) -> CmdResult {
     }));
     // Recorded first: automation acts again only once the resume is on record.
     ctx.log.append(d)?;
-    std::fs::remove_file(halt::path(&root)).map_err(|e| {
+    // A shared state has no file (the resume record released it), unless
+    // this machine halted before its state was shared.
+    let removed = match std::fs::remove_file(halt::path(&root)) {
+        Err(e) if shared && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    removed.map_err(|e| {
         CommandError::failed(format!(
             "the resume is recorded but the halt file could not be removed, so automation stays halted: {e}"
         ))

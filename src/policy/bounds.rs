@@ -49,6 +49,8 @@ type Usage = BTreeMap<String, Vec<(String, DateTime<Utc>)>>;
 pub struct Bounds {
     root: PathBuf,
     used: Mutex<Usage>,
+    /// The halt the audit log says is in force (a shared state's switch).
+    log_halt: Option<crate::halt::Halt>,
     /// Held until the run ends (dropped with the gate).
     _lock: Option<File>,
 }
@@ -132,6 +134,7 @@ impl Bounds {
         Bounds {
             root: root.to_path_buf(),
             used: Mutex::new(used),
+            log_halt: crate::halt::from_log(records),
             _lock: lock,
         }
     }
@@ -155,7 +158,13 @@ impl Bounds {
                     error: e.to_string(),
                 })
             }
-            Ok(None) => {}
+            Ok(None) => {
+                if let Some(h) = &self.log_halt {
+                    return d.stop(Reason::Halted {
+                        halt: crate::halt::describe(h),
+                    });
+                }
+            }
         }
         let Some(limits) = policy.roster().limits.get(name) else {
             return d;

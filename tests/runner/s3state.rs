@@ -582,3 +582,40 @@ fn migrate_copies_a_local_state_and_proves_nothing_was_lost() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a different record 1"));
 }
+
+#[test]
+fn a_halt_set_on_one_machine_holds_on_another_until_a_person_resumes_it_there() {
+    let (a, key) = env_with_signer();
+    let b = Env::new();
+    let url = format!("s3://{}/p", bucket("halt"));
+    let policy = a.home.join("policy");
+    ok(on(&a, &url)
+        .args(["halt", "--reason", "scanner feed looks poisoned", "--key"])
+        .arg(&key));
+    // No local file on a shared state: the log's record is the switch.
+    assert!(!a.home.join("halt.json").exists());
+    // The second machine sees it: a second halt is refused as already set.
+    let o = on(&b, &url)
+        .env("CORDON_POLICY", &policy)
+        .args(["halt", "--reason", "again", "--key"])
+        .arg(key.with_file_name("bruno"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already halted by `amara`"), "{err}");
+    // A person resumes on the second machine; the first can halt again.
+    ok(on(&b, &url)
+        .env("CORDON_POLICY", &policy)
+        .args(["resume", "--reason", "feed checked", "--key"])
+        .arg(key.with_file_name("bruno")));
+    ok(on(&a, &url)
+        .args(["halt", "--reason", "second look", "--key"])
+        .arg(&key));
+    let halts: Vec<_> = records(&b, &url)
+        .into_iter()
+        .filter(|r| r["kind"] == "halt")
+        .map(|r| r["data"]["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(halts, ["halt", "resume", "halt"]);
+}

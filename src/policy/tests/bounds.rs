@@ -324,3 +324,47 @@ fn limits_are_checked_by_policy_check() {
         "{findings:#?}"
     );
 }
+
+/// On a shared state the switch is the audit log's latest halt record (no
+/// file on any machine): a halt recorded elsewhere stops automation here, and
+/// a later resume record releases it.
+#[test]
+fn a_halt_recorded_in_the_shared_log_stops_automation_on_every_machine() {
+    let p = shipped();
+    let state = tempfile::tempdir().unwrap();
+    let log = crate::audit::AuditLog::new(state.path().join("audit.log"), state.path().join("t"));
+    let amara = principal("amara", PrincipalKind::Person, true);
+    let record = |action: &str, reason: &str| {
+        let mut r = crate::audit::RecordDraft::new(crate::audit::Kind::Halt, amara.clone());
+        r.data = Some(serde_json::json!({
+            "action": action,
+            "statement": crate::halt::Statement::new(action, reason, t0()),
+            "key_fingerprint": "SHA256:x",
+            "signature": "sig",
+        }));
+        log.append(r).unwrap();
+    };
+    let ci = principal("ci", PrincipalKind::Automation, true);
+    let plan = ci_plan(1, 1);
+    record("halt", "poisoned scanner feed");
+    // Another machine's state directory: no halt file there.
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert!(!crate::halt::path(elsewhere.path()).exists());
+    let gate = PolicyGate::from(shipped()).with_bounds(Bounds::new(
+        elsewhere.path(),
+        &log.read_all().unwrap(),
+        None,
+    ));
+    let d = &decide_all(&gate, &plan, &ci, &[], 0)[0];
+    assert!(!d.is_allow());
+    let why = d.stopped.as_deref().unwrap();
+    assert!(why.starts_with("halted by `amara`"), "{why}");
+    assert!(why.contains("poisoned scanner feed"), "{why}");
+    record("resume", "feed checked");
+    let gate = PolicyGate::from(p).with_bounds(Bounds::new(
+        elsewhere.path(),
+        &log.read_all().unwrap(),
+        None,
+    ));
+    assert!(decide_all(&gate, &plan, &ci, &[], 0)[0].is_allow());
+}
