@@ -83,17 +83,24 @@ fn sign_as_person(
     Ok((who, check.fingerprint, armored))
 }
 
+/// The halt in force: the state directory's file, or, on a shared state
+/// (no file is written there), the audit log's latest halt record, which
+/// holds for every machine. `Err` inside: a file that cannot be read.
+fn in_force(
+    ctx: &Context,
+    root: &std::path::Path,
+    shared: bool,
+) -> Result<Result<Option<Halt>, String>, CommandError> {
+    Ok(match halt::read(root) {
+        Ok(None) if shared => Ok(halt::from_log(&ctx.log.read_all()?)),
+        other => other,
+    })
+}
+
 pub fn cmd_halt(ctx: &Context, out: &Out, a: HaltArgs) -> CmdResult {
     let root = ctx.home.root().to_path_buf();
-    // On a shared state the log's latest halt record is the switch, for
-    // every machine; locally the file is (and the log records it).
     let shared = ctx.shared.is_some();
-    let in_force = match halt::read(&root) {
-        Ok(Some(h)) => Some(h),
-        _ if shared => halt::from_log(&ctx.log.read_all()?),
-        _ => None,
-    };
-    if let Some(h) = in_force {
+    if let Ok(Some(h)) = in_force(ctx, &root, shared)? {
         return Err(
             CommandError::failed(format!("already {}", halt::describe(&h)))
                 .hint("`cordon resume --key KEY` releases it"),
@@ -152,11 +159,7 @@ pub fn cmd_halt(ctx: &Context, out: &Out, a: HaltArgs) -> CmdResult {
 pub fn cmd_resume(ctx: &Context, out: &Out, a: ResumeArgs) -> CmdResult {
     let root = ctx.home.root().to_path_buf();
     let shared = ctx.shared.is_some();
-    let from_file = match halt::read(&root) {
-        Ok(None) if shared => Ok(halt::from_log(&ctx.log.read_all()?)),
-        other => other,
-    };
-    let current = match from_file {
+    let current = match in_force(ctx, &root, shared)? {
         Ok(None) => {
             return Err(CommandError::failed(
                 "automation is not halted: nothing to resume",

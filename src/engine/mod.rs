@@ -174,6 +174,12 @@ impl StepReport {
     pub fn denied(&self) -> bool {
         self.decision.as_ref().is_some_and(|d| !d.is_allow()) && self.outcome.is_none()
     }
+
+    /// The step's action ends a credential (see `Action::ends_credential`).
+    pub fn ends_credential(&self) -> bool {
+        cordon_connector::Action::from_id(&self.action)
+            .is_some_and(cordon_connector::Action::ends_credential)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -203,9 +209,7 @@ impl TimeToDead {
     fn of(steps: &mut [StepReport], t0: std::time::Instant) -> TimeToDead {
         let mut t = TimeToDead::default();
         for s in steps.iter_mut() {
-            let kills = cordon_connector::Action::from_id(&s.action)
-                .is_some_and(cordon_connector::Action::ends_credential);
-            if !kills || s.from_earlier_run || s.outcome.is_none() {
+            if !s.ends_credential() || s.from_earlier_run || s.outcome.is_none() {
                 continue;
             }
             t.credentials += 1;

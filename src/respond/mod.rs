@@ -609,13 +609,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             }
         }
         // Dead when the last of its killing steps was verified refused.
-        let kills: Vec<&&StepReport> = mine
-            .iter()
-            .filter(|s| {
-                cordon_connector::Action::from_id(&s.action)
-                    .is_some_and(cordon_connector::Action::ends_credential)
-            })
-            .collect();
+        let kills: Vec<&&StepReport> = mine.iter().filter(|s| s.ends_credential()).collect();
         if !kills.is_empty() && kills.iter().all(|s| s.dead_after_ms.is_some()) {
             r.dead_after_ms = kills.iter().filter_map(|s| s.dead_after_ms).max();
         }
