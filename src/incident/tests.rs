@@ -572,3 +572,76 @@ fn an_old_log_replays_to_the_same_incidents() {
         "the report differs from replayed.md:\n{md}"
     );
 }
+
+/// Each record's `data` is read as its kind's type: a payload that is not
+/// that type is a named problem of the incident (never silently skipped), a
+/// record without data keeps its message, and the task id `cordon task add`
+/// prints comes from the typed event.
+#[test]
+fn payloads_are_read_by_kind_and_an_unreadable_one_is_a_problem() {
+    use super::replay::Payload;
+    let mut log = Log::new();
+    log.incident(
+        "INC-1",
+        IncidentEvent::Open {
+            title: "t".into(),
+            severity: Severity::Low,
+        },
+    );
+    log.task(
+        "INC-1",
+        TaskEvent::Add {
+            task: "t1".into(),
+            title: "rotate".into(),
+            owner: None,
+            due: None,
+        },
+    );
+    assert_eq!(
+        Payload::read(log.records.last().unwrap()),
+        Payload::Task(TaskEvent::Add {
+            task: "t1".into(),
+            title: "rotate".into(),
+            owner: None,
+            due: None,
+        })
+    );
+    // A task record carrying an incident event, and an incident record
+    // carrying nonsense.
+    let mut d = RecordDraft::new(Kind::Task, who("amara"));
+    d.incident = Some("INC-1".into());
+    d.data = Some(serde_json::json!({"event": "close", "summary": "x"}));
+    log.push(d);
+    let mut d = RecordDraft::new(Kind::Incident, who("amara"));
+    d.incident = Some("INC-1".into());
+    d.data = Some(serde_json::json!({"event": "reopen"}));
+    log.push(d);
+    let mut d = RecordDraft::new(Kind::Task, who("amara"));
+    d.incident = Some("INC-1".into());
+    d.message = Some("an old task record without data".into());
+    log.push(d);
+    assert!(matches!(
+        Payload::read(&log.records[2]),
+        Payload::Unreadable {
+            what: "task event",
+            ..
+        }
+    ));
+    let ledger = replay(&log.records, &Fake::default());
+    let inc = &ledger.incidents[0];
+    assert_eq!(inc.problems.len(), 2, "{:?}", inc.problems);
+    assert!(inc.problems[0].starts_with("record 3: unreadable task event: "));
+    assert!(inc.problems[1].starts_with("record 4: unreadable incident event: "));
+    assert_eq!(inc.state, IncidentState::Open);
+    let whats: Vec<&str> = inc.timeline.iter().map(|e| e.what.as_str()).collect();
+    assert_eq!(
+        whats,
+        [
+            "opened `t` (severity low)",
+            "task t1 added: rotate",
+            "unreadable task event",
+            "unreadable incident event",
+            "an old task record without data",
+        ]
+    );
+}
