@@ -266,6 +266,43 @@ mod tests {
         assert_eq!(next_cursor(&h), None);
     }
 
+    /// The search never sends the leaked token: when it is cordon's own
+    /// token, or cordon has none, nothing is sent (the URL is unreachable:
+    /// any request would fail differently).
+    #[tokio::test]
+    async fn no_request_with_the_leaked_token_or_without_an_own_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::GithubConfig::new(dir.path().join("budget.json"))
+            .with_api_url("http://127.0.0.1:9");
+        let leaked = cordon_connector::Secret::new("ghp_leakedleakedleakedleakedleakedleaked");
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(Sha256::digest(leaked.expose().as_bytes()));
+        let creds = crate::CordonCredentials {
+            token: Some(leaked),
+            ..Default::default()
+        };
+        let gh = GithubConnector::new(config.clone(), creds).unwrap();
+        let e = gh.token_activity("octo-org", &hash).await.unwrap_err();
+        assert!(
+            e.message.contains("the leaked token is cordon's own"),
+            "{}",
+            e.message
+        );
+        let gh = GithubConnector::new(config, crate::CordonCredentials::default()).unwrap();
+        let e = gh.token_activity("octo-org", &hash).await.unwrap_err();
+        assert!(
+            e.message.contains("no github token of its own"),
+            "{}",
+            e.message
+        );
+        let e = gh.token_activity("../x", &hash).await.unwrap_err();
+        assert!(
+            e.message.contains("not a valid github organisation"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn events_read_as_github_describes_them() {
         let v = serde_json::json!({
