@@ -206,6 +206,12 @@ pub fn print_summary(out: &Out, s: &Summary) {
         &["#", "SCANNER", "FOUND IN", "CREDENTIAL", "RESULT", "DETAIL"],
         &rows,
     );
+    // What each contained AWS key did, and the doors it opened (tasks of the incident).
+    for r in &s.findings {
+        if let (Some(a), Some(k)) = (&r.activity, &r.credential_id) {
+            out.line(format!("finding {}: {}", r.finding, a.describe(k)));
+        }
+    }
     let Some(p) = &s.plan else {
         out.line("nothing containable in the report: no credential cordon can act on");
         return;

@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod activity;
+
 use cordon_connector::{Outcome, PlanStep, Verification};
 use serde::Serialize;
 
@@ -112,6 +114,9 @@ pub struct FindingRow {
     /// verified refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_after_ms: Option<u64>,
+    /// For a contained AWS key: what CloudTrail says it did (`activity.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<activity::Activity>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,6 +258,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             same_as: None,
             detail: String::new(),
             dead_after_ms: None,
+            activity: None,
         };
         let key = match f.item {
             Err(NotContainable {
@@ -536,6 +542,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
 
     let (id, plan_bytes, plan) = ws.write_plan(&meta, steps)?;
     summary.plan = Some(id.clone());
+    let mut activity = BTreeMap::new();
     let report: Option<ApplyReport> = if opts.dry_run {
         summary.dry_run = Some(DryRun {
             decisions: ws.dry_run_decisions(&id, &plan),
@@ -558,6 +565,8 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                 app_owner_task(ws, incident, &run.principal, s)?;
             }
         }
+        // After the kill: what each contained AWS key did (never fails the run).
+        activity = activity::after_containment(ws, &plan, &run.report, &run.principal).await;
         summary.time_to_dead = Some(run.report.time_to_dead.clone());
         Some(run.report)
     };
@@ -597,6 +606,11 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             .unwrap_or((Status::Failed, "no step was planned for it".into()));
         r.status = status;
         r.detail = detail;
+        r.activity = r
+            .credential_id
+            .as_ref()
+            .and_then(|k| activity.get(k))
+            .cloned();
         // The revocation API is the one call that kills these tokens; when it
         // did not, name the command that contains the token another way (the
         // finding gives neither an OAuth app's client id nor a grant's id).

@@ -9,6 +9,7 @@
 //   iam:DetachRolePolicy iam:ListSSHPublicKeys iam:ListServiceSpecificCredentials
 //   iam:ListSigningCertificates iam:CreateGroup iam:PutGroupPolicy iam:AddUserToGroup
 //   iam:RemoveUserFromGroup
+//   cloudtrail:LookupEvents (what a leaked key did, read after containment)
 // (issue 16 added: sts:GetCallerIdentity for AWS's time, the three List calls of other
 // credentials, and the group calls of the quota fallback.)
 
@@ -102,6 +103,7 @@
 //! `iam:RemoveUserFromGroup` on group `cordon-quarantine`.
 
 mod actions;
+mod activity;
 mod client;
 mod clock;
 mod config;
@@ -121,6 +123,7 @@ use tokio::sync::OnceCell;
 pub use actions::{
     CONTROL_LOGIN_PROFILE, CONTROL_MANAGED_V3, CONTROL_QUARANTINE, CONTROL_REVOKE_SESSIONS,
 };
+pub use activity::{door_of, ActivityEvent, Door, KeyActivity};
 pub use client::{AccountClients, LeakedKeyClient};
 pub use config::{AwsConfig, QuarantineMode};
 pub use identify::{
