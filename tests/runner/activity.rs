@@ -12,7 +12,7 @@
 use std::process::Command as Std;
 
 use crate::peers::{aws_cmd, no_canary};
-use crate::support::Env;
+use crate::support::{env_with_signer, Env};
 
 const CI_SECRET: &str = "cordon-example-ci-secret-replace-me";
 
@@ -114,7 +114,7 @@ fn respond_as_ci(
 
 #[test]
 fn issue_16_the_doors_a_leaked_key_opened_become_incident_tasks() {
-    let env = Env::new();
+    let (env, signer) = env_with_signer();
     let tag = format!("act-{}", std::process::id());
     // The leaked key creates a user and a key for it; at the same time another key (not
     // in the report) creates a user of its own, which must not show up here.
@@ -193,10 +193,24 @@ print("MADE_SECRET=" + made["SecretAccessKey"])
             && text_out.contains("2 look like persistence"),
         "{text_out}"
     );
+    // `cordon revoke aws-key` (and `apply`) say it too, by key id.
+    let rv = aws_cmd(&env)
+        .args(["--json", "revoke", "aws-key", key, "--as", "amara", "--key"])
+        .arg(&signer)
+        .output()
+        .unwrap();
+    let rv_json: serde_json::Value = serde_json::from_slice(&rv.stdout).unwrap();
+    let by_key = &rv_json["activity"][key.as_str()];
+    assert_eq!(by_key["events"], 3, "{rv_json:#}");
+    assert_eq!(
+        by_key["persistence"].as_array().map(Vec::len),
+        Some(2),
+        "{rv_json:#}"
+    );
     no_canary(
         &env,
         secret,
-        &[&o.stdout, &o.stderr, &text.stdout, &text.stderr],
+        &[&o.stdout, &o.stderr, &text.stdout, &text.stderr, &rv.stdout],
     );
     no_canary(&env, &seeded["MADE_SECRET"], &[&o.stdout, &o.stderr]);
 }
