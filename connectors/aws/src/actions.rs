@@ -1136,10 +1136,41 @@ impl AwsConnector {
                     .filter(|u| u.get("name").and_then(Value::as_str) == Some(user.as_str()))
                     .filter(|u| snapshot::key_status(u, &target.id).is_some());
                 let status = match observed.and_then(|u| snapshot::key_status(u, &target.id)) {
-                    Some(s) => s.to_owned(),
-                    None => live_key_status(&c, &user, &target.id).await?,
+                    Some(s) => Some(s.to_owned()),
+                    None => match live_key_status(&c, &user, &target.id).await {
+                        Ok(s) => Some(s),
+                        // The read refused for good (a responder without
+                        // `iam:ListAccessKeys`: the evidence rule let the kill go
+                        // ahead without its snapshot): the change is idempotent, so
+                        // make it, and let IAM's answer to it say whether the key exists.
+                        Err(read) if read.class == cordon_connector::ErrorClass::Permanent => {
+                            if let Err(e) =
+                                set_key_status(&c, &user, &target.id, StatusType::Inactive).await
+                            {
+                                return Err(
+                                    if e.class == cordon_connector::ErrorClass::Permanent {
+                                        read
+                                    } else {
+                                        e
+                                    },
+                                );
+                            }
+                            notes.push(format!(
+                                "its status could not be read first ({}): set Inactive without it",
+                                read.message
+                            ));
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    },
                 };
-                if status != "Inactive" {
+                if status.is_none() {
+                    changes.push(format!(
+                        "access key `{}` of user `{user}` set to Inactive (not deleted: its id \
+                         stays traceable in CloudTrail)",
+                        target.id
+                    ));
+                } else if status.as_deref() != Some("Inactive") {
                     set_key_status(&c, &user, &target.id, StatusType::Inactive).await?;
                     changes.push(format!(
                         "access key `{}` of user `{user}` set to Inactive (not deleted: its id \
