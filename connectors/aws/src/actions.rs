@@ -12,9 +12,11 @@ use crate::clock;
 use crate::config::QuarantineMode;
 use crate::error::{classify, coded, error_code};
 use crate::policy::{
-    decode_document, deny_all_document, is_deny_all, revoke_cutoff, revoke_sessions_document,
-    revoke_sid, AWS_DENY_ALL_POLICY_ARN, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME,
-    QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
+    decode_document, deny_all_document, is_deny_all, is_managed_revoke, managed_revoke_name,
+    managed_revoke_plan_part, revoke_cutoff, revoke_sessions_document, revoke_sid,
+    AWS_DENY_ALL_POLICY_ARN, CORDON_POLICY_PATH, MANAGED_QUARANTINE_POLICY_ARN,
+    QUARANTINE_GROUP_NAME, QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_MANAGED_PREFIX,
+    REVOKE_SESSIONS_POLICY_NAME,
 };
 use crate::snapshot::{self, key_owner, now_rfc3339, role_snapshot, user_snapshot};
 use crate::AwsConnector;
@@ -53,6 +55,11 @@ struct Controls {
     deny_all_attached: bool,
     /// Users only: a member of `cordon-quarantine` (the fallback at both quotas).
     in_quarantine_group: bool,
+    /// The ARN of cordon's customer-managed session cut-off attached (the cut-off's
+    /// fallback at the inline-size quota), if any.
+    revoke_managed: Option<String>,
+    /// Its document, when read live (`None` from a snapshot).
+    revoke_managed_doc: Option<Value>,
 }
 
 impl Controls {
@@ -67,6 +74,8 @@ impl Controls {
                 g.iter()
                     .any(|g| g.get("name").and_then(Value::as_str) == Some(QUARANTINE_GROUP_NAME))
             }),
+            revoke_managed: managed_revoke_of(s),
+            revoke_managed_doc: None,
         }
     }
 
@@ -86,7 +95,35 @@ impl Controls {
             .as_ref()
             .and_then(revoke_cutoff)
             .is_some_and(|(_, sid)| sid == revoke_sid(plan_id))
+            || self.revoke_managed.as_ref().is_some_and(|arn| {
+                arn.contains(&format!(
+                    "/{REVOKE_SESSIONS_MANAGED_PREFIX}{}-",
+                    managed_revoke_plan_part(plan_id)
+                ))
+            })
     }
+
+    /// The latest cut-off in place, inline or managed (the managed one's when read):
+    /// removing them re-enables the sessions issued before it. RFC 3339 UTC times in
+    /// one format compare as strings.
+    fn cutoff(&self) -> Option<String> {
+        [&self.revoke_doc, &self.revoke_managed_doc]
+            .into_iter()
+            .flatten()
+            .filter_map(revoke_cutoff)
+            .map(|(c, _)| c)
+            .max()
+    }
+}
+
+/// cordon's managed session cut-off among a snapshot's attached policies.
+fn managed_revoke_of(s: &Value) -> Option<String> {
+    s.get("attached_policies")?
+        .as_array()?
+        .iter()
+        .filter_map(|p| p.get("arn").and_then(Value::as_str))
+        .find(|a| is_managed_revoke(a))
+        .map(str::to_owned)
 }
 
 /// Step params, parsed once. See the crate docs for their meaning.
@@ -332,10 +369,26 @@ async fn session_cutoff_snapshot(
                 .map_err(|e| snapshot::not_found_or(&e, "iam:GetRole", "role", r, &c.account)),
         }
     };
-    let (policy, who) = tokio::try_join!(policy, who)?;
+    // The attached policies too: at the inline quota the cut-off is a managed policy.
+    let attached = async {
+        match attached_arns(c, p).await {
+            Ok(a) => Ok(a),
+            // The principal's existence is the other read's answer.
+            Err(e) if e.message.contains("NoSuchEntity") => Ok(vec![]),
+            Err(e) => Err(e),
+        }
+    };
+    let (policy, who, attached) = tokio::try_join!(policy, who, attached)?;
     let mut snap = who.unwrap_or_else(|| json!({}));
     if let Some(m) = snap.as_object_mut() {
         m.insert("view".into(), json!("session-cut-off"));
+        m.insert(
+            "attached_policies".into(),
+            json!(attached
+                .iter()
+                .map(|a| json!({ "arn": a, "name": a.rsplit('/').next() }))
+                .collect::<Vec<_>>()),
+        );
         m.insert(
             "inline_policies".into(),
             json!(policy
@@ -617,6 +670,11 @@ async fn read_controls(c: &AccountClients, p: Principal<'_>) -> Result<Controls,
         ),
         Principal::Role(_) => (false, false),
     };
+    let revoke_managed = attached.iter().find(|a| is_managed_revoke(a)).cloned();
+    let revoke_managed_doc = match &revoke_managed {
+        Some(arn) => managed_document(c, arn).await?,
+        None => None,
+    };
     Ok(Controls {
         quarantine_doc,
         revoke_doc,
@@ -624,7 +682,94 @@ async fn read_controls(c: &AccountClients, p: Principal<'_>) -> Result<Controls,
         login_profile,
         deny_all_attached: attached.iter().any(|a| a == AWS_DENY_ALL_POLICY_ARN),
         in_quarantine_group: in_group,
+        revoke_managed,
+        revoke_managed_doc,
     })
+}
+
+/// The document of a customer-managed policy cordon wrote (one version, `v1`).
+async fn managed_document(c: &AccountClients, arn: &str) -> Result<Option<Value>, ConnectorError> {
+    match c
+        .iam
+        .get_policy_version()
+        .policy_arn(arn)
+        .version_id("v1")
+        .send()
+        .await
+    {
+        Ok(o) => Ok(o
+            .policy_version()
+            .and_then(|v| v.document())
+            .map(decode_document)),
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => Ok(None),
+        Err(e) => Err(classify("iam:GetPolicyVersion", &e)),
+    }
+}
+
+/// The AWS partition of the configured region (for the ARN of a policy cordon created).
+fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Create cordon's customer-managed cut-off `name` (or find it from an earlier try of the
+/// same step) and return its ARN.
+async fn create_managed_revoke(
+    conn: &AwsConnector,
+    c: &AccountClients,
+    name: &str,
+    doc: &str,
+    cutoff: &str,
+) -> Result<String, ConnectorError> {
+    match c
+        .iam
+        .create_policy()
+        .policy_name(name)
+        .path(CORDON_POLICY_PATH)
+        .policy_document(doc)
+        .description(format!(
+            "cordon: denies sessions issued before {cutoff} (the principal's inline policies \
+             were at their size quota)"
+        ))
+        .send()
+        .await
+    {
+        Ok(o) => o
+            .policy()
+            .and_then(|p| p.arn())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ConnectorError::permanent(format!("`iam:CreatePolicy` of `{name}` returned no ARN"))
+            }),
+        // A retry of this step after an ambiguous failure: the policy is this plan's.
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("EntityAlreadyExists")) => {
+            Ok(format!(
+                "arn:{}:iam::{}:policy{CORDON_POLICY_PATH}{name}",
+                partition_of(&conn.config().region),
+                c.account
+            ))
+        }
+        Err(e) => Err(classify("iam:CreatePolicy", &e)),
+    }
+}
+
+/// Delete cordon's managed cut-off once nothing has it attached (a failure to delete
+/// leaves an unattached policy, which grants and denies nothing: said, not fatal).
+async fn delete_managed_revoke(c: &AccountClients, arn: &str) -> Option<String> {
+    match c.iam.delete_policy().policy_arn(arn).send().await {
+        Ok(_) => None,
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => None,
+        Err(e) => Some(format!(
+            "the detached policy `{arn}` was not deleted ({}): delete it with `aws iam \
+             delete-policy --policy-arn {arn}`",
+            classify("iam:DeletePolicy", &e).message
+        )),
+    }
 }
 
 /// Apply the quarantine control in `mode`; returns what was changed.
@@ -708,6 +853,7 @@ async fn apply_revoke(
     now: &Controls,
     plan_id: &str,
     changes: &mut Vec<String>,
+    managed_fallback: bool,
 ) -> Result<(), ConnectorError> {
     if now.revoked_for(plan_id) {
         return Ok(());
@@ -715,26 +861,52 @@ async fn apply_revoke(
     let margin = conn.config().cutoff_margin;
     let (aws_time, source) = conn.aws_now(c).await?;
     let cutoff = snapshot::fmt_time(&clock::cutoff(aws_time, margin));
-    put_inline(
-        c,
-        p,
-        REVOKE_SESSIONS_POLICY_NAME,
-        &revoke_sessions_document(plan_id, &cutoff),
-    )
-    .await
-    .map_err(|e| {
-        if is_quota(&e) {
-            ConnectorError::permanent(format!(
+    let doc = revoke_sessions_document(plan_id, &cutoff);
+    // A quota never stops the cut-off: the inline policy, else the same deny in a
+    // customer-managed policy of this plan attached to the principal.
+    let form = match put_inline(c, p, REVOKE_SESSIONS_POLICY_NAME, &doc).await {
+        Ok(()) => format!("inline policy `{REVOKE_SESSIONS_POLICY_NAME}`"),
+        Err(e) if is_quota(&e) && managed_fallback => {
+            let (kind, name) = match p {
+                Principal::User(u) => ('u', u),
+                Principal::Role(r) => ('r', r),
+            };
+            let policy = managed_revoke_name(plan_id, kind, name);
+            let arn = create_managed_revoke(conn, c, &policy, &doc, &cutoff).await?;
+            match set_attached(c, p, &arn, true).await {
+                Ok(()) => format!(
+                    "customer-managed policy `{arn}`, attached: its inline policies are at \
+                     their size quota"
+                ),
+                Err(e) if is_quota(&e) => {
+                    let litter = delete_managed_revoke(c, &arn).await;
+                    return Err(ConnectorError::permanent(format!(
+                        "cannot end the sessions of {} issued before {cutoff}: its inline \
+                         policies are at their size quota and its managed-policy attachments \
+                         at theirs ({}); they stay alive until they expire (36 h at most for a \
+                         user's, the role's maximum session duration for a role's): detach a \
+                         managed policy or delete an inline one and run the step again, or \
+                         quarantine it (the quarantine of a user at both quotas falls back to \
+                         group `{QUARANTINE_GROUP_NAME}`){}",
+                        p.label(),
+                        e.message,
+                        litter.map(|l| format!("; {l}")).unwrap_or_default()
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) if is_quota(&e) => {
+            return Err(ConnectorError::permanent(format!(
                 "cannot end the sessions of {}: its inline policies are at their size quota \
                  ({}): delete or shorten one and run the step again, or quarantine it (the \
                  quarantine falls back to `{AWS_DENY_ALL_POLICY_ARN}` at this quota)",
                 p.label(),
                 e.message
-            ))
-        } else {
-            e
+            )))
         }
-    })?;
+        Err(e) => return Err(e),
+    };
     let clock = match source {
         clock::TimeSource::Aws => format!(
             "AWS's time {} + {} s margin",
@@ -753,7 +925,7 @@ async fn apply_revoke(
         Principal::Role(r) => format!("every session of role `{r}`"),
     };
     changes.push(format!(
-        "denied {whose} issued before {cutoff} ({clock}; inline policy `{REVOKE_SESSIONS_POLICY_NAME}`)"
+        "denied {whose} issued before {cutoff} ({clock}; {form})"
     ));
     Ok(())
 }
@@ -1101,7 +1273,9 @@ impl AwsConnector {
                 let p = Principal::Role(&target.id);
                 let now = read_controls(&c, p).await?;
                 apply_quarantine(&c, p, &now, params.quarantine, &mut changes).await?;
-                match apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes).await {
+                // No managed cut-off here: at the inline quota the quarantine is
+                // AWSDenyAll, which refuses every session while attached.
+                match apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes, false).await {
                     Ok(()) => {}
                     // At the inline quota the deny-all is AWSDenyAll, which refuses every
                     // session while attached (and a restore that lifts it asks first).
@@ -1127,9 +1301,18 @@ impl AwsConnector {
                     .observed
                     .and_then(|ev| ev.get(target.kind.as_str()))
                     .filter(|s| s.get("view").and_then(Value::as_str) == Some("session-cut-off"));
-                let revoke_doc = match observed {
-                    Some(s) => snapshot::inline_policy(s, REVOKE_SESSIONS_POLICY_NAME).cloned(),
-                    None => get_inline(&c, p, REVOKE_SESSIONS_POLICY_NAME).await?,
+                let (revoke_doc, revoke_managed) = match observed {
+                    Some(s) => (
+                        snapshot::inline_policy(s, REVOKE_SESSIONS_POLICY_NAME).cloned(),
+                        managed_revoke_of(s),
+                    ),
+                    None => (
+                        get_inline(&c, p, REVOKE_SESSIONS_POLICY_NAME).await?,
+                        attached_arns(&c, p)
+                            .await?
+                            .into_iter()
+                            .find(|a| is_managed_revoke(a)),
+                    ),
                 };
                 let now = Controls {
                     quarantine_doc: None,
@@ -1138,8 +1321,10 @@ impl AwsConnector {
                     login_profile: false,
                     deny_all_attached: false,
                     in_quarantine_group: false,
+                    revoke_managed,
+                    revoke_managed_doc: None,
                 };
-                apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes).await?;
+                apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes, true).await?;
             }
             Action::AwsRestoreUser | Action::AwsRestoreRole => {
                 let (kind, part) = if step.action == Action::AwsRestoreUser {
@@ -1385,7 +1570,8 @@ fn restored(now: &Controls, want: &Controls, params: &Params) -> bool {
             && now.deny_all_attached == want.deny_all_attached
             && now.in_quarantine_group == want.in_quarantine_group))
         && (!params.wants(CONTROL_MANAGED_V3) || now.managed_v3 == want.managed_v3)
-        && (!params.wants(CONTROL_REVOKE_SESSIONS) || now.revoke_doc == want.revoke_doc)
+        && (!params.wants(CONTROL_REVOKE_SESSIONS)
+            || (now.revoke_doc == want.revoke_doc && now.revoke_managed == want.revoke_managed))
 }
 
 /// The longest a session of `p` lives: 36 hours for a user's `GetSessionToken` and
@@ -1424,18 +1610,14 @@ fn revives_sessions(
 ) -> Option<String> {
     let longest = max_session(p, snap);
     let removes_cutoff = params.wants(CONTROL_REVOKE_SESSIONS)
-        && now.revoke_doc.is_some()
-        && now.revoke_doc != want.revoke_doc;
+        && ((now.revoke_doc.is_some() && now.revoke_doc != want.revoke_doc)
+            || (now.revoke_managed.is_some() && now.revoke_managed != want.revoke_managed));
     let removes_deny = (params.wants(CONTROL_QUARANTINE)
         && ((now.quarantine_doc.is_some() && want.quarantine_doc.is_none())
             || (now.deny_all_attached && !want.deny_all_attached)
             || (now.in_quarantine_group && !want.in_quarantine_group)))
         || (params.wants(CONTROL_MANAGED_V3) && now.managed_v3 && !want.managed_v3);
-    let cutoff = now
-        .revoke_doc
-        .as_ref()
-        .and_then(revoke_cutoff)
-        .map(|(c, _)| c);
+    let cutoff = now.cutoff();
     let taken = taken_at.and_then(parse_time);
     let (what, since) = if removes_cutoff {
         (
@@ -1446,7 +1628,7 @@ fn revives_sessions(
             ),
             cutoff.as_deref().and_then(parse_time),
         )
-    } else if removes_deny && now.revoke_doc.is_none() {
+    } else if removes_deny && now.revoke_doc.is_none() && now.revoke_managed.is_none() {
         (
             format!(
                 "removing the quarantine of {} re-enables every session issued before it,                  leaked ones included",
@@ -1515,6 +1697,22 @@ async fn restore_controls(
                     p.label()
                 ));
             }
+        }
+    }
+    // The managed form of the cut-off (used at the inline quota): detached and deleted,
+    // or an earlier incident's put back.
+    if params.wants(CONTROL_REVOKE_SESSIONS) && now.revoke_managed != want.revoke_managed {
+        if let Some(arn) = &now.revoke_managed {
+            set_attached(c, p, arn, false).await?;
+            changes.push(format!("detached `{arn}` from {}", p.label()));
+            notes.extend(delete_managed_revoke(c, arn).await);
+        }
+        if let Some(arn) = &want.revoke_managed {
+            set_attached(c, p, arn, true).await?;
+            changes.push(format!(
+                "re-attached the snapshot's `{arn}` to {}",
+                p.label()
+            ));
         }
     }
     if params.wants(CONTROL_QUARANTINE) && now.deny_all_attached != want.deny_all_attached {

@@ -8,6 +8,38 @@ pub const QUARANTINE_POLICY_NAME: &str = "cordon-quarantine-deny-all";
 /// Inline policy denying every session of a role issued before a cut-off (what the IAM
 /// console's "revoke active sessions" writes, under its own name).
 pub const REVOKE_SESSIONS_POLICY_NAME: &str = "cordon-revoke-sessions";
+/// Customer-managed policies holding a session cut-off when the principal's inline
+/// policies are at their size quota: `cordon-revoke-sessions-<plan>-<u|r>-<name>`, under
+/// path `/cordon/`, one per plan and principal, deleted when restore removes it.
+pub const REVOKE_SESSIONS_MANAGED_PREFIX: &str = "cordon-revoke-sessions-";
+pub(crate) const CORDON_POLICY_PATH: &str = "/cordon/";
+
+/// The plan's part of a managed cut-off's name (its first 16 letters and digits).
+pub(crate) fn managed_revoke_plan_part(plan_id: &str) -> String {
+    plan_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(16)
+        .collect()
+}
+
+/// The name of the managed cut-off of `principal` (`u`ser or `r`ole `name`) for a plan.
+/// At most 23 + 16 + 3 + 64 = 106 characters (IAM allows 128), of IAM's name characters.
+pub(crate) fn managed_revoke_name(plan_id: &str, kind: char, name: &str) -> String {
+    format!(
+        "{REVOKE_SESSIONS_MANAGED_PREFIX}{}-{kind}-{name}",
+        managed_revoke_plan_part(plan_id)
+    )
+}
+
+/// Whether `arn` is one of cordon's managed session cut-offs.
+pub(crate) fn is_managed_revoke(arn: &str) -> bool {
+    arn.rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with(REVOKE_SESSIONS_MANAGED_PREFIX))
+        && arn.contains(&format!(":policy{CORDON_POLICY_PATH}"))
+}
+
 /// AWS's managed quarantine policy (`quarantine: managed-v3`).
 pub const MANAGED_QUARANTINE_POLICY_ARN: &str =
     "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";

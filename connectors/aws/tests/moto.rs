@@ -1670,3 +1670,119 @@ async fn verification_polls_through_propagation_and_says_not_yet_dead_past_its_d
         );
     }
 }
+
+// issue 16: the session cut-off never fails on the inline-policy quota. Gap of the peer,
+// closed by Patch 6 of the launcher (quotas) and Patch 3/4 (the cut-off's condition and
+// real user sessions): without them the inline cut-off would fit, or would refuse the
+// user's later, legitimate session too, and this test would pass for the wrong reason.
+#[tokio::test]
+async fn a_session_cut_off_at_the_inline_quota_is_a_managed_policy_that_restore_removes() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("cutoff-quota");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    let hop = role_trusting_user(&conn, &user).await;
+    let session = user_session(&conn, &keys[0]).await;
+    user_session_call(&conn, &session, &hop).await.unwrap();
+    iam.put_user_policy()
+        .user_name(&user)
+        .policy_name("filler")
+        .policy_document(filler_policy(1850))
+        .send()
+        .await
+        .unwrap();
+    let s = step(
+        Action::AwsRevokeUserSessions,
+        aws_target("user", &user, None),
+        &[],
+    );
+    let c = ctx("plan-cutoff-quota", &s, None, None);
+    let before = conn.describe(&c).await.unwrap();
+    assert!(!before.contained);
+    let done = conn.execute(&c).await.unwrap();
+    let name = format!("cordon-revoke-sessions-plancutoffquota-u-{user}");
+    assert!(
+        done.detail().contains("customer-managed policy") && done.detail().contains(&name),
+        "{}",
+        done.detail()
+    );
+    let attached = iam
+        .list_attached_user_policies()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    let arn = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .find(|a| a.ends_with(&format!("/cordon/{name}")))
+        .unwrap_or_else(|| panic!("no managed cut-off attached: {attached:?}"))
+        .to_owned();
+    // The leaked session is refused; the user's long-term key and a session issued
+    // after the cut-off still work (a deny-all would refuse them too).
+    assert_eq!(
+        user_session_call(&conn, &session, &hop).await,
+        Err("AccessDenied".into())
+    );
+    own_call(&conn, &keys[0].key_id, &keys[0].secret)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = user_session(&conn, &keys[0]).await;
+    user_session_call(&conn, &later, &hop).await.unwrap();
+    // In place: describe, a second run and verify say so.
+    assert!(conn.describe(&c).await.unwrap().contained);
+    assert!(matches!(
+        conn.execute(&c).await.unwrap(),
+        Outcome::AlreadyContained { .. }
+    ));
+    assert!(matches!(
+        conn.verify(&c).await.unwrap(),
+        Verification::Dead { .. }
+    ));
+
+    // Restore removes the managed form: only with revive_sessions while the leaked
+    // session could still be valid, and then the policy is detached and deleted.
+    let mut restore = restore_step_for(&s, "sha256:cutoffquota").unwrap();
+    let rc = ctx(
+        "plan-cutoff-quota-restore",
+        &restore,
+        None,
+        Some(&before.evidence),
+    );
+    let refused = conn.execute(&rc).await.unwrap_err();
+    assert!(refused.message.contains("re-enables"), "{refused}");
+    restore.params.insert("revive_sessions".into(), json!(true));
+    let rc = ctx(
+        "plan-cutoff-quota-restore",
+        &restore,
+        None,
+        Some(&before.evidence),
+    );
+    let undone = conn.execute(&rc).await.unwrap();
+    assert!(undone.detail().contains(&arn), "{}", undone.detail());
+    let err = iam.get_policy().policy_arn(&arn).send().await.unwrap_err();
+    assert_eq!(
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&err),
+        Some("NoSuchEntity")
+    );
+    user_session_call(&conn, &session, &hop).await.unwrap();
+
+    // At both quotas (inline full, ten managed policies attached): the step fails and
+    // says exactly what stays alive and what to do; no policy is left behind.
+    attach_ten_policies(&iam, Some(&user), None).await;
+    let c = ctx("plan-cutoff-quota-2", &s, None, None);
+    let e = conn.execute(&c).await.unwrap_err();
+    assert!(
+        e.message.contains("stay alive until they expire")
+            && e.message.contains("managed-policy attachments"),
+        "{e}"
+    );
+    let left = iam
+        .get_policy()
+        .policy_arn(arn.replace("plancutoffquota-", "plancutoffquota2-"))
+        .send()
+        .await;
+    assert!(left.is_err(), "{left:?}");
+}
