@@ -523,6 +523,23 @@ _iam_backend_cls.put_role_policy = _put_role_policy
 _iam_backend_cls.attach_user_policy = _attach_user_policy
 _iam_backend_cls.attach_role_policy = _attach_role_policy
 
+# And the groups a user is in: at most 10 (the same page: "Groups an IAM user can be a
+# member of: 10"); one more fails with LimitExceeded. cordon's last fallback for a user's
+# session cut-off at both policy quotas is a group, so a test must see this quota too.
+_GROUPS_PER_USER_QUOTA = 10
+_original_add_user_to_group = _iam_backend_cls.add_user_to_group
+
+
+def _add_user_to_group(self, group_name, user_name):
+    user = self.get_user(user_name)
+    group = self.get_group(group_name)
+    if user not in group.users and len(self.get_groups_for_user(user_name)) >= _GROUPS_PER_USER_QUOTA:
+        raise IAMLimitExceededException(f"Cannot exceed quota for GroupsPerUser: {_GROUPS_PER_USER_QUOTA}")
+    return _original_add_user_to_group(self, group_name, user_name)
+
+
+_iam_backend_cls.add_user_to_group = _add_user_to_group
+
 
 # --- Patch 7: check SigV4 over the body as sent. ----------------------------------------
 # For a form-encoded POST (the Query protocol of IAM and STS) moto 5.2.5 gets an empty raw

@@ -12,11 +12,11 @@ use crate::clock;
 use crate::config::QuarantineMode;
 use crate::error::{classify, coded, error_code};
 use crate::policy::{
-    decode_document, deny_all_document, is_deny_all, is_managed_revoke, managed_revoke_name,
-    managed_revoke_plan_part, revoke_cutoff, revoke_sessions_document, revoke_sid,
-    AWS_DENY_ALL_POLICY_ARN, CORDON_POLICY_PATH, MANAGED_QUARANTINE_POLICY_ARN,
-    QUARANTINE_GROUP_NAME, QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_MANAGED_PREFIX,
-    REVOKE_SESSIONS_POLICY_NAME,
+    decode_document, deny_all_document, is_deny_all, is_managed_revoke, is_revoke_group,
+    managed_revoke_name, managed_revoke_plan_part, revoke_cutoff, revoke_group_name,
+    revoke_sessions_document, revoke_sid, AWS_DENY_ALL_POLICY_ARN, CORDON_POLICY_PATH,
+    MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME, QUARANTINE_POLICY_NAME,
+    REVOKE_SESSIONS_MANAGED_PREFIX, REVOKE_SESSIONS_POLICY_NAME,
 };
 use crate::snapshot::{self, key_owner, now_rfc3339, role_snapshot, user_snapshot};
 use crate::AwsConnector;
@@ -60,6 +60,11 @@ struct Controls {
     revoke_managed: Option<String>,
     /// Its document, when read live (`None` from a snapshot).
     revoke_managed_doc: Option<Value>,
+    /// Users only: the name of cordon's session cut-off group the user is in (the
+    /// cut-off's fallback at both the inline-size and the attached-policies quota).
+    revoke_group: Option<String>,
+    /// That group's cut-off document, when read live (`None` from a snapshot).
+    revoke_group_doc: Option<Value>,
 }
 
 impl Controls {
@@ -76,6 +81,8 @@ impl Controls {
             }),
             revoke_managed: managed_revoke_of(s),
             revoke_managed_doc: None,
+            revoke_group: revoke_group_of(s),
+            revoke_group_doc: None,
         }
     }
 
@@ -101,18 +108,33 @@ impl Controls {
                     managed_revoke_plan_part(plan_id)
                 ))
             })
+            || self.revoke_group.as_ref().is_some_and(|g| {
+                g.starts_with(&format!(
+                    "{REVOKE_SESSIONS_MANAGED_PREFIX}{}-",
+                    managed_revoke_plan_part(plan_id)
+                ))
+            })
     }
 
-    /// The latest cut-off in place, inline or managed (the managed one's when read):
+    /// Whether any form of cordon's session cut-off is in place.
+    fn any_cutoff(&self) -> bool {
+        self.revoke_doc.is_some() || self.revoke_managed.is_some() || self.revoke_group.is_some()
+    }
+
+    /// The latest cut-off in place, inline, managed or a group's (those when read):
     /// removing them re-enables the sessions issued before it. RFC 3339 UTC times in
     /// one format compare as strings.
     fn cutoff(&self) -> Option<String> {
-        [&self.revoke_doc, &self.revoke_managed_doc]
-            .into_iter()
-            .flatten()
-            .filter_map(revoke_cutoff)
-            .map(|(c, _)| c)
-            .max()
+        [
+            &self.revoke_doc,
+            &self.revoke_managed_doc,
+            &self.revoke_group_doc,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(revoke_cutoff)
+        .map(|(c, _)| c)
+        .max()
     }
 }
 
@@ -124,6 +146,21 @@ fn managed_revoke_of(s: &Value) -> Option<String> {
         .filter_map(|p| p.get("arn").and_then(Value::as_str))
         .find(|a| is_managed_revoke(a))
         .map(str::to_owned)
+}
+
+/// cordon's session cut-off group among a (user) snapshot's groups.
+fn revoke_group_of(s: &Value) -> Option<String> {
+    s.get("groups")?
+        .as_array()?
+        .iter()
+        .filter_map(|g| {
+            Some((
+                g.get("name").and_then(Value::as_str)?,
+                g.get("arn").and_then(Value::as_str)?,
+            ))
+        })
+        .find(|(n, a)| is_revoke_group(n, a))
+        .map(|(n, _)| n.to_owned())
 }
 
 /// Step params, parsed once. See the crate docs for their meaning.
@@ -378,10 +415,30 @@ async fn session_cutoff_snapshot(
             Err(e) => Err(e),
         }
     };
-    let (policy, who, attached) = tokio::try_join!(policy, who, attached)?;
+    // A user's groups too: at both quotas the cut-off is a group's policy.
+    let groups = async {
+        match p {
+            Principal::User(u) => match user_groups(c, u).await {
+                Ok(g) => Ok(Some(g)),
+                Err(e) if e.message.contains("NoSuchEntity") => Ok(Some(vec![])),
+                Err(e) => Err(e),
+            },
+            Principal::Role(_) => Ok(None),
+        }
+    };
+    let (policy, who, attached, groups) = tokio::try_join!(policy, who, attached, groups)?;
     let mut snap = who.unwrap_or_else(|| json!({}));
     if let Some(m) = snap.as_object_mut() {
         m.insert("view".into(), json!("session-cut-off"));
+        if let Some(groups) = groups {
+            m.insert(
+                "groups".into(),
+                json!(groups
+                    .iter()
+                    .map(|(n, a)| json!({ "name": n, "arn": a }))
+                    .collect::<Vec<_>>()),
+            );
+        }
         m.insert(
             "attached_policies".into(),
             json!(attached
@@ -529,7 +586,11 @@ async fn attached_arns(
     Ok(arns)
 }
 
-async fn in_quarantine_group(c: &AccountClients, user: &str) -> Result<bool, ConnectorError> {
+/// The (name, ARN) of every group `user` is in.
+async fn user_groups(
+    c: &AccountClients,
+    user: &str,
+) -> Result<Vec<(String, String)>, ConnectorError> {
     let groups = c
         .iam
         .list_groups_for_user()
@@ -542,7 +603,132 @@ async fn in_quarantine_group(c: &AccountClients, user: &str) -> Result<bool, Con
         .map_err(|e| classify("iam:ListGroupsForUser", &e))?;
     Ok(groups
         .iter()
-        .any(|g| g.group_name() == QUARANTINE_GROUP_NAME))
+        .map(|g| (g.group_name().to_owned(), g.arn().to_owned()))
+        .collect())
+}
+
+/// The cut-off document of cordon's session cut-off group, if it still has one.
+async fn revoke_group_document(
+    c: &AccountClients,
+    group: &str,
+) -> Result<Option<Value>, ConnectorError> {
+    match c
+        .iam
+        .get_group_policy()
+        .group_name(group)
+        .policy_name(REVOKE_SESSIONS_POLICY_NAME)
+        .send()
+        .await
+    {
+        Ok(o) => Ok(Some(decode_document(o.policy_document()))),
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => Ok(None),
+        Err(e) => Err(classify("iam:GetGroupPolicy", &e)),
+    }
+}
+
+/// Put `user` in cordon's session cut-off group `group` (under `/cordon/`), created with
+/// the cut-off `doc` as its inline policy (a group has its own 5,120-character inline
+/// quota, empty here). A retry of the step finds the group and writes the same document.
+async fn join_revoke_group(
+    c: &AccountClients,
+    group: &str,
+    user: &str,
+    doc: &str,
+) -> Result<(), ConnectorError> {
+    match c
+        .iam
+        .create_group()
+        .group_name(group)
+        .path(CORDON_POLICY_PATH)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("EntityAlreadyExists")) => {}
+        Err(e) => return Err(classify("iam:CreateGroup", &e)),
+    }
+    c.iam
+        .put_group_policy()
+        .group_name(group)
+        .policy_name(REVOKE_SESSIONS_POLICY_NAME)
+        .policy_document(doc)
+        .send()
+        .await
+        .map_err(|e| classify("iam:PutGroupPolicy", &e))?;
+    c.iam
+        .add_user_to_group()
+        .group_name(group)
+        .user_name(user)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| classify("iam:AddUserToGroup", &e))
+}
+
+/// Take `user` out of cordon's session cut-off group and delete the group once it has no
+/// member left. A failure to delete leaves an empty group, which grants and denies
+/// nothing: said (returned), not fatal.
+async fn leave_revoke_group(
+    c: &AccountClients,
+    group: &str,
+    user: &str,
+) -> Result<Option<String>, ConnectorError> {
+    match c
+        .iam
+        .remove_user_from_group()
+        .group_name(group)
+        .user_name(user)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => {}
+        Err(e) => return Err(classify("iam:RemoveUserFromGroup", &e)),
+    }
+    Ok(delete_revoke_group(c, group).await)
+}
+
+/// Delete cordon's session cut-off group when it has no member (its policy first, as IAM
+/// requires); `Some(what to do)` when it could not be deleted.
+async fn delete_revoke_group(c: &AccountClients, group: &str) -> Option<String> {
+    let advice = |op: &str, why: String| {
+        Some(format!(
+            "the group `{group}` was not deleted ({op}: {why}): delete it with `aws iam \
+             delete-group-policy --group-name {group} --policy-name \
+             {REVOKE_SESSIONS_POLICY_NAME}` and `aws iam delete-group --group-name {group}` \
+             once it has no member"
+        ))
+    };
+    let members = match c.iam.get_group().group_name(group).send().await {
+        Ok(o) => o.users().len(),
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => return None,
+        Err(e) => return advice("iam:GetGroup", classify("iam:GetGroup", &e).message),
+    };
+    if members > 0 {
+        return None;
+    }
+    match c
+        .iam
+        .delete_group_policy()
+        .group_name(group)
+        .policy_name(REVOKE_SESSIONS_POLICY_NAME)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => {}
+        Err(e) => {
+            return advice(
+                "iam:DeleteGroupPolicy",
+                classify("iam:DeleteGroupPolicy", &e).message,
+            )
+        }
+    }
+    match c.iam.delete_group().group_name(group).send().await {
+        Ok(_) => None,
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => None,
+        Err(e) => advice("iam:DeleteGroup", classify("iam:DeleteGroup", &e).message),
+    }
 }
 
 /// Put `user` in `cordon-quarantine`, creating the group (with cordon's deny-all) when
@@ -663,12 +849,18 @@ async fn read_controls(c: &AccountClients, p: Principal<'_>) -> Result<Controls,
     let quarantine_doc = get_inline(c, p, QUARANTINE_POLICY_NAME).await?;
     let revoke_doc = get_inline(c, p, REVOKE_SESSIONS_POLICY_NAME).await?;
     let attached = attached_arns(c, p).await?;
-    let (login_profile, in_group) = match p {
-        Principal::User(u) => (
-            has_login_profile(c, u).await?,
-            in_quarantine_group(c, u).await?,
-        ),
-        Principal::Role(_) => (false, false),
+    let (login_profile, groups) = match p {
+        Principal::User(u) => (has_login_profile(c, u).await?, user_groups(c, u).await?),
+        Principal::Role(_) => (false, vec![]),
+    };
+    let in_group = groups.iter().any(|(n, _)| n == QUARANTINE_GROUP_NAME);
+    let revoke_group = groups
+        .iter()
+        .find(|(n, a)| is_revoke_group(n, a))
+        .map(|(n, _)| n.clone());
+    let revoke_group_doc = match &revoke_group {
+        Some(g) => revoke_group_document(c, g).await?,
+        None => None,
     };
     let revoke_managed = attached.iter().find(|a| is_managed_revoke(a)).cloned();
     let revoke_managed_doc = match &revoke_managed {
@@ -684,6 +876,8 @@ async fn read_controls(c: &AccountClients, p: Principal<'_>) -> Result<Controls,
         in_quarantine_group: in_group,
         revoke_managed,
         revoke_managed_doc,
+        revoke_group,
+        revoke_group_doc,
     })
 }
 
@@ -863,7 +1057,8 @@ async fn apply_revoke(
     let cutoff = snapshot::fmt_time(&clock::cutoff(aws_time, margin));
     let doc = revoke_sessions_document(plan_id, &cutoff);
     // A quota never stops the cut-off: the inline policy, else the same deny in a
-    // customer-managed policy of this plan attached to the principal.
+    // customer-managed policy of this plan attached to the principal, else (a user) in a
+    // group of this plan the user joins.
     let form = match put_inline(c, p, REVOKE_SESSIONS_POLICY_NAME, &doc).await {
         Ok(()) => format!("inline policy `{REVOKE_SESSIONS_POLICY_NAME}`"),
         Err(e) if is_quota(&e) && managed_fallback => {
@@ -880,18 +1075,59 @@ async fn apply_revoke(
                 ),
                 Err(e) if is_quota(&e) => {
                     let litter = delete_managed_revoke(c, &arn).await;
-                    return Err(ConnectorError::permanent(format!(
-                        "cannot end the sessions of {} issued before {cutoff}: its inline \
-                         policies are at their size quota and its managed-policy attachments \
-                         at theirs ({}); they stay alive until they expire (36 h at most for a \
-                         user's, the role's maximum session duration for a role's): detach a \
-                         managed policy or delete an inline one and run the step again, or \
-                         quarantine it (the quarantine of a user at both quotas falls back to \
-                         group `{QUARANTINE_GROUP_NAME}`){}",
-                        p.label(),
-                        e.message,
-                        litter.map(|l| format!("; {l}")).unwrap_or_default()
-                    )));
+                    let Principal::User(u) = p else {
+                        // A role cannot be in a group, and IAM has no other place for a
+                        // deny on a role: a permissions boundary would replace the role's
+                        // existing one (and a boundary only limits, so swapping it is not
+                        // cordon's to do). At both quotas the role's sessions stay alive.
+                        return Err(ConnectorError::permanent(format!(
+                            "cannot end the sessions of {} issued before {cutoff}: its inline \
+                             policies are at their size quota and its managed-policy \
+                             attachments at theirs ({}); they stay alive until they expire \
+                             (36 h at most for a user's, the role's maximum session duration \
+                             for a role's): detach a managed policy or delete an inline one \
+                             and run the step again, or quarantine it (the quarantine of a \
+                             user at both quotas falls back to group \
+                             `{QUARANTINE_GROUP_NAME}`){}",
+                            p.label(),
+                            e.message,
+                            litter.map(|l| format!("; {l}")).unwrap_or_default()
+                        )));
+                    };
+                    let group = revoke_group_name(plan_id, u);
+                    match join_revoke_group(c, &group, u, &doc).await {
+                        Ok(()) => format!(
+                            "inline policy of group `{CORDON_POLICY_PATH}{group}`, which the \
+                             user joined: its inline policies are at their size quota and its \
+                             managed-policy attachments at theirs{}",
+                            litter
+                                .as_ref()
+                                .map(|l| format!(" ({l})"))
+                                .unwrap_or_default()
+                        ),
+                        Err(g) if is_quota(&g) => {
+                            let left = [litter, delete_revoke_group(c, &group).await];
+                            return Err(ConnectorError::permanent(format!(
+                                "cannot end the sessions of user `{u}` issued before {cutoff}: \
+                                 its inline policies are at their size quota, its \
+                                 managed-policy attachments at theirs ({}) and its group \
+                                 memberships at theirs (10 groups: {}); its sessions \
+                                 (GetSessionToken, GetFederationToken) stay alive until they \
+                                 expire (36 h at most); its long-term keys are not touched by \
+                                 a cut-off: detach a managed policy, delete an inline one or \
+                                 leave a group and run the step again, or quarantine the user \
+                                 (group `{QUARANTINE_GROUP_NAME}` needs a free membership \
+                                 too){}",
+                                e.message,
+                                g.message,
+                                left.into_iter()
+                                    .flatten()
+                                    .map(|l| format!("; {l}"))
+                                    .collect::<String>()
+                            )));
+                        }
+                        Err(g) => return Err(g),
+                    }
                 }
                 Err(e) => return Err(e),
             }
@@ -1301,10 +1537,15 @@ impl AwsConnector {
                     .observed
                     .and_then(|ev| ev.get(target.kind.as_str()))
                     .filter(|s| s.get("view").and_then(Value::as_str) == Some("session-cut-off"));
-                let (revoke_doc, revoke_managed) = match observed {
+                // A user's view before this change listed its groups; an older one did not.
+                let observed = observed.filter(|s| {
+                    step.action == Action::AwsRevokeRoleSessions || s.get("groups").is_some()
+                });
+                let (revoke_doc, revoke_managed, revoke_group) = match observed {
                     Some(s) => (
                         snapshot::inline_policy(s, REVOKE_SESSIONS_POLICY_NAME).cloned(),
                         managed_revoke_of(s),
+                        revoke_group_of(s),
                     ),
                     None => (
                         get_inline(&c, p, REVOKE_SESSIONS_POLICY_NAME).await?,
@@ -1312,6 +1553,14 @@ impl AwsConnector {
                             .await?
                             .into_iter()
                             .find(|a| is_managed_revoke(a)),
+                        match p {
+                            Principal::User(u) => user_groups(&c, u)
+                                .await?
+                                .into_iter()
+                                .find(|(n, a)| is_revoke_group(n, a))
+                                .map(|(n, _)| n),
+                            Principal::Role(_) => None,
+                        },
                     ),
                 };
                 let now = Controls {
@@ -1323,6 +1572,8 @@ impl AwsConnector {
                     in_quarantine_group: false,
                     revoke_managed,
                     revoke_managed_doc: None,
+                    revoke_group,
+                    revoke_group_doc: None,
                 };
                 apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes, true).await?;
             }
@@ -1571,7 +1822,9 @@ fn restored(now: &Controls, want: &Controls, params: &Params) -> bool {
             && now.in_quarantine_group == want.in_quarantine_group))
         && (!params.wants(CONTROL_MANAGED_V3) || now.managed_v3 == want.managed_v3)
         && (!params.wants(CONTROL_REVOKE_SESSIONS)
-            || (now.revoke_doc == want.revoke_doc && now.revoke_managed == want.revoke_managed))
+            || (now.revoke_doc == want.revoke_doc
+                && now.revoke_managed == want.revoke_managed
+                && now.revoke_group == want.revoke_group))
 }
 
 /// The longest a session of `p` lives: 36 hours for a user's `GetSessionToken` and
@@ -1611,7 +1864,8 @@ fn revives_sessions(
     let longest = max_session(p, snap);
     let removes_cutoff = params.wants(CONTROL_REVOKE_SESSIONS)
         && ((now.revoke_doc.is_some() && now.revoke_doc != want.revoke_doc)
-            || (now.revoke_managed.is_some() && now.revoke_managed != want.revoke_managed));
+            || (now.revoke_managed.is_some() && now.revoke_managed != want.revoke_managed)
+            || (now.revoke_group.is_some() && now.revoke_group != want.revoke_group));
     let removes_deny = (params.wants(CONTROL_QUARANTINE)
         && ((now.quarantine_doc.is_some() && want.quarantine_doc.is_none())
             || (now.deny_all_attached && !want.deny_all_attached)
@@ -1628,7 +1882,7 @@ fn revives_sessions(
             ),
             cutoff.as_deref().and_then(parse_time),
         )
-    } else if removes_deny && now.revoke_doc.is_none() && now.revoke_managed.is_none() {
+    } else if removes_deny && !now.any_cutoff() {
         (
             format!(
                 "removing the quarantine of {} re-enables every session issued before it,                  leaked ones included",
@@ -1713,6 +1967,40 @@ async fn restore_controls(
                 "re-attached the snapshot's `{arn}` to {}",
                 p.label()
             ));
+        }
+    }
+    // The group form (a user at both quotas): out of the group, deleted once empty, or an
+    // earlier incident's membership put back.
+    if let Principal::User(u) = p {
+        if params.wants(CONTROL_REVOKE_SESSIONS) && now.revoke_group != want.revoke_group {
+            if let Some(g) = &now.revoke_group {
+                notes.extend(leave_revoke_group(c, g, u).await?);
+                changes.push(format!(
+                    "removed user `{u}` from group `{CORDON_POLICY_PATH}{g}` (its session \
+                     cut-off)"
+                ));
+            }
+            if let Some(g) = &want.revoke_group {
+                match c
+                    .iam
+                    .add_user_to_group()
+                    .group_name(g)
+                    .user_name(u)
+                    .send()
+                    .await
+                {
+                    Ok(_) => changes.push(format!(
+                        "put user `{u}` back in the snapshot's group `{CORDON_POLICY_PATH}{g}`"
+                    )),
+                    Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => {
+                        notes.push(format!(
+                            "the snapshot's session cut-off group `{g}` of user `{u}` no longer \
+                             exists: not put back"
+                        ))
+                    }
+                    Err(e) => return Err(classify("iam:AddUserToGroup", &e)),
+                }
+            }
         }
     }
     if params.wants(CONTROL_QUARANTINE) && now.deny_all_attached != want.deny_all_attached {

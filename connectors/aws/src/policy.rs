@@ -40,6 +40,20 @@ pub(crate) fn is_managed_revoke(arn: &str) -> bool {
         && arn.contains(&format!(":policy{CORDON_POLICY_PATH}"))
 }
 
+/// The group holding the session cut-off of a user at both its inline-size and its
+/// attached-policies quota: `cordon-revoke-sessions-<plan>-u-<user>` under path `/cordon/`
+/// (the managed policy's name: one per plan and user, at most 106 of IAM's 128 characters),
+/// carrying the cut-off as its inline policy; restore takes the user out and deletes it.
+pub(crate) fn revoke_group_name(plan_id: &str, user: &str) -> String {
+    managed_revoke_name(plan_id, 'u', user)
+}
+
+/// Whether a group (by name and ARN) is one of cordon's session cut-off groups.
+pub(crate) fn is_revoke_group(name: &str, arn: &str) -> bool {
+    name.starts_with(REVOKE_SESSIONS_MANAGED_PREFIX)
+        && arn.contains(&format!(":group{CORDON_POLICY_PATH}"))
+}
+
 /// AWS's managed quarantine policy (`quarantine: managed-v3`).
 pub const MANAGED_QUARANTINE_POLICY_ARN: &str =
     "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";
@@ -168,5 +182,24 @@ mod tests {
             decode_document(encoded),
             serde_json::json!({"Statement": []})
         );
+    }
+
+    #[test]
+    fn the_cut_off_group_is_named_per_plan_and_user_and_found_only_under_cordon() {
+        let name = revoke_group_name("plan-1ab_c", "alice");
+        assert_eq!(name, "cordon-revoke-sessions-plan1abc-u-alice");
+        assert!(is_revoke_group(
+            &name,
+            &format!("arn:aws:iam::123456789012:group/cordon/{name}")
+        ));
+        // Someone else's group of the same name outside /cordon/, or another group of ours.
+        assert!(!is_revoke_group(
+            &name,
+            &format!("arn:aws:iam::123456789012:group/{name}")
+        ));
+        assert!(!is_revoke_group(
+            "cordon-quarantine",
+            "arn:aws:iam::123456789012:group/cordon/cordon-quarantine"
+        ));
     }
 }
