@@ -74,6 +74,16 @@ pub trait RemoteLog: Send + Sync {
     fn read_bytes(&self) -> Result<Vec<u8>, AuditError>;
     /// The sequence number of the newest record (0 when empty).
     fn head_seq(&self) -> Result<u64, AuditError>;
+    /// The log's signed checkpoint kept beside it, and the version to
+    /// replace it with (see [`checkpoint::write_shared`]); None if none yet.
+    fn read_checkpoint(&self) -> Result<Option<(Vec<u8>, Option<String>)>, AuditError>;
+    /// Replace the checkpoint of `version` (None: create the first one).
+    /// False when another writer replaced it first (nothing was written).
+    fn write_checkpoint(&self, note: &[u8], version: Option<&str>) -> Result<bool, AuditError>;
+    /// Publish a checkpoint verifier key under its name (write-once).
+    fn publish_verifier(&self, name: &str, verifier: &str) -> Result<(), AuditError>;
+    /// A published verifier key, by name.
+    fn read_verifier(&self, name: &str) -> Result<Option<String>, AuditError>;
 }
 
 pub struct AuditLog {
@@ -150,6 +160,11 @@ impl AuditLog {
 
     pub fn is_remote(&self) -> bool {
         self.remote.is_some()
+    }
+
+    /// The remote log, if this is one.
+    pub fn remote_log(&self) -> Option<&dyn RemoteLog> {
+        self.remote.as_deref()
     }
 
     /// Where the log is, for messages.

@@ -80,6 +80,31 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
                 let latest = checkpoint::latest_path(&ctx.home);
                 verify_against_checkpoint(ctx, out, &latest, None, true)
             }
+            // A shared log: the signed checkpoint kept beside it, likewise.
+            None if ctx.log.is_remote() => {
+                let remote = ctx.log.remote_log().ok_or_else(|| {
+                    CommandError::failed("the shared log is not reachable".to_owned())
+                })?;
+                match remote.read_checkpoint()? {
+                    Some((note, _)) => {
+                        let source = checkpoint::shared_source(remote);
+                        let (cp, verifier) = checkpoint::open_shared(remote, &ctx.home, &note)
+                            .map_err(|e| {
+                                checkpoint_error(e).hint("the checkpoint kept beside the shared log does not verify: check it with `cordon log verify --checkpoint FILE --key VERIFIER` against one exported earlier")
+                            })?;
+                        report_against(ctx, out, &source, &cp, &verifier, true)
+                    }
+                    None => {
+                        let r = ctx.log.verify()?;
+                        if out.json {
+                            out.json(&r);
+                        } else {
+                            out.line(describe(&r));
+                        }
+                        Ok(exit_for(&r))
+                    }
+                }
+            }
             None => {
                 let r = ctx.log.verify()?;
                 if out.json {
@@ -93,11 +118,9 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
         LogCommand::Checkpoint { out: file } => {
             let (cp, note) = if ctx.log.is_remote() {
                 // A shared log: signed by this machine's key over what the
-                // store holds now; kept where --out says.
-                let key = CheckpointKey::load_or_create(&ctx.home).map_err(checkpoint_error)?;
-                let (cp, note, _) = checkpoint::sign_bytes(&ctx.log.read_bytes()?, &key)
-                    .map_err(checkpoint_error)?;
-                (cp, note)
+                // store holds now, kept beside the log (replacing the last
+                // one only if the log still holds what that one covers).
+                checkpoint::write_shared(&ctx.log, &ctx.home).map_err(checkpoint_error)?
             } else {
                 checkpoint::write_latest(&ctx.home).map_err(checkpoint_error)?
             };
@@ -355,6 +378,18 @@ fn verify_against_checkpoint(
             "a checkpoint only proves something with the verifier key exported before it: pass it with `--key`",
         )
     })?;
+    report_against(ctx, out, &file.display().to_string(), &cp, &verifier, own)
+}
+
+/// Scan the log against an opened checkpoint and report.
+fn report_against(
+    ctx: &Context,
+    out: &Out,
+    source: &str,
+    cp: &checkpoint::Checkpoint,
+    verifier: &Verifier,
+    own: bool,
+) -> CmdResult {
     let path = ctx.log.path();
     let scan = if ctx.log.is_remote() {
         checkpoint::scan_reader(&ctx.log.read_bytes()?[..], Some(cp.size))
@@ -362,8 +397,8 @@ fn verify_against_checkpoint(
         checkpoint::scan_file(path, Some(cp.size))
     }
     .map_err(|e| CommandError::failed(format!("cannot read `{}`: {e}", path.display())))?;
-    let consistency = checkpoint::consistency(&scan, &cp);
-    let problem = consistency.describe(&cp);
+    let consistency = checkpoint::consistency(&scan, cp);
+    let problem = consistency.describe(cp);
     let exit = match (&scan.report.status, &consistency) {
         (VerifyStatus::Tampered { .. }, _)
         | (_, Consistency::Truncated { .. } | Consistency::Rewritten { .. }) => Exit::Tampered,
@@ -372,7 +407,7 @@ fn verify_against_checkpoint(
     if out.json {
         let mut v = serde_json::to_value(&scan.report).unwrap_or_default();
         v["checkpoint"] = serde_json::json!({
-            "file": file.display().to_string(),
+            "file": source,
             "origin": cp.origin,
             "size": cp.size,
             "root": cp.root_b64(),
@@ -386,7 +421,7 @@ fn verify_against_checkpoint(
         (VerifyStatus::Tampered { .. }, _) => out.line(describe(&scan.report)),
         (_, Some(p)) => out.line(format!(
             "audit log TAMPERED against checkpoint `{}`: {p}. The hash chain alone {}: it was rewritten after the checkpoint was exported.",
-            file.display(),
+            source,
             match scan.report.status {
                 VerifyStatus::Intact => "verifies",
                 _ => "verifies up to a torn tail",
@@ -395,15 +430,16 @@ fn verify_against_checkpoint(
         (_, None) if own => {
             out.line(describe(&scan.report));
             out.line(format!(
-                "and it still contains the {} records of this state directory's signed checkpoint (`log verify --checkpoint` checks one exported elsewhere)",
-                cp.size
+                "and it still contains the {} records of {} signed checkpoint (`log verify --checkpoint` checks one exported elsewhere)",
+                cp.size,
+                if ctx.log.is_remote() { "the shared log's" } else { "this state directory's" }
             ));
         }
         (_, None) => {
             out.line(describe(&scan.report));
             out.line(format!(
                 "checkpoint `{}` verified: signed by `{}`, and the log still contains its {} records (root {})",
-                file.display(),
+                source,
                 verifier.name,
                 cp.size,
                 cp.root_b64()
