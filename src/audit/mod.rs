@@ -76,7 +76,7 @@ pub trait RemoteLog: Send + Sync {
     fn head_seq(&self) -> Result<u64, AuditError>;
     /// The log's signed checkpoint kept beside it, and the version to
     /// replace it with (see [`checkpoint::write_shared`]); None if none yet.
-    fn read_checkpoint(&self) -> Result<Option<(Vec<u8>, Option<String>)>, AuditError>;
+    fn read_checkpoint(&self) -> Result<Option<Versioned>, AuditError>;
     /// Replace the checkpoint of `version` (None: create the first one).
     /// False when another writer replaced it first (nothing was written).
     fn write_checkpoint(&self, note: &[u8], version: Option<&str>) -> Result<bool, AuditError>;
@@ -85,6 +85,9 @@ pub trait RemoteLog: Send + Sync {
     /// A published verifier key, by name.
     fn read_verifier(&self, name: &str) -> Result<Option<String>, AuditError>;
 }
+
+/// An object's bytes and the version (ETag) to replace it with.
+pub type Versioned = (Vec<u8>, Option<String>);
 
 pub struct AuditLog {
     /// Set when the log is not the local file below.

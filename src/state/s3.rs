@@ -1353,7 +1353,7 @@ impl S3Log {
     /// the true predecessor is checked by every reader.
     fn seal_after(&self, seq: u64) {
         let size = segment_records();
-        if seq % size != 0 {
+        if !seq.is_multiple_of(size) {
             return;
         }
         let first = seq + 1 - size;
@@ -1502,7 +1502,7 @@ impl RemoteLog for S3Log {
         Ok(self.discover_head(known)?.0)
     }
 
-    fn read_checkpoint(&self) -> Result<Option<(Vec<u8>, Option<String>)>, AuditError> {
+    fn read_checkpoint(&self) -> Result<Option<crate::audit::Versioned>, AuditError> {
         Ok(self.inner.get(&self.inner.loc.key(CHECKPOINT_REL))?)
     }
 
