@@ -30,7 +30,7 @@ pub mod payload;
 mod record;
 mod verify;
 
-pub use record::{Approver, Kind, Record, RecordDraft};
+pub use record::{Approver, Imported, Kind, Record, RecordDraft};
 pub use verify::{verify_file, verify_reader, verify_reader_from, VerifyReport, VerifyStatus};
 
 use std::collections::HashMap;
@@ -562,6 +562,22 @@ impl AuditLog {
         }
         Ok(out)
     }
+}
+
+/// The shared state an emergency local log was started for (`cordon init
+/// --emergency`): named by its first record.
+pub fn emergency_for(records: &[Record]) -> Option<String> {
+    let first = records.first()?;
+    (first.kind == Kind::Note)
+        .then(|| {
+            first
+                .data
+                .as_ref()?
+                .get("emergency_for")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .flatten()
 }
 
 /// Parse concatenated canonical lines (a remote log's records) into records.

@@ -40,6 +40,19 @@ pub enum LogCommand {
         #[arg(long = "as", value_name = "NAME")]
         author: Option<String>,
     },
+    /// Import an emergency local state (`cordon init --emergency`) into the
+    /// shared one once the store answers again: its plans, approvals and
+    /// evidence, and every record of its log appended to the shared chain,
+    /// each carrying `imported` (the local chain, seq and hash it copies),
+    /// then a note naming the local head. Both chains still verify. Safe to
+    /// run again: records already imported are skipped.
+    Import {
+        /// The emergency state directory.
+        dir: PathBuf,
+        /// The shared state (default: --state / CORDON_STATE).
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        into: Option<String>,
+    },
     /// Show records (table or --json).
     Show {
         #[arg(long)]
@@ -205,6 +218,7 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
             }
             Ok(Exit::Ok)
         }
+        LogCommand::Import { dir, into } => import(ctx, out, &dir, into),
         LogCommand::Show {
             incident,
             plan,
@@ -447,4 +461,131 @@ fn report_against(
         }
     }
     Ok(exit)
+}
+
+/// `cordon log import DIR --into s3://…`.
+fn import(ctx: &Context, out: &Out, dir: &Path, into: Option<String>) -> CmdResult {
+    use crate::audit::{AuditLog, Imported, RecordDraft};
+    use crate::state::s3::{S3Location, S3State};
+    let url = into.or_else(|| ctx.shared.clone()).ok_or_else(|| {
+        CommandError::usage("say which shared state to import into: --into s3://BUCKET/PREFIX")
+    })?;
+    let loc = S3Location::parse(&url).map_err(|e| CommandError::usage(e.to_string()))?;
+    let home = crate::state::Home::open(dir)?;
+    let local = AuditLog::new(home.audit_path(), home.torn_dir());
+    let report = local.verify()?;
+    if report.status != VerifyStatus::Intact {
+        return Err(CommandError::new(
+            exit_for(&report),
+            format!(
+                "the emergency log `{}` does not verify ({}); nothing was imported",
+                local.describe(),
+                describe(&report)
+            ),
+        )
+        .hint(
+            "run `cordon --home DIR log verify`; a torn tail is recovered by any command run there",
+        ));
+    }
+    let records = local.read_all()?;
+    match crate::audit::emergency_for(&records) {
+        Some(u) if u == loc.to_string() => {}
+        Some(u) => {
+            return Err(CommandError::usage(format!(
+                "`{}` is the emergency state for {u}, not for {loc}",
+                dir.display()
+            )))
+        }
+        None => {
+            return Err(CommandError::usage(format!(
+                "`{}` is not an emergency state (its log does not begin with the record `cordon init --emergency` writes)",
+                dir.display()
+            ))
+            .hint("to move a whole local state into an empty shared one, use `cordon state migrate --to s3://…`"))
+        }
+    }
+    let Some(chain) = records.first().map(|r| r.hash.clone()) else {
+        return Err(CommandError::usage("the emergency log is empty"));
+    };
+    let s3 = S3State::open(loc.clone())?;
+    let objects = super::state_cmd::copy_objects(&home, &s3, &loc.to_string())?;
+    let shared = AuditLog::remote(Box::new(s3.log()));
+    let (mut added, mut kept) = (0u64, 0u64);
+    for r in &records {
+        let mut d = RecordDraft::from_record(r);
+        d.imported = Some(Imported {
+            log: chain.clone(),
+            seq: r.seq,
+            hash: r.hash.clone(),
+        });
+        // Checked and appended as one step against the shared log: a re-run,
+        // or another machine importing the same log at once, never copies a
+        // record twice.
+        let res = shared.append_with(|recs| {
+            if recs.iter().any(|x| {
+                x.imported
+                    .as_ref()
+                    .is_some_and(|i| i.log == chain && i.seq == r.seq)
+            }) {
+                Err(())
+            } else {
+                Ok(d.clone())
+            }
+        })?;
+        match res {
+            Ok(_) => added += 1,
+            Err(()) => kept += 1,
+        }
+    }
+    let head = report.head.clone();
+    if added > 0 {
+        let mut d = RecordDraft::note(
+            "cordon",
+            format!(
+                "imported the emergency log `{}` ({} records, chain {chain}, head {head}); its records carry `imported` with their seq and hash there",
+                dir.display(),
+                records.len()
+            ),
+        );
+        d.data = Some(serde_json::json!({
+            "imported_log": chain,
+            "records": records.len(),
+            "local_head": head,
+        }));
+        shared.append(d)?;
+    }
+    // Both chains still verify: the local one untouched, the shared one
+    // with the copies in it.
+    let again = local.verify()?;
+    let shared_report = shared.verify()?;
+    if again.status != VerifyStatus::Intact || shared_report.status != VerifyStatus::Intact {
+        return Err(CommandError::new(
+            Exit::Tampered,
+            format!(
+                "after the import the local log says `{}` and the shared log says `{}`",
+                describe(&again),
+                describe(&shared_report)
+            ),
+        ));
+    }
+    if out.json {
+        out.json(&serde_json::json!({
+            "into": loc.to_string(),
+            "objects": objects,
+            "imported": added,
+            "already_imported": kept,
+            "local_chain": chain,
+            "local_head": head,
+            "shared_records": shared_report.records,
+            "shared_head": shared_report.head,
+        }));
+    } else {
+        out.line(format!(
+            "imported {added} records of `{}` into {loc} ({kept} were already there) and {objects} objects; the local log ({} records, head {head}) and the shared log ({} records) both verify",
+            dir.display(),
+            records.len(),
+            shared_report.records
+        ));
+    }
+    Ok(Exit::Ok)
 }

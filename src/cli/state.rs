@@ -188,36 +188,7 @@ fn migrate(ctx: &Context, out: &Out, to: &str) -> CmdResult {
     }
     let s3 = S3State::open(loc.clone())?;
     let target: Arc<dyn Store> = Arc::new(s3.clone());
-    let mut objects = 0u64;
-    for kind in [ObjectKind::Plan, ObjectKind::Evidence, ObjectKind::Approval] {
-        let names = match kind {
-            ObjectKind::Approval => {
-                let mut all = Vec::new();
-                for plan in ctx.store.list(kind, "")? {
-                    all.extend(ctx.store.list(kind, &plan)?);
-                }
-                all
-            }
-            _ => ctx.store.list(kind, "")?,
-        };
-        for name in names {
-            let Some(bytes) = ctx.store.get(kind, &name)? else {
-                continue;
-            };
-            // Write-once: identical bytes already there are kept, different
-            // ones are a conflict (reported, nothing overwritten).
-            target.put_new(kind, &name, &bytes)?;
-            match target.get(kind, &name)? {
-                Some(b) if b == bytes => objects += 1,
-                _ => {
-                    return Err(CommandError::failed(format!(
-                        "{} `{name}` did not read back identical from {loc}",
-                        kind.label()
-                    )))
-                }
-            }
-        }
-    }
+    let objects = copy_objects(ctx.store.as_ref(), target.as_ref(), &loc.to_string())?;
     // The log, record by record at the same sequence numbers: the chain is
     // unchanged, so the local checkpoint and exported ones still verify.
     let data = ctx.log.read_bytes()?;
@@ -255,4 +226,43 @@ fn migrate(ctx: &Context, out: &Out, to: &str) -> CmdResult {
         ));
     }
     Ok(Exit::Ok)
+}
+
+/// Copy plans, evidence and approvals from one store to another, write-once
+/// (identical bytes already there are kept, different ones are a conflict),
+/// each read back. Returns how many objects are there.
+pub(crate) fn copy_objects(
+    from: &dyn Store,
+    target: &dyn Store,
+    loc: &str,
+) -> Result<u64, CommandError> {
+    let mut objects = 0u64;
+    for kind in [ObjectKind::Plan, ObjectKind::Evidence, ObjectKind::Approval] {
+        let names = match kind {
+            ObjectKind::Approval => {
+                let mut all = Vec::new();
+                for plan in from.list(kind, "")? {
+                    all.extend(from.list(kind, &plan)?);
+                }
+                all
+            }
+            _ => from.list(kind, "")?,
+        };
+        for name in names {
+            let Some(bytes) = from.get(kind, &name)? else {
+                continue;
+            };
+            target.put_new(kind, &name, &bytes)?;
+            match target.get(kind, &name)? {
+                Some(b) if b == bytes => objects += 1,
+                _ => {
+                    return Err(CommandError::failed(format!(
+                        "{} `{name}` did not read back identical from {loc}",
+                        kind.label()
+                    )))
+                }
+            }
+        }
+    }
+    Ok(objects)
 }

@@ -153,6 +153,65 @@ struct Inner {
     lease: Duration,
     /// Who this process is, in leases and takeover records.
     owner: String,
+    /// How every PUT is protected (SSE-KMS, Object Lock on evidence).
+    protect: Protect,
+}
+
+/// Server-side encryption and retention settings, from the environment:
+/// `CORDON_STATE_SSE_KMS_KEY_ID` (every PUT carries
+/// `x-amz-server-side-encryption: aws:kms` and this key id) and
+/// `CORDON_STATE_OBJECT_LOCK_DAYS` with `CORDON_STATE_OBJECT_LOCK_MODE`
+/// (`COMPLIANCE`, the default, or `GOVERNANCE`): evidence is written with
+/// that retention. Without a period, a bucket's default retention (if it
+/// has one) applies by itself; with one, a bucket without Object Lock
+/// refuses the PUT (400) and cordon stops with that error rather than
+/// keep evidence without the retention asked for.
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html>,
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock-managing.html>.
+#[derive(Clone, Default, Debug)]
+struct Protect {
+    kms_key: Option<String>,
+    lock: Option<(aws_sdk_s3::types::ObjectLockMode, chrono::Duration)>,
+}
+
+impl Protect {
+    fn from_env() -> Result<Protect, StateError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
+        let kms_key = var("CORDON_STATE_SSE_KMS_KEY_ID");
+        let lock = match var("CORDON_STATE_OBJECT_LOCK_DAYS") {
+            None => None,
+            Some(d) => {
+                let days = d
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=36_500).contains(d))
+                    .ok_or_else(|| StateError::Config {
+                        what: format!(
+                            "CORDON_STATE_OBJECT_LOCK_DAYS=`{d}` is not a number of days"
+                        ),
+                        fix: "set it to a whole number of days from 1 to 36500, or unset it".into(),
+                    })?;
+                let mode = match var("CORDON_STATE_OBJECT_LOCK_MODE")
+                    .as_deref()
+                    .map(str::trim)
+                {
+                    None | Some("COMPLIANCE") => aws_sdk_s3::types::ObjectLockMode::Compliance,
+                    Some("GOVERNANCE") => aws_sdk_s3::types::ObjectLockMode::Governance,
+                    Some(m) => {
+                        return Err(StateError::Config {
+                            what: format!(
+                                "CORDON_STATE_OBJECT_LOCK_MODE=`{m}` is not a retention mode"
+                            ),
+                            fix: "use COMPLIANCE or GOVERNANCE".into(),
+                        })
+                    }
+                };
+                Some((mode, chrono::Duration::days(i64::from(days))))
+            }
+        };
+        Ok(Protect { kms_key, lock })
+    }
 }
 
 /// Result of a conditional create.
@@ -333,10 +392,23 @@ impl Inner {
     /// PUT with `If-None-Match: *` (create) or `If-Match: etag` (replace
     /// the version we read), or unconditionally.
     fn put(&self, key: &str, bytes: &[u8], cond: Cond) -> Result<Created, StateError> {
+        self.put_with(key, bytes, cond, false)
+    }
+
+    /// As [`Inner::put`]; `lock`: with the configured Object Lock retention.
+    fn put_with(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        cond: Cond,
+        lock: bool,
+    ) -> Result<Created, StateError> {
         let (client, bucket, k) = (self.client.clone(), self.loc.bucket.clone(), key.to_owned());
         let body = bytes.to_vec();
         let cond2 = cond.clone();
-        let r = self.block(async move { put_once(client, bucket, k, body, cond2).await })?;
+        let protect = self.protect.clone();
+        let r = self
+            .block(async move { put_once(client, bucket, k, body, cond2, protect, lock).await })?;
         self.settle(key, bytes, &cond, r)
     }
 
@@ -370,12 +442,20 @@ impl Inner {
     fn put_many_new(&self, items: Vec<(String, Vec<u8>)>) -> Result<Vec<Created>, StateError> {
         use futures::stream::{self, StreamExt};
         let (client, bucket) = (self.client.clone(), self.loc.bucket.clone());
+        let protect = self.protect.clone();
         let sent = items.clone();
         let r = self.block(async move {
-            stream::iter(
-                sent.into_iter()
-                    .map(|(k, b)| put_once(client.clone(), bucket.clone(), k, b, Cond::Create)),
-            )
+            stream::iter(sent.into_iter().map(|(k, b)| {
+                put_once(
+                    client.clone(),
+                    bucket.clone(),
+                    k,
+                    b,
+                    Cond::Create,
+                    protect.clone(),
+                    false,
+                )
+            }))
             .buffered(READ_CONCURRENCY)
             .collect::<Vec<_>>()
             .await
@@ -491,6 +571,8 @@ async fn put_once(
     key: String,
     body: Vec<u8>,
     cond: Cond,
+    protect: Protect,
+    lock: bool,
 ) -> Result<Created, CallError> {
     let mut attempt = 0;
     loop {
@@ -499,6 +581,19 @@ async fn put_once(
             .bucket(bucket.clone())
             .key(key.clone())
             .body(ByteStream::from(body.clone()));
+        if let Some(k) = &protect.kms_key {
+            req = req
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k.clone());
+        }
+        if let (true, Some((mode, period))) = (lock, &protect.lock) {
+            let until = chrono::Utc::now() + *period;
+            req = req
+                .object_lock_mode(mode.clone())
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_millis(
+                    until.timestamp_millis(),
+                ));
+        }
         match &cond {
             Cond::None => {}
             Cond::Create => req = req.if_none_match("*"),
@@ -621,6 +716,7 @@ impl S3State {
             fix: "check the AWS configuration (AWS_PROFILE, CORDON_STATE_PROFILE, AWS_REGION)"
                 .into(),
         })?;
+        let protect = Protect::from_env()?;
         let lease = std::env::var("CORDON_STATE_LEASE_SECONDS")
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
@@ -641,6 +737,7 @@ impl S3State {
                 rt: Rt(Some(rt)),
                 lease: Duration::from_secs(lease),
                 owner,
+                protect,
             }),
         })
     }
@@ -666,7 +763,8 @@ impl S3State {
 impl Store for S3State {
     fn put_new(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         let key = self.object_key(kind, name)?;
-        match self.inner.put(&key, bytes, Cond::Create)? {
+        let lock = kind == ObjectKind::Evidence;
+        match self.inner.put_with(&key, bytes, Cond::Create, lock)? {
             Created::Yes(_) => Ok(()),
             Created::Exists => match self.inner.get(&key)? {
                 Some((b, _)) if b == bytes => Ok(()),

@@ -967,3 +967,85 @@ fn a_person_releases_a_dead_machines_lease_by_hand_and_it_is_recorded_with_who()
         .contains("the machine that held it was terminated"));
     assert_eq!(verify(&env, &url)["status"], "intact");
 }
+
+#[test]
+fn an_emergency_local_log_is_imported_into_the_shared_one_and_both_chains_verify() {
+    let b = bucket("emerg");
+    let url = format!("s3://{b}/t");
+    let team = Env::new();
+    notes_via(&team, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 2, "1000");
+    // The store is down: a responder starts an emergency local state and
+    // works in it (a note, a plan applied with the test connector).
+    let emerg = Env::new();
+    let e = |args: &[&str]| emerg.ok(args);
+    let init: serde_json::Value =
+        serde_json::from_str(&e(&["--json", "init", "--emergency", &url])).unwrap();
+    assert_eq!(init["emergency_for"], url.as_str());
+    e(&["log", "note", "store down, acting locally", "--as", "amara"]);
+    let plan: serde_json::Value =
+        serde_json::from_str(&e(&["--json", "plan", "test", "x1", "--as", "amara"])).unwrap();
+    let id = plan["id"].as_str().unwrap().to_owned();
+    e(&["apply", &id]);
+    let local: Vec<serde_json::Value> =
+        serde_json::from_str(&e(&["--json", "log", "show"])).unwrap();
+    assert!(local.len() >= 5, "{local:#?}");
+    // A home that is not an emergency state is refused.
+    let o = on(&team, &url)
+        .args(["log", "import"])
+        .arg(&team.home)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The store is back: import.
+    let out = ok(on(&team, &url)
+        .args(["--json", "log", "import"])
+        .arg(&emerg.home));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["imported"], local.len(), "{v}");
+    assert!(v["objects"].as_u64().unwrap() >= 1, "{v}");
+    assert!(keys(&b, "t/plans/").contains(&format!("t/plans/{id}.json")));
+    let shared = records(&team, &url);
+    assert_eq!(shared.len(), 2 + local.len() + 1);
+    let chain = local[0]["hash"].as_str().unwrap();
+    for (l, s) in local.iter().zip(&shared[2..]) {
+        // The same record, at its place in the shared chain, saying which
+        // local record it is.
+        assert_eq!(s["imported"]["log"], chain);
+        assert_eq!(s["imported"]["seq"], l["seq"]);
+        assert_eq!(s["imported"]["hash"], l["hash"]);
+        let strip = |r: &serde_json::Value| {
+            let mut r = r.clone();
+            for k in ["seq", "prev", "hash", "imported"] {
+                r.as_object_mut().unwrap().remove(k);
+            }
+            r
+        };
+        assert_eq!(strip(l), strip(s));
+    }
+    let last = shared.last().unwrap();
+    assert_eq!(last["data"]["local_head"], local.last().unwrap()["hash"]);
+    // The shared log sees the emergency apply's outcome.
+    assert!(shared
+        .iter()
+        .any(|r| r["kind"] == "outcome" && r["plan"] == id.as_str()));
+    // Both chains verify, each on its own.
+    assert_eq!(verify(&team, &url)["status"], "intact");
+    let lv: serde_json::Value = serde_json::from_str(&e(&["--json", "log", "verify"])).unwrap();
+    assert_eq!(lv["status"], "intact");
+    assert_eq!(lv["records"], local.len());
+    // Again: nothing is copied twice.
+    let v: serde_json::Value = serde_json::from_str(&ok(on(&team, &url)
+        .args(["--json", "log", "import"])
+        .arg(&emerg.home)))
+    .unwrap();
+    assert_eq!(
+        (v["imported"].as_u64(), v["already_imported"].as_u64()),
+        (Some(0), Some(local.len() as u64))
+    );
+    assert_eq!(records(&team, &url).len(), shared.len());
+}
