@@ -654,6 +654,9 @@ impl S3State {
     /// Connect to `loc` (no request is made yet: the first read or write
     /// reports an unreachable store or a missing bucket, naming them).
     pub fn open(loc: S3Location) -> Result<S3State, StateError> {
+        // Settings first: an error returned after the runtime below exists
+        // would drop it inside the caller's async context.
+        let protect = Protect::from_env()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cordon-s3")
@@ -672,6 +675,16 @@ impl S3State {
             .ok()
             .filter(|s| !s.is_empty());
         let ep = endpoint.clone();
+        // Per attempt (the SDK retries a timed-out attempt; an answer that
+        // never comes is a write of unknown fate, read back before anything
+        // else is written). `CORDON_STATE_TIMEOUT_MS` for slow links and tests.
+        let attempt = Duration::from_millis(
+            std::env::var("CORDON_STATE_TIMEOUT_MS")
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .filter(|ms| *ms >= 100)
+                .unwrap_or(15_000),
+        );
         // Spawned and waited for, not `block_on`: this may be called from
         // inside the command's own runtime.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -680,8 +693,8 @@ impl S3State {
                 .timeout_config(
                     aws_config::timeout::TimeoutConfig::builder()
                         .connect_timeout(Duration::from_secs(5))
-                        .operation_attempt_timeout(Duration::from_secs(15))
-                        .operation_timeout(Duration::from_secs(60))
+                        .operation_attempt_timeout(attempt)
+                        .operation_timeout(attempt * 4)
                         .build(),
                 );
             // The state's own profile: its credentials, not the default
@@ -716,7 +729,6 @@ impl S3State {
             fix: "check the AWS configuration (AWS_PROFILE, CORDON_STATE_PROFILE, AWS_REGION)"
                 .into(),
         })?;
-        let protect = Protect::from_env()?;
         let lease = std::env::var("CORDON_STATE_LEASE_SECONDS")
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
@@ -750,6 +762,7 @@ impl S3State {
     pub fn log(&self) -> S3Log {
         S3Log {
             inner: self.inner.clone(),
+            crash: crate::engine::CrashPoints::from_env(),
             head: Mutex::new(None),
         }
     }
@@ -1075,6 +1088,7 @@ impl Drop for Lease {
 /// number, each created with `If-None-Match: *`.
 pub struct S3Log {
     inner: Arc<Inner>,
+    crash: crate::engine::CrashPoints,
     /// The last record this process knows of: (seq, hash).
     head: Mutex<Option<(u64, String)>>,
 }
@@ -1181,8 +1195,12 @@ impl S3Log {
             let mut line = rec.canonical_line().map_err(AuditError::Encode)?;
             line.extend_from_slice(b"\n");
             let key = self.key(rec.seq);
+            self.crash.hit("s3-before-put", &rec.seq.to_string());
             match self.inner.put(&key, &line, Cond::Create) {
                 Ok(Created::Yes(_)) => {
+                    // Test builds: die with the record durable but its
+                    // append not returned (the writer never learns it).
+                    self.crash.hit("s3-after-put", &rec.seq.to_string());
                     *head = Some((rec.seq, rec.hash.clone()));
                     self.seal_after(rec.seq);
                     return Ok(rec);

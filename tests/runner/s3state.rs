@@ -1049,3 +1049,172 @@ fn an_emergency_local_log_is_imported_into_the_shared_one_and_both_chains_verify
     );
     assert_eq!(records(&team, &url).len(), shared.len());
 }
+
+#[test]
+fn every_put_carries_sse_kms_and_evidence_gets_the_object_lock_retention_asked_for() {
+    // A bucket created with Object Lock, and a KMS key, at moto.
+    let b = format!("cordon-lock-{}-{:x}", std::process::id(), rand_suffix());
+    let kms = admin_py(
+        &b,
+        "c.create_bucket(Bucket=B,ObjectLockEnabledForBucket=True)\n\
+         k=boto3.client('kms',endpoint_url=os.environ['CORDON_TEST_AWS_ENDPOINT'],\
+         aws_access_key_id=os.environ['CORDON_TEST_AWS_ACCESS_KEY_ID'],\
+         aws_secret_access_key=os.environ['CORDON_TEST_AWS_SECRET_ACCESS_KEY'],\
+         region_name='us-east-1')\n\
+         print(k.create_key()['KeyMetadata']['Arn'])",
+    );
+    let kms = kms.trim().to_owned();
+    let url = format!("s3://{b}/k");
+    let env = Env::new();
+    let with = |c: &mut assert_cmd::Command| {
+        c.env("CORDON_STATE_SSE_KMS_KEY_ID", &kms)
+            .env("CORDON_STATE_OBJECT_LOCK_DAYS", "2");
+    };
+    let mut c = on(&env, &url);
+    with(&mut c);
+    let plan: serde_json::Value = serde_json::from_str(&ok(c.args([
+        "--json", "plan", "test", "e1", "--as", "amara",
+    ])))
+    .unwrap();
+    let id = plan["id"].as_str().unwrap().to_owned();
+    let mut c = on(&env, &url);
+    with(&mut c);
+    ok(c.args(["apply", &id]));
+    let evidence: Vec<String> = keys(&b, "k/evidence/");
+    assert!(!evidence.is_empty(), "the test connector's step took no evidence");
+    let some_record = keys(&b, "k/log/records/").remove(0);
+    let out = Std::new(python())
+        .args([
+            "-c",
+            "import boto3,os,sys,json,datetime\n\
+             c=boto3.client('s3',endpoint_url=os.environ['CORDON_TEST_AWS_ENDPOINT'],\
+             aws_access_key_id=os.environ['CORDON_TEST_AWS_ACCESS_KEY_ID'],\
+             aws_secret_access_key=os.environ['CORDON_TEST_AWS_SECRET_ACCESS_KEY'],\
+             region_name='us-east-1')\n\
+             for k in sys.argv[2:]:\n\
+             \x20 h=c.head_object(Bucket=sys.argv[1],Key=k)\n\
+             \x20 u=h.get('ObjectLockRetainUntilDate')\n\
+             \x20 d=(u-datetime.datetime.now(datetime.timezone.utc)).total_seconds()/86400 if u else None\n\
+             \x20 print(json.dumps([k,h.get('ServerSideEncryption'),h.get('SSEKMSKeyId'),h.get('ObjectLockMode'),d]))",
+            &b,
+        ])
+        .args(&evidence)
+        .arg(&some_record)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for r in &rows {
+        assert_eq!(r[1], "aws:kms", "{r}");
+        assert_eq!(r[2], kms.as_str(), "{r}");
+    }
+    for r in &rows[..evidence.len()] {
+        assert_eq!(r[3], "COMPLIANCE", "{r}");
+        let days = r[4].as_f64().unwrap();
+        assert!((1.9..=2.01).contains(&days), "{r}");
+    }
+    // The log's records are not retained by cordon (the bucket's default
+    // retention, when set, covers them).
+    assert_eq!(rows.last().unwrap()[3], serde_json::Value::Null);
+    // A bad setting is refused before anything is written.
+    let o = on(&env, &url)
+        .env("CORDON_STATE_OBJECT_LOCK_DAYS", "soon")
+        .args(["log", "note", "x", "--as", "amara"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CORDON_STATE_OBJECT_LOCK_DAYS"));
+}
+
+#[test]
+fn a_writer_killed_mid_append_leaves_a_log_another_machine_appends_to_and_that_verifies() {
+    let b = bucket("killapp");
+    let url = format!("s3://{b}/k");
+    let (m1, m2) = (Env::new(), Env::new());
+    let run = |env: &Env, n: usize, crash: Option<&str>| {
+        let notes: String = (1..=n).map(|i| format!("note {i}\n")).collect();
+        let mut c = env.cmd();
+        c.envs(state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")))
+            .env("CORDON_STATE_SEGMENT_RECORDS", "10")
+            .args(["log", "note", "-", "--as", "amara"])
+            .write_stdin(notes);
+        if let Some(p) = crash {
+            c.env("CORDON_CRASHPOINT", p);
+        }
+        c.output().unwrap()
+    };
+    // Killed once record 10 is durable, before its append returned and
+    // before the writer sealed records 1-10.
+    let o = run(&m1, 15, Some("s3-after-put:10"));
+    assert_eq!(o.status.signal(), Some(9), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(keys(&b, "k/log/records/").len(), 10);
+    assert!(keys(&b, "k/log/segments/").is_empty());
+    // Killed with record 13 sealed in memory but not yet written.
+    let o = run(&m1, 5, Some("s3-before-put:13"));
+    assert_eq!(o.status.signal(), Some(9), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(keys(&b, "k/log/records/").len(), 12);
+    // The other machine appends on what is there: no gap, no fork.
+    let o = run(&m2, 10, None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = verify(&m2, &url);
+    assert_eq!(v["status"], "intact", "{v}");
+    assert_eq!(v["records"], 22);
+    // The run the dead writer did not seal was sealed by a reader, the one
+    // the other machine completed by that machine.
+    let segs = keys(&b, "k/log/segments/");
+    assert!(segs.contains(&seg_key("k", 1, 10)), "{segs:?}");
+    assert!(segs.contains(&seg_key("k", 11, 20)), "{segs:?}");
+}
+
+#[test]
+fn a_put_that_times_out_fails_closed_before_the_side_effect_and_the_rerun_changes_once() {
+    let env = Env::new();
+    let url = format!("s3://{}/t", bucket("timeout"));
+    let id = {
+        let out = ok(on(&env, &url).args(["--json", "plan", "test", "t1", "--as", "amara"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Every request on the log's records (the PUT of the next record and
+    // its read-back) is applied by moto but answered 3 s late: each attempt
+    // times out after 0.5 s, so the fate of the PUT is never learnt.
+    let proxy = Proxy::start(&["--mode", "slow", "--slow-ms", "3000", "--match", "/log/records/"]);
+    let o = env
+        .cmd()
+        .envs(state_env(&url, &proxy.url))
+        .env("CORDON_STATE_TIMEOUT_MS", "500")
+        .args(["apply", &id])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{}/log/records/", &url)), "{err}");
+    assert!(proxy.stats()["matched"].as_u64().unwrap() >= 1);
+    // No side effect: nothing was changed without a record known durable.
+    assert_eq!(
+        env.items()["t1"]["changes"].as_u64().unwrap_or(0),
+        0,
+        "{}",
+        env.items()
+    );
+    drop(proxy);
+    // With the store answering again the same apply goes on and changes
+    // the item once; the log (with whatever the timed-out PUT wrote) verifies.
+    ok(on(&env, &url).args(["apply", &id]));
+    assert_eq!(env.items()["t1"]["changes"], 1, "{}", env.items());
+    let recs = records(&env, &url);
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r["kind"] == "outcome" && r["plan"] == id.as_str())
+            .count(),
+        1,
+        "{recs:#?}"
+    );
+    assert_eq!(verify(&env, &url)["status"], "intact");
+}
