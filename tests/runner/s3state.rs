@@ -1072,16 +1072,19 @@ fn every_put_carries_sse_kms_and_evidence_gets_the_object_lock_retention_asked_f
     };
     let mut c = on(&env, &url);
     with(&mut c);
-    let plan: serde_json::Value = serde_json::from_str(&ok(c.args([
-        "--json", "plan", "test", "e1", "--as", "amara",
-    ])))
+    let plan: serde_json::Value = serde_json::from_str(&ok(
+        c.args(["--json", "plan", "test", "e1", "--as", "amara"])
+    ))
     .unwrap();
     let id = plan["id"].as_str().unwrap().to_owned();
     let mut c = on(&env, &url);
     with(&mut c);
     ok(c.args(["apply", &id]));
     let evidence: Vec<String> = keys(&b, "k/evidence/");
-    assert!(!evidence.is_empty(), "the test connector's step took no evidence");
+    assert!(
+        !evidence.is_empty(),
+        "the test connector's step took no evidence"
+    );
     let some_record = keys(&b, "k/log/records/").remove(0);
     let out = Std::new(python())
         .args([
@@ -1102,7 +1105,11 @@ fn every_put_carries_sse_kms_and_evidence_gets_the_object_lock_retention_asked_f
         .arg(&some_record)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -1126,7 +1133,12 @@ fn every_put_carries_sse_kms_and_evidence_gets_the_object_lock_retention_asked_f
         .args(["log", "note", "x", "--as", "amara"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("CORDON_STATE_OBJECT_LOCK_DAYS"));
 }
 
@@ -1150,17 +1162,30 @@ fn a_writer_killed_mid_append_leaves_a_log_another_machine_appends_to_and_that_v
     // Killed once record 10 is durable, before its append returned and
     // before the writer sealed records 1-10.
     let o = run(&m1, 15, Some("s3-after-put:10"));
-    assert_eq!(o.status.signal(), Some(9), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(keys(&b, "k/log/records/").len(), 10);
     assert!(keys(&b, "k/log/segments/").is_empty());
     // Killed with record 13 sealed in memory but not yet written.
     let o = run(&m1, 5, Some("s3-before-put:13"));
-    assert_eq!(o.status.signal(), Some(9), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(keys(&b, "k/log/records/").len(), 12);
     // The other machine appends on what is there: no gap, no fork.
     let o = run(&m2, 10, None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v = verify(&m2, &url);
+    let v: serde_json::Value = serde_json::from_str(&ok(on(&m2, &url)
+        .env("CORDON_STATE_SEGMENT_RECORDS", "10")
+        .args(["--json", "log", "verify"])))
+    .unwrap();
     assert_eq!(v["status"], "intact", "{v}");
     assert_eq!(v["records"], 22);
     // The run the dead writer did not seal was sealed by a reader, the one
@@ -1184,7 +1209,16 @@ fn a_put_that_times_out_fails_closed_before_the_side_effect_and_the_rerun_change
     // Every request on the log's records (the PUT of the next record and
     // its read-back) is applied by moto but answered 3 s late: each attempt
     // times out after 0.5 s, so the fate of the PUT is never learnt.
-    let proxy = Proxy::start(&["--mode", "slow", "--slow-ms", "3000", "--match", "/log/records/"]);
+    let proxy = Proxy::start(&[
+        "--mode",
+        "slow",
+        "--slow-ms",
+        "3000",
+        "--fail-first",
+        "100000",
+        "--match",
+        "/log/records/",
+    ]);
     let o = env
         .cmd()
         .envs(state_env(&url, &proxy.url))
