@@ -48,8 +48,8 @@ struct Bucket {
     /// The current rate (operations per second), between the floor and the
     /// ceiling.
     rate: f64,
-    /// No throttling seen yet: the rate grows fast (doubling per second of
-    /// full use) until the provider first pushes back.
+    /// No throttling seen yet: the rate grows fast (doubling per half-second
+    /// of full use) until the provider first pushes back.
     slow_start: bool,
     /// Answers and throttled answers in the current window.
     answers: u32,
@@ -68,10 +68,12 @@ const WINDOW: u32 = 100;
 /// answers, and halves when the provider throttles, never above the ceiling
 /// (`--rate` when given). One difference, on purpose: a large account sees
 /// isolated throttles from other callers' load, and each of those is
-/// retried; the rate halves when throttling is sustained (more than 5 of
+/// retried; the rate halves when throttling is sustained (more than 10 of
 /// the last 100 answers, or a quarter of at least 20), so a few stray 429s
 /// do not collapse the rate while a provider at its limit is backed off
-/// from within one window.
+/// from within one window. (An answer is one operation: 2 % of requests
+/// throttled at random is about 2 % of operations now that the kills read one
+/// thing each; 5 of 100 was crossed by chance in most 1,000-key runs.)
 pub struct Limiter {
     rate: f64,
     ceiling: f64,
@@ -179,7 +181,7 @@ impl Limiter {
             b.throttled += 1;
         }
         let sustained =
-            b.throttled * 100 > 5 * WINDOW || (b.answers >= 20 && b.throttled * 4 > b.answers);
+            b.throttled * 100 > 10 * WINDOW || (b.answers >= 20 && b.throttled * 4 > b.answers);
         if sustained {
             b.rate = (b.rate / 2.0).max(FLOOR.min(self.ceiling));
             b.tokens = b.tokens.min(b.rate.max(1.0));
@@ -194,9 +196,9 @@ impl Limiter {
             b.throttled = 0;
         }
         if !throttled {
-            // Slow start: +1 per answer doubles the rate every second of full
-            // use; after the first halving, +10 % per second of full use.
-            let step = if b.slow_start { 1.0 } else { 0.1 };
+            // Slow start: +2 per answer doubles the rate every half-second of
+            // full use; after the first halving, +10 % per second of full use.
+            let step = if b.slow_start { 2.0 } else { 0.1 };
             b.rate = (b.rate + step).min(self.ceiling);
         }
     }
@@ -236,7 +238,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn rate_rises_while_answered_and_never_passes_the_ceiling() {
         let l = Limiter::adaptive(10.0, 50.0, 10, 4);
-        for _ in 0..30 {
+        for _ in 0..15 {
             l.take("aws:1").await;
             l.answered("aws:1", false).await;
         }
@@ -257,10 +259,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sustained_throttling_halves_the_rate_and_stray_throttles_do_not() {
         let l = Limiter::adaptive(100.0, 500.0, 10, 4);
-        // 2 in 100 (a stray throttle now and then): retried, no halving.
+        // 2 in 100 (a stray throttle now and then): retried, no halving;
+        // nor 9 in 100 (what 2 % of requests makes of five-request reads).
         for i in 0..300 {
             l.answered("aws:1", i % 50 == 0).await;
         }
+        let before = l.current_rate("aws:1").await;
+        for i in 0..100 {
+            l.answered("aws:1", i % 12 == 0).await;
+        }
+        assert!(l.current_rate("aws:1").await >= before, "{before}");
         let r = l.current_rate("aws:1").await;
         assert!(r > 100.0, "{r}");
         // A provider at its limit: every other answer throttled.
@@ -288,7 +296,7 @@ mod tests {
         // Halved from 10 to 5 per second: 20 operations after the burst take
         // about 4 s (virtual).
         let l = Limiter::adaptive(10.0, 10.0, 1, 4);
-        for _ in 0..6 {
+        for _ in 0..11 {
             l.answered("aws:1", true).await;
         }
         assert_eq!(l.current_rate("aws:1").await, 5.0);

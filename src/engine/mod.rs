@@ -61,11 +61,16 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// Where the adaptive rate starts: safe for real IAM, whose
-    /// control-plane limits are a few requests per second sustained per
-    /// account with small bursts.
-    pub const START_RATE: f64 = 10.0;
-    /// How high the adaptive rate may go without `--rate`.
-    pub const DEFAULT_CEILING: f64 = 500.0;
+    /// control-plane limits are a few tens of requests per second per account
+    /// with small bursts. It doubles every half-second while the provider
+    /// answers (a second throttled answer in ten halves it), so a run finds
+    /// the provider's pace within a few seconds instead of spreading its kills
+    /// over the whole run.
+    pub const START_RATE: f64 = 20.0;
+    /// How high the adaptive rate may go without `--rate`: above what the
+    /// concurrency bound allows at WAN latency (32 in flight at 50 ms is 640
+    /// operations a second), so the bound, not the ceiling, paces a fast peer.
+    pub const DEFAULT_CEILING: f64 = 1000.0;
 
     /// The rate settings for `--rate` (a cap) or its absence (adaptive up to
     /// [`Self::DEFAULT_CEILING`]): the rate starts at [`Self::START_RATE`] or
@@ -84,11 +89,11 @@ impl EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        // Safe for real IAM, whose control-plane write limits are a few
-        // requests per second sustained per account with small bursts: 10
-        // operations per second means at most ~10 writes per second (one per
-        // change) and the reads of the snapshots around them; the limiter
-        // starts at that rate instead of finding the limit by being throttled.
+        // Safe for real IAM, whose control-plane limits are a few tens of
+        // requests per second per account with small bursts: the limiter
+        // starts at START_RATE operations a second (a kill is three: its
+        // read, its change, its proof) and rises from there while IAM answers,
+        // instead of finding the limit by being throttled.
         EngineConfig {
             concurrency: 32,
             per_account_concurrency: None,
@@ -299,6 +304,9 @@ struct StepRun<'p> {
     step: &'p PlanStep,
     /// The evidence an interrupted earlier run recorded, if any.
     evidence: Option<String>,
+    /// What this run's snapshot read (handed to `execute` as
+    /// `StepContext::observed`).
+    observed: Option<serde_json::Value>,
     /// Part of a batched call (its `after-call` crash point fires per step
     /// after the one call, not inside a retry loop).
     batched: bool,
@@ -620,6 +628,7 @@ impl Engine {
             step,
             secret: step.secret.as_deref().and_then(|fp| req.secrets.get(fp)),
             evidence: req.restore_evidence.get(&step.id),
+            observed: None,
         }
     }
 
@@ -702,7 +711,8 @@ impl Engine {
         let outcomes = match (batch, ready.as_mut_slice()) {
             (_, []) => Vec::new(),
             (None, [run]) => {
-                let ctx = self.ctx(req, run.step);
+                let mut ctx = self.ctx(req, run.step);
+                ctx.observed = run.observed.as_ref();
                 vec![
                     self.execute_with_retries(&key, conn, &ctx, &mut run.rep.attempts)
                         .await,
@@ -750,6 +760,7 @@ impl Engine {
         Ok(Phase::Next(StepRun {
             step,
             evidence: j.and_then(|j| j.evidence.clone()),
+            observed: None,
             batched: false,
             rep,
         }))
@@ -812,6 +823,7 @@ impl Engine {
                 .await
                 .map(Phase::Finished);
         }
+        run.observed = state.map(|s| s.evidence);
         self.crash.hit("before-intent", &step.id);
         let mut d = self.draft(req, Kind::Intent, step);
         d.evidence = run.rep.evidence.clone();
@@ -960,7 +972,13 @@ impl Engine {
         conn: &dyn Connector,
         runs: &mut [StepRun<'_>],
     ) -> Vec<Outcome> {
-        let ctxs: Vec<StepContext<'_>> = runs.iter().map(|r| self.ctx(req, r.step)).collect();
+        let ctxs: Vec<StepContext<'_>> = runs
+            .iter()
+            .map(|r| StepContext {
+                observed: r.observed.as_ref(),
+                ..self.ctx(req, r.step)
+            })
+            .collect();
         let mut attempts = 0u32;
         let results = loop {
             attempts += 1;

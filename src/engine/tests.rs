@@ -263,6 +263,7 @@ async fn resume_after_intent_without_outcome_reconciles_by_reading_state() {
             step: &p.steps[0],
             secret: None,
             evidence: None,
+            observed: None,
         })
         .await
         .unwrap();
@@ -692,4 +693,72 @@ async fn time_to_dead_counts_from_the_given_start() {
         "{:?}",
         r.time_to_dead
     );
+}
+
+/// Records what `execute` was handed as `observed`, beside what `describe`
+/// returned, for single and batched steps.
+struct Observing {
+    inner: Arc<TestConnector>,
+    batch: usize,
+    described: std::sync::Mutex<Vec<serde_json::Value>>,
+    observed: std::sync::Mutex<Vec<Option<serde_json::Value>>>,
+}
+
+#[async_trait::async_trait]
+impl Connector for Observing {
+    fn provider(&self) -> Provider {
+        Provider::Test
+    }
+    fn batch_limit(&self, _action: Action) -> usize {
+        self.batch
+    }
+    async fn describe(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> Result<cordon_connector::TargetState, ConnectorError> {
+        let s = self.inner.describe(ctx).await?;
+        self.described.lock().unwrap().push(s.evidence.clone());
+        Ok(s)
+    }
+    async fn execute(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {
+        self.observed.lock().unwrap().push(ctx.observed.cloned());
+        self.inner.execute(ctx).await
+    }
+    async fn verify(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
+        self.inner.verify(ctx).await
+    }
+}
+
+// issue 19, kill first: the change is handed the snapshot its run just took
+// (`StepContext::observed`), on the single and the batched path alike, so a
+// connector need not read the same state again before a kill.
+#[tokio::test]
+async fn execute_is_handed_what_describe_just_read_on_both_paths() {
+    for batch in [1, 10] {
+        let mut f = fixture();
+        let obs = Arc::new(Observing {
+            inner: f.conn.clone(),
+            batch,
+            described: Default::default(),
+            observed: Default::default(),
+        });
+        let mut reg = Registry::new();
+        reg.register(obs.clone());
+        f.engine = Engine::new(
+            f.engine.store.clone(),
+            f.log.clone(),
+            Arc::new(TestOnlyGate),
+            reg,
+            f.engine.config.clone(),
+        );
+        let r = apply(&f, &plan(&["a", "b"])).await;
+        assert!(r.all_succeeded(), "{r:#?}");
+        let described = obs.described.lock().unwrap().clone();
+        let observed = obs.observed.lock().unwrap().clone();
+        assert_eq!(observed.len(), 2, "batch {batch}");
+        for o in &observed {
+            let o = o.as_ref().expect("observed handed to execute");
+            assert!(described.contains(o), "batch {batch}: {o}");
+        }
+    }
 }

@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod tasks;
+
 use cordon_connector::{Outcome, PlanStep, Verification};
 use serde::Serialize;
 
@@ -697,39 +699,7 @@ fn app_owner_task(
         return Ok(());
     };
     let title = format!("delete the leaked private key of {}: {detail}", s.target);
-    // A re-run (`cordon respond` on the same report) adds no second task.
-    let ledger = crate::workspace::load_ledger(ws)?;
-    if crate::workspace::resolve(&ledger, Some(incident))?
-        .tasks
-        .iter()
-        .any(|t| t.title == title)
-    {
-        return Ok(());
-    }
-    ws.log.append_with(|records| {
-        let ledger = crate::workspace::ledger_of(ws, records);
-        let inc = crate::workspace::resolve(&ledger, Some(incident))?;
-        crate::workspace::ensure_open(inc)?;
-        let n = inc
-            .tasks
-            .iter()
-            .filter(|t| matches!(t.source, crate::incident::TaskSource::Manual))
-            .count();
-        let ev = crate::incident::TaskEvent::Add {
-            task: format!("t{}", n + 1),
-            title: title.clone(),
-            owner: None,
-            due: None,
-        };
-        let mut d = RecordDraft::new(Kind::Task, requester.clone());
-        d.incident = Some(inc.id.clone());
-        d.data = Some(
-            serde_json::to_value(&ev)
-                .map_err(|e| Error::failed(format!("cannot encode the task: {e}")))?,
-        );
-        d.message = Some(format!("task {} added: {title}", ev.task()));
-        Ok::<_, Error>(d)
-    })??;
+    tasks::add_task(ws, incident, requester, &title, None)?;
     Ok(())
 }
 

@@ -1,12 +1,17 @@
 //! Issue 16 item 7, the evidence rule, against moto with IAM auth enforced: a
 //! snapshot that cannot be taken does not stop containment unless the policy
 //! says so. cordon runs as a responder whose policy is the shipped one
-//! without `iam:GetUser`, the first read of a user's snapshot.
+//! without [`DENIED`], the read a key's kill takes its evidence from (issue 19:
+//! a key's snapshot is the user's credentials, no longer a full user snapshot
+//! that begins with `iam:GetUser`).
 
 use std::process::Command as Std;
 
 use crate::peers::{aws_env, key_statuses, no_canary, peer, seed_aws};
 use crate::support::{env_with_signer, Env};
+
+/// The read the narrow responder may not make.
+const DENIED: &str = "iam:ListAccessKeys";
 
 const IAM: &str = "import boto3,os,sys\nc=boto3.client('iam',endpoint_url=os.environ['E'],aws_access_key_id=os.environ['A'],aws_secret_access_key=os.environ['S'],region_name='us-east-1')\n";
 
@@ -93,7 +98,7 @@ fn key_step(v: &serde_json::Value) -> &serde_json::Value {
 #[test]
 fn issue_16_a_snapshot_denied_to_the_responder_does_not_stop_the_key_being_disabled() {
     let (env, signer) = env_with_signer();
-    let responder = narrow_responder(&format!("blind-{}", std::process::id()), "iam:GetUser");
+    let responder = narrow_responder(&format!("blind-{}", std::process::id()), DENIED);
     let user = format!("blindleak-{}", std::process::id());
     let (key_id, secret, spare) = seed_aws(&user);
     let (code, v, out, err) = revoke_as(&env, &signer, &responder, &key_id, &secret);
@@ -104,7 +109,7 @@ fn issue_16_a_snapshot_denied_to_the_responder_does_not_stop_the_key_being_disab
     assert!(step["evidence"].is_null(), "{v:#}");
     let why = step["no_evidence"].as_str().unwrap_or_default();
     assert!(
-        why.contains("evidence snapshot could not be taken") && why.contains("iam:GetUser"),
+        why.contains("evidence snapshot could not be taken") && why.contains(DENIED),
         "the reason names the refused read: {v:#}"
     );
     let statuses = key_statuses(&user);
@@ -137,7 +142,7 @@ fn issue_16_a_snapshot_denied_to_the_responder_does_not_stop_the_key_being_disab
             s1.iter().any(|r| r["kind"] == kind
                 && r["message"]
                     .as_str()
-                    .is_some_and(|m| m.contains("no-evidence: ") && m.contains("iam:GetUser"))),
+                    .is_some_and(|m| m.contains("no-evidence: ") && m.contains(DENIED))),
             "{kind} record does not say no-evidence and why: {s1:#?}"
         );
     }
@@ -154,7 +159,7 @@ fn issue_16_where_the_policy_forbids_acting_without_evidence_nothing_changes() {
         "\n@id(\"no-change-without-evidence\")\n@description(\"refuse every change cordon could not snapshot first\")\nforbid (principal, action in Action::\"contain\", resource is Target)\nwhen { context.without_evidence };\n",
     );
     std::fs::write(&policy, text).unwrap();
-    let responder = narrow_responder(&format!("blindno-{}", std::process::id()), "iam:GetUser");
+    let responder = narrow_responder(&format!("blindno-{}", std::process::id()), DENIED);
     let user = format!("blindkeep-{}", std::process::id());
     let (key_id, secret, _) = seed_aws(&user);
     let (code, v, out, err) = revoke_as(&env, &signer, &responder, &key_id, &secret);
@@ -162,7 +167,7 @@ fn issue_16_where_the_policy_forbids_acting_without_evidence_nothing_changes() {
     assert_eq!(step["outcome"]["status"], "failed", "{v:#}");
     let error = step["outcome"]["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("iam:GetUser")
+        error.contains(DENIED)
             && error.contains("forbidden by `no-change-without-evidence`")
             && error.contains("nothing was changed"),
         "{error}"

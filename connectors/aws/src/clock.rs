@@ -76,6 +76,57 @@ pub(crate) async fn aws_now(
     )
 }
 
+/// How long a measured offset between this host's clock and AWS's is reused.
+/// Clocks drift by milliseconds a minute; a cut-off has a margin of seconds.
+pub(crate) const OFFSET_TTL: Duration = Duration::from_secs(60);
+
+/// AWS's clock as an offset from this host's, per account, measured by
+/// [`aws_now`] and reused for [`OFFSET_TTL`]: a thousand session cut-offs in one
+/// run cost one `sts:GetCallerIdentity`, not a thousand round trips before their
+/// kills. Only answers that carried a `Date` are kept.
+#[derive(Debug, Default)]
+pub(crate) struct Offsets(Mutex<std::collections::HashMap<String, (i128, std::time::Instant)>>);
+
+impl Offsets {
+    /// AWS's time now for `c`'s account: from a fresh offset when there is one
+    /// (`local` is the host's clock now), else measured.
+    pub(crate) async fn aws_now(
+        &self,
+        c: &AccountClients,
+        local: impl Fn() -> SystemTime,
+    ) -> Result<(DateTime, TimeSource), ConnectorError> {
+        let fresh = self.0.lock().ok().and_then(|m| {
+            m.get(&c.account)
+                .filter(|(_, at)| at.elapsed() < OFFSET_TTL)
+                .map(|(off, _)| *off)
+        });
+        if let Some(offset_ms) = fresh {
+            return Ok((shift(local(), offset_ms), TimeSource::Aws));
+        }
+        let (aws, source) = aws_now(c, local()).await?;
+        if source == TimeSource::Aws {
+            // Measured against the host's clock when the answer was read.
+            let offset_ms = millis(&aws) - millis(&DateTime::from(local()));
+            if let Ok(mut m) = self.0.lock() {
+                m.insert(c.account.clone(), (offset_ms, std::time::Instant::now()));
+            }
+        }
+        Ok((aws, source))
+    }
+}
+
+fn millis(t: &DateTime) -> i128 {
+    i128::from(t.secs()) * 1000 + i128::from(t.subsec_nanos() / 1_000_000)
+}
+
+/// `local` moved by `offset_ms` (AWS's clock minus the host's).
+fn shift(local: SystemTime, offset_ms: i128) -> DateTime {
+    let ms = millis(&DateTime::from(local)).saturating_add(offset_ms);
+    let secs = i64::try_from(ms.div_euclid(1000)).unwrap_or(i64::MAX / 2);
+    let nanos = u32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0);
+    DateTime::from_secs_and_nanos(secs, nanos)
+}
+
 /// The cut-off for sessions: `now + margin`, rounded *up* to the whole second (rounding
 /// down would spare a session issued earlier in the same second).
 pub(crate) fn cutoff(now: DateTime, margin: Duration) -> DateTime {
@@ -95,6 +146,15 @@ mod tests {
         assert_eq!(cutoff(at, Duration::from_secs(30)).secs(), 1_031);
         let at = DateTime::from_secs(1_000);
         assert_eq!(cutoff(at, Duration::from_secs(0)).secs(), 1_000);
+    }
+
+    #[test]
+    fn an_offset_moves_the_host_clock_to_aws_time() {
+        let local = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_500);
+        // AWS runs 600.25 s ahead of this host.
+        assert_eq!(millis(&shift(local, 600_250)), 1_600_750);
+        // ...or behind it.
+        assert_eq!(millis(&shift(local, -2_000)), 998_500);
     }
 
     #[test]

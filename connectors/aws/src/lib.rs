@@ -142,6 +142,8 @@ pub struct AwsConnector {
     /// Clients of the credentials' own account, built once.
     own_clients: OnceCell<AccountClients>,
     accounts: client::AccountCache,
+    /// AWS's clock per account, for session cut-offs (`clock.rs`).
+    clock: clock::Offsets,
 }
 
 impl std::fmt::Debug for AwsConnector {
@@ -182,6 +184,7 @@ impl AwsConnector {
             own_account: OnceCell::new(),
             own_clients: OnceCell::new(),
             accounts: client::AccountCache::new(),
+            clock: clock::Offsets::default(),
         }
     }
 
@@ -195,6 +198,15 @@ impl AwsConnector {
     pub fn with_time_source(self, time_source: aws_smithy_async::time::SharedTimeSource) -> Self {
         let base = self.base.to_builder().time_source(time_source).build();
         Self::from_sdk(self.config, base)
+    }
+
+    /// AWS's time now for the account of `c` (a cached offset from the host's clock, see
+    /// `clock::Offsets`).
+    pub(crate) async fn aws_now(
+        &self,
+        c: &AccountClients,
+    ) -> Result<(aws_smithy_types::DateTime, clock::TimeSource), ConnectorError> {
+        self.clock.aws_now(c, || self.local_now()).await
     }
 
     /// The host's time as the SDK sees it.

@@ -34,6 +34,7 @@ fn ctx<'a>(
         step,
         secret,
         evidence,
+        observed: None,
     }
 }
 
@@ -831,6 +832,48 @@ async fn a_response_lost_after_the_change_is_ambiguous_and_describe_settles_it()
         pconn.execute(&c).await.unwrap(),
         Outcome::AlreadyContained { .. }
     ));
+}
+
+// issue 19, kill first: handed what its describe read a moment ago (the engine does, as
+// `StepContext::observed`), a key's kill is one call, `UpdateAccessKey`, and the user's
+// other credentials are named from that same read. Counted at the proxy in front of moto.
+#[tokio::test]
+async fn a_kill_on_what_describe_just_read_is_one_call() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("onecall");
+    let keys = user_with_keys(&iam, &user, 2).await;
+    let proxy = FaultProxy::start(&endpoint(), &[]);
+    let pconn = proxied(&proxy, None).await;
+    let s = step(
+        Action::AwsDisableAccessKey,
+        aws_target("access-key", &keys[0].key_id, None),
+        &[("user", json!(user))],
+    );
+    let before = pconn
+        .describe(&ctx("plan-onecall", &s, None, None))
+        .await
+        .unwrap();
+    assert!(!before.contained);
+    assert_eq!(before.evidence["access_key"]["status"], "Active");
+    let sent = proxy.stats().await["forwarded"].as_u64().unwrap();
+    let mut c = ctx("plan-onecall", &s, None, None);
+    c.observed = Some(&before.evidence);
+    let done = pconn.execute(&c).await.unwrap();
+    assert_eq!(
+        proxy.stats().await["forwarded"].as_u64().unwrap() - sent,
+        1,
+        "one request for the kill"
+    );
+    assert!(matches!(done, Outcome::Done { .. }), "{done:?}");
+    assert!(
+        done.detail()
+            .contains(&format!("cordon revoke aws-key {}", keys[1].key_id)),
+        "{}",
+        done.detail()
+    );
+    assert_eq!(key_status(&iam, &user, &keys[0].key_id).await, "Inactive");
+    assert_eq!(key_status(&iam, &user, &keys[1].key_id).await, "Active");
 }
 
 #[tokio::test]

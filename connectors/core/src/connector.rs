@@ -14,6 +14,12 @@ pub struct StepContext<'a> {
     pub secret: Option<&'a Secret>,
     /// For restore steps: the evidence snapshot taken before containment.
     pub evidence: Option<&'a serde_json::Value>,
+    /// For `execute`: what this run's `describe` read a moment ago (the
+    /// step's evidence), so a connector may act on it instead of reading the
+    /// same state again before a kill. `None` when no snapshot was taken
+    /// (a resumed step, a change allowed without evidence, a direct call):
+    /// the connector then reads what it needs itself.
+    pub observed: Option<&'a serde_json::Value>,
 }
 
 /// What `describe` saw, without changing anything.

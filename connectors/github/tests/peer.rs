@@ -269,6 +269,7 @@ fn ctx<'a>(step: &'a PlanStep, secret: Option<&'a Secret>) -> StepContext<'a> {
         step,
         secret,
         evidence: None,
+        observed: None,
     }
 }
 
