@@ -1337,12 +1337,31 @@ impl S3Log {
     /// `log verify` to report where.
     /// Also returns how many pieces, from the first, chain.
     fn read_pieces(&self) -> Result<(Vec<Piece>, usize), AuditError> {
-        let run = self.sealed_run()?;
-        let sealed_to = run.last().map_or(0, |s| s.1);
-        let keys = self.inner.list(
+        let mut run = self.sealed_run()?;
+        let mut sealed_to = run.last().map_or(0, |s| s.1);
+        let mut keys = self.inner.list(
             &self.records_dir(),
             (sealed_to > 0).then(|| self.key(sealed_to)).as_deref(),
         )?;
+        // Nothing after the sealed run: check that its last record exists.
+        // A segment claiming records the log does not hold (written ahead of
+        // the log) is dropped, with every segment after it, and the records
+        // are listed from the start.
+        if keys.is_empty() && sealed_to > 0 && self.inner.get(&self.key(sealed_to))?.is_none() {
+            let all = self.inner.list(&self.records_dir(), None)?;
+            let head = all.last().and_then(|k| seq_of_key(k)).unwrap_or(0);
+            tracing::warn!(
+                "sealed segments under `{}` claim records up to {sealed_to}, but the log holds {head}: those segments are ignored",
+                self.inner.loc.url(&self.inner.loc.key("log/segments/"))
+            );
+            run.retain(|s| s.1 <= head);
+            sealed_to = run.last().map_or(0, |s| s.1);
+            let after = (sealed_to > 0).then(|| self.key(sealed_to));
+            keys = all
+                .into_iter()
+                .filter(|k| after.as_ref().is_none_or(|a| k > a))
+                .collect();
+        }
         let mut expected = sealed_to + 1;
         for k in &keys {
             match seq_of_key(k) {

@@ -775,6 +775,30 @@ fn a_torn_forged_or_missing_segment_is_never_taken_over_the_records() {
     );
     check("missing segment");
     assert!(keys(&b, "s/log/segments/").contains(&seg_key("s", 21, 30)));
+    // Ahead of the log: a segment for records 31-40 (the log holds 35),
+    // made of records 26-35 renumbered, is not taken for them, and an
+    // append still lands on record 36.
+    admin_py(
+        &b,
+        "canon=lambda o: json.dumps(o,separators=(',',':'),ensure_ascii=False)\n\
+         recs=[json.loads(c.get_object(Bucket=B,Key='s/log/records/%020d.json'%i)['Body'].read()) for i in range(26,36)]\n\
+         prev=c.get_object(Bucket=B,Key='s/log/records/%020d.json'%30)\n\
+         prev=json.loads(prev['Body'].read())['hash']\n\
+         out=''\n\
+         for n,r in enumerate(recs):\n\
+         \x20 r['seq']=31+n; r['prev']=prev; r.pop('hash')\n\
+         \x20 r['hash']=hashlib.sha256(canon(r).encode()).hexdigest(); prev=r['hash']\n\
+         \x20 out+=canon(r)+'\\n'\n\
+         c.put_object(Bucket=B,Key='s/log/segments/%020d-%020d.jsonl'%(31,40),Body=out.encode())",
+    );
+    check("segment ahead of the log");
+    notes_via(&env, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 1, "10");
+    let v = verify(&env, &url);
+    assert_eq!(
+        (v["status"].as_str(), v["records"].as_u64()),
+        (Some("intact"), Some(36)),
+        "{v}"
+    );
     // The records themselves altered: the chain breaks there, segments or not.
     admin_py(
         &b,
