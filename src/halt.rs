@@ -98,23 +98,105 @@ pub fn from_log(records: &[crate::audit::Record]) -> Option<Halt> {
         .iter()
         .rev()
         .find(|r| r.kind == crate::audit::Kind::Halt)?;
-    let data = last.data.as_ref()?;
-    if data.get("action").and_then(serde_json::Value::as_str) != Some("halt") {
-        return None;
+    match HaltPayload::deserialize(last.data.as_ref()?).ok()? {
+        HaltPayload::Halt {
+            statement,
+            key_fingerprint,
+            signature,
+        } => Some(Halt {
+            statement,
+            by: last.actor.name.clone(),
+            key_fingerprint,
+            signature,
+        }),
+        HaltPayload::Resume { .. } => None,
     }
-    let statement: Statement = serde_json::from_value(data.get("statement")?.clone()).ok()?;
-    Some(Halt {
-        statement,
-        by: last.actor.name.clone(),
-        key_fingerprint: data
-            .get("key_fingerprint")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        signature: data
-            .get("signature")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-    })
+}
+
+/// The `data` of a `halt` record (`cordon halt` and `cordon resume`),
+/// written and read back through this type, not by key name. The JSON is the
+/// on-disk format of the records written before it (see the tests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum HaltPayload {
+    Halt {
+        statement: Statement,
+        #[serde(default)]
+        key_fingerprint: String,
+        #[serde(default)]
+        signature: String,
+    },
+    Resume {
+        statement: Statement,
+        #[serde(default)]
+        key_fingerprint: String,
+        #[serde(default)]
+        signature: String,
+        /// The halt it released, if one was in force.
+        #[serde(default)]
+        released: Option<Released>,
+    },
+}
+
+/// Who set the halt a resume released, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    pub by: String,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use chrono::TimeZone as _;
+
+    /// The payload writes what the `json!` literals it replaced wrote (the
+    /// on-disk format of existing `halt` records), and reads those back.
+    #[test]
+    fn halt_records_keep_their_on_disk_format() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+        let statement = Statement::new("halt", "runaway agent", at);
+        let halt = serde_json::json!({
+            "action": "halt",
+            "statement": statement,
+            "key_fingerprint": "SHA256:k",
+            "signature": "-----BEGIN SSH SIGNATURE-----",
+        });
+        let typed = HaltPayload::Halt {
+            statement: statement.clone(),
+            key_fingerprint: "SHA256:k".into(),
+            signature: "-----BEGIN SSH SIGNATURE-----".into(),
+        };
+        assert_eq!(serde_json::to_value(&typed).unwrap(), halt);
+        assert_eq!(HaltPayload::deserialize(&halt).unwrap(), typed);
+
+        let resume = Statement::new("resume", "fixed", at);
+        for released in [
+            serde_json::Value::Null,
+            serde_json::json!({"by": "amara", "reason": "runaway agent"}),
+        ] {
+            let literal = serde_json::json!({
+                "action": "resume",
+                "statement": resume,
+                "key_fingerprint": "SHA256:k",
+                "signature": "sig",
+                "released": released,
+            });
+            let typed = HaltPayload::Resume {
+                statement: resume.clone(),
+                key_fingerprint: "SHA256:k".into(),
+                signature: "sig".into(),
+                released: serde_json::from_value(released).unwrap(),
+            };
+            assert_eq!(serde_json::to_value(&typed).unwrap(), literal);
+            assert_eq!(HaltPayload::deserialize(&literal).unwrap(), typed);
+        }
+        // A halt record without a signature still halts (fail closed).
+        let bare = serde_json::json!({"action": "halt", "statement": statement});
+        assert!(matches!(
+            HaltPayload::deserialize(&bare).unwrap(),
+            HaltPayload::Halt { .. }
+        ));
+    }
 }

@@ -29,7 +29,7 @@ const oauthApps = new Map();
 const apps = new Map();
 /** installation id -> { appId, org, suspendedAt } */
 const installations = new Map();
-/** "owner/repo" -> { tag, keys: [deploy-key] } */
+/** "owner/repo" -> { tag, keys: [deploy-key], hooks: [hook] } */
 const repos = new Map();
 /** org -> { tag, grants: [grant] } */
 const orgPats = new Map();
@@ -423,6 +423,204 @@ route("DELETE", "/repos/{owner}/{repo}/keys/{key_id}", (req, _body, [owner, repo
       if (!r) return [404, err("Not Found")];
       r.keys = r.keys.filter((k) => String(k.id) !== keyId);
       return [204];
+    },
+  };
+});
+
+// ---------------------------------------------------------------- audit log
+// GitHub records, in an organisation's audit log, each action taken in it;
+// an action taken with a token carries `hashed_token` (base64 of the token's
+// SHA-256), `programmatic_access_type` and `token_scopes`, and the log can be
+// searched with `phrase=hashed_token:"VALUE"`
+// (https://docs.github.com/en/enterprise-cloud@latest/organizations/keeping-your-organization-secure/managing-security-settings-for-your-organization/identifying-audit-log-events-performed-by-an-access-token).
+// The registry records an event for the calls below that it served with a
+// token, in the log of the repository owner when that owner is an
+// organisation seeded as on GitHub Enterprise Cloud (admin POST /audit-orgs).
+// `public_key.create`: "An SSH key was added to a user account or a deploy
+// key was added to a repository"; `hook.create`: "A new hook was added"
+// (https://docs.github.com/en/enterprise-cloud@latest/organizations/keeping-your-organization-secure/managing-security-settings-for-your-organization/audit-log-events-for-your-organization).
+
+/** org -> { tag, owners: Set(login), events: [event] } */
+const auditOrgs = new Map();
+
+/** What GitHub calls the kind of token in `programmatic_access_type`. */
+function accessType(value) {
+  if (value.startsWith("github_pat_")) return "Fine-grained personal access token";
+  if (value.startsWith("ghp_")) return "Personal access token (classic)";
+  if (value.startsWith("gho_")) return "OAuth access token";
+  if (value.startsWith("ghu_")) return "GitHub App user-to-server token";
+  if (value.startsWith("ghs_")) return "GitHub App server-to-server token";
+  return "Personal access token (classic)";
+}
+
+function record(org, action, value, token, fields) {
+  const log = auditOrgs.get(org);
+  if (!log) return;
+  const now = Date.now();
+  log.events.push({
+    "@timestamp": now,
+    created_at: now,
+    _document_id: randomBytes(16).toString("base64url"),
+    action,
+    actor: token.login,
+    actor_id: token.userId,
+    org,
+    hashed_token: sha256b64(value),
+    programmatic_access_type: accessType(value),
+    token_scopes: token.scopes.join(","),
+    ...fields,
+  });
+}
+
+/** A token that may act: live, and not one that authenticates no call. */
+function actingToken(req) {
+  const value = bearer(req);
+  const t = liveToken(value);
+  return t && t.kind !== "refresh" ? { value, token: t } : null;
+}
+
+route("POST", "/repos/{owner}/{repo}/keys", (req, body, [owner, repo]) => {
+  const caller = actingToken(req);
+  return {
+    tags: new Set(caller ? [caller.token.tag] : []),
+    reply: () => {
+      if (!caller) return [401, err("Requires authentication")];
+      const name = `${owner}/${repo}`;
+      const r = repos.get(name) ?? { tag: caller.token.tag, keys: [], hooks: [] };
+      repos.set(name, r);
+      const id = newId();
+      const key = {
+        id,
+        key: body.key,
+        url: `https://api.github.com/repos/${name}/keys/${id}`,
+        title: body.title ?? "",
+        verified: true,
+        created_at: new Date().toISOString().replace(/\.\d{3}Z$/, "Z"),
+        read_only: body.read_only ?? false,
+        added_by: caller.token.login,
+        last_used: null,
+        enabled: true,
+      };
+      r.keys.push(key);
+      record(owner, "public_key.create", caller.value, caller.token, {
+        repo: name,
+        repository: name,
+        title: key.title,
+        fingerprint: sshFingerprint(body.key),
+        read_only: key.read_only,
+      });
+      return [201, key];
+    },
+  };
+});
+
+route("POST", "/repos/{owner}/{repo}/hooks", (req, body, [owner, repo]) => {
+  const caller = actingToken(req);
+  return {
+    tags: new Set(caller ? [caller.token.tag] : []),
+    reply: () => {
+      if (!caller) return [401, err("Requires authentication")];
+      const name = `${owner}/${repo}`;
+      const r = repos.get(name) ?? { tag: caller.token.tag, keys: [], hooks: [] };
+      repos.set(name, r);
+      const id = newId();
+      const at = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+      const api = `https://api.github.com/repos/${name}/hooks/${id}`;
+      const hook = {
+        type: "Repository",
+        id,
+        name: "web",
+        active: body?.active ?? true,
+        events: body?.events ?? ["push"],
+        config: { url: body?.config?.url, content_type: body?.config?.content_type ?? "form", insecure_ssl: "0" },
+        updated_at: at,
+        created_at: at,
+        url: api,
+        test_url: `${api}/test`,
+        ping_url: `${api}/pings`,
+        deliveries_url: `${api}/deliveries`,
+        last_response: { code: null, status: "unused", message: null },
+      };
+      (r.hooks ??= []).push(hook);
+      record(owner, "hook.create", caller.value, caller.token, {
+        repo: name,
+        repository: name,
+        hook_id: id,
+        name: "webhook",
+        active: hook.active,
+        events: hook.events.map((e) => ({ name: e })),
+        config: [{ url: hook.config.url, content_type: hook.config.content_type, insecure_ssl: "0" }],
+      });
+      return [201, hook];
+    },
+  };
+});
+
+/**
+ * The search phrase's qualifiers, `key:value` or `key:"value"`, all of which
+ * an event must match (`-key:` must not). `action:CATEGORY` matches every
+ * action of the category. Free text and the date qualifiers are not modelled:
+ * the registry refuses them rather than ignore them.
+ */
+function phraseFilter(phrase) {
+  const qualifiers = [];
+  const re = /\s*(-?)([a-z_]+):(?:"([^"]*)"|(\S+))\s*/gy;
+  let m;
+  let at = 0;
+  while (at < phrase.length && (m = re.exec(phrase))) {
+    qualifiers.push({ negate: m[1] === "-", key: m[2], value: m[3] ?? m[4] });
+    at = re.lastIndex;
+  }
+  if (phrase.slice(at).trim()) return null;
+  if (qualifiers.some((q) => q.key === "created")) return null;
+  return (e) =>
+    qualifiers.every((q) => {
+      const v = e[q.key];
+      const hit =
+        q.key === "action" && !q.value.includes(".")
+          ? String(v ?? "").split(".")[0] === q.value
+          : v !== undefined && String(v) === q.value;
+      return q.negate ? !hit : hit;
+    });
+}
+
+route("GET", "/orgs/{org}/audit-log", (req, _body, [org]) => {
+  const log = auditOrgs.get(org);
+  return {
+    tags: new Set(log ? [log.tag] : []),
+    reply: () => {
+      const caller = liveToken(bearer(req));
+      if (!caller) return [401, err("Requires authentication")];
+      // Only organisations on GitHub Enterprise Cloud have this endpoint
+      // (`githubCloudOnly` in GitHub's description); elsewhere it is not found.
+      if (!log) return [404, err("Not Found")];
+      // "The authenticated user must be an organization owner."
+      if (!log.owners.has(caller.login)) return [403, err("Must have admin rights to the organization.")];
+      const url = new URL(req.url, "http://x");
+      const q = url.searchParams;
+      const filter = phraseFilter(q.get("phrase") ?? "");
+      if (!filter) return [422, { message: "Validation Failed", documentation_url: DOCS, errors: ["the registry models only qualifiers (key:value), without created:"] }];
+      // `include`: web (default), git or all; every event here is a web event.
+      const include = q.get("include") ?? "web";
+      const perPage = Math.min(Number(q.get("per_page") ?? 30), 100);
+      const newestFirst = (q.get("order") ?? "desc") === "desc";
+      let list = include === "git" ? [] : log.events.filter(filter);
+      if (newestFirst) list = [...list].reverse();
+      // Cursor pagination: `after` names the last event of the previous page.
+      const after = q.get("after");
+      if (after) {
+        const i = list.findIndex((e) => e._document_id === after);
+        list = i < 0 ? [] : list.slice(i + 1);
+      }
+      const page = list.slice(0, perPage);
+      const headers = {};
+      if (list.length > perPage) {
+        const next = new URLSearchParams(q);
+        next.set("after", page[page.length - 1]._document_id);
+        next.delete("before");
+        headers.link = `<https://api.github.com/orgs/${org}/audit-log?${next}>; rel="next"`;
+      }
+      return [200, page, headers];
     },
   };
 });
@@ -900,6 +1098,13 @@ async function admin(req, res) {
         enabled: true,
       });
       return send(res, 201, { id, fingerprint: sshFingerprint(b.key) });
+    }
+    if (req.method === "POST" && p === "/audit-orgs") {
+      // { tag, org, owners: [login] }: an organisation on GitHub Enterprise
+      // Cloud, whose audit log its owners can read.
+      need("tag", "org", "owners");
+      auditOrgs.set(b.org, { tag: b.tag, owners: new Set(b.owners), events: [] });
+      return send(res, 201, {});
     }
     if (req.method === "POST" && p === "/secret-scanning-alerts") {
       // { tag, owner, repo, secret, secret_type, display_name?, locations: [{ path, start_line, commit_sha, blob_sha? }] } -> { number }

@@ -120,6 +120,9 @@ impl Handler for RespondHandler {
             // repository a leaked private key is deployed on.
             github_repo: None,
             github_app_id: None,
+            // What each leaked token did: the organisations from the
+            // agent's environment, as for `cordon respond`.
+            github_orgs: crate::respond::activity::orgs_from_env(),
         };
         // The summary goes to done/ and the log; nothing is printed.
         let rt = self

@@ -129,12 +129,14 @@ pub fn cmd_halt(ctx: &Context, out: &Out, a: HaltArgs) -> CmdResult {
     }
     let mut d = RecordDraft::new(Kind::Halt, who.clone());
     d.message = Some(format!("halt: {}", h.statement.reason));
-    d.data = Some(serde_json::json!({
-        "action": "halt",
-        "statement": h.statement,
-        "key_fingerprint": h.key_fingerprint,
-        "signature": h.signature,
-    }));
+    d.data = Some(
+        serde_json::to_value(halt::HaltPayload::Halt {
+            statement: h.statement.clone(),
+            key_fingerprint: h.key_fingerprint.clone(),
+            signature: h.signature.clone(),
+        })
+        .map_err(|e| CommandError::failed(format!("cannot encode the halt: {e}")))?,
+    );
     if let Err(e) = ctx.log.append(d) {
         if !shared {
             let _ = std::fs::remove_file(halt::path(&root));
@@ -177,13 +179,18 @@ pub fn cmd_resume(ctx: &Context, out: &Out, a: ResumeArgs) -> CmdResult {
         sign_as_person(ctx, &statement, &a.key, a.signer.as_deref())?;
     let mut d = RecordDraft::new(Kind::Halt, who.clone());
     d.message = Some(format!("resume: {}", statement.reason));
-    d.data = Some(serde_json::json!({
-        "action": "resume",
-        "statement": statement,
-        "key_fingerprint": fingerprint,
-        "signature": signature,
-        "released": current.as_ref().map(|h| serde_json::json!({"by": h.by, "reason": h.statement.reason})),
-    }));
+    d.data = Some(
+        serde_json::to_value(halt::HaltPayload::Resume {
+            statement,
+            key_fingerprint: fingerprint,
+            signature,
+            released: current.as_ref().map(|h| halt::Released {
+                by: h.by.clone(),
+                reason: h.statement.reason.clone(),
+            }),
+        })
+        .map_err(|e| CommandError::failed(format!("cannot encode the resume: {e}")))?,
+    );
     // Recorded first: automation acts again only once the resume is on record.
     ctx.log.append(d)?;
     // A shared state has no file (the resume record released it), unless

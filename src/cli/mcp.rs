@@ -342,6 +342,8 @@ impl Server {
             quarantine_user: bool_arg(args, "quarantine_user")?,
             github_repo: None,
             github_app_id: None,
+            // A dry run: nothing is revoked, so nothing is searched.
+            github_orgs: vec![],
         };
         let s = respond(&self.ctx, intake, &opts).await?;
         Ok(json!({

@@ -40,6 +40,12 @@ pub struct RespondArgs {
     /// (`GET /app`) and suspends its installations where the policy allows.
     #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
     pub github_app_id: Option<u64>,
+    /// An organisation whose audit log is searched, after the kill, for what
+    /// each leaked GitHub token did (GitHub Enterprise Cloud; cordon's own
+    /// token must be an owner's, with `read:audit_log`): keys, webhooks and
+    /// other ways back in become tasks of the incident. Repeatable.
+    #[arg(long = "github-org", value_name = "ORG", env = "CORDON_GITHUB_ORGS", value_delimiter = ',', value_parser = org_name)]
+    pub github_orgs: Vec<String>,
     #[command(flatten)]
     pub one: OneShot,
 }
@@ -57,6 +63,17 @@ fn owner_repo(v: &str) -> Result<(String, String), String> {
     match v.split_once('/') {
         Some((o, r)) if ok(o) && ok(r) => Ok((o.to_owned(), r.to_owned())),
         _ => Err(format!("`{v}` is not OWNER/REPO")),
+    }
+}
+
+/// An organisation's login: the characters GitHub allows, nothing that can
+/// steer a request elsewhere.
+pub fn org_name(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Ok(v.to_owned())
+    } else {
+        Err(format!("`{v}` is not a github organisation name"))
     }
 }
 
@@ -104,6 +121,7 @@ pub async fn cmd_respond(ctx: &Context, out: &Out, a: RespondArgs) -> CmdResult 
         quarantine_user: a.quarantine_user,
         github_repo: a.github_repo.clone(),
         github_app_id: a.github_app_id,
+        github_orgs: a.github_orgs.clone(),
     };
     let mut summary = respond(ctx, intake, &opts).await?;
     summary.exit = ctx.refusal_exit(summary.exit);
@@ -212,6 +230,15 @@ pub fn print_summary(out: &Out, s: &Summary) {
     };
     if let Some(line) = s.time_to_dead.as_ref().and_then(|t| t.describe()) {
         out.line(line);
+    }
+    // What each leaked GitHub token did, or why that is not known.
+    for r in &s.findings {
+        for a in &r.activity {
+            out.line(format!("finding {}: {}", r.finding, a.describe()));
+            for door in &a.doors {
+                out.line(format!("  - {door}"));
+            }
+        }
     }
     match s.exit {
         Exit::Stopped => out.line(format!(

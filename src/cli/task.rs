@@ -169,13 +169,10 @@ pub fn cmd_task(ctx: &Context, out: &Out, cmd: TaskCommand) -> CmdResult {
                     format!("task {} added: {title}", ev.task()),
                 ))
             })?;
-            let task = rec
-                .data
-                .as_ref()
-                .and_then(|d| d.get("task"))
-                .and_then(|t| t.as_str())
-                .unwrap_or_default()
-                .to_owned();
+            let task = match crate::incident::Payload::read(&rec) {
+                crate::incident::Payload::Task(ev) => ev.task().to_owned(),
+                _ => String::new(),
+            };
             recorded(
                 out,
                 &rec,

@@ -26,8 +26,8 @@ pub use events::{parse_due, IncidentEvent, Role, TaskEvent};
 pub use render::{render_html, render_markdown, render_status};
 pub use replay::{
     build_report, name_role_holders, normalise_id, replay, status_of, BreakGlassUse, Credential,
-    EvidenceRef, Incident, IncidentState, Item, Ledger, Milestone, Objects, PlanRef, Report,
-    RoleSlot, Status, Task, TaskSource, TaskStatus, TimelineEntry,
+    EvidenceRef, Incident, IncidentState, Item, Ledger, Milestone, Objects, Payload, PlanRef,
+    Report, RoleSlot, Status, Task, TaskSource, TaskStatus, TimelineEntry,
 };
 
 /// Incident ids are `INC-1`, `INC-2`, ... in the order they were opened.

@@ -579,3 +579,203 @@ pub fn render_html(r: &Report) -> String {
     o.push_str("</body>\n</html>\n");
     o
 }
+
+// ---------------------------------------------------------------- words
+// What the replay says in the timeline, in task titles, in problems and in
+// the status items: every sentence a person reads, in one place, so that the
+// replay only decides state.
+
+pub(crate) mod words {
+    use chrono::{DateTime, Utc};
+
+    use crate::incident::events::Role;
+    use crate::plan::Severity;
+    use crate::timefmt::format as ts;
+
+    pub fn opened(title: &str, severity: Severity) -> String {
+        format!("opened `{title}` (severity {})", severity.as_str())
+    }
+
+    pub fn role_assigned(person: &str, role: Role) -> String {
+        format!("{person} is {}", role.as_str())
+    }
+
+    pub fn closed(summary: &str) -> String {
+        format!("closed: {summary}")
+    }
+
+    /// A record whose `data` is not its kind's type: the problem, and what
+    /// the timeline says (`what` is `incident event`, `task event`, ...).
+    pub fn unreadable_problem(seq: u64, what: &str, error: &str) -> String {
+        format!("record {seq}: unreadable {what}: {error}")
+    }
+
+    pub fn unreadable(what: &str) -> String {
+        format!("unreadable {what}")
+    }
+
+    pub fn plan_written(id: &str, steps: usize, reason: Option<&str>) -> String {
+        format!(
+            "plan {id} written: {steps} step(s){}",
+            reason.map(|x| format!(", reason: {x}")).unwrap_or_default()
+        )
+    }
+
+    pub fn plan_unreadable_problem(id: &str, seq: u64, error: &str) -> String {
+        format!(
+            "plan `{id}` (record {seq}) cannot be read, its steps are missing from the tasks: {error}"
+        )
+    }
+
+    pub fn plan_unreadable(id: &str) -> String {
+        format!("plan {id} written (plan file unreadable)")
+    }
+
+    /// The title of the task a plan step is.
+    pub fn step_title(action: &str, target: &str) -> String {
+        format!("{action} {target}")
+    }
+
+    pub fn approved(plan: &str, approvers: &[String]) -> String {
+        format!("plan {plan} approved by {}", approvers.join(", "))
+    }
+
+    pub fn allowed(subject: &str, policies: &[String], break_glass: bool) -> String {
+        format!(
+            "allowed {subject} by {}{}",
+            policies.join(", "),
+            if break_glass {
+                " under break-glass"
+            } else {
+                ""
+            }
+        )
+    }
+
+    pub fn held(subject: &str, why: &str) -> String {
+        format!("held {subject}: {why}")
+    }
+
+    pub fn denied(subject: &str, why: &str) -> String {
+        format!("denied {subject}: {why}")
+    }
+
+    pub fn evidence(hash: &str, target: &str) -> String {
+        format!("evidence sha256:{hash} of {target}")
+    }
+
+    pub fn about_to(action: &str, target: &str) -> String {
+        format!("about to {action} {target}")
+    }
+
+    pub fn outcome(label: &str, detail: &str) -> String {
+        format!("{label}: {detail}")
+    }
+
+    pub fn verified(label: &str, detail: &str) -> String {
+        format!("verified {label}: {detail}")
+    }
+
+    /// A finding record's line: its own message.
+    pub fn finding(message: Option<&str>) -> String {
+        message.unwrap_or("finding").to_owned()
+    }
+
+    pub fn task_added(
+        task: &str,
+        title: &str,
+        owner: Option<&str>,
+        due: Option<&DateTime<Utc>>,
+    ) -> String {
+        format!(
+            "task {task} added: {title}{}{}",
+            owner.map(|o| format!(", owner {o}")).unwrap_or_default(),
+            due.map(|d| format!(", due {}", ts(d))).unwrap_or_default()
+        )
+    }
+
+    pub fn task_assigned(task: &str, owner: &str) -> String {
+        format!("task {task} assigned to {owner}")
+    }
+
+    pub fn task_blocked(task: &str, reason: &str) -> String {
+        format!("task {task} blocked: {reason}")
+    }
+
+    pub fn task_unblocked(task: &str) -> String {
+        format!("task {task} unblocked")
+    }
+
+    pub fn task_done(task: &str) -> String {
+        format!("task {task} done")
+    }
+
+    // ---- status items
+
+    pub const CONTAINED_NOT_VERIFIED: &str = "contained, not verified yet";
+
+    pub fn failed_item(status: &str, detail: &str) -> String {
+        format!("{status}: {detail}")
+    }
+
+    pub fn blocked_item(reason: &str, by: &str, since: Option<&DateTime<Utc>>) -> String {
+        format!(
+            "{reason} (blocked by {by} since {})",
+            since.map(ts).unwrap_or_default()
+        )
+    }
+
+    pub fn awaiting_approval_item(missing: &[String]) -> String {
+        format!("waiting for approval: {}", missing.join("; "))
+    }
+
+    pub fn waiting_for(owner: &str) -> String {
+        format!("waiting for {owner}")
+    }
+
+    pub const WAITING_FOR_APPLY: &str = "waiting for `cordon apply` (no owner)";
+    pub const RUNNING_OR_INTERRUPTED: &str =
+        "running or interrupted: re-run `cordon apply` to resume (no owner)";
+    pub const WAITING_FOR_OWNER: &str = "waiting for an owner (unassigned)";
+
+    pub fn overdue(due: &DateTime<Utc>) -> String {
+        format!(", OVERDUE since {}", ts(due))
+    }
+
+    pub fn due(due: &DateTime<Utc>) -> String {
+        format!(", due {}", ts(due))
+    }
+
+    pub fn role_item(role: Role) -> String {
+        format!("role {}", role.as_str())
+    }
+
+    pub fn role_unassigned(role: Role) -> String {
+        format!(
+            "unassigned: `cordon incident assign {} PERSON`",
+            role.as_str()
+        )
+    }
+
+    pub const STILL_OPEN: &str = "incident still open";
+
+    pub fn close_it(id: &str) -> String {
+        format!("`cordon incident close {id} --summary ...`")
+    }
+
+    /// Who holds a roster role named by an item, as the roster has them now.
+    pub fn role_holders(role: &str, people: &[String]) -> String {
+        format!(
+            "{role}: {}",
+            if people.is_empty() {
+                "nobody in the roster".to_owned()
+            } else {
+                people.join(", ")
+            }
+        )
+    }
+
+    pub fn with_holders(detail: &str, named: &[String]) -> String {
+        format!("{detail} [who: {}]", named.join("; "))
+    }
+}

@@ -474,3 +474,174 @@ fn a_scanner_finding_sets_the_detected_milestone_before_the_plan() {
     assert_eq!(c.planned.as_ref().unwrap().after_detected_ms, 2_000);
     assert_eq!(c.approved.as_ref().unwrap().after_detected_ms, 3_000);
 }
+
+// ---------------------------------------------------------------- an old log
+
+/// The objects of tests/fixtures/incident-log-v1, checked as the store
+/// checks them (a plan against its id, evidence against its hash).
+struct Fixture(std::path::PathBuf);
+
+impl Objects for Fixture {
+    fn plan(&self, id: &str) -> Result<Plan, String> {
+        let bytes = std::fs::read(self.0.join("plans").join(format!("{id}.json")))
+            .map_err(|e| e.to_string())?;
+        Plan::from_bytes(&bytes, Some(id)).map_err(|e| e.to_string())
+    }
+    fn evidence(&self, hash: &str) -> Result<(), String> {
+        let bytes = std::fs::read(self.0.join("evidence").join(format!("{hash}.json")))
+            .map_err(|e| e.to_string())?;
+        if crate::plan::sha256_hex(&bytes) == hash {
+            Ok(())
+        } else {
+            Err("MODIFIED".into())
+        }
+    }
+}
+
+fn fixture_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/incident-log-v1")
+}
+
+/// A log written by an earlier cordon (tests/fixtures/incident-log-v1, see
+/// its make.sh): the records' `data` is an on-disk contract, so replaying it
+/// must give the incidents, and the report, that cordon gave then.
+#[test]
+fn an_old_log_replays_to_the_same_incidents() {
+    let dir = fixture_dir();
+    let log = dir.join("audit.log");
+    assert_eq!(
+        crate::audit::verify_file(&log).unwrap().status,
+        VerifyStatus::Intact
+    );
+    let records = crate::audit::parse_lines(&std::fs::read(&log).unwrap(), "fixture").unwrap();
+    let ledger = replay(&records, &Fixture(dir.clone()));
+
+    assert_eq!(ledger.incidents.len(), 2);
+    let inc = &ledger.incidents[0];
+    assert_eq!(inc.id, "INC-1");
+    assert_eq!(inc.title, "CI credentials leaked in a build log");
+    assert_eq!(inc.severity, Severity::Critical);
+    assert_eq!(inc.state, IncidentState::Open);
+    assert_eq!(inc.role(Role::Commander), Some("amara"));
+    assert_eq!(inc.role(Role::TechnicalLead), Some("bruno"));
+    assert!(inc.problems.is_empty(), "{:?}", inc.problems);
+    let task = |id: &str| inc.task(id).unwrap();
+    assert_eq!(task("t1").status, TaskStatus::Blocked);
+    assert_eq!(
+        task("t1").blocker.as_ref().map(|b| b.reason.as_str()),
+        Some("legal review of the wording")
+    );
+    assert_eq!(task("t1").owner.as_deref(), Some("gwen"));
+    assert!(task("t1").due.is_some());
+    assert_eq!(task("t2").status, TaskStatus::Done);
+    assert_eq!(task("t2").owner.as_deref(), Some("chen"));
+    assert_eq!(task("t3").status, TaskStatus::Open);
+    assert!(task("t3").blocker.is_none());
+    assert_eq!(task("40c8551c:s1").status, TaskStatus::Verified);
+    assert_eq!(task("0e44df69:s1").status, TaskStatus::Failed);
+    assert_eq!(task("0e44df69:s1").owner.as_deref(), Some("chen"));
+    assert_eq!(task("45508459:s1").status, TaskStatus::AwaitingApproval);
+    assert_eq!(inc.plans.len(), 3);
+    assert_eq!(inc.evidence.len(), 1);
+    assert_eq!(inc.evidence[0].check, "intact");
+    assert!(inc.credentials[0].verified.is_some());
+    let closed = &ledger.incidents[1];
+    assert_eq!(closed.state, IncidentState::Closed);
+    assert_eq!(
+        closed.summary.as_deref(),
+        Some("false positive: a test fixture")
+    );
+
+    // Everything else, as that cordon replayed it.
+    let got = serde_json::to_string_pretty(&ledger.incidents).unwrap();
+    let want = std::fs::read_to_string(dir.join("replayed.json")).unwrap();
+    assert!(
+        got.trim_end() == want.trim_end(),
+        "the replayed incidents differ from replayed.json:\n{got}"
+    );
+    let now = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+    let verify = VerifyReport {
+        status: VerifyStatus::Intact,
+        records: records.len() as u64,
+        head: records.last().unwrap().hash.clone(),
+    };
+    let md = render_markdown(&build_report(inc, verify, now));
+    let want = std::fs::read_to_string(dir.join("replayed.md")).unwrap();
+    assert!(
+        md.trim_end() == want.trim_end(),
+        "the report differs from replayed.md:\n{md}"
+    );
+}
+
+/// Each record's `data` is read as its kind's type: a payload that is not
+/// that type is a named problem of the incident (never silently skipped), a
+/// record without data keeps its message, and the task id `cordon task add`
+/// prints comes from the typed event.
+#[test]
+fn payloads_are_read_by_kind_and_an_unreadable_one_is_a_problem() {
+    use super::replay::Payload;
+    let mut log = Log::new();
+    log.incident(
+        "INC-1",
+        IncidentEvent::Open {
+            title: "t".into(),
+            severity: Severity::Low,
+        },
+    );
+    log.task(
+        "INC-1",
+        TaskEvent::Add {
+            task: "t1".into(),
+            title: "rotate".into(),
+            owner: None,
+            due: None,
+        },
+    );
+    assert_eq!(
+        Payload::read(log.records.last().unwrap()),
+        Payload::Task(TaskEvent::Add {
+            task: "t1".into(),
+            title: "rotate".into(),
+            owner: None,
+            due: None,
+        })
+    );
+    // A task record carrying an incident event, and an incident record
+    // carrying nonsense.
+    let mut d = RecordDraft::new(Kind::Task, who("amara"));
+    d.incident = Some("INC-1".into());
+    d.data = Some(serde_json::json!({"event": "close", "summary": "x"}));
+    log.push(d);
+    let mut d = RecordDraft::new(Kind::Incident, who("amara"));
+    d.incident = Some("INC-1".into());
+    d.data = Some(serde_json::json!({"event": "reopen"}));
+    log.push(d);
+    let mut d = RecordDraft::new(Kind::Task, who("amara"));
+    d.incident = Some("INC-1".into());
+    d.message = Some("an old task record without data".into());
+    log.push(d);
+    assert!(matches!(
+        Payload::read(&log.records[2]),
+        Payload::Unreadable {
+            what: "task event",
+            ..
+        }
+    ));
+    let ledger = replay(&log.records, &Fake::default());
+    let inc = &ledger.incidents[0];
+    assert_eq!(inc.problems.len(), 2, "{:?}", inc.problems);
+    assert!(inc.problems[0].starts_with("record 3: unreadable task event: "));
+    assert!(inc.problems[1].starts_with("record 4: unreadable incident event: "));
+    assert_eq!(inc.state, IncidentState::Open);
+    let whats: Vec<&str> = inc.timeline.iter().map(|e| e.what.as_str()).collect();
+    assert_eq!(
+        whats,
+        [
+            "opened `t` (severity low)",
+            "task t1 added: rotate",
+            "unreadable task event",
+            "unreadable incident event",
+            "an old task record without data",
+        ]
+    );
+}

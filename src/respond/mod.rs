@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod activity;
 pub mod tasks;
 
 use cordon_connector::{Outcome, PlanStep, Verification};
@@ -114,6 +115,10 @@ pub struct FindingRow {
     /// verified refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_after_ms: Option<u64>,
+    /// A leaked GitHub token: what it did, per organisation audit log
+    /// searched after the kill, or why that was not checked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub activity: Vec<activity::ActivityCheck>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,6 +168,9 @@ pub struct RespondOpts {
     /// The GitHub App a leaked RSA private key may belong to: the JWT that
     /// identifies it must name the App (`iss`), which the key does not.
     pub github_app_id: Option<u64>,
+    /// The organisations whose audit logs are searched, after the kill, for
+    /// what each leaked GitHub token did (GitHub Enterprise Cloud).
+    pub github_orgs: Vec<String>,
 }
 
 /// Parse a report already read (at most `MAX_REPORT_BYTES`): detect its
@@ -255,6 +263,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             same_as: None,
             detail: String::new(),
             dead_after_ms: None,
+            activity: vec![],
         };
         let key = match f.item {
             Err(NotContainable {
@@ -538,6 +547,9 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
 
     let (id, plan_bytes, plan) = ws.write_plan(&meta, steps)?;
     summary.plan = Some(id.clone());
+    // Who ran the plan, and its incident: the searches after the kill
+    // record their tasks there, as them.
+    let mut ran_as: Option<(Principal, Option<String>)> = None;
     let report: Option<ApplyReport> = if opts.dry_run {
         summary.dry_run = Some(DryRun {
             decisions: ws.dry_run_decisions(&id, &plan),
@@ -561,6 +573,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             }
         }
         summary.time_to_dead = Some(run.report.time_to_dead.clone());
+        ran_as = Some((run.principal.clone(), plan.incident.clone()));
         Some(run.report)
     };
 
@@ -627,6 +640,33 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                 name: requester.clone(),
             }
             .to_string();
+        }
+    }
+    // After the kill: what each leaked GitHub token did (never fails the run).
+    if let Some((principal, incident)) = &ran_as {
+        let tokens: Vec<activity::Searched> = rows
+            .iter()
+            .filter(|r| r.same_as.is_none() && github_kind.contains_key(&r.finding))
+            .filter_map(|r| {
+                Some(activity::Searched {
+                    finding: r.finding,
+                    fingerprint: r.credential_id.clone()?,
+                    label: r.credential.clone()?,
+                })
+            })
+            .collect();
+        let mut found = activity::check(
+            ws,
+            &opts.github_orgs,
+            &tokens,
+            incident.as_deref(),
+            principal,
+        )
+        .await;
+        for r in &mut rows {
+            if let Some(a) = found.remove(&r.finding) {
+                r.activity = a;
+            }
         }
     }
     summary.findings = rows;

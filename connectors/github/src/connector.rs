@@ -29,8 +29,8 @@ const MAX_PAGES: u32 = 100;
 /// cordon's GitHub connector.
 pub struct GithubConnector {
     config: GithubConfig,
-    creds: CordonCredentials,
-    api: Api,
+    pub(crate) creds: CordonCredentials,
+    pub(crate) api: Api,
     budget: RevocationBudget,
     /// Installation clients of cordon's GitHub App, by organisation.
     installations: tokio::sync::Mutex<HashMap<String, Octocrab>>,
@@ -1393,7 +1393,7 @@ fn pat_id(ctx: &StepContext<'_>) -> Result<u64, ConnectorError> {
 
 /// A path segment from the plan: GitHub owner, repo, org and client id
 /// characters only, so that no plan can steer a request to another path.
-fn segment<'a>(value: &'a str, name: &str) -> Result<&'a str, ConnectorError> {
+pub(crate) fn segment<'a>(value: &'a str, name: &str) -> Result<&'a str, ConnectorError> {
     let ok = !value.is_empty()
         && value != "."
         && value != ".."

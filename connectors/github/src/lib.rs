@@ -12,6 +12,8 @@
 //!
 //! Reading a secret scanning alert (a webhook carries no secret):
 //! [`GithubConnector::fetch_secret_scanning_alert`], with cordon's own token.
+//! What a leaked token did: [`GithubConnector::token_activity`] searches an
+//! organisation's audit log (GitHub Enterprise Cloud) by its `hashed_token`.
 //!
 //! Verification of a token is `GET /user` with it answering 401, retried with
 //! backoff: GitHub revokes asynchronously, so `execute` of a revocation only
@@ -31,6 +33,7 @@
 
 mod alerts;
 mod app_key;
+mod audit_log;
 mod budget;
 mod config;
 mod connector;
@@ -38,6 +41,7 @@ mod credentials;
 mod http;
 
 pub use alerts::{AlertLocation, SecretScanningAlert};
+pub use audit_log::{AuditEvent, TokenActivity, MAX_AUDIT_PAGES};
 pub use budget::{hhmm_utc, BudgetStatus, RevocationBudget};
 pub use config::{GithubConfig, DEFAULT_API_URL, REVOKE_BATCH_LIMIT, REVOKE_REQUESTS_PER_HOUR};
 pub use connector::{ssh_fingerprint, token_type, GithubConnector, Server, GHES_REVOKE_SINCE};
