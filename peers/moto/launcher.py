@@ -803,6 +803,32 @@ def _lookup_events(self):
 cloudtrail_responses.CloudTrailResponse.lookup_events = _lookup_events
 
 
+# --- Patch 9: a conditional PutObject is atomic. ----------------------------------------
+# moto 5.2.5's PutObject checks `If-None-Match: *` / `If-Match` and then stores the object
+# as two separate steps, on a threaded server: two concurrent creates of one key can both
+# pass the check and both answer 200, the second overwriting the first (seen as a lost
+# audit record when four writers append at once). S3 decides conditional writes to one key
+# atomically: "if multiple conditional writes occur for the same object name, the first
+# write operation to finish succeeds", the others get 412 or 409
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). Every
+# PutObject carrying a condition runs under one lock here, so the check and the store are
+# one step; unconditional PUTs are untouched.
+from moto.s3.responses import S3Response  # noqa: E402
+
+_conditional_put_lock = threading.Lock()
+_original_put_object = S3Response.put_object
+
+
+def _put_object_atomic_when_conditional(self):
+    if self.headers.get("If-None-Match") or self.headers.get("If-Match"):
+        with _conditional_put_lock:
+            return _original_put_object(self)
+    return _original_put_object(self)
+
+
+S3Response.put_object = _put_object_atomic_when_conditional
+
+
 # --- Speed-up (no behaviour change): find moto's service modules once. ----------------
 # moto 5.2.5 lists its package directory (a listdir and ~150 isdir calls) on every request,
 # under the dispatcher's global lock, only to ask whether the Host names a module; the
