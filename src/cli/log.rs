@@ -79,6 +79,17 @@ pub struct VerifyArgs {
     key: Option<String>,
 }
 
+/// `log verify` of the chain alone (no checkpoint to hold it against).
+fn verify_chain(ctx: &Context, out: &Out) -> CmdResult {
+    let r = ctx.log.verify()?;
+    if out.json {
+        out.json(&r);
+    } else {
+        out.line(describe(&r));
+    }
+    Ok(exit_for(&r))
+}
+
 pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
     match cmd {
         LogCommand::Verify(args) => match args.checkpoint {
@@ -107,26 +118,10 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
                             })?;
                         report_against(ctx, out, &source, &cp, &verifier, true)
                     }
-                    None => {
-                        let r = ctx.log.verify()?;
-                        if out.json {
-                            out.json(&r);
-                        } else {
-                            out.line(describe(&r));
-                        }
-                        Ok(exit_for(&r))
-                    }
+                    None => verify_chain(ctx, out),
                 }
             }
-            None => {
-                let r = ctx.log.verify()?;
-                if out.json {
-                    out.json(&r);
-                } else {
-                    out.line(describe(&r));
-                }
-                Ok(exit_for(&r))
-            }
+            None => verify_chain(ctx, out),
         },
         LogCommand::Checkpoint { out: file } => {
             let (cp, note) = if ctx.log.is_remote() {
