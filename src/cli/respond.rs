@@ -187,6 +187,9 @@ impl ProgressBar {
                     } else {
                         (0, 0, 0, "reading the report")
                     };
+                    pb.set_length(len as u64);
+                    pb.set_position(pos as u64);
+                    // Length first: a new style is never drawn with a stale length.
                     if phase != shown {
                         pb.set_style(if phase == 0 {
                             spinner.clone()
@@ -196,8 +199,6 @@ impl ProgressBar {
                         pb.set_message(msg);
                         shown = phase;
                     }
-                    pb.set_length(len as u64);
-                    pb.set_position(pos as u64);
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
             })
