@@ -2,7 +2,8 @@
 
 Started by `peers/moto/start`; not meant to be run by hand. It:
 
-1. closes the gaps between moto 5.2.5 and AWS that cordon's tests meet (each patch is a few lines and says why);
+1. closes the gaps between moto 5.2.5 and AWS that cordon's tests meet (each patch is a few lines and says why),
+   among them CloudTrail event history for the IAM and STS requests it serves (Patch 8);
 2. bootstraps, in-process and before the first request is served, the only identities
    that exist without authenticating: an admin user in the default account (the tests'
    seeding credentials), a `cordon-responder` user beside it and a `cordon-responder` role
@@ -104,12 +105,20 @@ def _query_error_xml(code: str, message: str) -> str:
     )
 
 
+# A JSON-protocol service (CloudTrail, Patch 8) gets the same error in its own shape,
+# `{"__type": code, "message": ...}`, as AWS sends it there.
+_request_is_json = threading.local()
+
+
 def _reshape(cls):
     original_init = cls.__init__
 
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
-        self.description = _query_error_xml(self.error_type, self.message)
+        if getattr(_request_is_json, "value", False):
+            self.description = json.dumps({"__type": self.error_type, "message": self.message})
+        else:
+            self.description = _query_error_xml(self.error_type, self.message)
 
     cls.__init__ = init
 
@@ -514,6 +523,23 @@ _iam_backend_cls.put_role_policy = _put_role_policy
 _iam_backend_cls.attach_user_policy = _attach_user_policy
 _iam_backend_cls.attach_role_policy = _attach_role_policy
 
+# And the groups a user is in: at most 10 (the same page: "Groups an IAM user can be a
+# member of: 10"); one more fails with LimitExceeded. cordon's last fallback for a user's
+# session cut-off at both policy quotas is a group, so a test must see this quota too.
+_GROUPS_PER_USER_QUOTA = 10
+_original_add_user_to_group = _iam_backend_cls.add_user_to_group
+
+
+def _add_user_to_group(self, group_name, user_name):
+    user = self.get_user(user_name)
+    group = self.get_group(group_name)
+    if user not in group.users and len(self.get_groups_for_user(user_name)) >= _GROUPS_PER_USER_QUOTA:
+        raise IAMLimitExceededException(f"Cannot exceed quota for GroupsPerUser: {_GROUPS_PER_USER_QUOTA}")
+    return _original_add_user_to_group(self, group_name, user_name)
+
+
+_iam_backend_cls.add_user_to_group = _add_user_to_group
+
 
 # --- Patch 7: check SigV4 over the body as sent. ----------------------------------------
 # For a form-encoded POST (the Query protocol of IAM and STS) moto 5.2.5 gets an empty raw
@@ -537,6 +563,270 @@ def _iam_request_init_with_raw_body(self, account_id, method, path, data, body, 
 
 
 access_control.IAMRequestBase.__init__ = _iam_request_init_with_raw_body
+
+
+# --- Patch 8: CloudTrail event history of the IAM and STS requests served. ------------
+# moto 5.2.5 records no event for the requests it serves and answers CloudTrail
+# LookupEvents with "not implemented", so a test could not show what a leaked key did.
+# AWS records a management event for every IAM and STS call
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/cloudtrail-integration.html): which
+# key signed it (userIdentity.accessKeyId), the event name and source, the request
+# parameters and the response elements (no secrets: a new key's secret, a session token
+# or a password never appear). LookupEvents
+# (https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html)
+# returns the events of the caller's account and region, newest first, filtered by at
+# most one lookup attribute (AccessKeyId, EventId, EventName, EventSource, ReadOnly,
+# ResourceName, ResourceType, Username) and by StartTime/EndTime, at most MaxResults
+# (1-50, default 50) a page, with a NextToken that must come back with the same
+# parameters. Here: an event is recorded for each IAM or STS request moto answered with
+# success (a refused or failed request is not an API call that happened), kept in memory
+# (the newest 200,000).
+import collections  # noqa: E402
+import uuid  # noqa: E402
+import base64  # noqa: E402
+import hashlib  # noqa: E402
+import xml.etree.ElementTree as ET  # noqa: E402
+from moto.core.responses import BaseResponse  # noqa: E402
+from moto.core.exceptions import JsonRESTError  # noqa: E402
+from moto.cloudtrail import responses as cloudtrail_responses  # noqa: E402
+from moto.iam.models import get_account_id_from  # noqa: E402
+
+_trail = collections.deque(maxlen=200_000)
+_trail_lock = threading.Lock()
+_trail_seq = iter(range(1, 1 << 62))
+# Never in an event: CloudTrail leaves them out (passwords are HIDDEN_DUE_TO_SECURITY_REASONS).
+_TRAIL_SECRETS = {"SecretAccessKey", "SessionToken", "ServicePassword", "PrivateKey"}
+_TRAIL_PASSWORDS = {"Password", "NewPassword", "OldPassword"}
+_READ_ONLY_PREFIXES = ("Get", "List", "Generate", "Simulate", "Decode")
+
+
+def _lower_first(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _xml_to_json(el):
+    children = list(el)
+    if not children:
+        return el.text
+    if all(_local(c.tag) == "member" for c in children):
+        return [_xml_to_json(c) for c in children]
+    return {
+        _lower_first(_local(c.tag)): _xml_to_json(c)
+        for c in children
+        if _local(c.tag) not in _TRAIL_SECRETS
+    }
+
+
+def _response_elements(body):
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None
+    for el in root.iter():
+        if _local(el.tag).endswith("Result"):
+            return _xml_to_json(el) if list(el) else None
+    return None
+
+
+def _user_identity(response, key, account):
+    partition = response.partition
+    user = iam_backends[account][partition].get_user_from_access_key_id(key)
+    if user is not None:
+        return {"type": "IAMUser", "principalId": user.id, "arn": user.arn,
+                "accountId": account, "accessKeyId": key, "userName": user.name}, user.name
+    session = _user_sessions.get(key)
+    if session is not None:
+        kind = "IAMUser" if session.federated_name is None else "FederatedUser"
+        return {"type": kind, "arn": session.arn, "accountId": session.account_id,
+                "accessKeyId": key, "userName": session.user_name}, session.user_name
+    for role in sts_backends[account][partition].assumed_roles:
+        if role.access_key_id == key:
+            return {"type": "AssumedRole", "arn": role.arn, "accountId": account,
+                    "accessKeyId": key}, role.session_name
+    return {"type": "Unknown", "accessKeyId": key, "accountId": account}, None
+
+
+def _resources(request, response):
+    out = []
+    for param, kind in (("userName", "AWS::IAM::User"), ("roleName", "AWS::IAM::Role"),
+                        ("groupName", "AWS::IAM::Group"), ("policyArn", "AWS::IAM::Policy"),
+                        ("roleArn", "AWS::IAM::Role")):
+        if isinstance(request.get(param), str):
+            out.append({"ResourceType": kind, "ResourceName": request[param]})
+    created = ((response or {}).get("accessKey") or {}).get("accessKeyId") if isinstance(response, dict) else None
+    if created:
+        out.append({"ResourceType": "AWS::IAM::AccessKey", "ResourceName": created})
+    return out
+
+
+def _record_event(response, body):
+    action = response._get_action()
+    key = response.get_access_key()
+    account = response.current_account
+    request = {}
+    for k, v in response.querystring.items():
+        if k in ("Action", "Version") or "." in k or not v:
+            continue
+        request[_lower_first(k)] = "HIDDEN_DUE_TO_SECURITY_REASONS" if k in _TRAIL_PASSWORDS else v[0]
+    read_only = action.startswith(_READ_ONLY_PREFIXES)
+    elements = None if read_only else _response_elements(body)
+    identity, username = _user_identity(response, key, account)
+    now = moto_utcnow()
+    source = f"{response.service_name}.amazonaws.com"
+    event_id = str(uuid.uuid4())
+    record = {
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventSource": source,
+        "eventName": action,
+        # IAM is global: its events are recorded in US East (N. Virginia).
+        "awsRegion": "us-east-1" if response.service_name == "iam" else response.region,
+        "sourceIPAddress": "127.0.0.1",
+        "userAgent": response.headers.get("User-Agent", ""),
+        "requestParameters": request or None,
+        "responseElements": elements,
+        "requestID": str(uuid.uuid4()),
+        "eventID": event_id,
+        "readOnly": read_only,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    }
+    with _trail_lock:
+        _trail.append({
+            "seq": next(_trail_seq),
+            "time": now.replace(tzinfo=timezone.utc).timestamp(),
+            "account": account,
+            "region": record["awsRegion"],
+            "Event": {
+                "EventId": event_id,
+                "EventName": action,
+                "ReadOnly": "true" if read_only else "false",
+                "AccessKeyId": key,
+                "EventTime": now.replace(tzinfo=timezone.utc).timestamp(),
+                "EventSource": source,
+                "Username": username,
+                "Resources": _resources(request, elements),
+                "CloudTrailEvent": json.dumps(record),
+            },
+        })
+
+
+_original_call_action = BaseResponse.call_action
+
+
+def _call_action_recording(self):
+    status, headers, body = _original_call_action(self)
+    if self.service_name in ("iam", "sts") and int(status) < 300:
+        _record_event(self, body)
+    return status, headers, body
+
+
+BaseResponse.call_action = _call_action_recording
+
+
+class _TrailError(JsonRESTError):
+    code = 400
+
+
+_LOOKUP_KEYS = {"AccessKeyId", "EventId", "EventName", "EventSource", "ReadOnly",
+                "ResourceName", "ResourceType", "Username"}
+
+
+def _matches(event, key, value):
+    if key in ("ResourceName", "ResourceType"):
+        return any(r.get(key) == value for r in event["Resources"])
+    return event.get(key) == value
+
+
+def _lookup_events(self):
+    params = json.loads(self.body or "{}")
+    attrs = params.get("LookupAttributes") or []
+    if len(attrs) > 1:
+        raise _TrailError("InvalidLookupAttributesException",
+                          "You can specify only one lookup attribute.")
+    for a in attrs:
+        if a.get("AttributeKey") not in _LOOKUP_KEYS:
+            raise _TrailError("InvalidLookupAttributesException",
+                              f"Invalid lookup attribute key {a.get('AttributeKey')}.")
+    start, end = params.get("StartTime"), params.get("EndTime")
+    if start is not None and end is not None and float(start) > float(end):
+        raise _TrailError("InvalidTimeRangeException", "StartTime must be before EndTime.")
+    limit = params.get("MaxResults", 50)
+    if not isinstance(limit, int) or not 1 <= limit <= 50:
+        raise _TrailError("InvalidMaxResultsException", "MaxResults must be from 1 to 50.")
+    # The token names where the previous page ended and the parameters it was made for.
+    shape = {k: v for k, v in params.items() if k != "NextToken"}
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+    after = None
+    if params.get("NextToken") is not None:
+        try:
+            seq, was = base64.b64decode(params["NextToken"]).decode().split(":")
+            after = int(seq)
+        except (ValueError, UnicodeDecodeError):
+            raise _TrailError("InvalidNextTokenException", "Invalid NextToken.")
+        if was != digest:
+            raise _TrailError("InvalidNextTokenException",
+                              "NextToken was not issued for these parameters.")
+    with _trail_lock:
+        entries = list(_trail)
+    page, more = [], False
+    for e in reversed(entries):  # newest first
+        if after is not None and e["seq"] >= after:
+            continue
+        if e["account"] != self.current_account or e["region"] != self.region:
+            continue
+        if start is not None and e["time"] < float(start):
+            continue
+        if end is not None and e["time"] > float(end):
+            continue
+        if not all(_matches(e["Event"], a["AttributeKey"], a.get("AttributeValue")) for a in attrs):
+            continue
+        if len(page) == limit:
+            more = True
+            break
+        page.append(e)
+    out = {"Events": [e["Event"] for e in page]}
+    if more:
+        out["NextToken"] = base64.b64encode(f"{page[-1]['seq']}:{digest}".encode()).decode()
+    return json.dumps(out)
+
+
+cloudtrail_responses.CloudTrailResponse.lookup_events = _lookup_events
+
+
+# --- Patch 9: a conditional PutObject is atomic. ----------------------------------------
+# moto 5.2.5's PutObject checks `If-None-Match: *` / `If-Match` and then stores the object
+# as two separate steps, on a threaded server: two concurrent creates of one key can both
+# pass the check and both answer 200, the second overwriting the first (seen as a lost
+# audit record when four writers append at once). S3 decides conditional writes to one key
+# atomically: "if multiple conditional writes occur for the same object name, the first
+# write operation to finish succeeds", the others get 412 or 409
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). Every
+# PutObject carrying a condition runs under one lock here, so the check and the store are
+# one step; unconditional PUTs are untouched.
+from moto.s3.responses import S3Response  # noqa: E402
+
+_conditional_put_lock = threading.Lock()
+_original_put_object = S3Response.put_object
+
+
+def _put_object_atomic_when_conditional(self):
+    if self.headers.get("If-None-Match") or self.headers.get("If-Match"):
+        with _conditional_put_lock:
+            return _original_put_object(self)
+    return _original_put_object(self)
+
+
+S3Response.put_object = _put_object_atomic_when_conditional
 
 
 # --- Speed-up (no behaviour change): find moto's service modules once. ----------------
@@ -616,6 +906,8 @@ class RefuseMotoApi:
         body = environ["wsgi.input"].read(length) if length > 0 else b""
         environ["wsgi.input"] = io.BytesIO(body)
         _raw_request_body.value = body
+        # Patch 2/8: a JSON-protocol request names its operation in X-Amz-Target.
+        _request_is_json.value = "HTTP_X_AMZ_TARGET" in environ
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             body = b"moto-api is disabled on this server: it would bypass IAM authentication\n"
             start_response(

@@ -823,6 +823,135 @@ pub fn write_latest(home: &Home) -> Result<(Checkpoint, String), CheckpointError
     Ok((cp, note))
 }
 
+/// Where the shared checkpoint came from, for messages.
+pub fn shared_source(remote: &dyn super::RemoteLog) -> String {
+    format!("{}checkpoint", remote.describe())
+}
+
+/// Open the checkpoint kept beside a shared log. It is checked with the
+/// verifier key named by its origin: this machine's own key if it signed
+/// it, else the key the signing machine published beside the log (which
+/// whoever can write the bucket could also have published: as with the
+/// local `audit.checkpoint`, the checkpoint that proves most is one
+/// exported elsewhere and checked with `log verify --checkpoint --key`).
+pub fn open_shared(
+    remote: &dyn super::RemoteLog,
+    home: &Home,
+    note: &[u8],
+) -> Result<(Checkpoint, Verifier), CheckpointError> {
+    let source = shared_source(remote);
+    let origin = std::str::from_utf8(note)
+        .ok()
+        .and_then(|t| t.lines().next())
+        .filter(|o| valid_key_name(o))
+        .ok_or_else(|| malformed(&source, "line 1 (origin) is not a key name"))?
+        .to_owned();
+    let own = CheckpointKey::load(home)?
+        .map(|k| k.verifier())
+        .filter(|v| v.name == origin);
+    let verifier = match own {
+        Some(v) => v,
+        None => {
+            let text = remote
+                .read_verifier(&origin)
+                .map_err(audit_to_checkpoint)?
+                .ok_or_else(|| CheckpointError::BadSignature {
+                    source_name: source.clone(),
+                    key: origin.clone(),
+                    why: "no verifier key of that name was published beside the log".into(),
+                })?;
+            let v = Verifier::parse(&text)?;
+            if v.name != origin {
+                return Err(malformed(
+                    &source,
+                    "the published verifier key has another name",
+                ));
+            }
+            v
+        }
+    };
+    let cp = open(note, &verifier, &source)?;
+    Ok((cp, verifier))
+}
+
+fn audit_to_checkpoint(e: super::AuditError) -> CheckpointError {
+    match e {
+        super::AuditError::State(s) => CheckpointError::State(s),
+        super::AuditError::Corrupt { seq, why, .. } => {
+            CheckpointError::Tampered { seq, reason: why }
+        }
+        super::AuditError::Encode(m) => CheckpointError::State(StateError::Config {
+            what: m,
+            fix: "run the command again".into(),
+        }),
+    }
+}
+
+/// Sign a checkpoint of a shared log with this machine's key and keep it
+/// beside the log, replacing the previous one only if the log still holds
+/// every record that one covers (a log cut back below its checkpoint is
+/// refused, not blessed), and only the version read (`If-Match`): two
+/// machines checkpointing at once never lose the larger checkpoint.
+pub fn write_shared(
+    log: &super::AuditLog,
+    home: &Home,
+) -> Result<(Checkpoint, String), CheckpointError> {
+    let remote = log.remote_log().ok_or_else(|| {
+        CheckpointError::State(StateError::Config {
+            what: "not a shared log".into(),
+            fix: "use `cordon log checkpoint` on a local state".into(),
+        })
+    })?;
+    let key = CheckpointKey::load_or_create(home)?;
+    remote
+        .publish_verifier(key.name(), &key.verifier().encode())
+        .map_err(audit_to_checkpoint)?;
+    for _ in 0..20 {
+        let current = remote.read_checkpoint().map_err(audit_to_checkpoint)?;
+        let prior = match &current {
+            Some((note, _)) => Some(open_shared(remote, home, note)?.0),
+            None => None,
+        };
+        let bytes = log.read_bytes().map_err(audit_to_checkpoint)?;
+        let scan = scan_reader(&bytes[..], prior.as_ref().map(|c| c.size))
+            .map_err(io_err("read audit log", Path::new(&remote.describe())))?;
+        if let Some(p) = &prior {
+            if let Some(why) = consistency(&scan, p).describe(p) {
+                return Err(CheckpointError::Tampered {
+                    seq: p.size,
+                    reason: format!("against the checkpoint kept beside it: {why}"),
+                });
+            }
+        }
+        let (cp, note, _) = sign_scan(scan, &key)?;
+        let version = current.as_ref().and_then(|c| c.1.clone());
+        if remote
+            .write_checkpoint(note.as_bytes(), version.as_deref())
+            .map_err(audit_to_checkpoint)?
+        {
+            return Ok((cp, note));
+        }
+        // Another machine replaced it meanwhile: check against theirs.
+    }
+    Err(CheckpointError::State(StateError::Config {
+        what: "the shared checkpoint kept changing while it was written".into(),
+        fix: "run the command again".into(),
+    }))
+}
+
+/// The checkpoint after a plan run: the local `audit.checkpoint`, or the
+/// one kept beside a shared log.
+pub fn write_for(
+    log: &super::AuditLog,
+    home: &Home,
+) -> Result<(Checkpoint, String), CheckpointError> {
+    if log.is_remote() {
+        write_shared(log, home)
+    } else {
+        write_latest(home)
+    }
+}
+
 /// How the log compares with a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Consistency {

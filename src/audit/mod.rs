@@ -30,7 +30,7 @@ pub mod payload;
 mod record;
 mod verify;
 
-pub use record::{Approver, Kind, Record, RecordDraft};
+pub use record::{Approver, Imported, Kind, Record, RecordDraft};
 pub use verify::{verify_file, verify_reader, verify_reader_from, VerifyReport, VerifyStatus};
 
 use std::collections::HashMap;
@@ -74,7 +74,20 @@ pub trait RemoteLog: Send + Sync {
     fn read_bytes(&self) -> Result<Vec<u8>, AuditError>;
     /// The sequence number of the newest record (0 when empty).
     fn head_seq(&self) -> Result<u64, AuditError>;
+    /// The log's signed checkpoint kept beside it, and the version to
+    /// replace it with (see [`checkpoint::write_shared`]); None if none yet.
+    fn read_checkpoint(&self) -> Result<Option<Versioned>, AuditError>;
+    /// Replace the checkpoint of `version` (None: create the first one).
+    /// False when another writer replaced it first (nothing was written).
+    fn write_checkpoint(&self, note: &[u8], version: Option<&str>) -> Result<bool, AuditError>;
+    /// Publish a checkpoint verifier key under its name (write-once).
+    fn publish_verifier(&self, name: &str, verifier: &str) -> Result<(), AuditError>;
+    /// A published verifier key, by name.
+    fn read_verifier(&self, name: &str) -> Result<Option<String>, AuditError>;
 }
+
+/// An object's bytes and the version (ETag) to replace it with.
+pub type Versioned = (Vec<u8>, Option<String>);
 
 pub struct AuditLog {
     /// Set when the log is not the local file below.
@@ -150,6 +163,11 @@ impl AuditLog {
 
     pub fn is_remote(&self) -> bool {
         self.remote.is_some()
+    }
+
+    /// The remote log, if this is one.
+    pub fn remote_log(&self) -> Option<&dyn RemoteLog> {
+        self.remote.as_deref()
     }
 
     /// Where the log is, for messages.
@@ -544,6 +562,22 @@ impl AuditLog {
         }
         Ok(out)
     }
+}
+
+/// The shared state an emergency local log was started for (`cordon init
+/// --emergency`): named by its first record.
+pub fn emergency_for(records: &[Record]) -> Option<String> {
+    let first = records.first()?;
+    (first.kind == Kind::Note)
+        .then(|| {
+            first
+                .data
+                .as_ref()?
+                .get("emergency_for")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .flatten()
 }
 
 /// Parse concatenated canonical lines (a remote log's records) into records.

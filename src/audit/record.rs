@@ -112,7 +112,21 @@ pub struct Record {
     /// Kind-specific details (incident fields, task fields, plan digest...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
+    /// Set on a record copied into a shared log from an emergency local log
+    /// (`cordon log import`): which record of which chain it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
     pub prev: String,
+    pub hash: String,
+}
+
+/// Where an imported record came from: the local chain (named by the hash
+/// of its first record), and the record's own seq and hash there, so that
+/// anyone holding the local log can match the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    pub log: String,
+    pub seq: u64,
     pub hash: String,
 }
 
@@ -135,9 +149,34 @@ pub struct RecordDraft {
     pub break_glass: Option<String>,
     pub message: Option<String>,
     pub data: Option<serde_json::Value>,
+    pub imported: Option<Imported>,
 }
 
 impl RecordDraft {
+    /// The draft of an existing record (everything but its place in its
+    /// chain), for copying it into another log.
+    pub fn from_record(r: &Record) -> RecordDraft {
+        RecordDraft {
+            time: r.time,
+            kind: r.kind,
+            actor: r.actor.clone(),
+            approvers: r.approvers.clone(),
+            incident: r.incident.clone(),
+            plan: r.plan.clone(),
+            step: r.step.clone(),
+            action: r.action.clone(),
+            target: r.target.clone(),
+            decision: r.decision.clone(),
+            outcome: r.outcome.clone(),
+            verification: r.verification.clone(),
+            evidence: r.evidence.clone(),
+            break_glass: r.break_glass.clone(),
+            message: r.message.clone(),
+            data: r.data.clone(),
+            imported: r.imported.clone(),
+        }
+    }
+
     pub fn new(kind: Kind, actor: Principal) -> RecordDraft {
         RecordDraft {
             time: crate::plan::now_ms(),
@@ -156,6 +195,7 @@ impl RecordDraft {
             break_glass: None,
             message: None,
             data: None,
+            imported: None,
         }
     }
 
@@ -193,6 +233,7 @@ impl RecordDraft {
             break_glass: self.break_glass,
             message: self.message,
             data: self.data,
+            imported: self.imported,
             prev: prev.to_owned(),
             hash: String::new(),
         };

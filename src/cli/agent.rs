@@ -123,7 +123,7 @@ impl Handler for RespondHandler {
             github_app_id: None,
             // What each leaked token did: the organisations from the
             // agent's environment, as for `cordon respond`.
-            github_orgs: crate::respond::activity::orgs_from_env(),
+            github_orgs: crate::respond::github_activity::orgs_from_env(),
             progress: None,
         };
         // The summary goes to done/ and the log; nothing is printed.

@@ -121,7 +121,17 @@ pub async fn run_plan(
     secrets: &SecretBag,
 ) -> CmdResult {
     let (report, principal, notes) = execute_plan(ctx, out, id, bytes, plan, opts, secrets).await?;
-    print_report(out, &report, &principal.name, principal.verified, &notes);
+    // After the kill: what each contained AWS key did (a read; never fails the run).
+    let activity =
+        crate::respond::aws_activity::after_containment(ctx, plan, &report, &principal).await;
+    print_report(
+        out,
+        &report,
+        &principal.name,
+        principal.verified,
+        &notes,
+        &activity,
+    );
     Ok(ctx.refusal_exit(exit_for(&report)))
 }
 
@@ -197,9 +207,16 @@ pub fn exit_for(r: &ApplyReport) -> Exit {
     Exit::Failed
 }
 
-fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool, notes: &[String]) {
+fn print_report(
+    out: &Out,
+    r: &ApplyReport,
+    who: &str,
+    verified: bool,
+    notes: &[String],
+    activity: &std::collections::BTreeMap<String, crate::respond::aws_activity::Activity>,
+) {
     if out.json {
-        out.json(&serde_json::json!({
+        let mut doc = serde_json::json!({
             "plan": r.plan,
             "requester": who,
             "requester_verified": verified,
@@ -207,7 +224,12 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool, notes: &[
             "time_to_dead": r.time_to_dead,
             "notes": notes,
             "exit": exit_for(r).code(),
-        }));
+        });
+        // By access key id: what CloudTrail says each contained key did.
+        if let (false, Some(m)) = (activity.is_empty(), doc.as_object_mut()) {
+            m.insert("activity".into(), serde_json::json!(activity));
+        }
+        out.json(&doc);
         return;
     }
     out.line(format!(
@@ -260,6 +282,9 @@ fn print_report(out: &Out, r: &ApplyReport, who: &str, verified: bool, notes: &[
     );
     if let Some(line) = r.time_to_dead.describe() {
         out.line(line);
+    }
+    for (key, a) in activity {
+        out.line(a.describe(key));
     }
     match exit_for(r) {
         Exit::AwaitingApproval => out.line(format!("awaiting approval: `cordon approve {} --key ~/.ssh/id_ed25519`, then `cordon apply {}`", r.plan, r.plan)),

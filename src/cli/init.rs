@@ -42,6 +42,12 @@ pub struct InitArgs {
     /// `CORDON_DEMO=1`, which every later command then also needs).
     #[arg(long)]
     pub demo: bool,
+    /// Emergency local mode: the shared state (s3://BUCKET/PREFIX) is down
+    /// and this home will hold the state meanwhile. Its log begins with a
+    /// record naming the shared state; bring it back with `cordon log
+    /// import DIR --into s3://BUCKET/PREFIX` once the store answers.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub emergency: Option<String>,
 }
 
 /// One fresh automation secret, shown to the operator once.
@@ -61,8 +67,21 @@ pub fn cmd_init(ctx: &Context, out: &Out, a: InitArgs) -> CmdResult {
     // A shared state is checked before anything is written: an unreachable
     // store, a missing bucket or missing permissions are reported now.
     if ctx.shared.is_some() {
+        if a.emergency.is_some() {
+            return Err(CommandError::usage(
+                "`--emergency` makes a local state while the shared one is down: unset --state / CORDON_STATE and pick the directory with --home",
+            ));
+        }
         ctx.log.version()?;
     }
+    let emergency = match &a.emergency {
+        Some(url) => Some(
+            crate::state::s3::S3Location::parse(url)
+                .map_err(|e| CommandError::usage(e.to_string()))?
+                .to_string(),
+        ),
+        None => None,
+    };
     let dir = ctx.home.ensure_dir("policy")?;
     let mut written = Vec::new();
     let mut fresh = Vec::new();
@@ -90,6 +109,36 @@ pub fn cmd_init(ctx: &Context, out: &Out, a: InitArgs) -> CmdResult {
         write_atomic(&p, t.as_bytes())?;
         fresh.extend(f);
     }
+    // The emergency marker is the log's own first record, so it travels
+    // with the log and cannot be lost apart from it.
+    if let Some(url) = &emergency {
+        match crate::audit::emergency_for(&ctx.log.read_all()?) {
+            Some(u) if &u == url => {}
+            Some(u) => {
+                return Err(CommandError::usage(format!(
+                    "this home is already the emergency state for {u}"
+                )))
+            }
+            None if ctx.log.version()? > 0 => {
+                return Err(CommandError::usage(format!(
+                    "`{}` already holds an audit log: an emergency state starts empty, so that its log can be imported whole",
+                    ctx.home.root().display()
+                ))
+                .hint("pick a new directory with --home"))
+            }
+            None => {
+                let mut d = crate::audit::RecordDraft::note(
+                    "cordon",
+                    format!(
+                        "emergency local mode: the shared state {url} is unreachable; this log holds what is done meanwhile. Import it with `cordon log import {} --into {url}` once the store answers",
+                        ctx.home.root().display()
+                    ),
+                );
+                d.data = Some(serde_json::json!({ "emergency_for": url }));
+                ctx.log.append(d)?;
+            }
+        }
+    }
     if out.json {
         let secrets: Vec<serde_json::Value> = fresh
             .iter()
@@ -110,9 +159,17 @@ pub fn cmd_init(ctx: &Context, out: &Out, a: InitArgs) -> CmdResult {
             "written": written,
             "secrets": secrets,
             "demo": demo,
+            "emergency_for": emergency,
         }));
     } else {
         out.line(format!("state: {}", ctx.home.root().display()));
+        if let Some(url) = &emergency {
+            out.line(format!(
+                "EMERGENCY local state for {url}: run commands with --home {} (and CORDON_STATE unset); afterwards `cordon log import {} --into {url}`",
+                ctx.home.root().display(),
+                ctx.home.root().display()
+            ));
+        }
         if let Some(shared) = &ctx.shared {
             out.line(format!(
                 "shared state: {shared} (plans, approvals, evidence and the audit log; reachable)"

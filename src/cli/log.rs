@@ -40,6 +40,19 @@ pub enum LogCommand {
         #[arg(long = "as", value_name = "NAME")]
         author: Option<String>,
     },
+    /// Import an emergency local state (`cordon init --emergency`) into the
+    /// shared one once the store answers again: its plans, approvals and
+    /// evidence, and every record of its log appended to the shared chain,
+    /// each carrying `imported` (the local chain, seq and hash it copies),
+    /// then a note naming the local head. Both chains still verify. Safe to
+    /// run again: records already imported are skipped.
+    Import {
+        /// The emergency state directory.
+        dir: PathBuf,
+        /// The shared state (default: --state / CORDON_STATE).
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        into: Option<String>,
+    },
     /// Show records (table or --json).
     Show {
         #[arg(long)]
@@ -80,6 +93,31 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
                 let latest = checkpoint::latest_path(&ctx.home);
                 verify_against_checkpoint(ctx, out, &latest, None, true)
             }
+            // A shared log: the signed checkpoint kept beside it, likewise.
+            None if ctx.log.is_remote() => {
+                let remote = ctx.log.remote_log().ok_or_else(|| {
+                    CommandError::failed("the shared log is not reachable".to_owned())
+                })?;
+                match remote.read_checkpoint()? {
+                    Some((note, _)) => {
+                        let source = checkpoint::shared_source(remote);
+                        let (cp, verifier) = checkpoint::open_shared(remote, &ctx.home, &note)
+                            .map_err(|e| {
+                                checkpoint_error(e).hint("the checkpoint kept beside the shared log does not verify: check it with `cordon log verify --checkpoint FILE --key VERIFIER` against one exported earlier")
+                            })?;
+                        report_against(ctx, out, &source, &cp, &verifier, true)
+                    }
+                    None => {
+                        let r = ctx.log.verify()?;
+                        if out.json {
+                            out.json(&r);
+                        } else {
+                            out.line(describe(&r));
+                        }
+                        Ok(exit_for(&r))
+                    }
+                }
+            }
             None => {
                 let r = ctx.log.verify()?;
                 if out.json {
@@ -93,11 +131,9 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
         LogCommand::Checkpoint { out: file } => {
             let (cp, note) = if ctx.log.is_remote() {
                 // A shared log: signed by this machine's key over what the
-                // store holds now; kept where --out says.
-                let key = CheckpointKey::load_or_create(&ctx.home).map_err(checkpoint_error)?;
-                let (cp, note, _) = checkpoint::sign_bytes(&ctx.log.read_bytes()?, &key)
-                    .map_err(checkpoint_error)?;
-                (cp, note)
+                // store holds now, kept beside the log (replacing the last
+                // one only if the log still holds what that one covers).
+                checkpoint::write_shared(&ctx.log, &ctx.home).map_err(checkpoint_error)?
             } else {
                 checkpoint::write_latest(&ctx.home).map_err(checkpoint_error)?
             };
@@ -182,6 +218,7 @@ pub fn cmd_log(ctx: &Context, out: &Out, cmd: LogCommand) -> CmdResult {
             }
             Ok(Exit::Ok)
         }
+        LogCommand::Import { dir, into } => import(ctx, out, &dir, into),
         LogCommand::Show {
             incident,
             plan,
@@ -355,6 +392,18 @@ fn verify_against_checkpoint(
             "a checkpoint only proves something with the verifier key exported before it: pass it with `--key`",
         )
     })?;
+    report_against(ctx, out, &file.display().to_string(), &cp, &verifier, own)
+}
+
+/// Scan the log against an opened checkpoint and report.
+fn report_against(
+    ctx: &Context,
+    out: &Out,
+    source: &str,
+    cp: &checkpoint::Checkpoint,
+    verifier: &Verifier,
+    own: bool,
+) -> CmdResult {
     let path = ctx.log.path();
     let scan = if ctx.log.is_remote() {
         checkpoint::scan_reader(&ctx.log.read_bytes()?[..], Some(cp.size))
@@ -362,8 +411,8 @@ fn verify_against_checkpoint(
         checkpoint::scan_file(path, Some(cp.size))
     }
     .map_err(|e| CommandError::failed(format!("cannot read `{}`: {e}", path.display())))?;
-    let consistency = checkpoint::consistency(&scan, &cp);
-    let problem = consistency.describe(&cp);
+    let consistency = checkpoint::consistency(&scan, cp);
+    let problem = consistency.describe(cp);
     let exit = match (&scan.report.status, &consistency) {
         (VerifyStatus::Tampered { .. }, _)
         | (_, Consistency::Truncated { .. } | Consistency::Rewritten { .. }) => Exit::Tampered,
@@ -372,7 +421,7 @@ fn verify_against_checkpoint(
     if out.json {
         let mut v = serde_json::to_value(&scan.report).unwrap_or_default();
         v["checkpoint"] = serde_json::json!({
-            "file": file.display().to_string(),
+            "file": source,
             "origin": cp.origin,
             "size": cp.size,
             "root": cp.root_b64(),
@@ -386,7 +435,7 @@ fn verify_against_checkpoint(
         (VerifyStatus::Tampered { .. }, _) => out.line(describe(&scan.report)),
         (_, Some(p)) => out.line(format!(
             "audit log TAMPERED against checkpoint `{}`: {p}. The hash chain alone {}: it was rewritten after the checkpoint was exported.",
-            file.display(),
+            source,
             match scan.report.status {
                 VerifyStatus::Intact => "verifies",
                 _ => "verifies up to a torn tail",
@@ -395,15 +444,16 @@ fn verify_against_checkpoint(
         (_, None) if own => {
             out.line(describe(&scan.report));
             out.line(format!(
-                "and it still contains the {} records of this state directory's signed checkpoint (`log verify --checkpoint` checks one exported elsewhere)",
-                cp.size
+                "and it still contains the {} records of {} signed checkpoint (`log verify --checkpoint` checks one exported elsewhere)",
+                cp.size,
+                if ctx.log.is_remote() { "the shared log's" } else { "this state directory's" }
             ));
         }
         (_, None) => {
             out.line(describe(&scan.report));
             out.line(format!(
                 "checkpoint `{}` verified: signed by `{}`, and the log still contains its {} records (root {})",
-                file.display(),
+                source,
                 verifier.name,
                 cp.size,
                 cp.root_b64()
@@ -411,4 +461,131 @@ fn verify_against_checkpoint(
         }
     }
     Ok(exit)
+}
+
+/// `cordon log import DIR --into s3://…`.
+fn import(ctx: &Context, out: &Out, dir: &Path, into: Option<String>) -> CmdResult {
+    use crate::audit::{AuditLog, Imported, RecordDraft};
+    use crate::state::s3::{S3Location, S3State};
+    let url = into.or_else(|| ctx.shared.clone()).ok_or_else(|| {
+        CommandError::usage("say which shared state to import into: --into s3://BUCKET/PREFIX")
+    })?;
+    let loc = S3Location::parse(&url).map_err(|e| CommandError::usage(e.to_string()))?;
+    let home = crate::state::Home::open(dir)?;
+    let local = AuditLog::new(home.audit_path(), home.torn_dir());
+    let report = local.verify()?;
+    if report.status != VerifyStatus::Intact {
+        return Err(CommandError::new(
+            exit_for(&report),
+            format!(
+                "the emergency log `{}` does not verify ({}); nothing was imported",
+                local.describe(),
+                describe(&report)
+            ),
+        )
+        .hint(
+            "run `cordon --home DIR log verify`; a torn tail is recovered by any command run there",
+        ));
+    }
+    let records = local.read_all()?;
+    match crate::audit::emergency_for(&records) {
+        Some(u) if u == loc.to_string() => {}
+        Some(u) => {
+            return Err(CommandError::usage(format!(
+                "`{}` is the emergency state for {u}, not for {loc}",
+                dir.display()
+            )))
+        }
+        None => {
+            return Err(CommandError::usage(format!(
+                "`{}` is not an emergency state (its log does not begin with the record `cordon init --emergency` writes)",
+                dir.display()
+            ))
+            .hint("to move a whole local state into an empty shared one, use `cordon state migrate --to s3://…`"))
+        }
+    }
+    let Some(chain) = records.first().map(|r| r.hash.clone()) else {
+        return Err(CommandError::usage("the emergency log is empty"));
+    };
+    let s3 = S3State::open(loc.clone())?;
+    let objects = super::state_cmd::copy_objects(&home, &s3, &loc.to_string())?;
+    let shared = AuditLog::remote(Box::new(s3.log()));
+    let (mut added, mut kept) = (0u64, 0u64);
+    for r in &records {
+        let mut d = RecordDraft::from_record(r);
+        d.imported = Some(Imported {
+            log: chain.clone(),
+            seq: r.seq,
+            hash: r.hash.clone(),
+        });
+        // Checked and appended as one step against the shared log: a re-run,
+        // or another machine importing the same log at once, never copies a
+        // record twice.
+        let res = shared.append_with(|recs| {
+            if recs.iter().any(|x| {
+                x.imported
+                    .as_ref()
+                    .is_some_and(|i| i.log == chain && i.seq == r.seq)
+            }) {
+                Err(())
+            } else {
+                Ok(d.clone())
+            }
+        })?;
+        match res {
+            Ok(_) => added += 1,
+            Err(()) => kept += 1,
+        }
+    }
+    let head = report.head.clone();
+    if added > 0 {
+        let mut d = RecordDraft::note(
+            "cordon",
+            format!(
+                "imported the emergency log `{}` ({} records, chain {chain}, head {head}); its records carry `imported` with their seq and hash there",
+                dir.display(),
+                records.len()
+            ),
+        );
+        d.data = Some(serde_json::json!({
+            "imported_log": chain,
+            "records": records.len(),
+            "local_head": head,
+        }));
+        shared.append(d)?;
+    }
+    // Both chains still verify: the local one untouched, the shared one
+    // with the copies in it.
+    let again = local.verify()?;
+    let shared_report = shared.verify()?;
+    if again.status != VerifyStatus::Intact || shared_report.status != VerifyStatus::Intact {
+        return Err(CommandError::new(
+            Exit::Tampered,
+            format!(
+                "after the import the local log says `{}` and the shared log says `{}`",
+                describe(&again),
+                describe(&shared_report)
+            ),
+        ));
+    }
+    if out.json {
+        out.json(&serde_json::json!({
+            "into": loc.to_string(),
+            "objects": objects,
+            "imported": added,
+            "already_imported": kept,
+            "local_chain": chain,
+            "local_head": head,
+            "shared_records": shared_report.records,
+            "shared_head": shared_report.head,
+        }));
+    } else {
+        out.line(format!(
+            "imported {added} records of `{}` into {loc} ({kept} were already there) and {objects} objects; the local log ({} records, head {head}) and the shared log ({} records) both verify",
+            dir.display(),
+            records.len(),
+            shared_report.records
+        ));
+    }
+    Ok(Exit::Ok)
 }

@@ -338,6 +338,12 @@ pub fn print_summary(out: &Out, s: &Summary) {
         &["#", "SCANNER", "FOUND IN", "CREDENTIAL", "RESULT", "DETAIL"],
         &rows,
     );
+    // What each contained AWS key did, and the doors it opened (tasks of the incident).
+    for r in &s.findings {
+        if let (Some(a), Some(k)) = (&r.aws_activity, &r.credential_id) {
+            out.line(format!("finding {}: {}", r.finding, a.describe(k)));
+        }
+    }
     let Some(p) = &s.plan else {
         out.line("nothing containable in the report: no credential cordon can act on");
         return;
@@ -347,7 +353,7 @@ pub fn print_summary(out: &Out, s: &Summary) {
     }
     // What each leaked GitHub token did, or why that is not known.
     for r in &s.findings {
-        for a in &r.activity {
+        for a in &r.github_activity {
             out.line(format!("finding {}: {}", r.finding, a.describe()));
             for door in &a.doors {
                 out.line(format!("  - {door}"));

@@ -115,7 +115,7 @@ pub async fn cmd_verify(ctx: &Context, out: &Out, a: VerifyArgs) -> CmdResult {
             deadline,
         )
         .await?;
-    if let Err(e) = crate::audit::checkpoint::write_latest(&ctx.home) {
+    if let Err(e) = crate::audit::checkpoint::write_for(&ctx.log, &ctx.home) {
         super::output::diag(&format!("warning: audit checkpoint not written: {e}"));
     }
     let exit = exit_for(&checked);

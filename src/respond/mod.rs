@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-pub mod activity;
+pub mod aws_activity;
+pub mod github_activity;
 pub mod tasks;
 
 use cordon_connector::{Outcome, PlanStep, Verification};
@@ -117,10 +118,15 @@ pub struct FindingRow {
     /// verified refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_after_ms: Option<u64>,
+    /// For a contained AWS key: what CloudTrail says it did (`aws_activity.rs`).
+    /// (`activity` in JSON, as `github_activity` is: a finding is one
+    /// credential, so at most one of the two is ever set.)
+    #[serde(rename = "activity", skip_serializing_if = "Option::is_none")]
+    pub aws_activity: Option<aws_activity::Activity>,
     /// A leaked GitHub token: what it did, per organisation audit log
     /// searched after the kill, or why that was not checked.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub activity: Vec<activity::ActivityCheck>,
+    #[serde(rename = "activity", skip_serializing_if = "Vec::is_empty")]
+    pub github_activity: Vec<github_activity::ActivityCheck>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -286,7 +292,8 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             same_as: None,
             detail: String::new(),
             dead_after_ms: None,
-            activity: vec![],
+            aws_activity: None,
+            github_activity: vec![],
         };
         let key = match f.item {
             Err(NotContainable {
@@ -579,6 +586,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     // Who ran the plan, and its incident: the searches after the kill
     // record their tasks there, as them.
     let mut ran_as: Option<(Principal, Option<String>)> = None;
+    let mut aws_activity = BTreeMap::new();
     let report: Option<ApplyReport> = if opts.dry_run {
         summary.dry_run = Some(DryRun {
             decisions: ws.dry_run_decisions(&id, &plan),
@@ -607,6 +615,9 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
                 app_owner_task(ws, incident, &run.principal, s)?;
             }
         }
+        // After the kill: what each contained AWS key did (never fails the run).
+        aws_activity =
+            aws_activity::after_containment(ws, &plan, &run.report, &run.principal).await;
         summary.time_to_dead = Some(run.report.time_to_dead.clone());
         ran_as = Some((run.principal.clone(), plan.incident.clone()));
         Some(run.report)
@@ -647,6 +658,11 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             .unwrap_or((Status::Failed, "no step was planned for it".into()));
         r.status = status;
         r.detail = detail;
+        r.aws_activity = r
+            .credential_id
+            .as_ref()
+            .and_then(|k| aws_activity.get(k))
+            .cloned();
         // The revocation API is the one call that kills these tokens; when it
         // did not, name the command that contains the token another way (the
         // finding gives neither an OAuth app's client id nor a grant's id).
@@ -679,18 +695,18 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     }
     // After the kill: what each leaked GitHub token did (never fails the run).
     if let Some((principal, incident)) = &ran_as {
-        let tokens: Vec<activity::Searched> = rows
+        let tokens: Vec<github_activity::Searched> = rows
             .iter()
             .filter(|r| r.same_as.is_none() && github_kind.contains_key(&r.finding))
             .filter_map(|r| {
-                Some(activity::Searched {
+                Some(github_activity::Searched {
                     finding: r.finding,
                     fingerprint: r.credential_id.clone()?,
                     label: r.credential.clone()?,
                 })
             })
             .collect();
-        let mut found = activity::check(
+        let mut found = github_activity::check(
             ws,
             &opts.github_orgs,
             &tokens,
@@ -700,7 +716,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
         .await;
         for r in &mut rows {
             if let Some(a) = found.remove(&r.finding) {
-                r.activity = a;
+                r.github_activity = a;
             }
         }
     }

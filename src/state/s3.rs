@@ -52,6 +52,10 @@ const READ_CONCURRENCY: usize = 32;
 /// Attempts to claim a sequence number before giving up (each lost attempt
 /// means another writer appended a record: the log moved on).
 const MAX_CLAIMS: usize = 100_000;
+/// Records per sealed log segment (`CORDON_STATE_SEGMENT_RECORDS` changes it,
+/// for tests; every machine sharing a log should use the same size, though a
+/// reader copes with any mix).
+const SEGMENT_RECORDS: u64 = 1000;
 
 /// `s3://BUCKET/PREFIX`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +153,65 @@ struct Inner {
     lease: Duration,
     /// Who this process is, in leases and takeover records.
     owner: String,
+    /// How every PUT is protected (SSE-KMS, Object Lock on evidence).
+    protect: Protect,
+}
+
+/// Server-side encryption and retention settings, from the environment:
+/// `CORDON_STATE_SSE_KMS_KEY_ID` (every PUT carries
+/// `x-amz-server-side-encryption: aws:kms` and this key id) and
+/// `CORDON_STATE_OBJECT_LOCK_DAYS` with `CORDON_STATE_OBJECT_LOCK_MODE`
+/// (`COMPLIANCE`, the default, or `GOVERNANCE`): evidence is written with
+/// that retention. Without a period, a bucket's default retention (if it
+/// has one) applies by itself; with one, a bucket without Object Lock
+/// refuses the PUT (400) and cordon stops with that error rather than
+/// keep evidence without the retention asked for.
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html>,
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock-managing.html>.
+#[derive(Clone, Default, Debug)]
+struct Protect {
+    kms_key: Option<String>,
+    lock: Option<(aws_sdk_s3::types::ObjectLockMode, chrono::Duration)>,
+}
+
+impl Protect {
+    fn from_env() -> Result<Protect, StateError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
+        let kms_key = var("CORDON_STATE_SSE_KMS_KEY_ID");
+        let lock = match var("CORDON_STATE_OBJECT_LOCK_DAYS") {
+            None => None,
+            Some(d) => {
+                let days = d
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=36_500).contains(d))
+                    .ok_or_else(|| StateError::Config {
+                        what: format!(
+                            "CORDON_STATE_OBJECT_LOCK_DAYS=`{d}` is not a number of days"
+                        ),
+                        fix: "set it to a whole number of days from 1 to 36500, or unset it".into(),
+                    })?;
+                let mode = match var("CORDON_STATE_OBJECT_LOCK_MODE")
+                    .as_deref()
+                    .map(str::trim)
+                {
+                    None | Some("COMPLIANCE") => aws_sdk_s3::types::ObjectLockMode::Compliance,
+                    Some("GOVERNANCE") => aws_sdk_s3::types::ObjectLockMode::Governance,
+                    Some(m) => {
+                        return Err(StateError::Config {
+                            what: format!(
+                                "CORDON_STATE_OBJECT_LOCK_MODE=`{m}` is not a retention mode"
+                            ),
+                            fix: "use COMPLIANCE or GOVERNANCE".into(),
+                        })
+                    }
+                };
+                Some((mode, chrono::Duration::days(i64::from(days))))
+            }
+        };
+        Ok(Protect { kms_key, lock })
+    }
 }
 
 /// Result of a conditional create.
@@ -329,43 +392,35 @@ impl Inner {
     /// PUT with `If-None-Match: *` (create) or `If-Match: etag` (replace
     /// the version we read), or unconditionally.
     fn put(&self, key: &str, bytes: &[u8], cond: Cond) -> Result<Created, StateError> {
+        self.put_with(key, bytes, cond, false)
+    }
+
+    /// As [`Inner::put`]; `lock`: with the configured Object Lock retention.
+    fn put_with(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        cond: Cond,
+        lock: bool,
+    ) -> Result<Created, StateError> {
         let (client, bucket, k) = (self.client.clone(), self.loc.bucket.clone(), key.to_owned());
         let body = bytes.to_vec();
         let cond2 = cond.clone();
-        let r = self.block(async move {
-            // 409 ConditionalRequestConflict: a concurrent conditional write
-            // to the same key is in progress; S3 says to retry.
-            let mut attempt = 0;
-            loop {
-                let mut req = client
-                    .put_object()
-                    .bucket(bucket.clone())
-                    .key(k.clone())
-                    .body(ByteStream::from(body.clone()));
-                match &cond2 {
-                    Cond::None => {}
-                    Cond::Create => req = req.if_none_match("*"),
-                    Cond::Match(etag) => req = req.if_match(etag.clone()),
-                }
-                match req.send().await {
-                    Ok(o) => return Ok(Created::Yes(o.e_tag().map(str::to_owned))),
-                    Err(e) => {
-                        let status = status_of(&e);
-                        if status == Some(412) || e.code() == Some("PreconditionFailed") {
-                            return Ok(Created::Exists);
-                        }
-                        if (status == Some(409) || e.code() == Some("ConditionalRequestConflict"))
-                            && attempt < 20
-                        {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
-                            continue;
-                        }
-                        return Err(classify(&e, status));
-                    }
-                }
-            }
-        })?;
+        let protect = self.protect.clone();
+        let r = self
+            .block(async move { put_once(client, bucket, k, body, cond2, protect, lock).await })?;
+        self.settle(key, bytes, &cond, r)
+    }
+
+    /// What a PUT's result means once its fate is known: an unknown
+    /// outcome of a create is read back.
+    fn settle(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        cond: &Cond,
+        r: Result<Created, CallError>,
+    ) -> Result<Created, StateError> {
         match r {
             Ok(c) => Ok(c),
             Err(e) if e.unknown && matches!(cond, Cond::Create) => {
@@ -380,6 +435,36 @@ impl Inner {
             }
             Err(e) => Err(e.into_state("write", &self.loc, key)),
         }
+    }
+
+    /// Create many objects (`If-None-Match: *`), a few at a time; each
+    /// result as [`Inner::put`] gives it, in order.
+    fn put_many_new(&self, items: Vec<(String, Vec<u8>)>) -> Result<Vec<Created>, StateError> {
+        use futures::stream::{self, StreamExt};
+        let (client, bucket) = (self.client.clone(), self.loc.bucket.clone());
+        let protect = self.protect.clone();
+        let sent = items.clone();
+        let r = self.block(async move {
+            stream::iter(sent.into_iter().map(|(k, b)| {
+                put_once(
+                    client.clone(),
+                    bucket.clone(),
+                    k,
+                    b,
+                    Cond::Create,
+                    protect.clone(),
+                    false,
+                )
+            }))
+            .buffered(READ_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+        })?;
+        items
+            .iter()
+            .zip(r)
+            .map(|((k, b), r)| self.settle(k, b, &Cond::Create, r))
+            .collect()
     }
 
     /// Every key under `dir` (relative to the prefix) after `start_after`.
@@ -477,6 +562,63 @@ impl Inner {
     }
 }
 
+/// One PUT, conditional as `cond` says; 412 is `Exists`. A 409
+/// ConditionalRequestConflict (a concurrent conditional write to the same
+/// key is in progress) is retried, as S3 says to.
+async fn put_once(
+    client: Client,
+    bucket: String,
+    key: String,
+    body: Vec<u8>,
+    cond: Cond,
+    protect: Protect,
+    lock: bool,
+) -> Result<Created, CallError> {
+    let mut attempt = 0;
+    loop {
+        let mut req = client
+            .put_object()
+            .bucket(bucket.clone())
+            .key(key.clone())
+            .body(ByteStream::from(body.clone()));
+        if let Some(k) = &protect.kms_key {
+            req = req
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k.clone());
+        }
+        if let (true, Some((mode, period))) = (lock, &protect.lock) {
+            let until = chrono::Utc::now() + *period;
+            req = req
+                .object_lock_mode(mode.clone())
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_millis(
+                    until.timestamp_millis(),
+                ));
+        }
+        match &cond {
+            Cond::None => {}
+            Cond::Create => req = req.if_none_match("*"),
+            Cond::Match(etag) => req = req.if_match(etag.clone()),
+        }
+        match req.send().await {
+            Ok(o) => return Ok(Created::Yes(o.e_tag().map(str::to_owned))),
+            Err(e) => {
+                let status = status_of(&e);
+                if status == Some(412) || e.code() == Some("PreconditionFailed") {
+                    return Ok(Created::Exists);
+                }
+                if (status == Some(409) || e.code() == Some("ConditionalRequestConflict"))
+                    && attempt < 20
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                    continue;
+                }
+                return Err(classify(&e, status));
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Cond {
     None,
@@ -512,6 +654,9 @@ impl S3State {
     /// Connect to `loc` (no request is made yet: the first read or write
     /// reports an unreachable store or a missing bucket, naming them).
     pub fn open(loc: S3Location) -> Result<S3State, StateError> {
+        // Settings first: an error returned after the runtime below exists
+        // would drop it inside the caller's async context.
+        let protect = Protect::from_env()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cordon-s3")
@@ -530,6 +675,16 @@ impl S3State {
             .ok()
             .filter(|s| !s.is_empty());
         let ep = endpoint.clone();
+        // Per attempt (the SDK retries a timed-out attempt; an answer that
+        // never comes is a write of unknown fate, read back before anything
+        // else is written). `CORDON_STATE_TIMEOUT_MS` for slow links and tests.
+        let attempt = Duration::from_millis(
+            std::env::var("CORDON_STATE_TIMEOUT_MS")
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .filter(|ms| *ms >= 100)
+                .unwrap_or(15_000),
+        );
         // Spawned and waited for, not `block_on`: this may be called from
         // inside the command's own runtime.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -538,8 +693,8 @@ impl S3State {
                 .timeout_config(
                     aws_config::timeout::TimeoutConfig::builder()
                         .connect_timeout(Duration::from_secs(5))
-                        .operation_attempt_timeout(Duration::from_secs(15))
-                        .operation_timeout(Duration::from_secs(60))
+                        .operation_attempt_timeout(attempt)
+                        .operation_timeout(attempt * 4)
                         .build(),
                 );
             // The state's own profile: its credentials, not the default
@@ -594,6 +749,7 @@ impl S3State {
                 rt: Rt(Some(rt)),
                 lease: Duration::from_secs(lease),
                 owner,
+                protect,
             }),
         })
     }
@@ -606,6 +762,7 @@ impl S3State {
     pub fn log(&self) -> S3Log {
         S3Log {
             inner: self.inner.clone(),
+            crash: crate::engine::CrashPoints::from_env(),
             head: Mutex::new(None),
         }
     }
@@ -619,7 +776,8 @@ impl S3State {
 impl Store for S3State {
     fn put_new(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         let key = self.object_key(kind, name)?;
-        match self.inner.put(&key, bytes, Cond::Create)? {
+        let lock = kind == ObjectKind::Evidence;
+        match self.inner.put_with(&key, bytes, Cond::Create, lock)? {
             Created::Yes(_) => Ok(()),
             Created::Exists => match self.inner.get(&key)? {
                 Some((b, _)) if b == bytes => Ok(()),
@@ -678,6 +836,83 @@ impl Store for S3State {
 
     fn describe(&self) -> String {
         self.inner.loc.to_string()
+    }
+}
+
+/// A plan's lease as the store holds it (`cordon state release-lease`).
+#[derive(Debug, Clone)]
+pub struct LeaseInfo {
+    pub url: String,
+    /// Who holds (or last held) it; None when the object is not a lease
+    /// cordon wrote.
+    pub owner: Option<String>,
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+    pub released: bool,
+    etag: String,
+}
+
+impl LeaseInfo {
+    /// Held and not expired: a machine may still be applying the plan.
+    pub fn live(&self) -> bool {
+        !self.released && self.expires.is_some_and(|t| t > chrono::Utc::now())
+    }
+}
+
+impl S3State {
+    fn lease_key(&self, plan_id: &str) -> Result<String, StateError> {
+        super::check_plan_id(plan_id)?;
+        Ok(self.inner.loc.key(&format!("claims/{plan_id}.lease")))
+    }
+
+    /// The plan's lease, if there is one.
+    pub fn lease(&self, plan_id: &str) -> Result<Option<LeaseInfo>, StateError> {
+        let key = self.lease_key(plan_id)?;
+        let Some((bytes, etag)) = self.inner.get(&key)? else {
+            return Ok(None);
+        };
+        let etag = etag.ok_or_else(|| StateError::Remote {
+            op: "read",
+            url: self.inner.loc.url(&key),
+            what: "the store sent no ETag, so the lease cannot be updated safely".into(),
+            fix: "use an S3-compatible store that supports conditional writes (If-Match)".into(),
+        })?;
+        let held: Option<LeaseBody> = serde_json::from_slice(&bytes).ok();
+        Ok(Some(LeaseInfo {
+            url: self.inner.loc.url(&key),
+            owner: held.as_ref().map(|h| h.owner.clone()),
+            expires: held
+                .as_ref()
+                .and_then(|h| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(h.expires_ms)),
+            released: held.as_ref().is_some_and(|h| h.released),
+            etag,
+        }))
+    }
+
+    /// Release the lease read as `info` on behalf of `by` (a person, by
+    /// hand): replaced with `If-Match`, so a lease renewed or taken over
+    /// since it was read is left alone (false).
+    pub fn release_lease(
+        &self,
+        plan_id: &str,
+        info: &LeaseInfo,
+        by: &str,
+    ) -> Result<bool, StateError> {
+        let key = self.lease_key(plan_id)?;
+        let body = serde_json::to_vec(&LeaseBody {
+            plan: plan_id.to_owned(),
+            owner: format!("released by {by}"),
+            expires_ms: 0,
+            released: true,
+        })
+        .map_err(|e| StateError::Config {
+            what: format!("cannot encode the lease: {e}"),
+            fix: "report this as a bug".into(),
+        })?;
+        Ok(matches!(
+            self.inner
+                .put(&key, &body, Cond::Match(info.etag.clone()))?,
+            Created::Yes(_)
+        ))
     }
 }
 
@@ -750,7 +985,7 @@ impl Lease {
                         op: "read",
                         url: inner.loc.url(&key),
                         what: "the plan's lease is not a lease cordon wrote".into(),
-                        fix: "inspect the object; if no cordon is applying the plan, overwrite it with {\"plan\":\"…\",\"owner\":\"released by <you>\",\"expires_ms\":0,\"released\":true}".into(),
+                        fix: format!("inspect the object; if no cordon is applying the plan, release it with `cordon state release-lease {plan} --reason TEXT --force` (recorded in the audit log)"),
                     })
                 }
             };
@@ -775,8 +1010,12 @@ impl Lease {
                     tracing::warn!(
                         plan,
                         holder = %h.owner,
-                        "another machine is applying this plan (lease `{}`); waiting for it to finish or for its lease to expire",
-                        inner.loc.url(&key)
+                        "another machine is applying this plan (lease `{}`, held by `{}` until {}); waiting for it to finish or for its lease to expire. If that machine is gone and you cannot wait, release the lease with `cordon state release-lease {plan} --reason TEXT --force` (recorded in the audit log)",
+                        inner.loc.url(&key),
+                        h.owner,
+                        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(h.expires_ms)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
                     );
                     waited_for = Some(h.owner.clone());
                 }
@@ -823,7 +1062,7 @@ impl Lease {
                     Ok(Created::Yes(Some(e))) => etag = e,
                     Ok(_) => {
                         tracing::error!(
-                            "lost the lease `{}`: another machine took it over; steps already journaled are safe, the rest are that machine's",
+                            "lost the lease `{}`: another machine took it over, or a person released it (`cordon state release-lease`, recorded in the audit log); steps already journaled are safe, the rest are that machine's",
                             inner.loc.url(&key)
                         );
                         return;
@@ -849,9 +1088,13 @@ impl Drop for Lease {
 /// number, each created with `If-None-Match: *`.
 pub struct S3Log {
     inner: Arc<Inner>,
+    crash: crate::engine::CrashPoints,
     /// The last record this process knows of: (seq, hash).
     head: Mutex<Option<(u64, String)>>,
 }
+
+/// The log's latest signed checkpoint (C2SP note), replaced with `If-Match`.
+const CHECKPOINT_REL: &str = "log/checkpoint";
 
 fn record_rel(seq: u64) -> String {
     format!("log/records/{seq:020}.json")
@@ -864,6 +1107,18 @@ impl S3Log {
 
     fn key(&self, seq: u64) -> String {
         self.inner.loc.key(&record_rel(seq))
+    }
+
+    /// `log/verifiers/<key name>`: the name is `cordon.audit/<hex>`.
+    fn verifier_key(&self, name: &str) -> Result<String, AuditError> {
+        let (ns, id) = name.split_once('/').unwrap_or(("", name));
+        if ns != "cordon.audit" || id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AuditError::State(StateError::Config {
+                what: format!("`{name}` is not a cordon checkpoint key name"),
+                fix: "check the checkpoint's origin line".into(),
+            }));
+        }
+        Ok(self.inner.loc.key(&format!("log/verifiers/{id}.pub")))
     }
 
     fn corrupt(&self, seq: u64, why: String) -> AuditError {
@@ -889,8 +1144,14 @@ impl S3Log {
         }
     }
 
-    /// The newest record: listed after the last one this process knew.
+    /// The newest record: listed after the last one this process knew, or
+    /// after the last sealed segment (so a fresh process lists only the
+    /// unsealed tail, not every record of a long log).
     fn discover_head(&self, known: Option<(u64, String)>) -> Result<(u64, String), AuditError> {
+        let known = match known {
+            Some(k) => Some(k),
+            None => self.sealed_head()?,
+        };
         let after = known.as_ref().map(|(s, _)| self.key(*s));
         let keys = self.inner.list(&self.records_dir(), after.as_deref())?;
         let Some(last) = keys.last() else {
@@ -901,6 +1162,20 @@ impl S3Log {
         match self.inner.get(last)? {
             Some((b, _)) => self.parse_head(seq, &b),
             None => Err(self.corrupt(seq, "listed but not readable".into())),
+        }
+    }
+
+    /// The last record of the sealed run, read from its own record object
+    /// (the source of truth, not the segment): None when nothing is sealed,
+    /// or when that record does not exist (a segment that claims more than
+    /// the log holds is ignored here; readers report it).
+    fn sealed_head(&self) -> Result<Option<(u64, String)>, AuditError> {
+        let Some(&(_, last, _)) = self.sealed_run()?.last() else {
+            return Ok(None);
+        };
+        match self.inner.get(&self.key(last))? {
+            Some((b, _)) => Ok(Some(self.parse_head(last, &b)?)),
+            None => Ok(None),
         }
     }
 
@@ -920,9 +1195,14 @@ impl S3Log {
             let mut line = rec.canonical_line().map_err(AuditError::Encode)?;
             line.extend_from_slice(b"\n");
             let key = self.key(rec.seq);
+            self.crash.hit("s3-before-put", &rec.seq.to_string());
             match self.inner.put(&key, &line, Cond::Create) {
                 Ok(Created::Yes(_)) => {
+                    // Test builds: die with the record durable but its
+                    // append not returned (the writer never learns it).
+                    self.crash.hit("s3-after-put", &rec.seq.to_string());
                     *head = Some((rec.seq, rec.hash.clone()));
+                    self.seal_after(rec.seq);
                     return Ok(rec);
                 }
                 Ok(Created::Exists) => {
@@ -951,14 +1231,291 @@ impl S3Log {
     }
 }
 
+/// Where a piece of the log read back came from.
+struct Piece {
+    first: u64,
+    last: u64,
+    bytes: Vec<u8>,
+    /// From a sealed segment (else from the record objects).
+    segment: bool,
+}
+
+/// A run of records whose chain checks: exactly `first..=last`, each line
+/// canonical and newline-terminated, the first chained on `prev`. Returns
+/// the last record's hash. The same check `log verify` runs, so a torn,
+/// partial, reordered or forged segment is never taken for the records.
+fn check_run(bytes: &[u8], first: u64, last: u64, prev: &str) -> Option<String> {
+    if bytes.last() != Some(&b'\n') {
+        return None;
+    }
+    let r = crate::audit::verify_reader_from(std::io::Cursor::new(bytes), first, prev).ok()?;
+    (r.status == crate::audit::VerifyStatus::Intact && r.records == last + 1 - first)
+        .then_some(r.head)
+}
+
+fn segment_rel(first: u64, last: u64) -> String {
+    format!("log/segments/{first:020}-{last:020}.jsonl")
+}
+
+fn segment_range_of_key(key: &str) -> Option<(u64, u64)> {
+    let name = key.rsplit('/').next()?.strip_suffix(".jsonl")?;
+    let (a, b) = name.split_once('-')?;
+    let num = |d: &str| {
+        (d.len() == 20 && d.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| d.parse::<u64>().ok())
+            .flatten()
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    (a >= 1 && a <= b).then_some((a, b))
+}
+
+/// Records per segment for this process.
+fn segment_records() -> u64 {
+    std::env::var("CORDON_STATE_SEGMENT_RECORDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|n| *n >= 2)
+        .unwrap_or(SEGMENT_RECORDS)
+}
+
+/// Sealed segments: records `first..=last` copied, byte for byte, into one
+/// object `log/segments/<first>-<last>.jsonl`, so that reading the log back
+/// costs one GET per segment, not per record. The record objects stay the
+/// source of truth: a segment is created with `If-None-Match: *` only from
+/// records whose chain checked, its content is fully determined by them (two
+/// machines sealing the same run at once write the same bytes; the loser's
+/// 412 is harmless), and a reader takes a segment only if it chains exactly
+/// like the records would (see [`S3Log::read_pieces`]); otherwise it reads
+/// the records of that range and says so.
+impl S3Log {
+    /// The sealed segments that cover the log from record 1 without a gap:
+    /// (first, last, key), in order. Segments after a gap are not used.
+    fn sealed_run(&self) -> Result<Vec<(u64, u64, String)>, AuditError> {
+        let mut segs: Vec<(u64, u64, String)> = self
+            .inner
+            .list("log/segments/", None)?
+            .into_iter()
+            .filter_map(|k| segment_range_of_key(&k).map(|(a, b)| (a, b, k)))
+            .collect();
+        segs.sort();
+        let mut run = Vec::new();
+        let mut next = 1;
+        for (a, b, k) in segs {
+            if a == next {
+                next = b + 1;
+                run.push((a, b, k));
+            }
+        }
+        Ok(run)
+    }
+
+    /// Records `first..=last` from their own objects, in order.
+    fn read_records(&self, first: u64, last: u64) -> Result<Vec<u8>, AuditError> {
+        let keys: Vec<String> = (first..=last).map(|s| self.key(s)).collect();
+        let mut out = Vec::new();
+        for (k, b) in self.inner.get_many(keys)? {
+            match b {
+                Some(b) => out.extend_from_slice(&b),
+                None => {
+                    let seq = seq_of_key(&k).unwrap_or(0);
+                    return Err(self.corrupt(
+                        seq,
+                        format!("record {seq} is missing: a record was removed; run `cordon log verify`"),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The log as pieces that chain one onto the next: sealed segments while
+    /// they check, the records where they do not, then the unsealed tail.
+    /// A segment is replaced by its records when it does not chain on what
+    /// comes before it, or when what comes after it does not chain on it
+    /// (a segment that is consistent inside but not the records). When the
+    /// records themselves do not chain, they are returned as they are, for
+    /// `log verify` to report where.
+    /// Also returns how many pieces, from the first, chain.
+    fn read_pieces(&self) -> Result<(Vec<Piece>, usize), AuditError> {
+        let mut run = self.sealed_run()?;
+        let mut sealed_to = run.last().map_or(0, |s| s.1);
+        let mut keys = self.inner.list(
+            &self.records_dir(),
+            (sealed_to > 0).then(|| self.key(sealed_to)).as_deref(),
+        )?;
+        // Nothing after the sealed run: check that its last record exists.
+        // A segment claiming records the log does not hold (written ahead of
+        // the log) is dropped, with every segment after it, and the records
+        // are listed from the start.
+        if keys.is_empty() && sealed_to > 0 && self.inner.get(&self.key(sealed_to))?.is_none() {
+            let all = self.inner.list(&self.records_dir(), None)?;
+            let head = all.last().and_then(|k| seq_of_key(k)).unwrap_or(0);
+            tracing::warn!(
+                "sealed segments under `{}` claim records up to {sealed_to}, but the log holds {head}: those segments are ignored",
+                self.inner.loc.url(&self.inner.loc.key("log/segments/"))
+            );
+            run.retain(|s| s.1 <= head);
+            sealed_to = run.last().map_or(0, |s| s.1);
+            let after = (sealed_to > 0).then(|| self.key(sealed_to));
+            keys = all
+                .into_iter()
+                .filter(|k| after.as_ref().is_none_or(|a| k > a))
+                .collect();
+        }
+        let mut expected = sealed_to + 1;
+        for k in &keys {
+            match seq_of_key(k) {
+                Some(s) if s == expected => expected += 1,
+                Some(s) => {
+                    return Err(self.corrupt(
+                        expected,
+                        format!("record {expected} is missing (the next key is record {s}): a record was removed or written out of order; run `cordon log verify`"),
+                    ))
+                }
+                None => return Err(self.corrupt(expected, format!("`{k}` is not a record key"))),
+            }
+        }
+        let mut pieces = Vec::with_capacity(run.len() + 1);
+        let seg_keys: Vec<String> = run.iter().map(|s| s.2.clone()).collect();
+        for ((first, last, _), (_, body)) in run.iter().zip(self.inner.get_many(seg_keys)?) {
+            pieces.push(match body {
+                Some(bytes) => Piece {
+                    first: *first,
+                    last: *last,
+                    bytes,
+                    segment: true,
+                },
+                None => Piece {
+                    first: *first,
+                    last: *last,
+                    bytes: self.read_records(*first, *last)?,
+                    segment: false,
+                },
+            });
+        }
+        if !keys.is_empty() {
+            let mut bytes = Vec::new();
+            for (k, b) in self.inner.get_many(keys)? {
+                match b {
+                    Some(b) => bytes.extend_from_slice(&b),
+                    None => {
+                        return Err(self.corrupt(
+                            seq_of_key(&k).unwrap_or(0),
+                            "listed but gone when read".into(),
+                        ))
+                    }
+                }
+            }
+            pieces.push(Piece {
+                first: sealed_to + 1,
+                last: expected - 1,
+                bytes,
+                segment: false,
+            });
+        }
+        let mut prevs = vec![GENESIS.to_owned()];
+        let mut i = 0;
+        while i < pieces.len() {
+            if let Some(h) = check_run(&pieces[i].bytes, pieces[i].first, pieces[i].last, &prevs[i])
+            {
+                prevs.truncate(i + 1);
+                prevs.push(h);
+                i += 1;
+                continue;
+            }
+            if pieces[i].segment {
+                self.distrust(&mut pieces[i])?;
+                continue;
+            }
+            if i > 0 && pieces[i - 1].segment {
+                self.distrust(&mut pieces[i - 1])?;
+                i -= 1;
+                continue;
+            }
+            // The records themselves break here: everything after is read
+            // from the records too, and the break is left for the verifier.
+            for p in pieces.iter_mut().skip(i + 1).filter(|p| p.segment) {
+                self.distrust(p)?;
+            }
+            break;
+        }
+        Ok((pieces, i))
+    }
+
+    /// Replace a segment that does not chain by the records it claims to hold.
+    fn distrust(&self, p: &mut Piece) -> Result<(), AuditError> {
+        tracing::warn!(
+            "sealed segment `{}` does not match the chain of the records it covers; reading those {} records one by one instead",
+            self.inner.loc.url(&self.inner.loc.key(&segment_rel(p.first, p.last))),
+            p.last + 1 - p.first
+        );
+        p.bytes = self.read_records(p.first, p.last)?;
+        p.segment = false;
+        Ok(())
+    }
+
+    /// Seal full runs of records that were read one by one and checked, so
+    /// the next reader fetches one object per run. Best effort: a failure
+    /// (a reader without write access, the store busy) costs only speed.
+    fn seal_checked(&self, checked: &[Piece]) {
+        let size = segment_records();
+        for p in checked.iter().filter(|p| !p.segment) {
+            let mut lines = p.bytes.split_inclusive(|b| *b == b'\n');
+            let mut first = p.first;
+            while first + size - 1 <= p.last {
+                let body: Vec<u8> = lines
+                    .by_ref()
+                    .take(size as usize)
+                    .flatten()
+                    .copied()
+                    .collect();
+                self.put_segment(first, first + size - 1, &body);
+                first += size;
+            }
+        }
+    }
+
+    fn put_segment(&self, first: u64, last: u64, body: &[u8]) {
+        let key = self.inner.loc.key(&segment_rel(first, last));
+        if let Err(e) = self.inner.put(&key, body, Cond::Create) {
+            tracing::warn!("could not seal log segment: {e}");
+        }
+    }
+
+    /// After appending record `seq`: when it completes a run (`seq` is a
+    /// multiple of the segment size), seal the run from its records. Its
+    /// chain is checked from the first record's own `prev`; whether that is
+    /// the true predecessor is checked by every reader.
+    fn seal_after(&self, seq: u64) {
+        let size = segment_records();
+        if !seq.is_multiple_of(size) {
+            return;
+        }
+        let first = seq + 1 - size;
+        let Ok(bytes) = self.read_records(first, seq) else {
+            return;
+        };
+        let prev = bytes
+            .split(|b| *b == b'\n')
+            .next()
+            .and_then(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .and_then(|v| v.get("prev").and_then(|p| p.as_str()).map(str::to_owned));
+        if let Some(prev) = prev {
+            if check_run(&bytes, first, seq, &prev).is_some() {
+                self.put_segment(first, seq, &bytes);
+            }
+        }
+    }
+}
+
 impl S3Log {
     /// Copy a local log's lines to the same sequence numbers (`state
     /// migrate`). A record already there with the same bytes is kept (a
     /// re-run); any other is refused. Returns the records copied or kept.
     pub fn import_lines(&self, data: &[u8]) -> Result<u64, AuditError> {
-        let mut n = 0u64;
+        let mut items = Vec::new();
         for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            n += 1;
+            let n = items.len() as u64 + 1;
             let v: serde_json::Value = serde_json::from_slice(line)
                 .map_err(|e| self.corrupt(n, format!("local record is not JSON: {e}")))?;
             if v.get("seq").and_then(|s| s.as_u64()) != Some(n) {
@@ -966,20 +1523,42 @@ impl S3Log {
             }
             let mut bytes = line.to_vec();
             bytes.push(b'\n');
-            let key = self.key(n);
-            if let Created::Exists = self.inner.put(&key, &bytes, Cond::Create)? {
-                match self.inner.get(&key)? {
-                    Some((b, _)) if b == bytes => {}
-                    _ => {
-                        return Err(AuditError::State(StateError::Remote {
-                            op: "migrate into",
-                            url: self.inner.loc.url(&key),
-                            what: format!("the shared log already holds a different record {n}"),
-                            fix: "migrate into an empty prefix (or the one this log was migrated to before)".into(),
-                        }))
+            items.push((self.key(n), bytes));
+        }
+        let n = items.len() as u64;
+        // Each record goes to its own key, so they are written side by side;
+        // a run cut short leaves a gap that readers report and a re-run fills.
+        for chunk in items.chunks(10 * SEGMENT_RECORDS as usize) {
+            let results = self.inner.put_many_new(chunk.to_vec())?;
+            for ((key, bytes), r) in chunk.iter().zip(results) {
+                if let Created::Exists = r {
+                    match self.inner.get(key)? {
+                        Some((b, _)) if &b == bytes => {}
+                        _ => {
+                            return Err(AuditError::State(StateError::Remote {
+                                op: "migrate into",
+                                url: self.inner.loc.url(key),
+                                what: format!(
+                                    "the shared log already holds a different record {}",
+                                    seq_of_key(key).unwrap_or(0)
+                                ),
+                                fix: "migrate into an empty prefix (or the one this log was migrated to before)".into(),
+                            }))
+                        }
                     }
                 }
             }
+        }
+        // Seal the full runs from the lines just written (the same bytes).
+        let size = segment_records();
+        let mut first = 1;
+        while first + size - 1 <= n {
+            let body: Vec<u8> = items[(first - 1) as usize..(first + size - 1) as usize]
+                .iter()
+                .flat_map(|(_, b)| b.iter().copied())
+                .collect();
+            self.put_segment(first, first + size - 1, &body);
+            first += size;
         }
         Ok(n)
     }
@@ -1025,6 +1604,7 @@ impl RemoteLog for S3Log {
             match self.inner.put(&key, &line, Cond::Create)? {
                 Created::Yes(_) => {
                     *head = Some((rec.seq, rec.hash.clone()));
+                    self.seal_after(rec.seq);
                     return Ok(Ok(rec));
                 }
                 // The log moved on: decide again on what it holds now.
@@ -1043,31 +1623,11 @@ impl RemoteLog for S3Log {
     }
 
     fn read_bytes(&self) -> Result<Vec<u8>, AuditError> {
-        let keys = self.inner.list(&self.records_dir(), None)?;
-        let mut expected = 1u64;
-        for k in &keys {
-            match seq_of_key(k) {
-                Some(s) if s == expected => expected += 1,
-                Some(s) => {
-                    return Err(self.corrupt(
-                        expected,
-                        format!("record {expected} is missing (the next key is record {s}): a record was removed or written out of order; run `cordon log verify`"),
-                    ))
-                }
-                None => return Err(self.corrupt(expected, format!("`{k}` is not a record key"))),
-            }
-        }
-        let mut out = Vec::new();
-        for (k, b) in self.inner.get_many(keys)? {
-            match b {
-                Some(b) => out.extend_from_slice(&b),
-                None => {
-                    return Err(self.corrupt(
-                        seq_of_key(&k).unwrap_or(0),
-                        "listed but gone when read".into(),
-                    ))
-                }
-            }
+        let (pieces, checked) = self.read_pieces()?;
+        self.seal_checked(&pieces[..checked]);
+        let mut out = Vec::with_capacity(pieces.iter().map(|p| p.bytes.len()).sum());
+        for p in pieces {
+            out.extend_from_slice(&p.bytes);
         }
         Ok(out)
     }
@@ -1075,6 +1635,45 @@ impl RemoteLog for S3Log {
     fn head_seq(&self) -> Result<u64, AuditError> {
         let known = self.head.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(self.discover_head(known)?.0)
+    }
+
+    fn read_checkpoint(&self) -> Result<Option<crate::audit::Versioned>, AuditError> {
+        Ok(self.inner.get(&self.inner.loc.key(CHECKPOINT_REL))?)
+    }
+
+    fn write_checkpoint(&self, note: &[u8], version: Option<&str>) -> Result<bool, AuditError> {
+        let cond = match version {
+            Some(etag) => Cond::Match(etag.to_owned()),
+            None => Cond::Create,
+        };
+        let key = self.inner.loc.key(CHECKPOINT_REL);
+        Ok(match self.inner.put(&key, note, cond)? {
+            Created::Yes(_) => true,
+            Created::Exists => false,
+        })
+    }
+
+    fn publish_verifier(&self, name: &str, verifier: &str) -> Result<(), AuditError> {
+        let key = self.verifier_key(name)?;
+        let body = format!("{verifier}\n").into_bytes();
+        match self.inner.put(&key, &body, Cond::Create)? {
+            Created::Yes(_) => Ok(()),
+            Created::Exists => match self.inner.get(&key)? {
+                Some((b, _)) if b == body => Ok(()),
+                _ => Err(AuditError::State(StateError::Conflict {
+                    kind: "checkpoint verifier key",
+                    name: self.inner.loc.url(&key),
+                })),
+            },
+        }
+    }
+
+    fn read_verifier(&self, name: &str) -> Result<Option<String>, AuditError> {
+        let key = self.verifier_key(name)?;
+        Ok(self
+            .inner
+            .get(&key)?
+            .map(|(b, _)| String::from_utf8_lossy(&b).trim().to_owned()))
     }
 }
 

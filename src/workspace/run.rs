@@ -211,11 +211,8 @@ impl Workspace {
         // Every plan run ends with a signed checkpoint of the audit log. The
         // run's records are already durable, so a checkpoint that cannot be
         // written is reported, not turned into a failed run.
-        // (A shared log on S3 is checkpointed with `cordon log checkpoint
-        // --out FILE`: this machine's `audit.checkpoint` covers only a
-        // local log.)
-        if self.log.is_remote() {
-        } else if let Err(e) = crate::audit::checkpoint::write_latest(&self.home) {
+        // A shared log's checkpoint is kept beside it in the store.
+        if let Err(e) = crate::audit::checkpoint::write_for(&self.log, &self.home) {
             tracing::warn!("audit checkpoint not written: {e}");
             notes.push(format!("warning: audit checkpoint not written: {e}"));
         }

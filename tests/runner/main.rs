@@ -3,6 +3,7 @@
 
 mod support;
 
+mod activity;
 mod agent;
 mod bounded;
 mod checkpoint;

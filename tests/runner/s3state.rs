@@ -188,6 +188,9 @@ fn four_machines_append_250_records_each_into_one_chain() {
         .map(|(i, env)| {
             let notes: String = (1..=250).map(|n| format!("m{i} note {n}\n")).collect();
             let mut c = spawnable(env, state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")));
+            // Runs of 100 are sealed by whichever writer completes one,
+            // while the others keep appending.
+            c.env("CORDON_STATE_SEGMENT_RECORDS", "100");
             let mut child = c
                 .args(["log", "note", "-", "--as", &format!("m{i}")])
                 .stdin(Stdio::piped())
@@ -228,6 +231,18 @@ fn four_machines_append_250_records_each_into_one_chain() {
     let v = verify(&machines[0], &url);
     assert_eq!(v["status"], "intact", "{v}");
     assert_eq!(v["records"], 1000);
+    // Ten sealed segments of 100, whoever sealed them.
+    let segs = self::keys(url[5..].split('/').next().unwrap(), "team/log/segments/");
+    let want: Vec<String> = (0..10)
+        .map(|k| {
+            format!(
+                "team/log/segments/{:020}-{:020}.jsonl",
+                k * 100 + 1,
+                k * 100 + 100
+            )
+        })
+        .collect();
+    assert_eq!(segs, want);
 }
 
 #[test]
@@ -618,4 +633,646 @@ fn a_halt_set_on_one_machine_holds_on_another_until_a_person_resumes_it_there() 
         .map(|r| r["data"]["action"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(halts, ["halt", "resume", "halt"]);
+}
+
+/// Run a Python snippet with boto3 as the admin (`c` is the S3 client,
+/// `B` the bucket); returns its stdout.
+fn admin_py(bucket: &str, code: &str) -> String {
+    let out = Std::new(python())
+        .args([
+            "-c",
+            &format!(
+                "import boto3,os,sys,json,hashlib\n\
+                 c=boto3.client('s3',endpoint_url=os.environ['CORDON_TEST_AWS_ENDPOINT'],\
+                 aws_access_key_id=os.environ['CORDON_TEST_AWS_ACCESS_KEY_ID'],\
+                 aws_secret_access_key=os.environ['CORDON_TEST_AWS_SECRET_ACCESS_KEY'],\
+                 region_name='us-east-1')\n\
+                 B=sys.argv[1]\n{code}"
+            ),
+            bucket,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn seg_key(prefix: &str, first: u64, last: u64) -> String {
+    format!("{prefix}/log/segments/{first:020}-{last:020}.jsonl")
+}
+
+/// `log note` of `n` notes through `endpoint`, sealing runs of `size`.
+fn notes_via(env: &Env, url: &str, endpoint: &str, n: usize, size: &str) {
+    let notes: String = (1..=n).map(|i| format!("note {i}\n")).collect();
+    let mut c = env.cmd();
+    c.envs(state_env(url, endpoint))
+        .env("CORDON_STATE_SEGMENT_RECORDS", size)
+        .args(["log", "note", "-", "--as", "amara"])
+        .write_stdin(notes);
+    ok(&mut c);
+}
+
+#[test]
+fn the_log_is_read_back_from_sealed_segments_not_one_get_per_record() {
+    let b = bucket("seg");
+    let url = format!("s3://{b}/s");
+    let env = Env::new();
+    notes_via(&env, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 205, "50");
+    // The writer sealed each run of 50 as it completed it.
+    assert_eq!(
+        keys(&b, "s/log/segments/"),
+        (0..4)
+            .map(|k| seg_key("s", k * 50 + 1, k * 50 + 50))
+            .collect::<Vec<_>>()
+    );
+    // A segment holds exactly the records' bytes.
+    let joined = admin_py(
+        &b,
+        "print(''.join(c.get_object(Bucket=B,Key='s/log/records/%020d.json'%i)['Body'].read().decode() for i in range(51,101)),end='')\n\
+         print('===')\n\
+         print(c.get_object(Bucket=B,Key='s/log/segments/%020d-%020d.jsonl'%(51,100))['Body'].read().decode(),end='')",
+    );
+    let (recs, seg) = joined.split_once("===\n").unwrap();
+    assert_eq!(recs, seg);
+    // Verification through a counting proxy: four segments, five records
+    // and the listings, not 205 GETs.
+    let proxy = Proxy::start(&["--mode", "none"]);
+    let mut c = env.cmd();
+    c.envs(state_env(&url, &proxy.url))
+        .args(["--json", "log", "verify"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&mut c)).unwrap();
+    assert_eq!(v["status"], "intact", "{v}");
+    assert_eq!(v["records"], 205);
+    let n = proxy.stats()["requests"].as_u64().unwrap();
+    assert!(n <= 15, "{n} requests to verify 205 records");
+    // A new writer finds the head after the sealed run and chains on it.
+    notes_via(&env, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 3, "50");
+    let v = verify(&env, &url);
+    assert_eq!(
+        (v["status"].as_str(), v["records"].as_u64()),
+        (Some("intact"), Some(208))
+    );
+}
+
+#[test]
+fn a_torn_forged_or_missing_segment_is_never_taken_over_the_records() {
+    let b = bucket("segbad");
+    let url = format!("s3://{b}/s");
+    let env = Env::new();
+    notes_via(&env, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 35, "10");
+    let messages = |env: &Env| -> Vec<String> {
+        let mut c = on(env, &url);
+        c.env("CORDON_STATE_SEGMENT_RECORDS", "10")
+            .args(["--json", "log", "show"]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&ok(&mut c))
+            .unwrap()
+            .iter()
+            .map(|r| r["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let want: Vec<String> = (1..=35).map(|i| format!("note {i}")).collect();
+    let check = |what: &str| {
+        assert_eq!(messages(&env), want, "{what}");
+        let v = verify(&env, &url);
+        assert_eq!(v["status"], "intact", "{what}: {v}");
+        assert_eq!(v["records"], 35, "{what}");
+    };
+    // Torn: a segment cut in the middle of a record.
+    admin_py(
+        &b,
+        "k='s/log/segments/%020d-%020d.jsonl'%(11,20)\n\
+         d=c.get_object(Bucket=B,Key=k)['Body'].read()\n\
+         c.put_object(Bucket=B,Key=k,Body=d[:len(d)//2])",
+    );
+    check("torn segment");
+    // Forged: records 11-20 re-chained with record 15 changed. The segment
+    // checks on its own and chains on record 10; only record 21, which
+    // chains on the true record 20, shows it is not the records.
+    admin_py(
+        &b,
+        "canon=lambda o: json.dumps(o,separators=(',',':'),ensure_ascii=False)\n\
+         lines=[c.get_object(Bucket=B,Key='s/log/records/%020d.json'%i)['Body'].read().decode() for i in range(11,21)]\n\
+         recs=[json.loads(l) for l in lines]\n\
+         assert all(canon(r)+'\\n'==l for r,l in zip(recs,lines)), 'canonical form differs'\n\
+         recs[4]['message']='forged'\n\
+         prev=recs[0]['prev']\n\
+         out=''\n\
+         for r in recs:\n\
+         \x20 r['prev']=prev; r.pop('hash')\n\
+         \x20 r['hash']=hashlib.sha256(canon(r).encode()).hexdigest(); prev=r['hash']\n\
+         \x20 out+=canon(r)+'\\n'\n\
+         c.put_object(Bucket=B,Key='s/log/segments/%020d-%020d.jsonl'%(11,20),Body=out.encode())",
+    );
+    check("forged segment");
+    // Missing: the reader falls back to the records and seals the run again.
+    admin_py(
+        &b,
+        "c.delete_object(Bucket=B,Key='s/log/segments/%020d-%020d.jsonl'%(21,30))",
+    );
+    check("missing segment");
+    assert!(keys(&b, "s/log/segments/").contains(&seg_key("s", 21, 30)));
+    // Ahead of the log: a segment for records 31-40 (the log holds 35),
+    // made of records 26-35 renumbered, is not taken for them, and an
+    // append still lands on record 36.
+    admin_py(
+        &b,
+        "canon=lambda o: json.dumps(o,separators=(',',':'),ensure_ascii=False)\n\
+         recs=[json.loads(c.get_object(Bucket=B,Key='s/log/records/%020d.json'%i)['Body'].read()) for i in range(26,36)]\n\
+         prev=c.get_object(Bucket=B,Key='s/log/records/%020d.json'%30)\n\
+         prev=json.loads(prev['Body'].read())['hash']\n\
+         out=''\n\
+         for n,r in enumerate(recs):\n\
+         \x20 r['seq']=31+n; r['prev']=prev; r.pop('hash')\n\
+         \x20 r['hash']=hashlib.sha256(canon(r).encode()).hexdigest(); prev=r['hash']\n\
+         \x20 out+=canon(r)+'\\n'\n\
+         c.put_object(Bucket=B,Key='s/log/segments/%020d-%020d.jsonl'%(31,40),Body=out.encode())",
+    );
+    check("segment ahead of the log");
+    notes_via(&env, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 1, "10");
+    let v = verify(&env, &url);
+    assert_eq!(
+        (v["status"].as_str(), v["records"].as_u64()),
+        (Some("intact"), Some(36)),
+        "{v}"
+    );
+    // The records themselves altered: the chain breaks there, segments or not.
+    admin_py(
+        &b,
+        "k='s/log/records/%020d.json'%33\n\
+         d=c.get_object(Bucket=B,Key=k)['Body'].read().replace(b'note 33',b'note 99')\n\
+         c.put_object(Bucket=B,Key=k,Body=d)",
+    );
+    let o = on(&env, &url)
+        .args(["--json", "log", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["seq"], 33, "{v}");
+}
+
+#[test]
+fn the_signed_checkpoint_is_kept_beside_the_shared_log_and_a_log_cut_below_it_fails() {
+    let b = bucket("ckpt");
+    let url = format!("s3://{b}/c");
+    let (m1, m2) = (Env::new(), Env::new());
+    notes_via(&m1, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 12, "1000");
+    let exported = m1.dir.path().join("exported.checkpoint");
+    ok(on(&m1, &url)
+        .args(["log", "checkpoint", "--out"])
+        .arg(&exported));
+    // Kept in the bucket, byte for byte what was exported.
+    let stored = admin_py(
+        &b,
+        "print(c.get_object(Bucket=B,Key='c/log/checkpoint')['Body'].read().decode(),end='')",
+    );
+    assert_eq!(stored, std::fs::read_to_string(&exported).unwrap());
+    assert!(stored.lines().nth(1) == Some("12"), "{stored}");
+    // Another machine appends and checkpoints: the object is replaced (its
+    // signature is checked with the key that machine published), and the
+    // first machine's `log verify` checks the log against it.
+    notes_via(&m2, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 3, "1000");
+    ok(on(&m2, &url).args(["log", "checkpoint"]));
+    let v = verify(&m1, &url);
+    assert_eq!(v["status"], "intact", "{v}");
+    assert_eq!(v["checkpoint"]["size"], 15, "{v}");
+    assert_eq!(v["checkpoint"]["contained"], true, "{v}");
+    // The export still checks with the first machine's key.
+    let key = ok(on(&m1, &url).args(["log", "key"]));
+    ok(on(&m1, &url)
+        .args(["log", "verify", "--checkpoint"])
+        .arg(&exported)
+        .args(["--key", key.trim()]));
+    // Cut the log back below the checkpoint (the last two records gone):
+    // what is left chains, but verification fails, and no new checkpoint
+    // is signed over the cut.
+    admin_py(
+        &b,
+        "[c.delete_object(Bucket=B,Key='c/log/records/%020d.json'%i) for i in (14,15)]",
+    );
+    let o = on(&m1, &url)
+        .args(["--json", "log", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["checkpoint"]["contained"], false, "{v}");
+    assert!(
+        v["checkpoint"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("records were removed"),
+        "{v}"
+    );
+    let o = on(&m2, &url).args(["log", "checkpoint"]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let after = admin_py(
+        &b,
+        "print(c.get_object(Bucket=B,Key='c/log/checkpoint')['Body'].read().decode(),end='')",
+    );
+    assert_eq!(after.lines().nth(1), Some("15"));
+}
+
+#[test]
+fn a_person_releases_a_dead_machines_lease_by_hand_and_it_is_recorded_with_who() {
+    let env = Env::new();
+    let url = format!("s3://{}/p", bucket("release"));
+    let id = {
+        let out = ok(on(&env, &url).args(["--json", "plan", "test", "i1", "i2", "--as", "amara"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // A machine dies holding the plan with a long lease.
+    let o = on(&env, &url)
+        .args(["apply", &id, "--concurrency", "1"])
+        .env("CORDON_CRASHPOINT", "after-call:s1")
+        .env("CORDON_STATE_LEASE_SECONDS", "600")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Not expired: refused without --force, naming the lease and its holder.
+    let o = on(&env, &url)
+        .args([
+            "state",
+            "release-lease",
+            &id,
+            "--reason",
+            "x",
+            "--as",
+            "bruno",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("claims/{id}.lease")) && err.contains("--force"),
+        "{err}"
+    );
+    // Another machine's apply waits, and says which lease and how to release it.
+    let mut apply = spawnable(&env, state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")))
+        .args(["--json", "apply", &id])
+        .env("CORDON_STATE_LEASE_SECONDS", "600")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(apply.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("release-lease") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "apply ended without waiting"
+        );
+    }
+    assert!(line.contains(&format!("claims/{id}.lease")), "{line}");
+    let out = ok(on(&env, &url).args([
+        "--json",
+        "state",
+        "release-lease",
+        &id,
+        "--reason",
+        "the machine that held it was terminated",
+        "--as",
+        "bruno",
+        "--force",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["released"], true, "{v}");
+    let o = apply.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    for item in ["i1", "i2"] {
+        assert_eq!(env.items()[item]["changes"], 1, "{item}: {}", env.items());
+    }
+    let recs = records(&env, &url);
+    let rel: Vec<_> = recs
+        .iter()
+        .filter(|r| {
+            r["kind"] == "note"
+                && r["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("released by hand by bruno")
+        })
+        .collect();
+    assert_eq!(rel.len(), 1, "{recs:#?}");
+    assert_eq!(rel[0]["actor"]["name"], "bruno");
+    assert_eq!(rel[0]["plan"], id.as_str());
+    assert!(rel[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("the machine that held it was terminated"));
+    assert_eq!(verify(&env, &url)["status"], "intact");
+}
+
+#[test]
+fn an_emergency_local_log_is_imported_into_the_shared_one_and_both_chains_verify() {
+    let b = bucket("emerg");
+    let url = format!("s3://{b}/t");
+    let team = Env::new();
+    notes_via(&team, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 2, "1000");
+    // The store is down: a responder starts an emergency local state and
+    // works in it (a note, a plan applied with the test connector).
+    let emerg = Env::new();
+    let e = |args: &[&str]| emerg.ok(args);
+    let init: serde_json::Value =
+        serde_json::from_str(&e(&["--json", "init", "--emergency", &url])).unwrap();
+    assert_eq!(init["emergency_for"], url.as_str());
+    e(&["log", "note", "store down, acting locally", "--as", "amara"]);
+    let plan: serde_json::Value =
+        serde_json::from_str(&e(&["--json", "plan", "test", "x1", "--as", "amara"])).unwrap();
+    let id = plan["id"].as_str().unwrap().to_owned();
+    e(&["apply", &id]);
+    let local: Vec<serde_json::Value> =
+        serde_json::from_str(&e(&["--json", "log", "show"])).unwrap();
+    assert!(local.len() >= 5, "{local:#?}");
+    // A home that is not an emergency state is refused.
+    let o = on(&team, &url)
+        .args(["log", "import"])
+        .arg(&team.home)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The store is back: import.
+    let out = ok(on(&team, &url)
+        .args(["--json", "log", "import"])
+        .arg(&emerg.home));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["imported"], local.len(), "{v}");
+    assert!(v["objects"].as_u64().unwrap() >= 1, "{v}");
+    assert!(keys(&b, "t/plans/").contains(&format!("t/plans/{id}.json")));
+    let shared = records(&team, &url);
+    assert_eq!(shared.len(), 2 + local.len() + 1);
+    let chain = local[0]["hash"].as_str().unwrap();
+    for (l, s) in local.iter().zip(&shared[2..]) {
+        // The same record, at its place in the shared chain, saying which
+        // local record it is.
+        assert_eq!(s["imported"]["log"], chain);
+        assert_eq!(s["imported"]["seq"], l["seq"]);
+        assert_eq!(s["imported"]["hash"], l["hash"]);
+        let strip = |r: &serde_json::Value| {
+            let mut r = r.clone();
+            for k in ["seq", "prev", "hash", "imported"] {
+                r.as_object_mut().unwrap().remove(k);
+            }
+            r
+        };
+        assert_eq!(strip(l), strip(s));
+    }
+    let last = shared.last().unwrap();
+    assert_eq!(last["data"]["local_head"], local.last().unwrap()["hash"]);
+    // The shared log sees the emergency apply's outcome.
+    assert!(shared
+        .iter()
+        .any(|r| r["kind"] == "outcome" && r["plan"] == id.as_str()));
+    // Both chains verify, each on its own.
+    assert_eq!(verify(&team, &url)["status"], "intact");
+    let lv: serde_json::Value = serde_json::from_str(&e(&["--json", "log", "verify"])).unwrap();
+    assert_eq!(lv["status"], "intact");
+    assert_eq!(lv["records"], local.len());
+    // Again: nothing is copied twice.
+    let v: serde_json::Value = serde_json::from_str(&ok(on(&team, &url)
+        .args(["--json", "log", "import"])
+        .arg(&emerg.home)))
+    .unwrap();
+    assert_eq!(
+        (v["imported"].as_u64(), v["already_imported"].as_u64()),
+        (Some(0), Some(local.len() as u64))
+    );
+    assert_eq!(records(&team, &url).len(), shared.len());
+}
+
+#[test]
+fn every_put_carries_sse_kms_and_evidence_gets_the_object_lock_retention_asked_for() {
+    // A bucket created with Object Lock, and a KMS key, at moto.
+    let b = format!("cordon-lock-{}-{:x}", std::process::id(), rand_suffix());
+    let kms = admin_py(
+        &b,
+        "c.create_bucket(Bucket=B,ObjectLockEnabledForBucket=True)\n\
+         k=boto3.client('kms',endpoint_url=os.environ['CORDON_TEST_AWS_ENDPOINT'],\
+         aws_access_key_id=os.environ['CORDON_TEST_AWS_ACCESS_KEY_ID'],\
+         aws_secret_access_key=os.environ['CORDON_TEST_AWS_SECRET_ACCESS_KEY'],\
+         region_name='us-east-1')\n\
+         print(k.create_key()['KeyMetadata']['Arn'])",
+    );
+    let kms = kms.trim().to_owned();
+    let url = format!("s3://{b}/k");
+    let env = Env::new();
+    let with = |c: &mut assert_cmd::Command| {
+        c.env("CORDON_STATE_SSE_KMS_KEY_ID", &kms)
+            .env("CORDON_STATE_OBJECT_LOCK_DAYS", "2");
+    };
+    let mut c = on(&env, &url);
+    with(&mut c);
+    let plan: serde_json::Value = serde_json::from_str(&ok(
+        c.args(["--json", "plan", "test", "e1", "--as", "amara"])
+    ))
+    .unwrap();
+    let id = plan["id"].as_str().unwrap().to_owned();
+    let mut c = on(&env, &url);
+    with(&mut c);
+    ok(c.args(["apply", &id]));
+    let evidence: Vec<String> = keys(&b, "k/evidence/");
+    assert!(
+        !evidence.is_empty(),
+        "the test connector's step took no evidence"
+    );
+    let some_record = keys(&b, "k/log/records/").remove(0);
+    let out = Std::new(python())
+        .args([
+            "-c",
+            "import boto3,os,sys,json,datetime\n\
+             c=boto3.client('s3',endpoint_url=os.environ['CORDON_TEST_AWS_ENDPOINT'],\
+             aws_access_key_id=os.environ['CORDON_TEST_AWS_ACCESS_KEY_ID'],\
+             aws_secret_access_key=os.environ['CORDON_TEST_AWS_SECRET_ACCESS_KEY'],\
+             region_name='us-east-1')\n\
+             for k in sys.argv[2:]:\n\
+             \x20 h=c.head_object(Bucket=sys.argv[1],Key=k)\n\
+             \x20 u=h.get('ObjectLockRetainUntilDate')\n\
+             \x20 d=(u-datetime.datetime.now(datetime.timezone.utc)).total_seconds()/86400 if u else None\n\
+             \x20 print(json.dumps([k,h.get('ServerSideEncryption'),h.get('SSEKMSKeyId'),h.get('ObjectLockMode'),d]))",
+            &b,
+        ])
+        .args(&evidence)
+        .arg(&some_record)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for r in &rows {
+        assert_eq!(r[1], "aws:kms", "{r}");
+        assert_eq!(r[2], kms.as_str(), "{r}");
+    }
+    for r in &rows[..evidence.len()] {
+        assert_eq!(r[3], "COMPLIANCE", "{r}");
+        let days = r[4].as_f64().unwrap();
+        assert!((1.9..=2.01).contains(&days), "{r}");
+    }
+    // The log's records are not retained by cordon (the bucket's default
+    // retention, when set, covers them).
+    assert_eq!(rows.last().unwrap()[3], serde_json::Value::Null);
+    // A bad setting is refused before anything is written.
+    let o = on(&env, &url)
+        .env("CORDON_STATE_OBJECT_LOCK_DAYS", "soon")
+        .args(["log", "note", "x", "--as", "amara"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CORDON_STATE_OBJECT_LOCK_DAYS"));
+}
+
+#[test]
+fn a_writer_killed_mid_append_leaves_a_log_another_machine_appends_to_and_that_verifies() {
+    let b = bucket("killapp");
+    let url = format!("s3://{b}/k");
+    let (m1, m2) = (Env::new(), Env::new());
+    let run = |env: &Env, n: usize, crash: Option<&str>| {
+        let notes: String = (1..=n).map(|i| format!("note {i}\n")).collect();
+        let mut c = env.cmd();
+        c.envs(state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")))
+            .env("CORDON_STATE_SEGMENT_RECORDS", "10")
+            .args(["log", "note", "-", "--as", "amara"])
+            .write_stdin(notes);
+        if let Some(p) = crash {
+            c.env("CORDON_CRASHPOINT", p);
+        }
+        c.output().unwrap()
+    };
+    // Killed once record 10 is durable, before its append returned and
+    // before the writer sealed records 1-10.
+    let o = run(&m1, 15, Some("s3-after-put:10"));
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(keys(&b, "k/log/records/").len(), 10);
+    assert!(keys(&b, "k/log/segments/").is_empty());
+    // Killed with record 13 sealed in memory but not yet written.
+    let o = run(&m1, 5, Some("s3-before-put:13"));
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(keys(&b, "k/log/records/").len(), 12);
+    // The other machine appends on what is there: no gap, no fork.
+    let o = run(&m2, 10, None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&ok(on(&m2, &url)
+        .env("CORDON_STATE_SEGMENT_RECORDS", "10")
+        .args(["--json", "log", "verify"])))
+    .unwrap();
+    assert_eq!(v["status"], "intact", "{v}");
+    assert_eq!(v["records"], 22);
+    // The run the dead writer did not seal was sealed by a reader, the one
+    // the other machine completed by that machine.
+    let segs = keys(&b, "k/log/segments/");
+    assert!(segs.contains(&seg_key("k", 1, 10)), "{segs:?}");
+    assert!(segs.contains(&seg_key("k", 11, 20)), "{segs:?}");
+}
+
+#[test]
+fn a_put_that_times_out_fails_closed_before_the_side_effect_and_the_rerun_changes_once() {
+    let env = Env::new();
+    let url = format!("s3://{}/t", bucket("timeout"));
+    let id = {
+        let out = ok(on(&env, &url).args(["--json", "plan", "test", "t1", "--as", "amara"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Every request on the log's records (the PUT of the next record and
+    // its read-back) is applied by moto but answered 3 s late: each attempt
+    // times out after 0.5 s, so the fate of the PUT is never learnt.
+    let proxy = Proxy::start(&[
+        "--mode",
+        "slow",
+        "--slow-ms",
+        "3000",
+        "--fail-first",
+        "100000",
+        "--match",
+        "/log/records/",
+    ]);
+    let o = env
+        .cmd()
+        .envs(state_env(&url, &proxy.url))
+        .env("CORDON_STATE_TIMEOUT_MS", "500")
+        .args(["apply", &id])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{}/log/records/", &url)), "{err}");
+    assert!(proxy.stats()["matched"].as_u64().unwrap() >= 1);
+    // No side effect: nothing was changed without a record known durable.
+    assert_eq!(
+        env.items()["t1"]["changes"].as_u64().unwrap_or(0),
+        0,
+        "{}",
+        env.items()
+    );
+    drop(proxy);
+    // With the store answering again the same apply goes on and changes
+    // the item once; the log (with whatever the timed-out PUT wrote) verifies.
+    ok(on(&env, &url).args(["apply", &id]));
+    assert_eq!(env.items()["t1"]["changes"], 1, "{}", env.items());
+    let recs = records(&env, &url);
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r["kind"] == "outcome" && r["plan"] == id.as_str())
+            .count(),
+        1,
+        "{recs:#?}"
+    );
+    assert_eq!(verify(&env, &url)["status"], "intact");
 }

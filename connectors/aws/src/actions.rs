@@ -12,9 +12,11 @@ use crate::clock;
 use crate::config::QuarantineMode;
 use crate::error::{classify, coded, error_code};
 use crate::policy::{
-    decode_document, deny_all_document, is_deny_all, revoke_cutoff, revoke_sessions_document,
-    revoke_sid, AWS_DENY_ALL_POLICY_ARN, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME,
-    QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
+    decode_document, deny_all_document, is_deny_all, is_managed_revoke, is_revoke_group,
+    managed_revoke_name, managed_revoke_plan_part, revoke_cutoff, revoke_group_name,
+    revoke_sessions_document, revoke_sid, AWS_DENY_ALL_POLICY_ARN, CORDON_POLICY_PATH,
+    MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME, QUARANTINE_POLICY_NAME,
+    REVOKE_SESSIONS_MANAGED_PREFIX, REVOKE_SESSIONS_POLICY_NAME,
 };
 use crate::snapshot::{self, key_owner, now_rfc3339, role_snapshot, user_snapshot};
 use crate::AwsConnector;
@@ -53,6 +55,16 @@ struct Controls {
     deny_all_attached: bool,
     /// Users only: a member of `cordon-quarantine` (the fallback at both quotas).
     in_quarantine_group: bool,
+    /// The ARN of cordon's customer-managed session cut-off attached (the cut-off's
+    /// fallback at the inline-size quota), if any.
+    revoke_managed: Option<String>,
+    /// Its document, when read live (`None` from a snapshot).
+    revoke_managed_doc: Option<Value>,
+    /// Users only: the name of cordon's session cut-off group the user is in (the
+    /// cut-off's fallback at both the inline-size and the attached-policies quota).
+    revoke_group: Option<String>,
+    /// That group's cut-off document, when read live (`None` from a snapshot).
+    revoke_group_doc: Option<Value>,
 }
 
 impl Controls {
@@ -67,6 +79,10 @@ impl Controls {
                 g.iter()
                     .any(|g| g.get("name").and_then(Value::as_str) == Some(QUARANTINE_GROUP_NAME))
             }),
+            revoke_managed: managed_revoke_of(s),
+            revoke_managed_doc: None,
+            revoke_group: revoke_group_of(s),
+            revoke_group_doc: None,
         }
     }
 
@@ -86,7 +102,65 @@ impl Controls {
             .as_ref()
             .and_then(revoke_cutoff)
             .is_some_and(|(_, sid)| sid == revoke_sid(plan_id))
+            || self.revoke_managed.as_ref().is_some_and(|arn| {
+                arn.contains(&format!(
+                    "/{REVOKE_SESSIONS_MANAGED_PREFIX}{}-",
+                    managed_revoke_plan_part(plan_id)
+                ))
+            })
+            || self.revoke_group.as_ref().is_some_and(|g| {
+                g.starts_with(&format!(
+                    "{REVOKE_SESSIONS_MANAGED_PREFIX}{}-",
+                    managed_revoke_plan_part(plan_id)
+                ))
+            })
     }
+
+    /// Whether any form of cordon's session cut-off is in place.
+    fn any_cutoff(&self) -> bool {
+        self.revoke_doc.is_some() || self.revoke_managed.is_some() || self.revoke_group.is_some()
+    }
+
+    /// The latest cut-off in place, inline, managed or a group's (those when read):
+    /// removing them re-enables the sessions issued before it. RFC 3339 UTC times in
+    /// one format compare as strings.
+    fn cutoff(&self) -> Option<String> {
+        [
+            &self.revoke_doc,
+            &self.revoke_managed_doc,
+            &self.revoke_group_doc,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(revoke_cutoff)
+        .map(|(c, _)| c)
+        .max()
+    }
+}
+
+/// cordon's managed session cut-off among a snapshot's attached policies.
+fn managed_revoke_of(s: &Value) -> Option<String> {
+    s.get("attached_policies")?
+        .as_array()?
+        .iter()
+        .filter_map(|p| p.get("arn").and_then(Value::as_str))
+        .find(|a| is_managed_revoke(a))
+        .map(str::to_owned)
+}
+
+/// cordon's session cut-off group among a (user) snapshot's groups.
+fn revoke_group_of(s: &Value) -> Option<String> {
+    s.get("groups")?
+        .as_array()?
+        .iter()
+        .filter_map(|g| {
+            Some((
+                g.get("name").and_then(Value::as_str)?,
+                g.get("arn").and_then(Value::as_str)?,
+            ))
+        })
+        .find(|(n, a)| is_revoke_group(n, a))
+        .map(|(n, _)| n.to_owned())
 }
 
 /// Step params, parsed once. See the crate docs for their meaning.
@@ -332,10 +406,46 @@ async fn session_cutoff_snapshot(
                 .map_err(|e| snapshot::not_found_or(&e, "iam:GetRole", "role", r, &c.account)),
         }
     };
-    let (policy, who) = tokio::try_join!(policy, who)?;
+    // The attached policies too: at the inline quota the cut-off is a managed policy.
+    let attached = async {
+        match attached_arns(c, p).await {
+            Ok(a) => Ok(a),
+            // The principal's existence is the other read's answer.
+            Err(e) if e.message.contains("NoSuchEntity") => Ok(vec![]),
+            Err(e) => Err(e),
+        }
+    };
+    // A user's groups too: at both quotas the cut-off is a group's policy.
+    let groups = async {
+        match p {
+            Principal::User(u) => match user_groups(c, u).await {
+                Ok(g) => Ok(Some(g)),
+                Err(e) if e.message.contains("NoSuchEntity") => Ok(Some(vec![])),
+                Err(e) => Err(e),
+            },
+            Principal::Role(_) => Ok(None),
+        }
+    };
+    let (policy, who, attached, groups) = tokio::try_join!(policy, who, attached, groups)?;
     let mut snap = who.unwrap_or_else(|| json!({}));
     if let Some(m) = snap.as_object_mut() {
         m.insert("view".into(), json!("session-cut-off"));
+        if let Some(groups) = groups {
+            m.insert(
+                "groups".into(),
+                json!(groups
+                    .iter()
+                    .map(|(n, a)| json!({ "name": n, "arn": a }))
+                    .collect::<Vec<_>>()),
+            );
+        }
+        m.insert(
+            "attached_policies".into(),
+            json!(attached
+                .iter()
+                .map(|a| json!({ "arn": a, "name": a.rsplit('/').next() }))
+                .collect::<Vec<_>>()),
+        );
         m.insert(
             "inline_policies".into(),
             json!(policy
@@ -476,7 +586,11 @@ async fn attached_arns(
     Ok(arns)
 }
 
-async fn in_quarantine_group(c: &AccountClients, user: &str) -> Result<bool, ConnectorError> {
+/// The (name, ARN) of every group `user` is in.
+async fn user_groups(
+    c: &AccountClients,
+    user: &str,
+) -> Result<Vec<(String, String)>, ConnectorError> {
     let groups = c
         .iam
         .list_groups_for_user()
@@ -489,7 +603,132 @@ async fn in_quarantine_group(c: &AccountClients, user: &str) -> Result<bool, Con
         .map_err(|e| classify("iam:ListGroupsForUser", &e))?;
     Ok(groups
         .iter()
-        .any(|g| g.group_name() == QUARANTINE_GROUP_NAME))
+        .map(|g| (g.group_name().to_owned(), g.arn().to_owned()))
+        .collect())
+}
+
+/// The cut-off document of cordon's session cut-off group, if it still has one.
+async fn revoke_group_document(
+    c: &AccountClients,
+    group: &str,
+) -> Result<Option<Value>, ConnectorError> {
+    match c
+        .iam
+        .get_group_policy()
+        .group_name(group)
+        .policy_name(REVOKE_SESSIONS_POLICY_NAME)
+        .send()
+        .await
+    {
+        Ok(o) => Ok(Some(decode_document(o.policy_document()))),
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => Ok(None),
+        Err(e) => Err(classify("iam:GetGroupPolicy", &e)),
+    }
+}
+
+/// Put `user` in cordon's session cut-off group `group` (under `/cordon/`), created with
+/// the cut-off `doc` as its inline policy (a group has its own 5,120-character inline
+/// quota, empty here). A retry of the step finds the group and writes the same document.
+async fn join_revoke_group(
+    c: &AccountClients,
+    group: &str,
+    user: &str,
+    doc: &str,
+) -> Result<(), ConnectorError> {
+    match c
+        .iam
+        .create_group()
+        .group_name(group)
+        .path(CORDON_POLICY_PATH)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("EntityAlreadyExists")) => {}
+        Err(e) => return Err(classify("iam:CreateGroup", &e)),
+    }
+    c.iam
+        .put_group_policy()
+        .group_name(group)
+        .policy_name(REVOKE_SESSIONS_POLICY_NAME)
+        .policy_document(doc)
+        .send()
+        .await
+        .map_err(|e| classify("iam:PutGroupPolicy", &e))?;
+    c.iam
+        .add_user_to_group()
+        .group_name(group)
+        .user_name(user)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| classify("iam:AddUserToGroup", &e))
+}
+
+/// Take `user` out of cordon's session cut-off group and delete the group once it has no
+/// member left. A failure to delete leaves an empty group, which grants and denies
+/// nothing: said (returned), not fatal.
+async fn leave_revoke_group(
+    c: &AccountClients,
+    group: &str,
+    user: &str,
+) -> Result<Option<String>, ConnectorError> {
+    match c
+        .iam
+        .remove_user_from_group()
+        .group_name(group)
+        .user_name(user)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => {}
+        Err(e) => return Err(classify("iam:RemoveUserFromGroup", &e)),
+    }
+    Ok(delete_revoke_group(c, group).await)
+}
+
+/// Delete cordon's session cut-off group when it has no member (its policy first, as IAM
+/// requires); `Some(what to do)` when it could not be deleted.
+async fn delete_revoke_group(c: &AccountClients, group: &str) -> Option<String> {
+    let advice = |op: &str, why: String| {
+        Some(format!(
+            "the group `{group}` was not deleted ({op}: {why}): delete it with `aws iam \
+             delete-group-policy --group-name {group} --policy-name \
+             {REVOKE_SESSIONS_POLICY_NAME}` and `aws iam delete-group --group-name {group}` \
+             once it has no member"
+        ))
+    };
+    let members = match c.iam.get_group().group_name(group).send().await {
+        Ok(o) => o.users().len(),
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => return None,
+        Err(e) => return advice("iam:GetGroup", classify("iam:GetGroup", &e).message),
+    };
+    if members > 0 {
+        return None;
+    }
+    match c
+        .iam
+        .delete_group_policy()
+        .group_name(group)
+        .policy_name(REVOKE_SESSIONS_POLICY_NAME)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => {}
+        Err(e) => {
+            return advice(
+                "iam:DeleteGroupPolicy",
+                classify("iam:DeleteGroupPolicy", &e).message,
+            )
+        }
+    }
+    match c.iam.delete_group().group_name(group).send().await {
+        Ok(_) => None,
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => None,
+        Err(e) => advice("iam:DeleteGroup", classify("iam:DeleteGroup", &e).message),
+    }
 }
 
 /// Put `user` in `cordon-quarantine`, creating the group (with cordon's deny-all) when
@@ -610,12 +849,23 @@ async fn read_controls(c: &AccountClients, p: Principal<'_>) -> Result<Controls,
     let quarantine_doc = get_inline(c, p, QUARANTINE_POLICY_NAME).await?;
     let revoke_doc = get_inline(c, p, REVOKE_SESSIONS_POLICY_NAME).await?;
     let attached = attached_arns(c, p).await?;
-    let (login_profile, in_group) = match p {
-        Principal::User(u) => (
-            has_login_profile(c, u).await?,
-            in_quarantine_group(c, u).await?,
-        ),
-        Principal::Role(_) => (false, false),
+    let (login_profile, groups) = match p {
+        Principal::User(u) => (has_login_profile(c, u).await?, user_groups(c, u).await?),
+        Principal::Role(_) => (false, vec![]),
+    };
+    let in_group = groups.iter().any(|(n, _)| n == QUARANTINE_GROUP_NAME);
+    let revoke_group = groups
+        .iter()
+        .find(|(n, a)| is_revoke_group(n, a))
+        .map(|(n, _)| n.clone());
+    let revoke_group_doc = match &revoke_group {
+        Some(g) => revoke_group_document(c, g).await?,
+        None => None,
+    };
+    let revoke_managed = attached.iter().find(|a| is_managed_revoke(a)).cloned();
+    let revoke_managed_doc = match &revoke_managed {
+        Some(arn) => managed_document(c, arn).await?,
+        None => None,
     };
     Ok(Controls {
         quarantine_doc,
@@ -624,7 +874,96 @@ async fn read_controls(c: &AccountClients, p: Principal<'_>) -> Result<Controls,
         login_profile,
         deny_all_attached: attached.iter().any(|a| a == AWS_DENY_ALL_POLICY_ARN),
         in_quarantine_group: in_group,
+        revoke_managed,
+        revoke_managed_doc,
+        revoke_group,
+        revoke_group_doc,
     })
+}
+
+/// The document of a customer-managed policy cordon wrote (one version, `v1`).
+async fn managed_document(c: &AccountClients, arn: &str) -> Result<Option<Value>, ConnectorError> {
+    match c
+        .iam
+        .get_policy_version()
+        .policy_arn(arn)
+        .version_id("v1")
+        .send()
+        .await
+    {
+        Ok(o) => Ok(o
+            .policy_version()
+            .and_then(|v| v.document())
+            .map(decode_document)),
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => Ok(None),
+        Err(e) => Err(classify("iam:GetPolicyVersion", &e)),
+    }
+}
+
+/// The AWS partition of the configured region (for the ARN of a policy cordon created).
+fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Create cordon's customer-managed cut-off `name` (or find it from an earlier try of the
+/// same step) and return its ARN.
+async fn create_managed_revoke(
+    conn: &AwsConnector,
+    c: &AccountClients,
+    name: &str,
+    doc: &str,
+    cutoff: &str,
+) -> Result<String, ConnectorError> {
+    match c
+        .iam
+        .create_policy()
+        .policy_name(name)
+        .path(CORDON_POLICY_PATH)
+        .policy_document(doc)
+        .description(format!(
+            "cordon: denies sessions issued before {cutoff} (the principal's inline policies \
+             were at their size quota)"
+        ))
+        .send()
+        .await
+    {
+        Ok(o) => o
+            .policy()
+            .and_then(|p| p.arn())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ConnectorError::permanent(format!("`iam:CreatePolicy` of `{name}` returned no ARN"))
+            }),
+        // A retry of this step after an ambiguous failure: the policy is this plan's.
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("EntityAlreadyExists")) => {
+            Ok(format!(
+                "arn:{}:iam::{}:policy{CORDON_POLICY_PATH}{name}",
+                partition_of(&conn.config().region),
+                c.account
+            ))
+        }
+        Err(e) => Err(classify("iam:CreatePolicy", &e)),
+    }
+}
+
+/// Delete cordon's managed cut-off once nothing has it attached (a failure to delete
+/// leaves an unattached policy, which grants and denies nothing: said, not fatal).
+async fn delete_managed_revoke(c: &AccountClients, arn: &str) -> Option<String> {
+    match c.iam.delete_policy().policy_arn(arn).send().await {
+        Ok(_) => None,
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => None,
+        Err(e) => Some(format!(
+            "the detached policy `{arn}` was not deleted ({}): delete it with `aws iam \
+             delete-policy --policy-arn {arn}`",
+            classify("iam:DeletePolicy", &e).message
+        )),
+    }
 }
 
 /// Apply the quarantine control in `mode`; returns what was changed.
@@ -708,6 +1047,7 @@ async fn apply_revoke(
     now: &Controls,
     plan_id: &str,
     changes: &mut Vec<String>,
+    managed_fallback: bool,
 ) -> Result<(), ConnectorError> {
     if now.revoked_for(plan_id) {
         return Ok(());
@@ -715,26 +1055,94 @@ async fn apply_revoke(
     let margin = conn.config().cutoff_margin;
     let (aws_time, source) = conn.aws_now(c).await?;
     let cutoff = snapshot::fmt_time(&clock::cutoff(aws_time, margin));
-    put_inline(
-        c,
-        p,
-        REVOKE_SESSIONS_POLICY_NAME,
-        &revoke_sessions_document(plan_id, &cutoff),
-    )
-    .await
-    .map_err(|e| {
-        if is_quota(&e) {
-            ConnectorError::permanent(format!(
+    let doc = revoke_sessions_document(plan_id, &cutoff);
+    // A quota never stops the cut-off: the inline policy, else the same deny in a
+    // customer-managed policy of this plan attached to the principal, else (a user) in a
+    // group of this plan the user joins.
+    let form = match put_inline(c, p, REVOKE_SESSIONS_POLICY_NAME, &doc).await {
+        Ok(()) => format!("inline policy `{REVOKE_SESSIONS_POLICY_NAME}`"),
+        Err(e) if is_quota(&e) && managed_fallback => {
+            let (kind, name) = match p {
+                Principal::User(u) => ('u', u),
+                Principal::Role(r) => ('r', r),
+            };
+            let policy = managed_revoke_name(plan_id, kind, name);
+            let arn = create_managed_revoke(conn, c, &policy, &doc, &cutoff).await?;
+            match set_attached(c, p, &arn, true).await {
+                Ok(()) => format!(
+                    "customer-managed policy `{arn}`, attached: its inline policies are at \
+                     their size quota"
+                ),
+                Err(e) if is_quota(&e) => {
+                    let litter = delete_managed_revoke(c, &arn).await;
+                    let Principal::User(u) = p else {
+                        // A role cannot be in a group, and IAM has no other place for a
+                        // deny on a role: a permissions boundary would replace the role's
+                        // existing one (and a boundary only limits, so swapping it is not
+                        // cordon's to do). At both quotas the role's sessions stay alive.
+                        return Err(ConnectorError::permanent(format!(
+                            "cannot end the sessions of {} issued before {cutoff}: its inline \
+                             policies are at their size quota and its managed-policy \
+                             attachments at theirs ({}); they stay alive until they expire \
+                             (36 h at most for a user's, the role's maximum session duration \
+                             for a role's): detach a managed policy or delete an inline one \
+                             and run the step again, or quarantine it (the quarantine of a \
+                             user at both quotas falls back to group \
+                             `{QUARANTINE_GROUP_NAME}`){}",
+                            p.label(),
+                            e.message,
+                            litter.map(|l| format!("; {l}")).unwrap_or_default()
+                        )));
+                    };
+                    let group = revoke_group_name(plan_id, u);
+                    match join_revoke_group(c, &group, u, &doc).await {
+                        Ok(()) => format!(
+                            "inline policy of group `{CORDON_POLICY_PATH}{group}`, which the \
+                             user joined: its inline policies are at their size quota and its \
+                             managed-policy attachments at theirs{}",
+                            litter
+                                .as_ref()
+                                .map(|l| format!(" ({l})"))
+                                .unwrap_or_default()
+                        ),
+                        Err(g) if is_quota(&g) => {
+                            let left = [litter, delete_revoke_group(c, &group).await];
+                            return Err(ConnectorError::permanent(format!(
+                                "cannot end the sessions of user `{u}` issued before {cutoff}: \
+                                 its inline policies are at their size quota, its \
+                                 managed-policy attachments at theirs ({}) and its group \
+                                 memberships at theirs (10 groups: {}); its sessions \
+                                 (GetSessionToken, GetFederationToken) stay alive until they \
+                                 expire (36 h at most); its long-term keys are not touched by \
+                                 a cut-off: detach a managed policy, delete an inline one or \
+                                 leave a group and run the step again, or quarantine the user \
+                                 (group `{QUARANTINE_GROUP_NAME}` needs a free membership \
+                                 too){}",
+                                e.message,
+                                g.message,
+                                left.into_iter()
+                                    .flatten()
+                                    .map(|l| format!("; {l}"))
+                                    .collect::<String>()
+                            )));
+                        }
+                        Err(g) => return Err(g),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) if is_quota(&e) => {
+            return Err(ConnectorError::permanent(format!(
                 "cannot end the sessions of {}: its inline policies are at their size quota \
                  ({}): delete or shorten one and run the step again, or quarantine it (the \
                  quarantine falls back to `{AWS_DENY_ALL_POLICY_ARN}` at this quota)",
                 p.label(),
                 e.message
-            ))
-        } else {
-            e
+            )))
         }
-    })?;
+        Err(e) => return Err(e),
+    };
     let clock = match source {
         clock::TimeSource::Aws => format!(
             "AWS's time {} + {} s margin",
@@ -753,7 +1161,7 @@ async fn apply_revoke(
         Principal::Role(r) => format!("every session of role `{r}`"),
     };
     changes.push(format!(
-        "denied {whose} issued before {cutoff} ({clock}; inline policy `{REVOKE_SESSIONS_POLICY_NAME}`)"
+        "denied {whose} issued before {cutoff} ({clock}; {form})"
     ));
     Ok(())
 }
@@ -1101,7 +1509,9 @@ impl AwsConnector {
                 let p = Principal::Role(&target.id);
                 let now = read_controls(&c, p).await?;
                 apply_quarantine(&c, p, &now, params.quarantine, &mut changes).await?;
-                match apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes).await {
+                // No managed cut-off here: at the inline quota the quarantine is
+                // AWSDenyAll, which refuses every session while attached.
+                match apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes, false).await {
                     Ok(()) => {}
                     // At the inline quota the deny-all is AWSDenyAll, which refuses every
                     // session while attached (and a restore that lifts it asks first).
@@ -1127,9 +1537,31 @@ impl AwsConnector {
                     .observed
                     .and_then(|ev| ev.get(target.kind.as_str()))
                     .filter(|s| s.get("view").and_then(Value::as_str) == Some("session-cut-off"));
-                let revoke_doc = match observed {
-                    Some(s) => snapshot::inline_policy(s, REVOKE_SESSIONS_POLICY_NAME).cloned(),
-                    None => get_inline(&c, p, REVOKE_SESSIONS_POLICY_NAME).await?,
+                // A user's view before this change listed its groups; an older one did not.
+                let observed = observed.filter(|s| {
+                    step.action == Action::AwsRevokeRoleSessions || s.get("groups").is_some()
+                });
+                let (revoke_doc, revoke_managed, revoke_group) = match observed {
+                    Some(s) => (
+                        snapshot::inline_policy(s, REVOKE_SESSIONS_POLICY_NAME).cloned(),
+                        managed_revoke_of(s),
+                        revoke_group_of(s),
+                    ),
+                    None => (
+                        get_inline(&c, p, REVOKE_SESSIONS_POLICY_NAME).await?,
+                        attached_arns(&c, p)
+                            .await?
+                            .into_iter()
+                            .find(|a| is_managed_revoke(a)),
+                        match p {
+                            Principal::User(u) => user_groups(&c, u)
+                                .await?
+                                .into_iter()
+                                .find(|(n, a)| is_revoke_group(n, a))
+                                .map(|(n, _)| n),
+                            Principal::Role(_) => None,
+                        },
+                    ),
                 };
                 let now = Controls {
                     quarantine_doc: None,
@@ -1138,8 +1570,12 @@ impl AwsConnector {
                     login_profile: false,
                     deny_all_attached: false,
                     in_quarantine_group: false,
+                    revoke_managed,
+                    revoke_managed_doc: None,
+                    revoke_group,
+                    revoke_group_doc: None,
                 };
-                apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes).await?;
+                apply_revoke(self, &c, p, &now, ctx.plan_id, &mut changes, true).await?;
             }
             Action::AwsRestoreUser | Action::AwsRestoreRole => {
                 let (kind, part) = if step.action == Action::AwsRestoreUser {
@@ -1385,7 +1821,10 @@ fn restored(now: &Controls, want: &Controls, params: &Params) -> bool {
             && now.deny_all_attached == want.deny_all_attached
             && now.in_quarantine_group == want.in_quarantine_group))
         && (!params.wants(CONTROL_MANAGED_V3) || now.managed_v3 == want.managed_v3)
-        && (!params.wants(CONTROL_REVOKE_SESSIONS) || now.revoke_doc == want.revoke_doc)
+        && (!params.wants(CONTROL_REVOKE_SESSIONS)
+            || (now.revoke_doc == want.revoke_doc
+                && now.revoke_managed == want.revoke_managed
+                && now.revoke_group == want.revoke_group))
 }
 
 /// The longest a session of `p` lives: 36 hours for a user's `GetSessionToken` and
@@ -1424,18 +1863,15 @@ fn revives_sessions(
 ) -> Option<String> {
     let longest = max_session(p, snap);
     let removes_cutoff = params.wants(CONTROL_REVOKE_SESSIONS)
-        && now.revoke_doc.is_some()
-        && now.revoke_doc != want.revoke_doc;
+        && ((now.revoke_doc.is_some() && now.revoke_doc != want.revoke_doc)
+            || (now.revoke_managed.is_some() && now.revoke_managed != want.revoke_managed)
+            || (now.revoke_group.is_some() && now.revoke_group != want.revoke_group));
     let removes_deny = (params.wants(CONTROL_QUARANTINE)
         && ((now.quarantine_doc.is_some() && want.quarantine_doc.is_none())
             || (now.deny_all_attached && !want.deny_all_attached)
             || (now.in_quarantine_group && !want.in_quarantine_group)))
         || (params.wants(CONTROL_MANAGED_V3) && now.managed_v3 && !want.managed_v3);
-    let cutoff = now
-        .revoke_doc
-        .as_ref()
-        .and_then(revoke_cutoff)
-        .map(|(c, _)| c);
+    let cutoff = now.cutoff();
     let taken = taken_at.and_then(parse_time);
     let (what, since) = if removes_cutoff {
         (
@@ -1446,7 +1882,7 @@ fn revives_sessions(
             ),
             cutoff.as_deref().and_then(parse_time),
         )
-    } else if removes_deny && now.revoke_doc.is_none() {
+    } else if removes_deny && !now.any_cutoff() {
         (
             format!(
                 "removing the quarantine of {} re-enables every session issued before it,                  leaked ones included",
@@ -1514,6 +1950,56 @@ async fn restore_controls(
                     "put back the snapshot's inline policy `{name}` on {}",
                     p.label()
                 ));
+            }
+        }
+    }
+    // The managed form of the cut-off (used at the inline quota): detached and deleted,
+    // or an earlier incident's put back.
+    if params.wants(CONTROL_REVOKE_SESSIONS) && now.revoke_managed != want.revoke_managed {
+        if let Some(arn) = &now.revoke_managed {
+            set_attached(c, p, arn, false).await?;
+            changes.push(format!("detached `{arn}` from {}", p.label()));
+            notes.extend(delete_managed_revoke(c, arn).await);
+        }
+        if let Some(arn) = &want.revoke_managed {
+            set_attached(c, p, arn, true).await?;
+            changes.push(format!(
+                "re-attached the snapshot's `{arn}` to {}",
+                p.label()
+            ));
+        }
+    }
+    // The group form (a user at both quotas): out of the group, deleted once empty, or an
+    // earlier incident's membership put back.
+    if let Principal::User(u) = p {
+        if params.wants(CONTROL_REVOKE_SESSIONS) && now.revoke_group != want.revoke_group {
+            if let Some(g) = &now.revoke_group {
+                notes.extend(leave_revoke_group(c, g, u).await?);
+                changes.push(format!(
+                    "removed user `{u}` from group `{CORDON_POLICY_PATH}{g}` (its session \
+                     cut-off)"
+                ));
+            }
+            if let Some(g) = &want.revoke_group {
+                match c
+                    .iam
+                    .add_user_to_group()
+                    .group_name(g)
+                    .user_name(u)
+                    .send()
+                    .await
+                {
+                    Ok(_) => changes.push(format!(
+                        "put user `{u}` back in the snapshot's group `{CORDON_POLICY_PATH}{g}`"
+                    )),
+                    Err(e) if error_code(&e).is_some_and(|c| c.starts_with("NoSuchEntity")) => {
+                        notes.push(format!(
+                            "the snapshot's session cut-off group `{g}` of user `{u}` no longer \
+                             exists: not put back"
+                        ))
+                    }
+                    Err(e) => return Err(classify("iam:AddUserToGroup", &e)),
+                }
             }
         }
     }

@@ -22,6 +22,8 @@ pub struct AccountClients {
     pub account: String,
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
+    /// The account's configuration (credentials, endpoint), for clients made on demand.
+    sdk: SdkConfig,
 }
 
 impl AccountClients {
@@ -30,7 +32,18 @@ impl AccountClients {
             account,
             iam: aws_sdk_iam::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
+            sdk: sdk.clone(),
         }
+    }
+
+    /// A CloudTrail client of this account in `region` (event history is regional).
+    pub(crate) fn cloudtrail_in(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        let sdk = self
+            .sdk
+            .to_builder()
+            .region(Region::new(region.to_owned()))
+            .build();
+        aws_sdk_cloudtrail::Client::new(&sdk)
     }
 }
 

@@ -9,6 +9,12 @@
 //   iam:DetachRolePolicy iam:ListSSHPublicKeys iam:ListServiceSpecificCredentials
 //   iam:ListSigningCertificates iam:CreateGroup iam:PutGroupPolicy iam:AddUserToGroup
 //   iam:RemoveUserFromGroup
+//   iam:CreatePolicy iam:GetPolicyVersion iam:DeletePolicy (the session cut-off at the
+//   inline quota: policy/cordon/cordon-revoke-sessions-*)
+//   iam:CreateGroup iam:PutGroupPolicy iam:GetGroupPolicy iam:AddUserToGroup
+//   iam:RemoveUserFromGroup iam:GetGroup iam:DeleteGroupPolicy iam:DeleteGroup (a user's
+//   session cut-off at both quotas: group/cordon/cordon-revoke-sessions-*)
+//   cloudtrail:LookupEvents (what a leaked key did, read after containment)
 // (issue 16 added: sts:GetCallerIdentity for AWS's time, the three List calls of other
 // credentials, and the group calls of the quota fallback.)
 
@@ -29,7 +35,7 @@
 //! | `aws:quarantine-user` | `user` / user name | inline deny-all `cordon-quarantine-deny-all` (or attach `AWSCompromisedKeyQuarantineV3`); delete the console password |
 //! | `aws:quarantine-role` | `role` / role name | the same quarantine, plus session revocation |
 //! | `aws:revoke-role-sessions` | `role` / role name | inline `cordon-revoke-sessions`: deny everything to sessions with `aws:TokenIssueTime` before now (the console's "revoke active sessions"); for leaked `ASIA` credentials |
-//! | `aws:revoke-user-sessions` | `user` / user name | inline `cordon-revoke-sessions` on the user: deny every session issued before a cut-off (`GetSessionToken`, `GetFederationToken` sessions outlive a disabled key, up to 36 h); the user's long-term keys and later sessions keep working. Planned with every `AKIA` key |
+//! | `aws:revoke-user-sessions` | `user` / user name | inline `cordon-revoke-sessions` on the user (at the inline-size quota: the same deny in customer-managed `cordon-revoke-sessions-<plan>-u-<user>`, attached; at the attachment quota too: the inline policy of group `/cordon/cordon-revoke-sessions-<plan>-u-<user>`, which the user joins): deny every session issued before a cut-off (`GetSessionToken`, `GetFederationToken` sessions outlive a disabled key, up to 36 h); the user's long-term keys and later sessions keep working. Planned with every `AKIA` key |
 //! | `aws:restore-access-key` | `access-key` | the key's status from the snapshot; re-activation only with `reactivate_key: true` |
 //! | `aws:restore-user`, `aws:restore-role` | `user`, `role` | cordon's controls back to the snapshot, nothing else |
 //!
@@ -99,9 +105,19 @@
 //! `iam:ListSigningCertificates` (the user's other credentials: a missing permission is
 //! reported as "unverified", never blocks), and for a user at both policy quotas
 //! `iam:CreateGroup`, `iam:PutGroupPolicy`, `iam:AddUserToGroup`,
-//! `iam:RemoveUserFromGroup` on group `cordon-quarantine`.
+//! `iam:RemoveUserFromGroup` on group `cordon-quarantine`; for a session cut-off at the
+//! inline-size quota `iam:CreatePolicy`, `iam:GetPolicyVersion` and `iam:DeletePolicy` on
+//! `policy/cordon/cordon-revoke-sessions-*` (a customer-managed policy of the plan, attached
+//! instead, removed by restore), and at the attachment quota too (a user)
+//! `iam:{Create,Get,Delete}Group`, `iam:{Put,Get,Delete}GroupPolicy`,
+//! `iam:AddUserToGroup` and `iam:RemoveUserFromGroup` on
+//! `group/cordon/cordon-revoke-sessions-*` (a group of the plan holding the cut-off, which
+//! the user joins; restore takes the user out and deletes the emptied group);
+//! `cloudtrail:LookupEvents`, after containment, for what the
+//! leaked key did (`activity.rs`; a missing permission is reported, never blocks).
 
 mod actions;
+mod activity;
 mod client;
 mod clock;
 mod config;
@@ -121,6 +137,7 @@ use tokio::sync::OnceCell;
 pub use actions::{
     CONTROL_LOGIN_PROFILE, CONTROL_MANAGED_V3, CONTROL_QUARANTINE, CONTROL_REVOKE_SESSIONS,
 };
+pub use activity::{door_of, ActivityEvent, Door, KeyActivity};
 pub use client::{AccountClients, LeakedKeyClient};
 pub use config::{AwsConfig, QuarantineMode};
 pub use identify::{
@@ -129,7 +146,7 @@ pub use identify::{
 };
 pub use policy::{
     AWS_DENY_ALL_POLICY_ARN, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME,
-    QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_POLICY_NAME,
+    QUARANTINE_POLICY_NAME, REVOKE_SESSIONS_MANAGED_PREFIX, REVOKE_SESSIONS_POLICY_NAME,
 };
 
 /// The AWS connector. Cheap to share (`Arc`) across the engine's concurrent steps.

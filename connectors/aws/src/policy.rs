@@ -8,6 +8,52 @@ pub const QUARANTINE_POLICY_NAME: &str = "cordon-quarantine-deny-all";
 /// Inline policy denying every session of a role issued before a cut-off (what the IAM
 /// console's "revoke active sessions" writes, under its own name).
 pub const REVOKE_SESSIONS_POLICY_NAME: &str = "cordon-revoke-sessions";
+/// Customer-managed policies holding a session cut-off when the principal's inline
+/// policies are at their size quota: `cordon-revoke-sessions-<plan>-<u|r>-<name>`, under
+/// path `/cordon/`, one per plan and principal, deleted when restore removes it.
+pub const REVOKE_SESSIONS_MANAGED_PREFIX: &str = "cordon-revoke-sessions-";
+pub(crate) const CORDON_POLICY_PATH: &str = "/cordon/";
+
+/// The plan's part of a managed cut-off's name (its first 16 letters and digits).
+pub(crate) fn managed_revoke_plan_part(plan_id: &str) -> String {
+    plan_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(16)
+        .collect()
+}
+
+/// The name of the managed cut-off of `principal` (`u`ser or `r`ole `name`) for a plan.
+/// At most 23 + 16 + 3 + 64 = 106 characters (IAM allows 128), of IAM's name characters.
+pub(crate) fn managed_revoke_name(plan_id: &str, kind: char, name: &str) -> String {
+    format!(
+        "{REVOKE_SESSIONS_MANAGED_PREFIX}{}-{kind}-{name}",
+        managed_revoke_plan_part(plan_id)
+    )
+}
+
+/// Whether `arn` is one of cordon's managed session cut-offs.
+pub(crate) fn is_managed_revoke(arn: &str) -> bool {
+    arn.rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with(REVOKE_SESSIONS_MANAGED_PREFIX))
+        && arn.contains(&format!(":policy{CORDON_POLICY_PATH}"))
+}
+
+/// The group holding the session cut-off of a user at both its inline-size and its
+/// attached-policies quota: `cordon-revoke-sessions-<plan>-u-<user>` under path `/cordon/`
+/// (the managed policy's name: one per plan and user, at most 106 of IAM's 128 characters),
+/// carrying the cut-off as its inline policy; restore takes the user out and deletes it.
+pub(crate) fn revoke_group_name(plan_id: &str, user: &str) -> String {
+    managed_revoke_name(plan_id, 'u', user)
+}
+
+/// Whether a group (by name and ARN) is one of cordon's session cut-off groups.
+pub(crate) fn is_revoke_group(name: &str, arn: &str) -> bool {
+    name.starts_with(REVOKE_SESSIONS_MANAGED_PREFIX)
+        && arn.contains(&format!(":group{CORDON_POLICY_PATH}"))
+}
+
 /// AWS's managed quarantine policy (`quarantine: managed-v3`).
 pub const MANAGED_QUARANTINE_POLICY_ARN: &str =
     "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";
@@ -136,5 +182,24 @@ mod tests {
             decode_document(encoded),
             serde_json::json!({"Statement": []})
         );
+    }
+
+    #[test]
+    fn the_cut_off_group_is_named_per_plan_and_user_and_found_only_under_cordon() {
+        let name = revoke_group_name("plan-1ab_c", "alice");
+        assert_eq!(name, "cordon-revoke-sessions-plan1abc-u-alice");
+        assert!(is_revoke_group(
+            &name,
+            &format!("arn:aws:iam::123456789012:group/cordon/{name}")
+        ));
+        // Someone else's group of the same name outside /cordon/, or another group of ours.
+        assert!(!is_revoke_group(
+            &name,
+            &format!("arn:aws:iam::123456789012:group/{name}")
+        ));
+        assert!(!is_revoke_group(
+            "cordon-quarantine",
+            "arn:aws:iam::123456789012:group/cordon/cordon-quarantine"
+        ));
     }
 }

@@ -1670,3 +1670,273 @@ async fn verification_polls_through_propagation_and_says_not_yet_dead_past_its_d
         );
     }
 }
+
+// issue 16: the session cut-off never fails on the inline-policy quota. Gap of the peer,
+// closed by Patch 6 of the launcher (quotas) and Patch 3/4 (the cut-off's condition and
+// real user sessions): without them the inline cut-off would fit, or would refuse the
+// user's later, legitimate session too, and this test would pass for the wrong reason.
+#[tokio::test]
+async fn a_session_cut_off_at_the_inline_quota_is_a_managed_policy_that_restore_removes() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("cutoff-quota");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    let hop = role_trusting_user(&conn, &user).await;
+    let session = user_session(&conn, &keys[0]).await;
+    user_session_call(&conn, &session, &hop).await.unwrap();
+    iam.put_user_policy()
+        .user_name(&user)
+        .policy_name("filler")
+        .policy_document(filler_policy(1850))
+        .send()
+        .await
+        .unwrap();
+    let s = step(
+        Action::AwsRevokeUserSessions,
+        aws_target("user", &user, None),
+        &[],
+    );
+    let c = ctx("plan-cutoff-quota", &s, None, None);
+    let before = conn.describe(&c).await.unwrap();
+    assert!(!before.contained);
+    let done = conn.execute(&c).await.unwrap();
+    let name = format!("cordon-revoke-sessions-plancutoffquota-u-{user}");
+    assert!(
+        done.detail().contains("customer-managed policy") && done.detail().contains(&name),
+        "{}",
+        done.detail()
+    );
+    let attached = iam
+        .list_attached_user_policies()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    let arn = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .find(|a| a.ends_with(&format!("/cordon/{name}")))
+        .unwrap_or_else(|| panic!("no managed cut-off attached: {attached:?}"))
+        .to_owned();
+    // The leaked session is refused; the user's long-term key and a session issued
+    // after the cut-off still work (a deny-all would refuse them too).
+    assert_eq!(
+        user_session_call(&conn, &session, &hop).await,
+        Err("AccessDenied".into())
+    );
+    own_call(&conn, &keys[0].key_id, &keys[0].secret)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = user_session(&conn, &keys[0]).await;
+    user_session_call(&conn, &later, &hop).await.unwrap();
+    // In place: describe, a second run and verify say so.
+    assert!(conn.describe(&c).await.unwrap().contained);
+    assert!(matches!(
+        conn.execute(&c).await.unwrap(),
+        Outcome::AlreadyContained { .. }
+    ));
+    assert!(matches!(
+        conn.verify(&c).await.unwrap(),
+        Verification::Dead { .. }
+    ));
+
+    // Restore removes the managed form: only with revive_sessions while the leaked
+    // session could still be valid, and then the policy is detached and deleted.
+    let mut restore = restore_step_for(&s, "sha256:cutoffquota").unwrap();
+    let rc = ctx(
+        "plan-cutoff-quota-restore",
+        &restore,
+        None,
+        Some(&before.evidence),
+    );
+    let refused = conn.execute(&rc).await.unwrap_err();
+    assert!(refused.message.contains("re-enables"), "{refused}");
+    restore.params.insert("revive_sessions".into(), json!(true));
+    let rc = ctx(
+        "plan-cutoff-quota-restore",
+        &restore,
+        None,
+        Some(&before.evidence),
+    );
+    let undone = conn.execute(&rc).await.unwrap();
+    assert!(undone.detail().contains(&arn), "{}", undone.detail());
+    let err = iam.get_policy().policy_arn(&arn).send().await.unwrap_err();
+    assert_eq!(
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&err),
+        Some("NoSuchEntity")
+    );
+    user_session_call(&conn, &session, &hop).await.unwrap();
+
+    // At both quotas (inline full, ten managed policies attached): the cut-off is the
+    // inline policy of a group of the plan, which the user joins. moto evaluates a
+    // group's policies for the user's requests (its IAMUserAccessKey collects them, and
+    // Patch 4's user sessions inherit that) and Patch 3's condition in them: without the
+    // first the leaked session below would not be refused, without the second the later,
+    // legitimate session would be refused too.
+    attach_ten_policies(&iam, Some(&user), None).await;
+    let c = ctx("plan-cutoff-quota-2", &s, None, None);
+    let before = conn.describe(&c).await.unwrap();
+    assert!(!before.contained);
+    let done = conn.execute(&c).await.unwrap();
+    let group = format!("cordon-revoke-sessions-plancutoffquota2-u-{user}");
+    assert!(
+        done.detail().contains(&format!("group `/cordon/{group}`")),
+        "{}",
+        done.detail()
+    );
+    // No managed policy is left behind by the attempt that hit the attachment quota.
+    let left = iam
+        .get_policy()
+        .policy_arn(arn.replace("plancutoffquota-", "plancutoffquota2-"))
+        .send()
+        .await;
+    assert!(left.is_err(), "{left:?}");
+    let groups = iam
+        .list_groups_for_user()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        groups
+            .groups()
+            .iter()
+            .any(|g| g.group_name() == group && g.path() == "/cordon/"),
+        "{groups:?}"
+    );
+    assert_eq!(
+        user_session_call(&conn, &session, &hop).await,
+        Err("AccessDenied".into())
+    );
+    own_call(&conn, &keys[0].key_id, &keys[0].secret)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = user_session(&conn, &keys[0]).await;
+    user_session_call(&conn, &later, &hop).await.unwrap();
+    assert!(conn.describe(&c).await.unwrap().contained);
+    assert!(matches!(
+        conn.execute(&c).await.unwrap(),
+        Outcome::AlreadyContained { .. }
+    ));
+    assert!(matches!(
+        conn.verify(&c).await.unwrap(),
+        Verification::Dead { .. }
+    ));
+    // Restore: refused while the leaked session could be revived, then the user leaves
+    // the group and the empty group is deleted.
+    let mut restore = restore_step_for(&s, "sha256:cutoffquota2").unwrap();
+    let rc = ctx(
+        "plan-cutoff-quota-2-restore",
+        &restore,
+        None,
+        Some(&before.evidence),
+    );
+    let refused = conn.execute(&rc).await.unwrap_err();
+    assert!(refused.message.contains("re-enables"), "{refused}");
+    assert_eq!(
+        user_session_call(&conn, &session, &hop).await,
+        Err("AccessDenied".into())
+    );
+    restore.params.insert("revive_sessions".into(), json!(true));
+    let rc = ctx(
+        "plan-cutoff-quota-2-restore",
+        &restore,
+        None,
+        Some(&before.evidence),
+    );
+    let undone = conn.execute(&rc).await.unwrap();
+    assert!(
+        undone
+            .detail()
+            .contains(&format!("removed user `{user}` from group")),
+        "{}",
+        undone.detail()
+    );
+    assert!(conn.describe(&rc).await.unwrap().contained);
+    let err = iam.get_group().group_name(&group).send().await.unwrap_err();
+    assert_eq!(
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&err),
+        Some("NoSuchEntity")
+    );
+    let groups = iam
+        .list_groups_for_user()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    assert!(groups.groups().is_empty(), "{groups:?}");
+    user_session_call(&conn, &session, &hop).await.unwrap();
+
+    // At the group quota too (in ten groups, Patch 6): the step fails and says exactly
+    // what stays alive and what to do; no policy or group is left behind.
+    for n in 0..10 {
+        let g = format!("{user}-g{n}");
+        iam.create_group().group_name(&g).send().await.unwrap();
+        iam.add_user_to_group()
+            .group_name(&g)
+            .user_name(&user)
+            .send()
+            .await
+            .unwrap();
+    }
+    let c = ctx("plan-cutoff-quota-3", &s, None, None);
+    let e = conn.execute(&c).await.unwrap_err();
+    assert!(
+        e.message.contains("stay alive until they expire")
+            && e.message.contains("managed-policy attachments")
+            && e.message.contains("group memberships"),
+        "{e}"
+    );
+    let left = iam
+        .get_policy()
+        .policy_arn(arn.replace("plancutoffquota-", "plancutoffquota3-"))
+        .send()
+        .await;
+    assert!(left.is_err(), "{left:?}");
+    let left = iam
+        .get_group()
+        .group_name(format!("cordon-revoke-sessions-plancutoffquota3-u-{user}"))
+        .send()
+        .await;
+    assert!(left.is_err(), "{left:?}");
+    user_session_call(&conn, &session, &hop).await.unwrap();
+
+    // A role at both quotas: no group for a role, so the step fails and says what stays
+    // alive; no policy is left behind.
+    let role = unique("cutoff-quota-role");
+    let (key, secret, token) = role_with_session(&conn, &role).await;
+    iam.put_role_policy()
+        .role_name(&role)
+        .policy_name("filler")
+        .policy_document(filler_policy(10_000))
+        .send()
+        .await
+        .unwrap();
+    attach_ten_policies(&iam, None, Some(&role)).await;
+    let rs = step(
+        Action::AwsRevokeRoleSessions,
+        aws_target("role", &role, None),
+        &[],
+    );
+    let c = ctx("plan-cutoff-quota-4", &rs, None, None);
+    let e = conn.execute(&c).await.unwrap_err();
+    assert!(
+        e.message.contains("stay alive until they expire")
+            && e.message.contains("managed-policy attachments")
+            && e.message.contains(&format!("role `{role}`")),
+        "{e}"
+    );
+    let left = iam
+        .get_policy()
+        .policy_arn(format!(
+            "{}cordon-revoke-sessions-plancutoffquota4-r-{role}",
+            arn.split("cordon-revoke-sessions-").next().unwrap()
+        ))
+        .send()
+        .await;
+    assert!(left.is_err(), "{left:?}");
+    session_call(&conn, &key, &secret, &token).await.unwrap();
+}
