@@ -114,6 +114,7 @@ impl Handler for RespondHandler {
                 rate: self.rate,
                 // Time to dead counts from the delivery's receipt.
                 since: Some(received),
+                progress: None,
             },
             quarantine_user: false,
             // An event names the repository of an alert, not the
@@ -123,6 +124,7 @@ impl Handler for RespondHandler {
             // What each leaked token did: the organisations from the
             // agent's environment, as for `cordon respond`.
             github_orgs: crate::respond::github_activity::orgs_from_env(),
+            progress: None,
         };
         // The summary goes to done/ and the log; nothing is printed.
         let rt = self

@@ -50,6 +50,7 @@ impl RunOpts {
             concurrency: self.concurrency,
             rate: self.rate,
             since: None,
+            progress: None,
         }
     }
 }

@@ -344,6 +344,7 @@ impl Server {
             github_app_id: None,
             // A dry run: nothing is revoked, so nothing is searched.
             github_orgs: vec![],
+            progress: None,
         };
         let s = respond(&self.ctx, intake, &opts).await?;
         Ok(json!({
@@ -454,6 +455,7 @@ fn assistant_run() -> RunOptions {
         concurrency: crate::engine::EngineConfig::default().concurrency,
         rate: None,
         since: None,
+        progress: None,
     }
 }
 

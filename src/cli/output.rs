@@ -79,10 +79,13 @@ impl Out {
             }
             return;
         }
-        let mut o = std::io::stdout().lock();
+        // Buffered: stdout flushes at every newline, and a pretty document
+        // of 100,000 findings has millions of lines (issue 21).
+        let mut o = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
         let r = serde_json::to_writer_pretty(&mut o, v)
             .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(o));
+            .and_then(|()| writeln!(o))
+            .and_then(|()| o.flush());
         self.wrote(r);
     }
 

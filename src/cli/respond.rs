@@ -11,7 +11,7 @@ use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
 use super::revoke::{print_dry_run, OneShot};
 use crate::intake::report::{Format, ParseOptions, Provenance, MAX_REPORT_BYTES};
-use crate::respond::{parse_intake, respond, Intake, RespondOpts, Summary};
+use crate::respond::{parse_intake, respond, Intake, Progress, RespondOpts, Summary};
 
 #[derive(Args, Debug)]
 pub struct RespondArgs {
@@ -111,6 +111,9 @@ pub fn read_report(
 }
 
 pub async fn cmd_respond(ctx: &Context, out: &Out, a: RespondArgs) -> CmdResult {
+    let progress = std::sync::Arc::new(Progress::default());
+    // Cleared before anything is printed, and on every early return.
+    let bar = ProgressBar::start(out, &progress);
     let intake = read_report(&a.report, a.format, a.root.clone())?;
     let mut meta = a.one.meta.clone();
     meta.requester = Some(default_requester(&meta));
@@ -122,8 +125,11 @@ pub async fn cmd_respond(ctx: &Context, out: &Out, a: RespondArgs) -> CmdResult 
         github_repo: a.github_repo.clone(),
         github_app_id: a.github_app_id,
         github_orgs: a.github_orgs.clone(),
+        progress: bar.as_ref().map(|_| progress.clone()),
     };
-    let mut summary = respond(ctx, intake, &opts).await?;
+    let summary = respond(ctx, intake, &opts).await;
+    drop(bar);
+    let mut summary = summary?;
     summary.exit = ctx.refusal_exit(summary.exit);
     // Diagnostics on stderr, with `--json` too (stdout holds the document).
     for n in &summary.notes {
@@ -136,6 +142,83 @@ pub async fn cmd_respond(ctx: &Context, out: &Out, a: RespondArgs) -> CmdResult 
     }
     print_summary(out, &summary);
     Ok(summary.exit)
+}
+
+/// A progress bar on stderr while `respond` runs: a spinner while the report
+/// is read, then the findings written to the audit log, then the plan's steps
+/// as the engine finishes them. Only when stderr is a terminal and the output
+/// is not `--json`: a pipe or a CI log gets nothing of it. It is redrawn from
+/// the counters of [`Progress`] ten times a second by its own thread, and
+/// cleared when dropped.
+struct ProgressBar {
+    pb: indicatif::ProgressBar,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressBar {
+    fn start(out: &Out, p: &std::sync::Arc<Progress>) -> Option<ProgressBar> {
+        use std::io::IsTerminal;
+        if out.json || out.capture.is_some() || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let pb = indicatif::ProgressBar::new(0);
+        let spinner = indicatif::ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let bar =
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        pb.set_style(spinner.clone());
+        pb.set_message("reading the report");
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = {
+            let (pb, stop, p) = (pb.clone(), stop.clone(), p.clone());
+            std::thread::spawn(move || {
+                use std::sync::atomic::Ordering::Relaxed;
+                let mut shown = 0u8;
+                while !stop.load(Relaxed) {
+                    let (steps, findings) = (p.steps.load(Relaxed), p.findings.load(Relaxed));
+                    let (phase, len, pos, msg) = if steps > 0 {
+                        (2, steps, p.steps_done.load(Relaxed), "containment steps")
+                    } else if findings > 0 {
+                        (1, findings, p.recorded.load(Relaxed), "findings recorded")
+                    } else {
+                        (0, 0, 0, "reading the report")
+                    };
+                    pb.set_length(len as u64);
+                    pb.set_position(pos as u64);
+                    // Length first: a new style is never drawn with a stale length.
+                    if phase != shown {
+                        pb.set_style(if phase == 0 {
+                            spinner.clone()
+                        } else {
+                            bar.clone()
+                        });
+                        pb.set_message(msg);
+                        shown = phase;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            })
+        };
+        Some(ProgressBar {
+            pb,
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+}
+
+impl Drop for ProgressBar {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+        self.pb.finish_and_clear();
+    }
 }
 
 /// The requester when `--as` is not given: `ci` inside a CI job (the `CI`
@@ -166,17 +249,48 @@ fn where_found(p: &Provenance) -> String {
     s
 }
 
+/// The `--json` summary, serialised straight from the summary's rows (not
+/// first copied into one `serde_json::Value` of every row: issue 21's
+/// 100,000 findings). Fields in this order, as the document always had them.
+#[derive(serde::Serialize)]
+struct JsonSummary<'a> {
+    report: JsonReport<'a>,
+    plan: &'a Option<String>,
+    requester: &'a str,
+    requester_verified: bool,
+    findings: &'a [crate::respond::FindingRow],
+    time_to_dead: &'a Option<crate::engine::TimeToDead>,
+    exit: i32,
+}
+
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    format: &'a str,
+    origin: &'a str,
+    sha256: &'a str,
+}
+
+impl<'a> JsonSummary<'a> {
+    fn of(s: &'a Summary) -> Self {
+        JsonSummary {
+            report: JsonReport {
+                format: s.format,
+                origin: &s.origin,
+                sha256: &s.report_sha256,
+            },
+            plan: &s.plan,
+            requester: &s.requester,
+            requester_verified: s.requester_verified,
+            findings: &s.findings,
+            time_to_dead: &s.time_to_dead,
+            exit: s.exit.code(),
+        }
+    }
+}
+
 pub fn print_summary(out: &Out, s: &Summary) {
     if out.json {
-        out.json(&serde_json::json!({
-            "report": {"format": s.format, "origin": s.origin, "sha256": s.report_sha256},
-            "plan": s.plan,
-            "requester": s.requester,
-            "requester_verified": s.requester_verified,
-            "findings": s.findings,
-            "time_to_dead": s.time_to_dead,
-            "exit": s.exit.code(),
-        }));
+        out.json(&JsonSummary::of(s));
         return;
     }
     out.line(format!(

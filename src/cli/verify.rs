@@ -110,6 +110,7 @@ pub async fn cmd_verify(ctx: &Context, out: &Out, a: VerifyArgs) -> CmdResult {
                 restore_evidence: &restore_evidence,
                 now,
                 since: None,
+                steps_done: None,
             },
             deadline,
         )

@@ -142,6 +142,9 @@ pub struct ApplyRequest<'a> {
     /// When the clock of time-to-dead started (the agent: the webhook's
     /// receipt); `None`: when this apply started.
     pub since: Option<std::time::Instant>,
+    /// Counts the plan's steps as they finish (a batch counts each of its
+    /// steps), for a progress bar on a terminal.
+    pub steps_done: Option<&'a std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -422,7 +425,11 @@ impl Engine {
             let journal = &journal;
             async move {
                 let _permit = sem.acquire().await;
-                self.run_unit(req, &unit, journal).await
+                let done = self.run_unit(req, &unit, journal).await;
+                if let Some(n) = req.steps_done {
+                    n.fetch_add(unit.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+                done
             }
         });
         let results = futures::future::join_all(futures).await;

@@ -98,6 +98,14 @@ fn alice() -> Principal {
 }
 
 async fn apply(f: &Fixture, p: &Plan) -> ApplyReport {
+    apply_counting(f, p, None).await
+}
+
+async fn apply_counting(
+    f: &Fixture,
+    p: &Plan,
+    steps_done: Option<&std::sync::atomic::AtomicUsize>,
+) -> ApplyReport {
     let secrets = SecretBag::default();
     let ev = HashMap::new();
     let who = alice();
@@ -114,6 +122,7 @@ async fn apply(f: &Fixture, p: &Plan) -> ApplyReport {
             restore_evidence: &ev,
             now: now_ms(),
             since: None,
+            steps_done,
         })
         .await
         .unwrap()
@@ -314,6 +323,7 @@ async fn audit_failure_stops_before_any_side_effect() {
             restore_evidence: &ev,
             now: now_ms(),
             since: None,
+            steps_done: None,
         })
         .await
         .unwrap_err();
@@ -424,6 +434,32 @@ async fn batched_steps_go_through_the_same_records_as_single_ones() {
     let recs = f.log.read_all().unwrap();
     let intent = recs.iter().find(|r| r.kind == Kind::Intent).unwrap();
     assert_eq!(intent.message.as_deref(), Some("batched with 3 steps"));
+}
+
+/// The progress counter a terminal's bar reads (issue 21): every finished
+/// step counts once, single or batched, and a second apply that finds every
+/// step done counts them again as finished, not as new work left.
+#[tokio::test]
+async fn finished_steps_are_counted_for_the_progress_bar() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let f = fixture();
+    let n = AtomicUsize::new(0);
+    let r = apply_counting(&f, &plan(&["a", "b", "c", "d"]), Some(&n)).await;
+    assert!(r.all_succeeded(), "{r:#?}");
+    assert_eq!(n.load(Ordering::Relaxed), 4);
+
+    let f = batching_fixture();
+    let n = AtomicUsize::new(0);
+    let r = apply_counting(&f, &plan(&["a", "b", "c"]), Some(&n)).await;
+    assert!(r.all_succeeded(), "{r:#?}");
+    assert_eq!(
+        n.load(Ordering::Relaxed),
+        3,
+        "a batch of three is three steps"
+    );
+    let m = AtomicUsize::new(0);
+    apply_counting(&f, &plan(&["a", "b", "c"]), Some(&m)).await;
+    assert_eq!(m.load(Ordering::Relaxed), 3);
 }
 
 /// Regression (issue 15): a resumed single step reused the evidence its
@@ -685,6 +721,7 @@ async fn time_to_dead_counts_from_the_given_start() {
             restore_evidence: &ev,
             now: now_ms(),
             since: Some(received),
+            steps_done: None,
         })
         .await
         .unwrap();

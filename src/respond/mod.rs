@@ -8,6 +8,8 @@
 //! ends over it; neither plans or runs anything itself.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 pub mod aws_activity;
 pub mod github_activity;
@@ -158,6 +160,21 @@ pub struct DryRun {
     pub decisions: Vec<(String, Decision)>,
 }
 
+/// Counters a progress bar on a terminal reads while [`respond`] runs
+/// (issue 21: 100,000 findings showed nothing for minutes). Only counted;
+/// nothing here is printed by the library.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Findings in the report (alerts fetched included), once known.
+    pub findings: AtomicUsize,
+    /// Findings written to the audit log's `finding` records so far.
+    pub recorded: AtomicUsize,
+    /// Steps in the plan, once it is written (0: no plan yet, or none).
+    pub steps: AtomicUsize,
+    /// Steps the engine has finished.
+    pub steps_done: Arc<AtomicUsize>,
+}
+
 /// What to respond with: shared by the CLI and the agent.
 pub struct RespondOpts {
     /// Who asks (`requester`: `ci`, `agent`, a person), severity, incident, reason, signing key.
@@ -177,6 +194,8 @@ pub struct RespondOpts {
     /// The organisations whose audit logs are searched, after the kill, for
     /// what each leaked GitHub token did (GitHub Enterprise Cloud).
     pub github_orgs: Vec<String>,
+    /// Counted as the run goes, for a progress bar; `None`: not counted.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// Parse a report already read (at most `MAX_REPORT_BYTES`): detect its
@@ -231,6 +250,10 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     } = intake;
     let mut findings: Vec<Finding> = report.findings;
     findings.extend(fetch_alerts(ws, &report.alerts).await);
+    let progress = opts.progress.as_deref();
+    if let Some(p) = progress {
+        p.findings.store(findings.len(), Ordering::Relaxed);
+    }
 
     let mut meta = opts.meta.clone();
     // Refuse an unknown or closed incident before anything is recorded.
@@ -481,25 +504,25 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
     }
 
     // The finding record comes first: it is when cordon learned of the leak.
-    let entries: Vec<FindingEntry> = rows
-        .iter()
-        .map(|r| FindingEntry {
-            finding: r.finding,
-            provenance: r.provenance.clone(),
-            credential: r.credential_id.clone(),
-            containable: r.status != Status::NotContainable || r.credential.is_some(),
-            reason: r.credential.is_none().then(|| r.detail.clone()),
-        })
-        .collect();
+    // Its entries are made a record's worth at a time (not a copy of every
+    // row at once: issue 21's 100,000 findings).
+    let entry = |r: &FindingRow| FindingEntry {
+        finding: r.finding,
+        provenance: r.provenance.clone(),
+        credential: r.credential_id.clone(),
+        containable: r.status != Status::NotContainable || r.credential.is_some(),
+        reason: r.credential.is_none().then(|| r.detail.clone()),
+    };
     let kind = PrincipalKind::of_name(&requester);
     // At most FINDINGS_PER_RECORD findings a record: a 100,000-finding
     // report made one 29 MB audit line (issue 21), which every reader of the
     // log then had to hold whole.
-    let total = entries.len();
+    let total = rows.len();
     let parts = total.div_ceil(FINDINGS_PER_RECORD).max(1);
-    let mut entries = entries.into_iter();
+    let mut entries = rows.iter().map(entry);
     for part in 1..=parts {
         let chunk: Vec<FindingEntry> = entries.by_ref().take(FINDINGS_PER_RECORD).collect();
+        let in_chunk = chunk.len();
         let mut d = RecordDraft::new(Kind::Finding, Principal::claim(&requester, kind));
         d.incident = meta.incident.clone();
         d.message = Some(if parts == 1 {
@@ -522,6 +545,9 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             .map_err(|e| Error::failed(format!("cannot encode the finding record: {e}")))?,
         );
         ws.log.append(d)?;
+        if let Some(p) = progress {
+            p.recorded.fetch_add(in_chunk, Ordering::Relaxed);
+        }
     }
 
     let mut summary = Summary {
@@ -554,6 +580,9 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
 
     let (id, plan_bytes, plan) = ws.write_plan(&meta, steps)?;
     summary.plan = Some(id.clone());
+    if let Some(p) = progress {
+        p.steps.store(plan.steps.len(), Ordering::Relaxed);
+    }
     // Who ran the plan, and its incident: the searches after the kill
     // record their tasks there, as them.
     let mut ran_as: Option<(Principal, Option<String>)> = None;
@@ -565,8 +594,14 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
         });
         None
     } else {
+        let run_opts = RunOptions {
+            progress: progress
+                .map(|p| p.steps_done.clone())
+                .or_else(|| opts.run.progress.clone()),
+            ..opts.run.clone()
+        };
         let run = ws
-            .execute(&id, &plan_bytes, &plan, &opts.run, &secrets)
+            .execute(&id, &plan_bytes, &plan, &run_opts, &secrets)
             .await?;
         summary.requester = run.principal.name.clone();
         summary.requester_verified = run.principal.verified;
@@ -920,5 +955,72 @@ fn alert_failure(a: &report::AlertRef, reason: String) -> Finding {
             reason,
             fingerprint: None,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// The counters a terminal's progress bar reads (issue 21): every finding
+    /// of the report counts once it is in a `finding` record, across the
+    /// records of 1,000; with nothing containable, no plan and no steps.
+    #[tokio::test]
+    async fn the_progress_counters_count_findings_as_they_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(Some(dir.path().join("home")), None).unwrap();
+        let n = 2_345;
+        let report: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"RuleID": "slack-bot-token",
+                    "Secret": format!("xoxb-progress-{i:06}-not-handled"),
+                    "File": format!("f{}.env", i % 7), "StartLine": i + 1})
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&report).unwrap();
+        let intake =
+            parse_intake(&bytes, Format::Auto, "test".into(), ParseOptions::default()).unwrap();
+        let progress = Arc::new(Progress::default());
+        let opts = RespondOpts {
+            meta: PlanMeta {
+                requester: Some("alice".into()),
+                severity: crate::plan::Severity::High,
+                source: Source::Manual,
+                incident: None,
+                reason: None,
+                key: None,
+            },
+            dry_run: false,
+            run: RunOptions {
+                requester: None,
+                break_glass: false,
+                reason: None,
+                concurrency: 4,
+                rate: None,
+                since: None,
+                progress: None,
+            },
+            quarantine_user: false,
+            github_repo: None,
+            github_app_id: None,
+            github_orgs: vec![],
+            progress: Some(progress.clone()),
+        };
+        let summary = respond(&ws, intake, &opts).await.unwrap();
+        assert_eq!(summary.findings.len(), n);
+        assert_eq!(summary.exit, Exit::NothingContainable);
+        assert_eq!(progress.findings.load(Ordering::Relaxed), n);
+        assert_eq!(progress.recorded.load(Ordering::Relaxed), n);
+        assert_eq!(progress.steps.load(Ordering::Relaxed), 0);
+        assert_eq!(progress.steps_done.load(Ordering::Relaxed), 0);
+        let parts = ws
+            .log
+            .read_all()
+            .unwrap()
+            .iter()
+            .filter(|r| r.kind == Kind::Finding)
+            .count();
+        assert_eq!(parts, 3);
     }
 }

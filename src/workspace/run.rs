@@ -40,6 +40,9 @@ pub struct RunOptions {
     /// When the clock of time-to-dead started (the agent: the webhook's
     /// receipt); `None`: when the plan starts running.
     pub since: Option<std::time::Instant>,
+    /// Counts the plan's steps as the engine finishes them (a progress bar
+    /// on a terminal reads it); `None`: not counted.
+    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// Who is asking for a stored plan and which approvals count: the requester
@@ -202,6 +205,7 @@ impl Workspace {
                 restore_evidence: &restore_evidence,
                 now,
                 since: opts.since,
+                steps_done: opts.progress.as_deref(),
             })
             .await?;
         // Every plan run ends with a signed checkpoint of the audit log. The

@@ -283,3 +283,43 @@ fn the_github_action_script_contains_a_gitleaks_report_as_ci() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stdout).contains("does not exist"));
 }
+
+/// Issue 21: `respond` shows a progress bar on a terminal only. With stderr
+/// a pipe (a CI log, a script), nothing of the bar is written: no carriage
+/// returns, no escape sequences, none of its words.
+#[test]
+fn no_progress_bar_reaches_stderr_when_it_is_not_a_terminal() {
+    let env = Env::new();
+    let report = env.dir.path().join("many.json");
+    let findings: Vec<serde_json::Value> = (0..3000)
+        .map(|i| {
+            serde_json::json!({"RuleID": "slack-bot-token",
+                "Secret": format!("xoxb-bar-{i:06}-not-a-credential-cordon-handles"),
+                "File": format!("src/f{}.env", i % 13), "StartLine": i % 50 + 1,
+                "Commit": "", "Link": ""})
+        })
+        .collect();
+    std::fs::write(&report, serde_json::to_vec(&findings).unwrap()).unwrap();
+    let o = env
+        .cmd()
+        .args(["respond", "--report"])
+        .arg(&report)
+        .args(["--as", "alice"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(6), "{stdout}\n{stderr}");
+    assert!(stdout.contains("(gitleaks, 3000 findings)"), "{stdout}");
+    for bar in [
+        "\r",
+        "\u{1b}",
+        "reading the report",
+        "findings recorded",
+        "containment steps",
+    ] {
+        assert!(!stderr.contains(bar), "{bar:?} on stderr:\n{stderr}");
+    }
+}

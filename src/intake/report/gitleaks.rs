@@ -11,19 +11,16 @@
 use cordon_connector::Secret;
 
 use super::hits::{self, Hit};
-use super::json::{self, Walk};
+use super::json;
 use super::{Provenance, Report, ReportError};
 
 const FORMAT: &str = "gitleaks";
 
 pub fn parse(text: &str) -> Result<Report, ReportError> {
-    let v = json::parse(FORMAT, text)?;
-    let w = Walk::new(FORMAT);
-    let root = w.root(&v);
     let mut found = Vec::new();
     let mut redacted = Vec::new();
-    for rec in root.items()? {
-        let n = rec.node();
+    // One record at a time: the report is never held as one JSON tree.
+    json::each_item(FORMAT, text, |n| {
         let rule = n.req_str("RuleID")?;
         let secret = n.req_str("Secret")?;
         let file = n.opt_nonempty("File")?;
@@ -43,7 +40,7 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
         };
         if hits::gitleaks_redacted(secret) {
             redacted.push(hits::gitleaks_redacted_finding(prov));
-            continue;
+            return Ok(());
         }
         found.push(Hit {
             prov,
@@ -51,7 +48,8 @@ pub fn parse(text: &str) -> Result<Report, ReportError> {
             text: Secret::new(secret),
             what: format!("gitleaks rule `{rule}`"),
         });
-    }
+        Ok(())
+    })?;
     let mut findings = hits::findings(found);
     findings.extend(redacted);
     Ok(Report {

@@ -82,7 +82,7 @@ impl Placed {
 type PlaceKey = (Option<String>, Option<String>, Option<u64>, String);
 
 pub(super) fn findings(hits: Vec<Hit>) -> Vec<Finding> {
-    let mut placed: Vec<Placed> = Vec::new();
+    let mut placed: Vec<Placed> = Vec::with_capacity(hits.len());
     for hit in hits {
         let found: Vec<Found> = classify(hit.text.expose())
             .into_iter()
@@ -110,18 +110,14 @@ pub(super) fn findings(hits: Vec<Hit>) -> Vec<Finding> {
 
     // The same credential at the same place, reported by two rules: keep the
     // first. (A set, not a scan of what was kept: 100,000 findings must not
-    // take 10^10 comparisons.)
-    let mut kept: Vec<Placed> = Vec::new();
+    // take 10^10 comparisons; in place, not a second vector of them.)
+    let mut kept = placed;
     let mut seen: std::collections::HashSet<PlaceKey> = std::collections::HashSet::new();
-    for p in placed {
-        let dup = match p.identity() {
-            Some(id) => !seen.insert((p.prov.file.clone(), p.prov.commit.clone(), p.prov.line, id)),
-            None => false,
-        };
-        if !dup {
-            kept.push(p);
-        }
-    }
+    kept.retain(|p| match p.identity() {
+        Some(id) => seen.insert((p.prov.file.clone(), p.prov.commit.clone(), p.prov.line, id)),
+        None => true,
+    });
+    drop(seen);
 
     pair_aws(&mut kept);
 

@@ -6,6 +6,7 @@
 //! [`Node`], whose errors name the field path and the JSON type found, never
 //! the value.
 
+use serde::de::{Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::ReportError;
@@ -13,6 +14,120 @@ use super::ReportError;
 /// Parse `text` as one JSON document; a syntax error names the line and column.
 pub(super) fn parse(format: &'static str, text: &str) -> Result<Value, ReportError> {
     serde_json::from_str(text).map_err(|e| syntax_error(format, &e, None))
+}
+
+/// Walk the top-level array of `text` one element at a time: each element is
+/// parsed into its own small [`Value`], handed to `each` as the node `[i]`,
+/// and freed before the next is read, so a 100,000-record report never
+/// exists as one tree (issue 21: the tree was most of the peak memory).
+///
+/// Errors are those of [`parse`] then a walk from [`Walk::root`], in the same
+/// order: a syntax error anywhere wins over a field error (after the first
+/// field error the rest is still read, to find one, but not converted), and a
+/// top level that is not an array is "expected an array" at the top level.
+pub(super) fn each_item(
+    format: &'static str,
+    text: &str,
+    mut each: impl for<'v> FnMut(Node<'v>) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    let mut failed: Option<ReportError> = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = de
+        .deserialize_any(EachItem {
+            format,
+            each: &mut each,
+            failed: &mut failed,
+        })
+        .and_then(|()| de.end());
+    if let Err(e) = read {
+        return Err(syntax_error(format, &e, None));
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+struct EachItem<'f, F> {
+    format: &'static str,
+    each: &'f mut F,
+    failed: &'f mut Option<ReportError>,
+}
+
+impl<F> EachItem<'_, F> {
+    /// The top level is not an array: the walk's own error for its kind.
+    fn not_an_array(self, found: Value) {
+        if let Err(e) = Walk::new(self.format).root(&found).items() {
+            *self.failed = Some(e);
+        }
+    }
+}
+
+impl<'de, F> Visitor<'de> for EachItem<'_, F>
+where
+    F: for<'v> FnMut(Node<'v>) -> Result<(), ReportError>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while self.failed.is_none() {
+            let Some(v) = seq.next_element::<Value>()? else {
+                return Ok(());
+            };
+            let node = Node {
+                v: &v,
+                format: self.format,
+                path: format!("[{i}]"),
+            };
+            if let Err(e) = (self.each)(node) {
+                *self.failed = Some(e);
+            }
+            i += 1;
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.not_an_array(Value::Object(serde_json::Map::new()));
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.not_an_array(Value::String(String::new()));
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.not_an_array(Value::Bool(false));
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.not_an_array(Value::from(v));
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.not_an_array(Value::from(v));
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.not_an_array(Value::from(0.5));
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.not_an_array(Value::Null);
+        Ok(())
+    }
 }
 
 /// A serde_json syntax error as a [`ReportError`]. `line_offset` is the line

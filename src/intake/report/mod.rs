@@ -204,7 +204,7 @@ pub fn detect(bytes: &[u8]) -> Result<Format, ReportError> {
     if !(t.starts_with('{') || t.starts_with('[')) {
         return Ok(Format::Plain);
     }
-    match serde_json::from_str::<serde_json::Value>(t) {
+    match skeleton(t) {
         Ok(v) => detect_value(&v).ok_or_else(|| {
             ReportError::UnknownFormat(format!(
                 "JSON of a shape cordon does not know ({}); pass --format with one of: gitleaks, sarif, trufflehog, ggshield, detect-secrets, secretlint, github-alert",
@@ -227,6 +227,45 @@ pub fn detect(bytes: &[u8]) -> Result<Format, ReportError> {
             })
         }
     }
+}
+
+/// What of a JSON document tells the formats apart, read without building
+/// its tree (a 100,000-finding report is one large array; issue 21): an
+/// array keeps its first element only, an object its keys (values null)
+/// except `alert`, kept whole. The whole text is still checked as JSON, so a
+/// document that does not parse is an error here as with a full parse.
+fn skeleton(t: &str) -> Result<serde_json::Value, serde_json::Error> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::Value;
+    struct Skeleton;
+    impl<'de> Visitor<'de> for Skeleton {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array or object")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let first = seq.next_element::<Value>()?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Value::Array(first.into_iter().collect()))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut keys = serde_json::Map::new();
+            while let Some(k) = map.next_key::<String>()? {
+                let v = if k == "alert" {
+                    map.next_value::<Value>()?
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                    Value::Null
+                };
+                keys.insert(k, v);
+            }
+            Ok(Value::Object(keys))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(t);
+    let v = de.deserialize_any(Skeleton)?;
+    de.end()?;
+    Ok(v)
 }
 
 /// A short description of a JSON value's shape (keys only, never values).

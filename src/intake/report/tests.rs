@@ -761,3 +761,58 @@ fn report_paths_outside_the_root_are_refused_per_finding_symlinks_included() {
     }
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// Issue 21: a gitleaks report is read one record at a time, never held as
+/// one tree. Its errors stay those of a whole-document parse: a syntax error
+/// anywhere wins over a field error in an earlier record, a top level that
+/// is not an array is named by its kind, and nothing after the array is
+/// accepted.
+#[test]
+fn gitleaks_read_record_by_record_keeps_the_whole_document_errors() {
+    let cut = r#"[{"RuleID": 1, "Secret": "x"}, {"RuleID": "r", "Secret": "CANARY-9"#;
+    let (at, shown) = malformed(Format::Gitleaks, cut);
+    assert!(at.starts_with("line 1, column"), "{shown}");
+    assert!(shown.contains("truncated"), "{shown}");
+    assert!(!shown.contains("CANARY"), "{shown}");
+    let (at, shown) = malformed(
+        Format::Gitleaks,
+        r#"[{"RuleID": "r", "Secret": "x"}, {"RuleID": 1, "Secret": "y"}, {"RuleID": 2}]"#,
+    );
+    assert_eq!(at, "`[1].RuleID`", "{shown}");
+    assert!(
+        shown.contains("expected a string, found a number"),
+        "{shown}"
+    );
+    for (text, kind) in [
+        (r#""CANARY-1""#, "a string"),
+        ("7", "a number"),
+        ("-7", "a number"),
+        ("7.5", "a number"),
+        ("null", "null"),
+        ("true", "a boolean"),
+    ] {
+        let (at, shown) = malformed(Format::Gitleaks, text);
+        assert_eq!(at, "the top level", "{shown}");
+        assert!(
+            shown.contains(&format!("expected an array, found {kind}")),
+            "{shown}"
+        );
+        assert!(!shown.contains("CANARY"), "{shown}");
+    }
+    let (_, shown) = malformed(Format::Gitleaks, r#"[] {"RuleID": "x"}"#);
+    assert!(shown.contains("not valid JSON"), "{shown}");
+    // Every record is read, in order.
+    let many: Vec<String> = (0..2500)
+        .map(|i| {
+            format!(r#"{{"RuleID": "r", "Secret": "xoxb-{i:05}", "File": "f", "StartLine": {i}}}"#)
+        })
+        .collect();
+    let r = parse(
+        format!("[{}]", many.join(",")).as_bytes(),
+        Format::Auto,
+        &ParseOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.findings.len(), 2500);
+    assert_eq!(r.findings[2499].provenance.line, Some(2499));
+}
