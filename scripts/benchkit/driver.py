@@ -21,7 +21,8 @@ BENCH_MANY_REPS [3] (bare), BENCH_WAN_USERS [500] and BENCH_WAN_REPS [1],
 BENCH_WAN_BOTO3_REPS [BENCH_WAN_REPS] (fewer sequential-boto3 runs in the wan setting),
 BENCH_THROTTLE_USERS [100] and BENCH_THROTTLE_REPS [1], BENCH_CONCURRENCY [32] and
 BENCH_RATE [adaptive] (cordon's flags), BENCH_THREADS [16] (ceiling pool),
-BENCH_WAN_CONTENDERS [cordon,boto3], BENCH_WAN_CEILING [0] (1: also run the ceiling in
+BENCH_WAN_CONTENDERS [cordon,boto3] (also: cordon-s3, cordon with its state on S3 in the
+run's moto, behind the same delay), BENCH_WAN_CEILING [0] (1: also run the ceiling in
 the wan setting), BENCH_SINGLE_REPS=0 skips the single-key runs, BENCH_GITHUB_TOKENS
 [1500] (0: skip the GitHub run), BENCH_CLI_MANY_USERS [0] (users in an AWS CLI loop over
 many keys; one `aws` process per call makes it long). Set by scripts/bench: ROOT, OUT,
@@ -201,8 +202,18 @@ def timed(cmd, env, stdin_data=None):
         return p.returncode, out.read().decode(), err.read().decode(), wall, int(kib[-1]) / 1024 if kib else None
 
 
-def cordon_cmd(peer, mode, s):
-    env, key, d = cordon_home(dict(peer.env, CORDON_AWS_ENDPOINT_URL=peer.ep))
+def s3_state_env(peer):
+    """cordon's state on S3 (issue 18): a fresh bucket in the run's own moto, reached through
+    the same endpoint as IAM (behind the proxy's delay in the wan setting: the state is as far
+    away as the provider), with the run's credentials."""
+    bucket = f"cordon-state-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=peer.moto_ep, region_name="us-east-1", aws_access_key_id=peer.key,
+                 aws_secret_access_key=peer.secret).create_bucket(Bucket=bucket)
+    return {"CORDON_STATE": f"s3://{bucket}/bench", "AWS_ENDPOINT_URL_S3": peer.ep, "AWS_REGION": "us-east-1"}
+
+
+def cordon_cmd(peer, mode, s, state=None):
+    env, key, d = cordon_home(dict(peer.env, CORDON_AWS_ENDPOINT_URL=peer.ep, **(state or {})))
     auth = ["--as", "amara", "--key", key]
     first = s["users"][0]["keys"][0]
     if mode == "single":
@@ -247,6 +258,8 @@ def run(peer, name, mode, s, setting, record=True):
     env = dict(peer.env, PATH=BIN + os.pathsep + E["PATH"])
     if name == "cordon":
         env, cmd = cordon_cmd(peer, mode, s)
+    elif name == "cordon-s3":
+        env, cmd = cordon_cmd(peer, mode, s, s3_state_env(peer))
     elif name == "aws-cli":
         cmd = ["bash", os.path.join(KIT, "aws_cli_runbook.sh"), peer.ep, os.path.join(s["dir"], "seed.tsv"), mode, s["dir"]]
     elif name == "boto3":
@@ -261,7 +274,7 @@ def run(peer, name, mode, s, setting, record=True):
         raise SystemExit(f"{setting} {name} {mode}: exit {code}: not contained, not a time")
     rec = {"setting": setting, "contender": name, "mode": mode, "users": len(s["users"]),
            "keys": sum(len(u["keys"]) for u in s["users"]), "wall_s": wall, "peak_rss_mib": rss}
-    if name == "cordon":
+    if name in ("cordon", "cordon-s3"):
         rec.update(cordon_result(mode, stdout))
     else:
         rec.update(json.loads(stdout.strip().splitlines()[-1]))
