@@ -67,6 +67,20 @@ async fn key_status(iam: &aws_sdk_iam::Client, user: &str, key_id: &str) -> Stri
 }
 
 /// A call signed with the user's own key: `Ok` or the AWS error code.
+/// A containment found in place: describe says contained, a second run changes
+/// nothing, verify says dead.
+async fn assert_in_place(conn: &AwsConnector, c: &StepContext<'_>) {
+    assert!(conn.describe(c).await.unwrap().contained);
+    assert!(matches!(
+        conn.execute(c).await.unwrap(),
+        Outcome::AlreadyContained { .. }
+    ));
+    assert!(matches!(
+        conn.verify(c).await.unwrap(),
+        Verification::Dead { .. }
+    ));
+}
+
 async fn own_call(conn: &AwsConnector, key_id: &str, secret: &Secret) -> Result<(), String> {
     let c = conn.leaked_key_client(key_id, secret, None);
     c.iam.list_users().send().await.map(|_| ()).map_err(|e| {
@@ -1732,15 +1746,7 @@ async fn a_session_cut_off_at_the_inline_quota_is_a_managed_policy_that_restore_
     let later = user_session(&conn, &keys[0]).await;
     user_session_call(&conn, &later, &hop).await.unwrap();
     // In place: describe, a second run and verify say so.
-    assert!(conn.describe(&c).await.unwrap().contained);
-    assert!(matches!(
-        conn.execute(&c).await.unwrap(),
-        Outcome::AlreadyContained { .. }
-    ));
-    assert!(matches!(
-        conn.verify(&c).await.unwrap(),
-        Verification::Dead { .. }
-    ));
+    assert_in_place(&conn, &c).await;
 
     // Restore removes the managed form: only with revive_sessions while the leaked
     // session could still be valid, and then the policy is detached and deleted.
@@ -1816,15 +1822,7 @@ async fn a_session_cut_off_at_the_inline_quota_is_a_managed_policy_that_restore_
     tokio::time::sleep(Duration::from_secs(2)).await;
     let later = user_session(&conn, &keys[0]).await;
     user_session_call(&conn, &later, &hop).await.unwrap();
-    assert!(conn.describe(&c).await.unwrap().contained);
-    assert!(matches!(
-        conn.execute(&c).await.unwrap(),
-        Outcome::AlreadyContained { .. }
-    ));
-    assert!(matches!(
-        conn.verify(&c).await.unwrap(),
-        Verification::Dead { .. }
-    ));
+    assert_in_place(&conn, &c).await;
     // Restore: refused while the leaked session could be revived, then the user leaves
     // the group and the empty group is deleted.
     let mut restore = restore_step_for(&s, "sha256:cutoffquota2").unwrap();
