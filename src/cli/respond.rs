@@ -11,7 +11,7 @@ use super::error::{CmdResult, CommandError, Exit};
 use super::output::Out;
 use super::revoke::{print_dry_run, OneShot};
 use crate::intake::report::{Format, ParseOptions, Provenance, MAX_REPORT_BYTES};
-use crate::respond::{parse_intake, respond, Intake, Progress, RespondOpts, Summary};
+use crate::respond::{parse_intake, respond, Activity, Intake, Progress, RespondOpts, Summary};
 
 #[derive(Args, Debug)]
 pub struct RespondArgs {
@@ -340,7 +340,7 @@ pub fn print_summary(out: &Out, s: &Summary) {
     );
     // What each contained AWS key did, and the doors it opened (tasks of the incident).
     for r in &s.findings {
-        if let (Some(a), Some(k)) = (&r.aws_activity, &r.credential_id) {
+        if let (Some(Activity::Aws(a)), Some(k)) = (&r.activity, &r.credential_id) {
             out.line(format!("finding {}: {}", r.finding, a.describe(k)));
         }
     }
@@ -353,7 +353,10 @@ pub fn print_summary(out: &Out, s: &Summary) {
     }
     // What each leaked GitHub token did, or why that is not known.
     for r in &s.findings {
-        for a in &r.github_activity {
+        let Some(Activity::Github(checks)) = &r.activity else {
+            continue;
+        };
+        for a in checks {
             out.line(format!("finding {}: {}", r.finding, a.describe()));
             for door in &a.doors {
                 out.line(format!("  - {door}"));

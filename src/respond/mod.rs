@@ -118,15 +118,21 @@ pub struct FindingRow {
     /// verified refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_after_ms: Option<u64>,
-    /// For a contained AWS key: what CloudTrail says it did (`aws_activity.rs`).
-    /// (`activity` in JSON, as `github_activity` is: a finding is one
-    /// credential, so at most one of the two is ever set.)
-    #[serde(rename = "activity", skip_serializing_if = "Option::is_none")]
-    pub aws_activity: Option<aws_activity::Activity>,
-    /// A leaked GitHub token: what it did, per organisation audit log
-    /// searched after the kill, or why that was not checked.
-    #[serde(rename = "activity", skip_serializing_if = "Vec::is_empty")]
-    pub github_activity: Vec<github_activity::ActivityCheck>,
+    /// What the finding's credential did, looked up after the kill, or why
+    /// that was not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Activity>,
+}
+
+/// A finding's credential is one kind, so its activity is one of these: what
+/// CloudTrail says an AWS key did (`aws_activity.rs`), or what each searched
+/// organisation's audit log says a GitHub token did (`github_activity.rs`).
+/// Either way `activity` in JSON: an object for a key, a list for a token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Activity {
+    Aws(aws_activity::Activity),
+    Github(Vec<github_activity::ActivityCheck>),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -292,8 +298,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             same_as: None,
             detail: String::new(),
             dead_after_ms: None,
-            aws_activity: None,
-            github_activity: vec![],
+            activity: None,
         };
         let key = match f.item {
             Err(NotContainable {
@@ -658,11 +663,12 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
             .unwrap_or((Status::Failed, "no step was planned for it".into()));
         r.status = status;
         r.detail = detail;
-        r.aws_activity = r
+        r.activity = r
             .credential_id
             .as_ref()
             .and_then(|k| aws_activity.get(k))
-            .cloned();
+            .cloned()
+            .map(Activity::Aws);
         // The revocation API is the one call that kills these tokens; when it
         // did not, name the command that contains the token another way (the
         // finding gives neither an OAuth app's client id nor a grant's id).
@@ -716,7 +722,7 @@ pub async fn respond(ws: &Workspace, intake: Intake, opts: &RespondOpts) -> Resu
         .await;
         for r in &mut rows {
             if let Some(a) = found.remove(&r.finding) {
-                r.github_activity = a;
+                r.activity = (!a.is_empty()).then_some(Activity::Github(a));
             }
         }
     }
