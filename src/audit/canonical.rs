@@ -48,98 +48,215 @@ fn sorted_maps() -> bool {
 
 /// `Some(hash)` when `body` (one line, no newline) is a canonical record with
 /// seq `expected`, prev `prev` and a hash that matches its content; `None`
-/// when the full check must decide.
+/// when the full check must decide. [`Checker::scan`], [`digest`] and
+/// [`Scanned::accepts`] in one call: what `log verify` does per line, less
+/// the buffers it reuses and the hashing it may do on another thread.
+#[cfg(test)]
 pub(super) fn check(body: &[u8], expected: u64, prev: &str) -> Option<String> {
-    // Outside strings the grammar below admits only ASCII, so this validates
-    // every string's UTF-8 (serde_json refuses invalid UTF-8 in a string).
-    std::str::from_utf8(body).ok()?;
-    let mut s = Scanner {
-        b: body,
-        i: 0,
-        sorted: sorted_maps(),
-        keys: Vec::new(),
-        top: Vec::new(),
-    };
-    if s.peek()? != b'{' {
+    let s = Checker::new().scan(body)?;
+    if !s.accepts(body, expected, prev.as_bytes(), &digest(body, s.cut)) {
         return None;
     }
-    s.object(0)?;
-    if s.i != body.len() {
-        return None;
+    // Valid UTF-8 (checked by the scan), so this cannot fail.
+    std::str::from_utf8(s.stated(body)).ok().map(str::to_owned)
+}
+
+/// What the scan of one line found: a canonical object with a non-negative
+/// integer `seq`, and `prev` and `hash` strings without escapes. Whether it
+/// chains and hashes correctly is [`Scanned::accepts`]'s to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Scanned {
+    seq: u64,
+    /// The bytes of `prev`'s value, without the quotes.
+    prev: (usize, usize),
+    /// The bytes of `hash`'s value, without the quotes.
+    stated: (usize, usize),
+    /// The bytes cut out of the line to get the hashed object (the `hash`
+    /// member and its comma).
+    pub cut: (usize, usize),
+}
+
+impl Scanned {
+    /// The line's stated hash (its `hash` member's value).
+    pub fn stated<'b>(&self, body: &'b [u8]) -> &'b [u8] {
+        &body[self.stated.0..self.stated.1]
     }
-    let (mut seq, mut prev_at, mut hash_at) = (None, None, None);
-    for (n, m) in s.top.iter().enumerate() {
-        match &body[m.key.0..m.key.1] {
-            b"seq" => seq = Some(m),
-            b"prev" => prev_at = Some(m),
-            b"hash" => hash_at = Some(n),
-            _ => {}
-        }
+
+    /// Whether the line is record `expected`, follows `prev`, and states
+    /// `digest` (the SHA-256 of the line with [`Scanned::cut`] cut out, in
+    /// lowercase hex) as its hash.
+    pub fn accepts(&self, body: &[u8], expected: u64, prev: &[u8], digest: &[u8; 64]) -> bool {
+        self.seq == expected
+            && &body[self.prev.0..self.prev.1] == prev
+            && self.stated(body) == digest
     }
-    // seq: a non-negative integer (the grammar admits at most 19 digits, which
-    // always fit a u64, and no sign on it).
-    let seq = seq?;
-    let digits = &body[seq.value.0..seq.value.1];
-    if digits.first() == Some(&b'-') || digits.first() == Some(&b'"') {
-        return None;
-    }
-    let mut n = 0u64;
-    for d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + u64::from(d - b'0');
-    }
-    if n != expected {
-        return None;
-    }
-    // prev and hash: strings without escapes, so their stored bytes are their
-    // values.
-    let p = prev_at?;
-    if p.escaped
-        || body[p.value.0] != b'"'
-        || &body[p.value.0 + 1..p.value.1 - 1] != prev.as_bytes()
-    {
-        return None;
-    }
-    let h_index = hash_at?;
-    let h = &s.top[h_index];
-    if h.escaped || body[h.value.0] != b'"' {
-        return None;
-    }
-    let stated = &body[h.value.0 + 1..h.value.1 - 1];
-    // The hashed object is the record without `hash`. With ordered maps the
-    // full check swap-removes it, which is a plain removal only when it is
-    // the last member (cordon writes it last); anything else goes the slow way.
-    let last = s.top.len() - 1;
-    if !s.sorted && h_index != last {
-        return None;
-    }
-    // A member starts at its key's opening quote, one byte before `key.0`.
-    let (cut_from, cut_to) = if h_index > 0 {
-        // `,"hash":"..."`: from the comma before the key to the value's end.
-        (h.key.0 - 2, h.value.1)
-    } else if last > 0 {
-        // First of several: the member and the comma after it.
-        (h.key.0 - 1, s.top[1].key.0 - 1)
-    } else {
-        (h.key.0 - 1, h.value.1)
-    };
+}
+
+/// SHA-256 of `body` with the bytes `cut` cut out, in lowercase hex: a
+/// record's hash when `cut` is its `hash` member ([`Scanned::cut`]).
+pub(super) fn digest(body: &[u8], cut: (usize, usize)) -> [u8; 64] {
     let mut d = Sha256::new();
-    d.update(&body[..cut_from]);
-    d.update(&body[cut_to..]);
-    let digest = d.finalize();
-    let mut hex = [0u8; 64];
+    d.update(&body[..cut.0]);
+    d.update(&body[cut.1..]);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (k, byte) in digest.iter().enumerate() {
+    let mut hex = [0u8; 64];
+    for (k, byte) in d.finalize().iter().enumerate() {
         hex[2 * k] = HEX[usize::from(byte >> 4)];
         hex[2 * k + 1] = HEX[usize::from(byte & 0xf)];
     }
-    if stated != hex {
-        return None;
+    hex
+}
+
+/// Where the `hash` member is in a line cordon wrote: its last member, so the
+/// line ends with `,"hash":"` 64 bytes `"}`. A guess from the last 75 bytes
+/// alone, which lets another thread hash the line before it is scanned; the
+/// guess is used only when the scan finds the same [`Scanned::cut`].
+pub(super) fn tail_cut(body: &[u8]) -> Option<(usize, usize)> {
+    const OPEN: &[u8] = b",\"hash\":\"";
+    let n = body.len();
+    let at = n.checked_sub(OPEN.len() + 64 + 2)?;
+    (&body[at..at + OPEN.len()] == OPEN && &body[n - 2..] == b"\"}").then_some((at, n - 1))
+}
+
+/// The scanner of [`check`], with buffers reused from line to line.
+pub(super) struct Checker {
+    sorted: bool,
+    keys: Vec<(usize, usize)>,
+    top: Vec<Member>,
+}
+
+impl Checker {
+    pub fn new() -> Self {
+        Checker {
+            sorted: sorted_maps(),
+            keys: Vec::new(),
+            top: Vec::new(),
+        }
     }
-    // Valid UTF-8 (checked above), so this cannot fail.
-    std::str::from_utf8(stated).ok().map(str::to_owned)
+
+    /// `Some` when `body` (one line, no newline) is a canonical object with
+    /// the members a record chains by; `None` when the full check must decide.
+    pub fn scan(&mut self, body: &[u8]) -> Option<Scanned> {
+        // serde_json writes no raw control byte (whitespace included) outside
+        // or inside strings, so a line with one is not canonical; checked
+        // once here (a loop the compiler vectorises) so that the string scan
+        // below looks for `"` and `\` alone.
+        let (low, high) = body
+            .iter()
+            .fold((u8::MAX, 0u8), |(l, h), &c| (l.min(c), h.max(c)));
+        if low < 0x20 {
+            return None;
+        }
+        // Outside strings the grammar below admits only ASCII, so this
+        // validates every string's UTF-8 (serde_json refuses invalid UTF-8 in
+        // a string); all-ASCII lines (the same pass) are valid UTF-8.
+        if high >= 0x80 {
+            std::str::from_utf8(body).ok()?;
+        }
+        self.keys.clear();
+        self.top.clear();
+        let mut s = Scanner {
+            b: body,
+            i: 0,
+            sorted: self.sorted,
+            keys: &mut self.keys,
+            top: &mut self.top,
+        };
+        if s.peek()? != b'{' {
+            return None;
+        }
+        s.object(0)?;
+        if s.i != body.len() {
+            return None;
+        }
+        let top = &self.top;
+        let (mut seq, mut prev_at, mut hash_at) = (None, None, None);
+        for (n, m) in top.iter().enumerate() {
+            match &body[m.key.0..m.key.1] {
+                b"seq" => seq = Some(m),
+                b"prev" => prev_at = Some(m),
+                b"hash" => hash_at = Some(n),
+                _ => {}
+            }
+        }
+        // seq: a non-negative integer (the grammar admits at most 19 digits,
+        // which always fit a u64, and no sign on it).
+        let digits = &body[seq?.value.0..seq?.value.1];
+        if digits.first() == Some(&b'-') || digits.first() == Some(&b'"') {
+            return None;
+        }
+        let mut seq = 0u64;
+        for d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            seq = seq * 10 + u64::from(d - b'0');
+        }
+        // prev and hash: strings without escapes, so their stored bytes are
+        // their values.
+        let p = prev_at?;
+        if p.escaped || body[p.value.0] != b'"' {
+            return None;
+        }
+        let h_index = hash_at?;
+        let h = &top[h_index];
+        if h.escaped || body[h.value.0] != b'"' {
+            return None;
+        }
+        // The hashed object is the record without `hash`. With ordered maps
+        // the full check swap-removes it, which is a plain removal only when
+        // it is the last member (cordon writes it last); anything else goes
+        // the slow way.
+        let last = top.len() - 1;
+        if !self.sorted && h_index != last {
+            return None;
+        }
+        // A member starts at its key's opening quote, one byte before `key.0`.
+        let cut = if h_index > 0 {
+            // `,"hash":"..."`: from the comma before the key to the value's end.
+            (h.key.0 - 2, h.value.1)
+        } else if last > 0 {
+            // First of several: the member and the comma after it.
+            (h.key.0 - 1, top[1].key.0 - 1)
+        } else {
+            (h.key.0 - 1, h.value.1)
+        };
+        Some(Scanned {
+            seq,
+            prev: (p.value.0 + 1, p.value.1 - 1),
+            stated: (h.value.0 + 1, h.value.1 - 1),
+            cut,
+        })
+    }
+}
+
+/// The length of the run of `s` before its first `"` or `\\`; `None` if it
+/// has neither. Eight bytes at a time (most strings of a record are short,
+/// where a call to `memchr` costs more than it saves), then byte by byte.
+fn plain_run(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTE: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASH: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    // Bit 7 of byte k set where byte k of `v` is zero: exact for the lowest
+    // zero byte (a borrow can only flag bytes above a real zero), which is
+    // the one wanted.
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut at = 0;
+    for chunk in s.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(w);
+        let hits = zero(v ^ QUOTE) | zero(v ^ BACKSLASH);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    s[at..]
+        .iter()
+        .position(|c| *c == b'"' || *c == b'\\')
+        .map(|k| at + k)
 }
 
 /// A member of the top-level object: byte ranges of its key (without the
@@ -155,23 +272,9 @@ struct Scanner<'a> {
     i: usize,
     sorted: bool,
     /// Keys of the objects being scanned, innermost last (duplicate check).
-    keys: Vec<(usize, usize)>,
-    top: Vec<Member>,
+    keys: &'a mut Vec<(usize, usize)>,
+    top: &'a mut Vec<Member>,
 }
-
-/// Bytes that end the plain run of a string: `"`, `\` and control bytes
-/// (which serde_json refuses raw).
-static STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        t[c] = true;
-        c += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
 
 impl Scanner<'_> {
     fn peek(&self) -> Option<u8> {
@@ -247,10 +350,10 @@ impl Scanner<'_> {
         self.eat(b'"')?;
         let mut escaped = false;
         loop {
-            // The plain run: most of a record's bytes.
-            let rest = self.b.get(self.i..)?;
-            let run = rest.iter().position(|c| STOP[usize::from(*c)])?;
-            self.i += run;
+            // The plain run: most of a record's bytes. Control bytes (which
+            // serde_json refuses raw) were refused for the whole line by
+            // `Checker::scan`; what ends the run is `"` or `\\`.
+            self.i += plain_run(self.b.get(self.i..)?)?;
             match self.b[self.i] {
                 b'"' => {
                     self.i += 1;

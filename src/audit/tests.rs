@@ -635,6 +635,10 @@ fn fast_path_takes_intact_records_and_agrees_with_the_full_check() {
             canonical::check(l.as_bytes(), i as u64 + 1, &prev).as_deref(),
             Some(hashes[i].as_str())
         );
+        // The hashing thread's guess of where `hash` is holds for every line
+        // cordon writes (else that thread would hash in vain).
+        let scanned = canonical::Checker::new().scan(l.as_bytes()).unwrap();
+        assert_eq!(canonical::tail_cut(l.as_bytes()), Some(scanned.cut));
         prev = hashes[i].clone();
     }
     for (line, seq, prev, fast) in varied_records() {
@@ -708,5 +712,61 @@ fn fast_path_agrees_on_reordered_and_duplicated_members() {
                 assert_fast_agrees(dup.as_bytes(), seq, &prev, "duplicate");
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hashing on a second thread (verify.rs) against one thread.
+
+/// The two-thread loop (lines hashed on a second thread while this one scans
+/// them; small blocks, so that lines straddle blocks and blocks queue up)
+/// reports exactly what the one-thread loop reports: on the intact log, a
+/// byte changed or inserted every few bytes, every kind of cut, and records
+/// removed, swapped and duplicated.
+#[test]
+fn hashing_on_a_second_thread_reports_what_one_thread_does() {
+    let (_t, lines, _) = hundred();
+    let data = joined(&lines);
+    let both = |d: &[u8], what: &str| {
+        let one = verify::verify_blocks(d, 1, GENESIS, 1 << 20, false).unwrap();
+        for size in [256, 3000] {
+            let two = verify::verify_blocks(d, 1, GENESIS, size, true).unwrap();
+            assert_eq!(one, two, "{what}, blocks of {size} bytes");
+        }
+        one
+    };
+    assert_eq!(both(&data, "intact").status, VerifyStatus::Intact);
+    assert_eq!(both(&data, "intact").records, 100);
+    let mut caught = 0;
+    for pos in (0..data.len()).step_by(41) {
+        for b in [b'x', b'"', b'\n', b'}'] {
+            if data[pos] == b {
+                continue;
+            }
+            let mut m = data.clone();
+            m[pos] = b;
+            if matches!(both(&m, "flip").status, VerifyStatus::Tampered { .. }) {
+                caught += 1;
+            }
+            let mut ins = data.clone();
+            ins.insert(pos, b);
+            both(&ins, "insert");
+        }
+        both(&data[..pos], "cut");
+    }
+    assert!(caught > 100, "{caught}");
+    for (a, b) in [(0, 1), (10, 60), (98, 99)] {
+        let mut l = lines.clone();
+        l.swap(a, b);
+        assert!(matches!(
+            both(&joined(&l), "swap").status,
+            VerifyStatus::Tampered { .. }
+        ));
+        let mut l = lines.clone();
+        l.remove(b);
+        both(&joined(&l), "remove");
+        let mut l = lines.clone();
+        l.insert(b, lines[a].clone());
+        both(&joined(&l), "duplicate");
     }
 }

@@ -1,5 +1,6 @@
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -55,92 +56,290 @@ pub fn verify_reader_from<R: Read>(
     first_seq: u64,
     prev: &str,
 ) -> std::io::Result<VerifyReport> {
-    let mut reader = BufReader::with_capacity(1 << 20, r);
-    let mut line = Vec::with_capacity(1024);
-    let mut prev = prev.to_owned();
-    let mut expected = first_seq;
-    let mut records = 0u64;
-    let tampered = |seq: u64, reason: String, records: u64, head: &str| VerifyReport {
-        status: VerifyStatus::Tampered { seq, reason },
-        records,
-        head: head.to_owned(),
-    };
+    let hasher = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    verify_blocks(r, first_seq, prev, BLOCK, hasher)
+}
+
+/// Bytes read at a time (a block grows to hold a longer line).
+const BLOCK: usize = 1 << 20;
+
+/// Complete lines read from the log: `buf[..end]` ends with a newline (or is
+/// empty), `buf[end..len]` is the start of the next line, and `eof` says the
+/// reader had nothing more.
+struct Block {
+    buf: Vec<u8>,
+    len: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl Block {
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let done = &self.buf[..self.end];
+        let mut at = 0;
+        memchr::memchr_iter(b'\n', done).map(move |nl| {
+            let line = &done[at..nl];
+            at = nl + 1;
+            line
+        })
+    }
+
+    fn rest(&self) -> &[u8] {
+        &self.buf[self.end..self.len]
+    }
+}
+
+/// Read the next block into `buf` (any length; zero-filled to `size` once and
+/// reused): `carry` (the cut-off line of the block before) first, then as
+/// much as fits, and more if not even one line does.
+fn read_block<R: Read>(
+    r: &mut R,
+    carry: &[u8],
+    mut buf: Vec<u8>,
+    size: usize,
+) -> std::io::Result<Block> {
+    let want = size.max(carry.len() * 2);
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
+    buf[..carry.len()].copy_from_slice(carry);
+    let mut len = carry.len();
+    let mut eof = false;
     loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
+        if len == buf.len() {
+            if memchr::memchr(b'\n', &buf[carry.len()..len]).is_some() {
+                break;
+            }
+            let grown = buf.len() * 2;
+            buf.resize(grown, 0);
         }
-        let complete = line.last() == Some(&b'\n');
-        let body = if complete {
-            &line[..line.len() - 1]
-        } else {
-            &line[..]
-        };
-        if !complete {
-            // The last line has no newline. A crash mid-write leaves a prefix
-            // of a valid record (JSON that ends early), or the whole record
-            // without its newline. Anything else was written on purpose.
-            let at_eof = reader.fill_buf()?.is_empty();
-            let parsed = serde_json::from_slice::<serde_json::Value>(body);
-            let torn = at_eof
-                && match &parsed {
-                    Err(e) => e.is_eof(),
-                    Ok(v) => check_record(v.clone(), body, expected, &prev).is_ok(),
-                };
-            if torn {
-                return Ok(VerifyReport {
-                    status: VerifyStatus::TornTail {
-                        bytes: body.len() as u64,
-                    },
-                    records,
-                    head: prev,
-                });
+        match r.read(&mut buf[len..]) {
+            Ok(0) => {
+                eof = true;
+                break;
             }
-        }
-        if complete {
-            // The stored bytes, scanned and hashed once; anything the fast
-            // path is not sure of falls through to the full check below.
-            if let Some(hash) = canonical::check(body, expected, &prev) {
-                prev = hash;
-                expected += 1;
-                records += 1;
-                continue;
-            }
-        }
-        let v: serde_json::Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => {
-                return Ok(tampered(
-                    expected,
-                    format!("record is not valid JSON ({e})"),
-                    records,
-                    &prev,
-                ))
-            }
-        };
-        match check_record(v, body, expected, &prev) {
-            Ok(hash) => {
-                if !complete {
-                    return Ok(tampered(
-                        expected,
-                        "last record is followed by garbage".into(),
-                        records,
-                        &prev,
-                    ));
-                }
-                prev = hash;
-                expected += 1;
-                records += 1;
-            }
-            Err(reason) => return Ok(tampered(expected, reason, records, &prev)),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok(VerifyReport {
-        status: VerifyStatus::Intact,
-        records,
-        head: prev,
+    let end = memchr::memrchr(b'\n', &buf[..len]).map_or(0, |nl| nl + 1);
+    Ok(Block { buf, len, end, eof })
+}
+
+/// The record hashes of a block's lines, where each line's `hash` member is
+/// where cordon writes it ([`canonical::tail_cut`]): the work of the hashing
+/// thread.
+fn tail_digests(block: &Block) -> Vec<Option<[u8; 64]>> {
+    block
+        .lines()
+        .map(|l| canonical::tail_cut(l).map(|cut| canonical::digest(l, cut)))
+        .collect()
+}
+
+/// The chain as verified so far.
+struct Chain {
+    prev: String,
+    expected: u64,
+    records: u64,
+}
+
+impl Chain {
+    fn tampered(&self, reason: String) -> VerifyReport {
+        VerifyReport {
+            status: VerifyStatus::Tampered {
+                seq: self.expected,
+                reason,
+            },
+            records: self.records,
+            head: self.prev.clone(),
+        }
+    }
+
+    fn accept(&mut self, hash: &str) {
+        self.prev.clear();
+        self.prev.push_str(hash);
+        self.expected += 1;
+        self.records += 1;
+    }
+
+    /// One complete line (without its newline), scanned (`scanned`) and, if
+    /// the hashing thread got to it, hashed (`digest`, over the bytes
+    /// [`canonical::tail_cut`] leaves): the fast path when both agree with
+    /// the chain, else the full check. `Some` ends verification there.
+    fn line(
+        &mut self,
+        body: &[u8],
+        scanned: Option<canonical::Scanned>,
+        digest: Option<[u8; 64]>,
+    ) -> Option<VerifyReport> {
+        if let Some(s) = scanned {
+            let d = match digest {
+                Some(d) if canonical::tail_cut(body) == Some(s.cut) => d,
+                _ => canonical::digest(body, s.cut),
+            };
+            if s.accepts(body, self.expected, self.prev.as_bytes(), &d) {
+                // Valid UTF-8 (checked by the scan).
+                if let Ok(hash) = std::str::from_utf8(s.stated(body)) {
+                    self.accept(hash);
+                    return None;
+                }
+            }
+        }
+        // The full check, which decides and words the error.
+        let v: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return Some(self.tampered(format!("record is not valid JSON ({e})"))),
+        };
+        match check_record(v, body, self.expected, &self.prev) {
+            Ok(hash) => {
+                self.accept(&hash);
+                None
+            }
+            Err(reason) => Some(self.tampered(reason)),
+        }
+    }
+
+    /// The last line, which has no newline. A crash mid-write leaves a
+    /// prefix of a valid record (JSON that ends early), or the whole record
+    /// without its newline. Anything else was written on purpose.
+    fn last_line<R: Read>(self, r: &mut R, body: &[u8]) -> std::io::Result<VerifyReport> {
+        // Nothing more to read (as `BufRead::fill_buf` would ask).
+        let at_eof = loop {
+            match r.read(&mut [0u8; 1]) {
+                Ok(n) => break n == 0,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        let parsed = serde_json::from_slice::<serde_json::Value>(body);
+        let torn = at_eof
+            && match &parsed {
+                Err(e) => e.is_eof(),
+                Ok(v) => check_record(v.clone(), body, self.expected, &self.prev).is_ok(),
+            };
+        if torn {
+            return Ok(VerifyReport {
+                status: VerifyStatus::TornTail {
+                    bytes: body.len() as u64,
+                },
+                records: self.records,
+                head: self.prev,
+            });
+        }
+        Ok(match parsed {
+            Err(e) => self.tampered(format!("record is not valid JSON ({e})")),
+            Ok(v) => match check_record(v, body, self.expected, &self.prev) {
+                Ok(_) => self.tampered("last record is followed by garbage".into()),
+                Err(reason) => self.tampered(reason),
+            },
+        })
+    }
+
+    fn intact(self) -> VerifyReport {
+        VerifyReport {
+            status: VerifyStatus::Intact,
+            records: self.records,
+            head: self.prev,
+        }
+    }
+}
+
+/// The verification loop: blocks of `size` bytes, each line scanned here and
+/// (with `hasher`, once the log is longer than a block) hashed on a second
+/// thread at the same time. A record's hash covers its own line only, so the
+/// hashing needs nothing from the chain; the chain and every decision stay on
+/// this thread, in order, as without the second thread.
+pub(super) fn verify_blocks<R: Read>(
+    mut r: R,
+    first_seq: u64,
+    prev: &str,
+    size: usize,
+    hasher: bool,
+) -> std::io::Result<VerifyReport> {
+    let mut chain = Chain {
+        prev: prev.to_owned(),
+        expected: first_seq,
+        records: 0,
+    };
+    let mut checker = canonical::Checker::new();
+    let mut block = read_block(&mut r, &[], Vec::new(), size)?;
+    if !hasher || block.eof {
+        // One thread: scan and hash each line in turn.
+        let mut spare = Vec::new();
+        loop {
+            for body in block.lines() {
+                if let Some(report) = chain.line(body, checker.scan(body), None) {
+                    return Ok(report);
+                }
+            }
+            if block.eof {
+                return finish(chain, &mut r, &block);
+            }
+            let next = read_block(&mut r, block.rest(), spare, size)?;
+            spare = std::mem::replace(&mut block, next).buf;
+        }
+    }
+    std::thread::scope(|s| {
+        let (to_hasher, blocks) = std::sync::mpsc::channel::<Arc<Block>>();
+        let (done, digests) = std::sync::mpsc::channel::<Vec<Option<[u8; 64]>>>();
+        s.spawn(move || {
+            for block in blocks {
+                let d = tail_digests(&block);
+                // Dropped before answering, so its buffer can be reused.
+                drop(block);
+                if done.send(d).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut block = Arc::new(block);
+        let _ = to_hasher.send(Arc::clone(&block));
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let mut scanned = Vec::new();
+        loop {
+            // Scan this block while the hasher hashes it ...
+            scanned.clear();
+            scanned.extend(block.lines().map(|body| checker.scan(body)));
+            // ... and queue the next one, so the hasher never waits on us.
+            let next = if block.eof {
+                None
+            } else {
+                let buf = spare.pop().unwrap_or_default();
+                let next = Arc::new(read_block(&mut r, block.rest(), buf, size)?);
+                let _ = to_hasher.send(Arc::clone(&next));
+                Some(next)
+            };
+            // A hasher that died (it cannot fail, but a panic would end it)
+            // leaves every line to be hashed here.
+            let hashed = digests.recv().unwrap_or_default();
+            for (n, body) in block.lines().enumerate() {
+                let digest = hashed.get(n).copied().flatten();
+                let s = scanned.get(n).copied().flatten();
+                if let Some(report) = chain.line(body, s, digest) {
+                    return Ok(report);
+                }
+            }
+            match next {
+                None => return finish(chain, &mut r, &block),
+                Some(next) => {
+                    let done = std::mem::replace(&mut block, next);
+                    if let Ok(b) = Arc::try_unwrap(done) {
+                        spare.push(b.buf);
+                    }
+                }
+            }
+        }
     })
+}
+
+/// After the last block: its cut-off line, if any, is the log's last line.
+fn finish<R: Read>(chain: Chain, r: &mut R, block: &Block) -> std::io::Result<VerifyReport> {
+    if block.rest().is_empty() {
+        Ok(chain.intact())
+    } else {
+        chain.last_line(r, block.rest())
+    }
 }
 
 fn check_record(
