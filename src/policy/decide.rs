@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
+    ActionConstraint, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet,
+    PrincipalConstraint, Request, RestrictedExpression,
 };
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use cordon_connector::{Action, DecisionClass, Target};
@@ -336,9 +337,16 @@ impl Policy {
             Some(&self.schema),
         )
         .map_err(|e| format!("the request does not match the schema: {e}"))?;
-        let resp = self
-            .authorizer
-            .is_authorized(&request, &self.policies, &entities);
+        // Only the policies whose scope can match this action and principal
+        // type (`scoped_sets`); the reference way asks every policy.
+        let policies = if self.rebuild_entities {
+            &self.policies
+        } else {
+            self.scoped
+                .get(&(case.action, ptype))
+                .unwrap_or(&self.policies)
+        };
+        let resp = self.authorizer.is_authorized(&request, policies, &entities);
         let errors: Vec<String> = resp
             .diagnostics()
             .errors()
@@ -796,6 +804,71 @@ pub(crate) fn fixed_entities(
         .collect::<Result<Vec<_>, _>>()?;
     Entities::from_entities(roles, Some(schema))
         .map_err(|e| format!("the roster's roles do not match the schema: {e}"))
+}
+
+/// The principal types a request can have (see the module docs).
+const PRINCIPAL_TYPES: [&str; 3] = ["Person", "Automation", "Unverified"];
+
+/// For each action and principal type, the policies whose scope can match a
+/// request with them: Cedar evaluates every policy of the set it is given,
+/// building each one's condition anew, and most of a policy set is about
+/// other actions.
+///
+/// A policy left out is one whose condition Cedar would find false without
+/// an error, whatever the request's other parts: its condition is
+/// `principal-scope && (action-scope && (resource-scope && body))`, evaluated
+/// left to right with `&&` short-circuiting, a scope constraint never errs,
+/// and here either the action scope is false for this action (`==` another
+/// action, or `in` groups the action is not in, by the schema's action
+/// hierarchy, the same entities every request is evaluated with) or the
+/// principal scope names another type (`is`, or `==` an entity of another
+/// type). Such a policy neither allows, forbids nor errs, so the decision,
+/// its deciding policies and its errors are the same without it. Anything
+/// not sure (a policy that cannot be added to a set, an action missing from
+/// the schema's hierarchy) keeps every policy for that key; the test
+/// `shared_entities_decide_as_rebuilding_them_per_request` compares both
+/// ways over the whole decision matrix.
+pub(crate) fn scoped_sets(
+    schema: &cedar_policy::Schema,
+    policies: &PolicySet,
+) -> std::collections::HashMap<(Action, &'static str), PolicySet> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(actions) = schema.action_entities() else {
+        return out;
+    };
+    for a in Action::ALL {
+        let Ok(auid) = uid("Action", a.id()) else {
+            continue;
+        };
+        let Some(ancestors) = actions.ancestors(&auid) else {
+            continue;
+        };
+        let ancestors: Vec<&EntityUid> = ancestors.collect();
+        let action_may = |c: ActionConstraint| match c {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(u) => u == auid,
+            ActionConstraint::In(us) => us.iter().any(|u| *u == auid || ancestors.contains(&u)),
+        };
+        for ptype in PRINCIPAL_TYPES {
+            let Ok(t) = ptype.parse::<EntityTypeName>() else {
+                continue;
+            };
+            let principal_may = |c: PrincipalConstraint| match c {
+                PrincipalConstraint::Is(ty) | PrincipalConstraint::IsIn(ty, _) => ty == t,
+                PrincipalConstraint::Eq(u) => *u.type_name() == t,
+                PrincipalConstraint::Any | PrincipalConstraint::In(_) => true,
+            };
+            let mut set = PolicySet::new();
+            let complete = policies.policies().all(|p| {
+                !(action_may(p.action_constraint()) && principal_may(p.principal_constraint()))
+                    || set.add(p.clone()).is_ok()
+            });
+            if complete {
+                out.insert((*a, ptype), set);
+            }
+        }
+    }
+    out
 }
 
 fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {

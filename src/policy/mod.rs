@@ -191,14 +191,17 @@ pub struct Policy {
     /// (fail closed), with the reason.
     fixed: Result<cedar_policy::Entities, String>,
     /// Build every entity per request instead (see
-    /// [`Policy::rebuilding_entities_per_request`]).
+    /// [`Policy::rebuilding_entities_per_request`]), and ask every policy.
     rebuild_entities: bool,
+    /// The policies that can apply, per action and principal type
+    /// (`decide::scoped_sets`); a request without an entry asks them all.
+    scoped: std::collections::HashMap<(cordon_connector::Action, &'static str), PolicySet>,
 }
 
 impl Policy {
-    /// The same policy deciding the way it did before the shared entities:
-    /// every entity (the schema's actions included) built and validated per
-    /// request. For the side-by-side benchmark (`benches/policy_decision.rs`)
+    /// The same policy deciding the way it did before the shared entities
+    /// and the per-action policy sets: every entity (the schema's actions
+    /// included) built and validated per request, every policy asked. For the side-by-side benchmark (`benches/policy_decision.rs`)
     /// and the test that both ways decide alike; never used by cordon itself.
     #[doc(hidden)]
     pub fn rebuilding_entities_per_request(mut self) -> Policy {
@@ -554,8 +557,10 @@ fn load_unlinted(dir: &Path) -> Result<Policy, LoadError> {
             if findings.is_empty() =>
         {
             let fixed = decide::fixed_entities(&schema, &roster);
+            let scoped = decide::scoped_sets(&schema, &policies);
             Ok(Policy {
                 fixed,
+                scoped,
                 rebuild_entities: false,
                 dir: dir.to_path_buf(),
                 hash,
