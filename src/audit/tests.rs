@@ -738,7 +738,7 @@ fn hashing_on_a_second_thread_reports_what_one_thread_does() {
     assert_eq!(both(&data, "intact").status, VerifyStatus::Intact);
     assert_eq!(both(&data, "intact").records, 100);
     let mut caught = 0;
-    for pos in (0..data.len()).step_by(41) {
+    for pos in (0..data.len()).step_by(97) {
         for b in [b'x', b'"', b'\n', b'}'] {
             if data[pos] == b {
                 continue;
@@ -754,7 +754,7 @@ fn hashing_on_a_second_thread_reports_what_one_thread_does() {
         }
         both(&data[..pos], "cut");
     }
-    assert!(caught > 100, "{caught}");
+    assert!(caught > 50, "{caught}");
     for (a, b) in [(0, 1), (10, 60), (98, 99)] {
         let mut l = lines.clone();
         l.swap(a, b);
