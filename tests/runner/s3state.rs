@@ -1385,3 +1385,70 @@ fn steps_in_flight_share_one_write_per_round_trip_and_readers_cut_groups_back_in
         "{v}"
     );
 }
+
+#[test]
+fn an_agent_on_the_shared_state_holds_its_queue_for_a_halt_set_on_another_machine() {
+    let (a, key) = env_with_signer();
+    let b = Env::new();
+    let url = format!("s3://{}/h", bucket("agenthalt"));
+    let policy = a.home.join("policy");
+    let user = format!("s3agenthalt-{}", std::process::id());
+    let (key_id, _secret, _spare) = seed_aws(&user);
+    let mut agent_env: Vec<(&str, String)> = aws_env(&peer("CORDON_TEST_AWS_ENDPOINT"));
+    agent_env.extend(state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")));
+    let agent = crate::agent::Agent::start(&a, &agent_env);
+    // A person halts on the other machine: nothing is written on the
+    // agent's machine, only the record in the shared log.
+    ok(on(&b, &url)
+        .env("CORDON_POLICY", &policy)
+        .args(["halt", "--reason", "drill on the shared state", "--key"])
+        .arg(key.with_file_name("bruno")));
+    assert!(!a.home.join("halt.json").exists());
+    let gd = serde_json::json!({
+        "version": "0", "id": format!("gd-shared-halt-{}", std::process::id()), "detail-type": "GuardDuty Finding", "source": "aws.guardduty",
+        "account": peer("CORDON_TEST_AWS_ACCOUNT_ID"),
+        "detail": {"id": "f-shared", "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS", "severity": 8.0,
+                   "accountId": peer("CORDON_TEST_AWS_ACCOUNT_ID"),
+                   "resource": {"resourceType": "AccessKey", "accessKeyDetails": {"accessKeyId": key_id, "userName": user, "userType": "IAMUser"}}}
+    })
+    .to_string();
+    let (c, body) = agent.post(
+        "/aws",
+        &[("Authorization", "Bearer eventbridge-token-for-tests")],
+        gd.as_bytes(),
+    );
+    assert_eq!(c, 202, "{body}");
+    // Queued, and not acted on: no plan in the shared log, the key active.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (c, body) = crate::agent::http(&agent.addr, "GET", "/healthz", &[], b"");
+    assert_eq!(c, 200);
+    let hz: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (hz["halted"].as_bool(), hz["queued"].as_u64()),
+        (Some(true), Some(1)),
+        "{hz}"
+    );
+    assert!(records(&b, &url).iter().all(|r| r["kind"] != "plan"));
+    assert!(key_statuses(&user).contains(&format!("('{key_id}', 'Active')")));
+    // Resumed on the other machine: the agent acts on the delivery, once.
+    ok(on(&b, &url)
+        .env("CORDON_POLICY", &policy)
+        .args(["resume", "--reason", "drill over", "--key"])
+        .arg(key.with_file_name("bruno")));
+    let t = std::time::Instant::now();
+    while !key_statuses(&user).contains(&format!("('{key_id}', 'Inactive')")) {
+        assert!(t.elapsed().as_secs() < 90, "not processed after the resume");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (code, out, err) = agent.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("1 events processed, 0 failed, 0 left"),
+        "{out}"
+    );
+    let plans = records(&b, &url)
+        .iter()
+        .filter(|r| r["kind"] == "plan")
+        .count();
+    assert_eq!(plans, 1);
+}
