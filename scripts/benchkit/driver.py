@@ -241,12 +241,19 @@ def cordon_result(mode, stdout):
            if x["outcome"]["status"] != "done" or (x.get("verification") or {}).get("status") != "dead"]
     if bad:
         raise SystemExit(f"cordon {mode}: steps not done/dead: {bad[:5]}")
-    # Time to dead: from cordon's start until each credential-ending step (key disable,
-    # session cut-off) was verified refused; the process start is a few ms earlier.
+    # Time to dead: from cordon's start (its process; identification and planning
+    # included) until each credential-ending step (key disable, session cut-off) was
+    # verified refused.
     t = out.get("time_to_dead") or {}
     if t.get("dead") != t.get("credentials"):
         raise SystemExit(f"cordon {mode}: time_to_dead says not every credential is dead: {t}")
-    return {"steps": len(out["steps"]), "failed_steps": 0,
+    # The last key refused and the last session cut-off, apart (keys go first).
+    split = {}
+    for action, name in (("aws:disable-access-key", "keys"), ("aws:revoke-user-sessions", "cutoffs")):
+        d = [x.get("dead_after_ms") for x in out["steps"] if x["action"] == action]
+        if d and None not in d:
+            split[f"{name}_dead_last_s"] = max(d) / 1000
+    return {"steps": len(out["steps"]), "failed_steps": 0, **split,
             "credentials": t.get("credentials"), "dead_first_s": t.get("first_ms", 0) / 1000,
             "dead_last_s": t.get("last_ms", 0) / 1000,
             "attempts": sum(x.get("attempts", 1) for x in out["steps"]),

@@ -22,7 +22,7 @@ _orig_forward = proxy.Handler._forward
 _orig_stats = proxy.State.stats
 
 
-def _forward(self, body):
+def _forward(self, body, selected=False):
     form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     action = (form.get("Action") or ["?"])[0]
     auth = self.headers.get("Authorization", "")
@@ -31,7 +31,7 @@ def _forward(self, body):
         parts = auth.split("Credential=", 1)[1].split(",")[0].split("/")
         if len(parts) >= 4:
             svc = parts[3]
-    status, headers, data = _orig_forward(self, body)
+    status, headers, data = _orig_forward(self, body, selected)
     with _lock:
         _actions[f"{svc}:{action}" + ("" if status < 400 else f"!{status}")] += 1
     return status, headers, data

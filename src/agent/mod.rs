@@ -51,6 +51,49 @@ pub struct AgentConfig {
     /// obeys: while it is set, deliveries are still accepted and queued, and
     /// none is processed until `cordon resume`.
     pub halt_root: Option<PathBuf>,
+    /// On a shared state (`--state s3://…`), the shared audit log: a halt
+    /// set on any machine is its latest `halt` record (no local file is
+    /// written there), and the worker pauses the queue for it as for the
+    /// local switch.
+    pub shared_log: Option<Arc<crate::audit::AuditLog>>,
+}
+
+/// How often, at most, the worker reads the shared log for a halt.
+const SHARED_HALT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The halt switch of a shared state as the worker last read it.
+struct SharedHalt {
+    log: Arc<crate::audit::AuditLog>,
+    /// When it was last read, at which log version, and what it said.
+    seen: Mutex<Option<(std::time::Instant, u64, bool)>>,
+    /// The last answer, for `/healthz` (which does no I/O).
+    last: std::sync::atomic::AtomicBool,
+}
+
+impl SharedHalt {
+    /// Whether the shared log's latest halt record halts; read again when
+    /// the log has grown, at most every [`SHARED_HALT_EVERY`]. `Err`: the
+    /// log cannot be read (the caller fails closed).
+    fn halted(&self) -> Result<bool, String> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, _, h)) = *seen {
+            if at.elapsed() < SHARED_HALT_EVERY {
+                return Ok(h);
+            }
+        }
+        let now = std::time::Instant::now();
+        let version = self.log.version().map_err(|e| e.to_string())?;
+        let h = match *seen {
+            Some((_, v, h)) if v == version => h,
+            _ => {
+                let records = self.log.read_all().map_err(|e| e.to_string())?;
+                crate::halt::from_log(&records).is_some()
+            }
+        };
+        *seen = Some((now, version, h));
+        self.last.store(h, Ordering::SeqCst);
+        Ok(h)
+    }
 }
 
 /// Acts on one event; runs on the worker thread, one event at a time.
@@ -99,6 +142,7 @@ struct Shared {
     /// on and leaves the rest, durable in the inbox, for the next start.
     stopping: std::sync::atomic::AtomicBool,
     handler: Arc<dyn Handler>,
+    shared_halt: Option<SharedHalt>,
 }
 
 /// Counters reported at shutdown.
@@ -191,7 +235,13 @@ pub async fn serve(
             "resuming events accepted before the last stop"
         );
     }
+    let shared_halt = config.shared_log.clone().map(|log| SharedHalt {
+        log,
+        seen: Mutex::new(None),
+        last: std::sync::atomic::AtomicBool::new(false),
+    });
     let shared = Arc::new(Shared {
+        shared_halt,
         queued: AtomicUsize::new(pending.len()),
         config,
         inbox: inbox.clone(),
@@ -299,8 +349,24 @@ fn worker_loop(shared: &Shared, rx: &mpsc::Receiver<String>, handler: &dyn Handl
 }
 
 /// Whether the halt switch of the agent's state is set (an unreadable switch
-/// counts as set).
+/// counts as set): the local file, or on a shared state the shared log's
+/// latest halt record (a log that cannot be read counts as halted: the
+/// deliveries wait, durable in the inbox, until it can).
 fn halted(shared: &Shared) -> bool {
+    if local_halt(shared) {
+        return true;
+    }
+    match &shared.shared_halt {
+        None => false,
+        Some(sh) => sh.halted().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the shared log for a halt, holding the queue: {e}");
+            sh.last.store(true, Ordering::SeqCst);
+            true
+        }),
+    }
+}
+
+fn local_halt(shared: &Shared) -> bool {
     shared
         .config
         .halt_root
@@ -334,7 +400,11 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     let queued = s.queued.load(Ordering::SeqCst);
     (
         StatusCode::OK,
-        Json(json!({"status": "ok", "queued": queued, "halted": halted(&s)})),
+        // The shared log's halt as the worker last read it: no I/O here.
+        Json(
+            json!({"status": "ok", "queued": queued, "halted": local_halt(&s)
+            || s.shared_halt.as_ref().is_some_and(|h| h.last.load(Ordering::SeqCst))}),
+        ),
     )
         .into_response()
 }

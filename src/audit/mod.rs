@@ -60,8 +60,10 @@ struct Head {
 pub trait RemoteLog: Send + Sync {
     /// Where the log is (for messages).
     fn describe(&self) -> String;
-    /// Append once durable (see [`AuditLog::append`]).
-    fn append(&self, draft: RecordDraft) -> Result<Record, AuditError>;
+    /// Append the drafts, in order, once durable (see [`AuditLog::append`]):
+    /// the group commit's batch, written in as few conditional writes as the
+    /// log allows. One result per draft, in order.
+    fn append_group(&self, drafts: Vec<RecordDraft>) -> Vec<Result<Record, AuditError>>;
     /// Build from what the log holds and append, atomically with respect to
     /// other writers (see [`AuditLog::append_with`]): the build may run more
     /// than once if another writer appends in between. `Err` from the build
@@ -226,10 +228,9 @@ impl AuditLog {
     /// one becomes the leader and commits the queue (its own draft and any
     /// that arrive meanwhile) as one group; otherwise it waits for the leader
     /// that takes its draft.
+    /// A remote log takes the same queue: its group is one conditional
+    /// write for the records of every step in flight, not one each.
     pub fn append(&self, draft: RecordDraft) -> Result<Record, AuditError> {
-        if let Some(r) = &self.remote {
-            return r.append(draft);
-        }
         let mut g = lock(&self.group);
         let ticket = g.next_ticket;
         g.next_ticket += 1;
@@ -271,6 +272,19 @@ impl AuditLog {
         &self,
         batch: Vec<(u64, RecordDraft)>,
     ) -> Vec<(u64, Result<Record, AuditError>)> {
+        if let Some(r) = &self.remote {
+            let (tickets, drafts): (Vec<u64>, Vec<RecordDraft>) = batch.into_iter().unzip();
+            let mut results = r.append_group(drafts).into_iter();
+            return tickets
+                .into_iter()
+                .map(|t| {
+                    let r = results.next().unwrap_or_else(|| {
+                        Err(AuditError::Encode("the record was not written".into()))
+                    });
+                    (t, r)
+                })
+                .collect();
+        }
         let mut cache = lock(&self.head);
         let file = self.open_file().and_then(|f| {
             f.lock_exclusive()
@@ -608,7 +622,7 @@ fn fail_all<T>(batch: Vec<(u64, T)>, e: &AuditError) -> Vec<(u64, Result<Record,
 impl AuditError {
     /// A copy for another caller of the same failed group (`io::Error` is
     /// not `Clone`; the OS error code is kept, so are the hints built on it).
-    fn duplicate(&self) -> AuditError {
+    pub(crate) fn duplicate(&self) -> AuditError {
         match self {
             AuditError::State(s) => AuditError::State(match s {
                 StateError::Io { op, path, source } => StateError::Io {

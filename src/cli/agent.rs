@@ -231,6 +231,7 @@ pub async fn cmd_agent(ctx: &Context, out: &Out, a: AgentArgs) -> CmdResult {
         max_queue: a.max_queue,
         dir: ctx.home.ensure_dir("agent")?,
         halt_root: Some(ctx.home.root().to_path_buf()),
+        shared_log: ctx.shared.is_some().then(|| ctx.log.clone()),
     };
     // Watch SIGTERM and SIGINT before announcing the address: whoever reads
     // that line may stop the agent at once, and a signal that arrives before

@@ -49,7 +49,8 @@ impl RunOpts {
             reason: self.reason.clone(),
             concurrency: self.concurrency,
             rate: self.rate,
-            since: None,
+            // From the process start, not the plan's: identifying and planning count.
+            since: Some(super::started()),
             progress: None,
         }
     }

@@ -200,6 +200,16 @@ fn man(out: &output::Out, out_dir: Option<PathBuf>) -> error::CmdResult {
     Ok(Exit::Ok)
 }
 
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// When this process started (the first call: `main` makes it before parsing the
+/// command line): where the time to dead of `apply`, `revoke` and `respond` starts, so
+/// it counts what comes before the plan runs (reading a report, identifying the keys,
+/// planning), as a leaked credential's owner lives it.
+pub fn started() -> std::time::Instant {
+    *STARTED.get_or_init(std::time::Instant::now)
+}
+
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> i32 {
     let out = output::Out::new(cli.json);

@@ -169,8 +169,9 @@ pub struct StepReport {
     /// be taken and the policy allowed it: why there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_evidence: Option<String>,
-    /// Milliseconds from the start of the run (or the webhook's receipt)
-    /// until this step's credential was verified refused; only for steps
+    /// Milliseconds from the start (`ApplyRequest::since`: the process's for the
+    /// CLI, the webhook's receipt for the agent, else the run's) until this
+    /// step's credential was verified refused; only for steps
     /// that end a credential and were verified dead in this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_after_ms: Option<u64>,
@@ -198,7 +199,7 @@ pub struct ApplyReport {
     pub time_to_dead: TimeToDead,
 }
 
-/// Time to dead: from the start of the run (or the webhook's receipt) until
+/// Time to dead: from the start (`ApplyRequest::since`) until
 /// each credential-ending step was verified refused, first and last. Steps
 /// settled by an earlier run are not counted (their time is in that run).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

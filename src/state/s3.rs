@@ -7,7 +7,8 @@
 //! approvals/<plan>/<signer>.json   write-once, one per signer
 //! evidence/<sha256>.json           write-once
 //! connectors/<name>                connector state, replaced whole
-//! log/records/<seq, 20 digits>.json one audit record per object, write-once
+//! log/records/<seq, 20 digits>.json audit records <seq>.. (a group), write-once
+//! log/segments/<first>-<last>.jsonl records first..=last copied, write-once
 //! claims/<plan>.lease              the lease of the one machine applying a plan
 //! ```
 //!
@@ -56,6 +57,10 @@ const MAX_CLAIMS: usize = 100_000;
 /// for tests; every machine sharing a log should use the same size, though a
 /// reader copes with any mix).
 const SEGMENT_RECORDS: u64 = 1000;
+/// Records in one group object at most. A group is the records of every
+/// step in flight while the previous write was on the wire, so a process
+/// appends one object per round trip, not one per record.
+const MAX_GROUP: usize = 256;
 
 /// `s3://BUCKET/PREFIX`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -467,11 +472,18 @@ impl Inner {
             .collect()
     }
 
-    /// Every key under `dir` (relative to the prefix) after `start_after`.
-    fn list(&self, dir: &str, start_after: Option<&str>) -> Result<Vec<String>, StateError> {
+    /// Every key under `dir` (relative to the prefix) after `start_after`,
+    /// up to `until` (a full key) included.
+    fn list(
+        &self,
+        dir: &str,
+        start_after: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Vec<String>, StateError> {
         let full = self.loc.key(dir);
         let (client, bucket, p) = (self.client.clone(), self.loc.bucket.clone(), full.clone());
         let start = start_after.map(str::to_owned);
+        let until = until.map(str::to_owned);
         let r = self.block(async move {
             let mut keys = Vec::new();
             let mut token: Option<String> = None;
@@ -498,6 +510,13 @@ impl Inner {
                         .iter()
                         .filter_map(|o| o.key().map(str::to_owned)),
                 );
+                if let Some(u) = &until {
+                    // Keys come in order: past `until`, the rest are too.
+                    if keys.last().is_some_and(|k| k > u) {
+                        keys.retain(|k| k <= u);
+                        break;
+                    }
+                }
                 match out.next_continuation_token() {
                     Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
                     _ => break,
@@ -811,7 +830,7 @@ impl Store for S3State {
         let base = self.inner.loc.key(&format!("{}/", kind.dir()));
         let mut names: Vec<String> = self
             .inner
-            .list(&dir, None)?
+            .list(&dir, None, None)?
             .into_iter()
             .filter_map(|k| k.strip_prefix(&base).map(str::to_owned))
             // "" lists the kind's direct entries (as the local directory
@@ -1084,8 +1103,14 @@ impl Drop for Lease {
     }
 }
 
-/// The audit log on S3: one object per record at its zero-padded sequence
-/// number, each created with `If-None-Match: *`.
+/// The audit log on S3: groups of consecutive records, each group one
+/// object named by its first record's zero-padded sequence number and
+/// created with `If-None-Match: *`. A group holds one canonical line per
+/// record, so its key and its line count give the records it holds, and
+/// the next group's key is its last record's successor. A writer claims the
+/// next group's key only from the content of the newest group (its last
+/// line), so no two groups can overlap; a log written one record at a time
+/// is a log of groups of one.
 pub struct S3Log {
     inner: Arc<Inner>,
     crash: crate::engine::CrashPoints,
@@ -1098,6 +1123,22 @@ const CHECKPOINT_REL: &str = "log/checkpoint";
 
 fn record_rel(seq: u64) -> String {
     format!("log/records/{seq:020}.json")
+}
+
+/// A group object's lines (the last may lack its newline if torn).
+fn group_lines(body: &[u8]) -> Vec<&[u8]> {
+    body.split_inclusive(|b| *b == b'\n').collect()
+}
+
+/// Records read back from the group objects: exactly `first..=last`.
+struct Run {
+    bytes: Vec<u8>,
+    /// The last record read (`first - 1` when none).
+    last: u64,
+    /// Where the groups read end, within the run (for sealing).
+    ends: Vec<u64>,
+    /// The highest record number seen in any group fetched.
+    seen: u64,
 }
 
 impl S3Log {
@@ -1121,16 +1162,27 @@ impl S3Log {
         Ok(self.inner.loc.key(&format!("log/verifiers/{id}.pub")))
     }
 
+    /// A record that cannot be read; named by the records' folder, since a
+    /// record lives in the group object of its first record.
     fn corrupt(&self, seq: u64, why: String) -> AuditError {
         AuditError::Corrupt {
-            path: std::path::PathBuf::from(self.inner.loc.url(&self.key(seq))),
+            path: std::path::PathBuf::from(
+                self.inner.loc.url(&self.inner.loc.key(&self.records_dir())),
+            ),
             seq,
             why,
         }
     }
 
-    fn parse_head(&self, seq: u64, bytes: &[u8]) -> Result<(u64, String), AuditError> {
-        let v: serde_json::Value = serde_json::from_slice(bytes)
+    /// The last record of the group whose first record is `first`: (seq,
+    /// hash). The group's line count must match the last line's `seq`.
+    fn parse_group_head(&self, first: u64, bytes: &[u8]) -> Result<(u64, String), AuditError> {
+        let lines = group_lines(bytes);
+        let Some(last_line) = lines.last() else {
+            return Err(self.corrupt(first, "the record object is empty".into()));
+        };
+        let seq = first + lines.len() as u64 - 1;
+        let v: serde_json::Value = serde_json::from_slice(last_line)
             .map_err(|e| self.corrupt(seq, format!("not JSON: {e}")))?;
         match (
             v.get("seq").and_then(|s| s.as_u64()),
@@ -1144,90 +1196,230 @@ impl S3Log {
         }
     }
 
-    /// The newest record: listed after the last one this process knew, or
-    /// after the last sealed segment (so a fresh process lists only the
-    /// unsealed tail, not every record of a long log).
+    /// The newest record: the last line of the last group listed after the
+    /// last record this process knew, or after the last sealed segment (so a
+    /// fresh process lists only the unsealed tail, not every record of a
+    /// long log).
     fn discover_head(&self, known: Option<(u64, String)>) -> Result<(u64, String), AuditError> {
         let known = match known {
             Some(k) => Some(k),
             None => self.sealed_head()?,
         };
         let after = known.as_ref().map(|(s, _)| self.key(*s));
-        let keys = self.inner.list(&self.records_dir(), after.as_deref())?;
+        let keys = self
+            .inner
+            .list(&self.records_dir(), after.as_deref(), None)?;
         let Some(last) = keys.last() else {
             return Ok(known.unwrap_or((0, GENESIS.to_owned())));
         };
         let seq = seq_of_key(last)
             .ok_or_else(|| self.corrupt(0, format!("`{last}` is not a record key")))?;
         match self.inner.get(last)? {
-            Some((b, _)) => self.parse_head(seq, &b),
+            Some((b, _)) => self.parse_group_head(seq, &b),
             None => Err(self.corrupt(seq, "listed but not readable".into())),
         }
     }
 
-    /// The last record of the sealed run, read from its own record object
-    /// (the source of truth, not the segment): None when nothing is sealed,
-    /// or when that record does not exist (a segment that claims more than
-    /// the log holds is ignored here; readers report it).
+    /// The last record of the sealed run, read from the group that ends
+    /// there (the source of truth, not the segment): None when nothing is
+    /// sealed, or when no group ends at that record (a segment that claims
+    /// more than the log holds is ignored here; readers report it).
     fn sealed_head(&self) -> Result<Option<(u64, String)>, AuditError> {
         let Some(&(_, last, _)) = self.sealed_run()?.last() else {
             return Ok(None);
         };
-        match self.inner.get(&self.key(last))? {
-            Some((b, _)) => Ok(Some(self.parse_head(last, &b)?)),
+        let from = last.saturating_sub(MAX_GROUP as u64 + 1);
+        let keys = self.inner.list(
+            &self.records_dir(),
+            Some(&self.key(from)),
+            Some(&self.key(last)),
+        )?;
+        let Some(k) = keys.last() else {
+            return Ok(None);
+        };
+        let Some(first) = seq_of_key(k) else {
+            return Ok(None);
+        };
+        match self.inner.get(k)? {
+            Some((b, _)) => {
+                let head = self.parse_group_head(first, &b)?;
+                Ok((head.0 == last).then_some(head))
+            }
             None => Ok(None),
         }
     }
 
-    /// Claim the next sequence number for `draft`, re-chaining on every
-    /// record another writer got in first.
-    fn claim(
+    /// Claim the next sequence numbers for `drafts`, as one group object,
+    /// re-chaining on every group another writer got in first. One result
+    /// per draft, in order: a draft that cannot be encoded fails alone.
+    fn claim_group(
         &self,
         head: &mut Option<(u64, String)>,
-        draft: RecordDraft,
-    ) -> Result<Record, AuditError> {
+        drafts: &[RecordDraft],
+    ) -> Vec<Result<Record, AuditError>> {
+        let fail = |e: &AuditError| drafts.iter().map(|_| Err(e.duplicate())).collect();
         let (mut seq, mut hash) = match head.clone() {
             Some(h) => h,
-            None => self.discover_head(None)?,
+            None => match self.discover_head(None) {
+                Ok(h) => h,
+                Err(e) => return fail(&e),
+            },
         };
         for _ in 0..MAX_CLAIMS {
-            let rec = draft.clone().seal(seq + 1, &hash);
-            let mut line = rec.canonical_line().map_err(AuditError::Encode)?;
-            line.extend_from_slice(b"\n");
-            let key = self.key(rec.seq);
-            self.crash.hit("s3-before-put", &rec.seq.to_string());
-            match self.inner.put(&key, &line, Cond::Create) {
+            let mut results = Vec::with_capacity(drafts.len());
+            let mut body = Vec::new();
+            let (mut last, mut last_hash) = (seq, hash.clone());
+            for d in drafts {
+                let rec = d.clone().seal(last + 1, &last_hash);
+                match rec.canonical_line() {
+                    Ok(mut line) => {
+                        line.push(b'\n');
+                        body.extend_from_slice(&line);
+                        last = rec.seq;
+                        last_hash = rec.hash.clone();
+                        results.push(Ok(rec));
+                    }
+                    // Only this draft fails; the chain goes on without it.
+                    Err(e) => results.push(Err(AuditError::Encode(e))),
+                }
+            }
+            if body.is_empty() {
+                return results;
+            }
+            let first = seq + 1;
+            let key = self.key(first);
+            self.crash.hit("s3-before-put", &first.to_string());
+            match self.inner.put(&key, &body, Cond::Create) {
                 Ok(Created::Yes(_)) => {
-                    // Test builds: die with the record durable but its
-                    // append not returned (the writer never learns it).
-                    self.crash.hit("s3-after-put", &rec.seq.to_string());
-                    *head = Some((rec.seq, rec.hash.clone()));
-                    self.seal_after(rec.seq);
-                    return Ok(rec);
+                    // Test builds: die with the group durable but its
+                    // appends not returned (the writer never learns it).
+                    self.crash.hit("s3-after-put", &first.to_string());
+                    *head = Some((last, last_hash));
+                    self.seal_after(first, last);
+                    return results;
                 }
                 Ok(Created::Exists) => {
-                    // Another writer holds this sequence number: chain on it.
-                    let Some((b, _)) = self.inner.get(&key)? else {
+                    // Another writer holds this sequence number: chain on
+                    // the last record of its group.
+                    let got = match self.inner.get(&key) {
+                        Ok(g) => g,
+                        Err(e) => {
+                            *head = None;
+                            return fail(&e.into());
+                        }
+                    };
+                    let Some((b, _)) = got else {
                         continue;
                     };
-                    if b == line {
-                        *head = Some((rec.seq, rec.hash.clone()));
-                        return Ok(rec);
+                    if b == body {
+                        *head = Some((last, last_hash));
+                        return results;
                     }
-                    (seq, hash) = self.parse_head(rec.seq, &b)?;
+                    match self.parse_group_head(first, &b) {
+                        Ok(h) => (seq, hash) = h,
+                        Err(e) => {
+                            *head = None;
+                            return fail(&e);
+                        }
+                    }
                 }
                 Err(e) => {
                     *head = None;
-                    return Err(e.into());
+                    return fail(&e.into());
                 }
             }
         }
-        Err(AuditError::State(StateError::Remote {
+        fail(&AuditError::State(StateError::Remote {
             op: "append to",
             url: self.inner.loc.url(&self.inner.loc.key("log/records/")),
             what: format!("no free sequence number after {MAX_CLAIMS} attempts"),
             fix: "too many writers at once: run the command again".into(),
         }))
+    }
+
+    /// Records `first..=last` (`last` None: to the end of the log), read
+    /// from the groups that hold them: the group that holds `first` (found
+    /// among the keys up to [`MAX_GROUP`] records before it) and every group
+    /// after it. A record that no group holds is an error naming it.
+    fn read_range(&self, first: u64, last: Option<u64>) -> Result<Run, AuditError> {
+        let from = first.saturating_sub(MAX_GROUP as u64 + 1);
+        let listed = self.inner.list(
+            &self.records_dir(),
+            (from > 0).then(|| self.key(from)).as_deref(),
+            last.map(|l| self.key(l)).as_deref(),
+        )?;
+        let mut seqs = Vec::with_capacity(listed.len());
+        for k in listed {
+            match seq_of_key(&k) {
+                Some(s) => seqs.push((s, k)),
+                None => return Err(self.corrupt(first, format!("`{k}` is not a record key"))),
+            }
+        }
+        // Only the last group starting at or before `first` can hold it.
+        let lead = seqs.partition_point(|(s, _)| *s <= first).saturating_sub(1);
+        let (starts, keys): (Vec<u64>, Vec<String>) = seqs.into_iter().skip(lead).unzip();
+        let mut run = Run {
+            bytes: Vec::new(),
+            last: first - 1,
+            ends: Vec::new(),
+            seen: 0,
+        };
+        for (s, (k, body)) in starts.into_iter().zip(self.inner.get_many(keys)?) {
+            let Some(body) = body else {
+                return Err(self.corrupt(s, format!("`{k}` was listed but gone when read")));
+            };
+            let lines = group_lines(&body);
+            if lines.is_empty() {
+                return Err(self.corrupt(s, "the record object is empty".into()));
+            }
+            let end = s + lines.len() as u64 - 1;
+            run.seen = run.seen.max(end);
+            let expected = run.last + 1;
+            if end < expected {
+                continue;
+            }
+            if s > expected {
+                return Err(self.corrupt(
+                    expected,
+                    format!("record {expected} is missing (the next key is record {s}): a record was removed or written out of order; run `cordon log verify`"),
+                ));
+            }
+            let upto = last.map_or(end, |l| end.min(l));
+            for l in &lines[(expected - s) as usize..=(upto - s) as usize] {
+                run.bytes.extend_from_slice(l);
+            }
+            if upto == end {
+                run.ends.push(end);
+            }
+            run.last = upto;
+            if Some(upto) == last {
+                break;
+            }
+        }
+        if let Some(l) = last {
+            if run.last < l {
+                let missing = run.last + 1;
+                return Err(self.corrupt(
+                    missing,
+                    format!("record {missing} is missing: a record was removed; run `cordon log verify`"),
+                ));
+            }
+        }
+        Ok(run)
+    }
+
+    /// The last record the log holds, from a full listing (0 when empty).
+    fn log_end(&self) -> Result<u64, AuditError> {
+        let all = self.inner.list(&self.records_dir(), None, None)?;
+        let Some(k) = all.last() else {
+            return Ok(0);
+        };
+        let first =
+            seq_of_key(k).ok_or_else(|| self.corrupt(0, format!("`{k}` is not a record key")))?;
+        match self.inner.get(k)? {
+            Some((b, _)) => Ok(first + (group_lines(&b).len() as u64).max(1) - 1),
+            None => Err(self.corrupt(first, "listed but not readable".into())),
+        }
     }
 }
 
@@ -1238,6 +1430,8 @@ struct Piece {
     bytes: Vec<u8>,
     /// From a sealed segment (else from the record objects).
     segment: bool,
+    /// Where the groups end within the piece (read from the records).
+    ends: Vec<u64>,
 }
 
 /// A run of records whose chain checks: exactly `first..=last`, each line
@@ -1278,22 +1472,31 @@ fn segment_records() -> u64 {
         .unwrap_or(SEGMENT_RECORDS)
 }
 
+/// Whether the group `first..=last` closes a segment: it holds a multiple
+/// of the segment size. Writers and readers cut segments by this one rule,
+/// at group ends, so they seal the same ranges.
+fn closes_segment(first: u64, last: u64, size: u64) -> bool {
+    last / size > (first - 1) / size
+}
+
 /// Sealed segments: records `first..=last` copied, byte for byte, into one
 /// object `log/segments/<first>-<last>.jsonl`, so that reading the log back
-/// costs one GET per segment, not per record. The record objects stay the
-/// source of truth: a segment is created with `If-None-Match: *` only from
-/// records whose chain checked, its content is fully determined by them (two
-/// machines sealing the same run at once write the same bytes; the loser's
-/// 412 is harmless), and a reader takes a segment only if it chains exactly
-/// like the records would (see [`S3Log::read_pieces`]); otherwise it reads
-/// the records of that range and says so.
+/// costs one GET per segment, not per group. A segment runs from the end of
+/// the one before it to the end of the group that holds the next multiple
+/// of the segment size. The record objects stay the source of truth: a
+/// segment is created with `If-None-Match: *` only from records whose chain
+/// checked, its content is fully determined by them (two machines sealing
+/// the same run at once write the same bytes; the loser's 412 is harmless),
+/// and a reader takes a segment only if it chains exactly like the records
+/// would (see [`S3Log::read_pieces`]); otherwise it reads the records of
+/// that range and says so.
 impl S3Log {
     /// The sealed segments that cover the log from record 1 without a gap:
     /// (first, last, key), in order. Segments after a gap are not used.
     fn sealed_run(&self) -> Result<Vec<(u64, u64, String)>, AuditError> {
         let mut segs: Vec<(u64, u64, String)> = self
             .inner
-            .list("log/segments/", None)?
+            .list("log/segments/", None, None)?
             .into_iter()
             .filter_map(|k| segment_range_of_key(&k).map(|(a, b)| (a, b, k)))
             .collect();
@@ -1309,25 +1512,6 @@ impl S3Log {
         Ok(run)
     }
 
-    /// Records `first..=last` from their own objects, in order.
-    fn read_records(&self, first: u64, last: u64) -> Result<Vec<u8>, AuditError> {
-        let keys: Vec<String> = (first..=last).map(|s| self.key(s)).collect();
-        let mut out = Vec::new();
-        for (k, b) in self.inner.get_many(keys)? {
-            match b {
-                Some(b) => out.extend_from_slice(&b),
-                None => {
-                    let seq = seq_of_key(&k).unwrap_or(0);
-                    return Err(self.corrupt(
-                        seq,
-                        format!("record {seq} is missing: a record was removed; run `cordon log verify`"),
-                    ));
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// The log as pieces that chain one onto the next: sealed segments while
     /// they check, the records where they do not, then the unsealed tail.
     /// A segment is replaced by its records when it does not chain on what
@@ -1339,41 +1523,19 @@ impl S3Log {
     fn read_pieces(&self) -> Result<(Vec<Piece>, usize), AuditError> {
         let mut run = self.sealed_run()?;
         let mut sealed_to = run.last().map_or(0, |s| s.1);
-        let mut keys = self.inner.list(
-            &self.records_dir(),
-            (sealed_to > 0).then(|| self.key(sealed_to)).as_deref(),
-        )?;
-        // Nothing after the sealed run: check that its last record exists.
-        // A segment claiming records the log does not hold (written ahead of
-        // the log) is dropped, with every segment after it, and the records
-        // are listed from the start.
-        if keys.is_empty() && sealed_to > 0 && self.inner.get(&self.key(sealed_to))?.is_none() {
-            let all = self.inner.list(&self.records_dir(), None)?;
-            let head = all.last().and_then(|k| seq_of_key(k)).unwrap_or(0);
+        let mut tail = self.read_range(sealed_to + 1, None)?;
+        // No group reaches the sealed run's end: segments claim records the
+        // log does not hold (written ahead of the log). They are dropped,
+        // with every segment after them.
+        if sealed_to > 0 && tail.seen < sealed_to {
+            let head = self.log_end()?;
             tracing::warn!(
                 "sealed segments under `{}` claim records up to {sealed_to}, but the log holds {head}: those segments are ignored",
                 self.inner.loc.url(&self.inner.loc.key("log/segments/"))
             );
             run.retain(|s| s.1 <= head);
             sealed_to = run.last().map_or(0, |s| s.1);
-            let after = (sealed_to > 0).then(|| self.key(sealed_to));
-            keys = all
-                .into_iter()
-                .filter(|k| after.as_ref().is_none_or(|a| k > a))
-                .collect();
-        }
-        let mut expected = sealed_to + 1;
-        for k in &keys {
-            match seq_of_key(k) {
-                Some(s) if s == expected => expected += 1,
-                Some(s) => {
-                    return Err(self.corrupt(
-                        expected,
-                        format!("record {expected} is missing (the next key is record {s}): a record was removed or written out of order; run `cordon log verify`"),
-                    ))
-                }
-                None => return Err(self.corrupt(expected, format!("`{k}` is not a record key"))),
-            }
+            tail = self.read_range(sealed_to + 1, None)?;
         }
         let mut pieces = Vec::with_capacity(run.len() + 1);
         let seg_keys: Vec<String> = run.iter().map(|s| s.2.clone()).collect();
@@ -1384,33 +1546,27 @@ impl S3Log {
                     last: *last,
                     bytes,
                     segment: true,
+                    ends: Vec::new(),
                 },
-                None => Piece {
-                    first: *first,
-                    last: *last,
-                    bytes: self.read_records(*first, *last)?,
-                    segment: false,
-                },
-            });
-        }
-        if !keys.is_empty() {
-            let mut bytes = Vec::new();
-            for (k, b) in self.inner.get_many(keys)? {
-                match b {
-                    Some(b) => bytes.extend_from_slice(&b),
-                    None => {
-                        return Err(self.corrupt(
-                            seq_of_key(&k).unwrap_or(0),
-                            "listed but gone when read".into(),
-                        ))
+                None => {
+                    let r = self.read_range(*first, Some(*last))?;
+                    Piece {
+                        first: *first,
+                        last: *last,
+                        bytes: r.bytes,
+                        segment: false,
+                        ends: r.ends,
                     }
                 }
-            }
+            });
+        }
+        if tail.last > sealed_to {
             pieces.push(Piece {
                 first: sealed_to + 1,
-                last: expected - 1,
-                bytes,
+                last: tail.last,
+                bytes: tail.bytes,
                 segment: false,
+                ends: tail.ends,
             });
         }
         let mut prevs = vec![GENESIS.to_owned()];
@@ -1445,33 +1601,45 @@ impl S3Log {
     /// Replace a segment that does not chain by the records it claims to hold.
     fn distrust(&self, p: &mut Piece) -> Result<(), AuditError> {
         tracing::warn!(
-            "sealed segment `{}` does not match the chain of the records it covers; reading those {} records one by one instead",
+            "sealed segment `{}` does not match the chain of the records it covers; reading those {} records from the record objects instead",
             self.inner.loc.url(&self.inner.loc.key(&segment_rel(p.first, p.last))),
             p.last + 1 - p.first
         );
-        p.bytes = self.read_records(p.first, p.last)?;
+        let r = self.read_range(p.first, Some(p.last))?;
+        p.bytes = r.bytes;
+        p.ends = r.ends;
         p.segment = false;
         Ok(())
     }
 
-    /// Seal full runs of records that were read one by one and checked, so
-    /// the next reader fetches one object per run. Best effort: a failure
-    /// (a reader without write access, the store busy) costs only speed.
+    /// Seal the runs of records that were read from the groups and checked,
+    /// cut by [`closes_segment`], so the next reader fetches one object per
+    /// run. Best effort: a failure (a reader without write access, the store
+    /// busy) costs only speed.
     fn seal_checked(&self, checked: &[Piece]) {
-        let size = segment_records();
         for p in checked.iter().filter(|p| !p.segment) {
-            let mut lines = p.bytes.split_inclusive(|b| *b == b'\n');
-            let mut first = p.first;
-            while first + size - 1 <= p.last {
+            self.seal_groups(p.first, &p.bytes, &p.ends);
+        }
+    }
+
+    /// Seal checked records `first..` (`bytes`, their groups ending at
+    /// `ends`) into segments cut by [`closes_segment`].
+    fn seal_groups(&self, first: u64, bytes: &[u8], ends: &[u64]) {
+        let size = segment_records();
+        let mut lines = bytes.split_inclusive(|b| *b == b'\n');
+        let (mut start, mut group_first) = (first, first);
+        for &end in ends {
+            if closes_segment(group_first, end, size) {
                 let body: Vec<u8> = lines
                     .by_ref()
-                    .take(size as usize)
+                    .take((end + 1 - start) as usize)
                     .flatten()
                     .copied()
                     .collect();
-                self.put_segment(first, first + size - 1, &body);
-                first += size;
+                self.put_segment(start, end, &body);
+                start = end + 1;
             }
+            group_first = end + 1;
         }
     }
 
@@ -1482,27 +1650,34 @@ impl S3Log {
         }
     }
 
-    /// After appending record `seq`: when it completes a run (`seq` is a
-    /// multiple of the segment size), seal the run from its records. Its
+    /// After appending the group `first..=last`: when it closes a segment,
+    /// seal the records from the end of the sealed run to `last` (as many
+    /// segments as they close: a run a dead writer left unsealed too). Their
     /// chain is checked from the first record's own `prev`; whether that is
     /// the true predecessor is checked by every reader.
-    fn seal_after(&self, seq: u64) {
-        let size = segment_records();
-        if !seq.is_multiple_of(size) {
+    fn seal_after(&self, first: u64, last: u64) {
+        if !closes_segment(first, last, segment_records()) {
             return;
         }
-        let first = seq + 1 - size;
-        let Ok(bytes) = self.read_records(first, seq) else {
+        let Ok(run) = self.sealed_run() else {
             return;
         };
-        let prev = bytes
+        let start = run.last().map_or(1, |s| s.1 + 1);
+        if start > first {
+            return;
+        }
+        let Ok(r) = self.read_range(start, Some(last)) else {
+            return;
+        };
+        let prev = r
+            .bytes
             .split(|b| *b == b'\n')
             .next()
             .and_then(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
             .and_then(|v| v.get("prev").and_then(|p| p.as_str()).map(str::to_owned));
         if let Some(prev) = prev {
-            if check_run(&bytes, first, seq, &prev).is_some() {
-                self.put_segment(first, seq, &bytes);
+            if check_run(&r.bytes, start, last, &prev).is_some() {
+                self.seal_groups(start, &r.bytes, &r.ends);
             }
         }
     }
@@ -1578,9 +1753,13 @@ impl RemoteLog for S3Log {
         self.inner.loc.url(&self.inner.loc.key("log/"))
     }
 
-    fn append(&self, draft: RecordDraft) -> Result<Record, AuditError> {
+    fn append_group(&self, drafts: Vec<RecordDraft>) -> Vec<Result<Record, AuditError>> {
         let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
-        self.claim(&mut head, draft)
+        let mut out = Vec::with_capacity(drafts.len());
+        for chunk in drafts.chunks(MAX_GROUP) {
+            out.extend(self.claim_group(&mut head, chunk));
+        }
+        out
     }
 
     fn append_with(
@@ -1604,7 +1783,7 @@ impl RemoteLog for S3Log {
             match self.inner.put(&key, &line, Cond::Create)? {
                 Created::Yes(_) => {
                     *head = Some((rec.seq, rec.hash.clone()));
-                    self.seal_after(rec.seq);
+                    self.seal_after(rec.seq, rec.seq);
                     return Ok(Ok(rec));
                 }
                 // The log moved on: decide again on what it holds now.

@@ -1276,3 +1276,179 @@ fn a_put_that_times_out_fails_closed_before_the_side_effect_and_the_rerun_change
     );
     assert_eq!(verify(&env, &url)["status"], "intact");
 }
+
+/// The `seq` of every record object's first and last line, in key order.
+fn group_ranges(bucket: &str, prefix: &str) -> Vec<(u64, u64)> {
+    admin_py(
+        bucket,
+        &format!(
+            "for p in c.get_paginator('list_objects_v2').paginate(Bucket=B,Prefix='{prefix}/log/records/'):\n\
+             \x20 for o in p.get('Contents',[]):\n\
+             \x20   ls=c.get_object(Bucket=B,Key=o['Key'])['Body'].read().decode().splitlines()\n\
+             \x20   assert int(o['Key'][-25:-5])==json.loads(ls[0])['seq'], o['Key']\n\
+             \x20   print(json.loads(ls[0])['seq'], json.loads(ls[-1])['seq'])"
+        ),
+    )
+    .lines()
+    .map(|l| {
+        let (a, b) = l.split_once(' ').unwrap();
+        (a.parse().unwrap(), b.parse().unwrap())
+    })
+    .collect()
+}
+
+#[test]
+fn steps_in_flight_share_one_write_per_round_trip_and_readers_cut_groups_back_into_records() {
+    let (a, key) = env_with_signer();
+    let b = bucket("group");
+    let url = format!("s3://{b}/g");
+    let ids: Vec<String> = (0..6)
+        .map(|i| seed_aws(&format!("s3group-{i}-{}", std::process::id())).0)
+        .collect();
+    // The store 30 ms away: records of the steps in flight queue behind
+    // each write and go out together in the next.
+    let far = Proxy::start(&["--mode", "none", "--delay-ms", "30"]);
+    let mut c = a.cmd();
+    c.envs(aws_env(&peer("CORDON_TEST_AWS_ENDPOINT")))
+        .envs(state_env(&url, &far.url))
+        .env("CORDON_STATE_SEGMENT_RECORDS", "5")
+        .args(["--json", "revoke", "aws-key"])
+        .args(&ids)
+        .args(["--quarantine-user", "--severity", "critical"])
+        .args(["--as", "amara", "--key"])
+        .arg(&key);
+    let o = c.output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for s in out["steps"].as_array().unwrap() {
+        assert_eq!(s["outcome"]["status"], "done", "{s}");
+    }
+    let recs = records(&a, &url);
+    let groups = group_ranges(&b, "g");
+    // Fewer objects than records: appends were grouped. The groups tile the
+    // log: each starts where the one before ended.
+    assert!(
+        groups.len() < recs.len(),
+        "{} groups, {} records",
+        groups.len(),
+        recs.len()
+    );
+    assert_eq!(groups.first().unwrap().0, 1);
+    assert_eq!(groups.last().unwrap().1, recs.len() as u64);
+    for w in groups.windows(2) {
+        assert_eq!(w[1].0, w[0].1 + 1, "{groups:?}");
+    }
+    // Segments end where groups end, and follow one another from record 1.
+    let ends: std::collections::BTreeSet<u64> = groups.iter().map(|g| g.1).collect();
+    let segs: Vec<(u64, u64)> = keys(&b, "g/log/segments/")
+        .iter()
+        .map(|k| {
+            let name = k.rsplit('/').next().unwrap().trim_end_matches(".jsonl");
+            let (x, y) = name.split_once('-').unwrap();
+            (x.parse().unwrap(), y.parse().unwrap())
+        })
+        .collect();
+    assert!(!segs.is_empty(), "nothing sealed");
+    let mut next = 1;
+    for (x, y) in &segs {
+        assert_eq!(*x, next, "{segs:?}");
+        assert!(
+            ends.contains(y),
+            "segment {x}-{y} ends inside a group: {groups:?}"
+        );
+        next = y + 1;
+    }
+    let v = verify(&a, &url);
+    assert_eq!(
+        (v["status"].as_str(), v["records"].as_u64()),
+        (Some("intact"), Some(recs.len() as u64)),
+        "{v}"
+    );
+    // With every segment gone, a reader cuts the groups back into the same
+    // records, and another machine chains a note on the last group.
+    admin_py(
+        &b,
+        "[c.delete_object(Bucket=B,Key=o['Key']) for o in c.list_objects_v2(Bucket=B,Prefix='g/log/segments/').get('Contents',[])]",
+    );
+    let other = Env::new();
+    assert_eq!(records(&other, &url), recs);
+    notes_via(&other, &url, &peer("CORDON_TEST_AWS_ENDPOINT"), 1, "5");
+    let v = verify(&a, &url);
+    assert_eq!(
+        (v["status"].as_str(), v["records"].as_u64()),
+        (Some("intact"), Some(recs.len() as u64 + 1)),
+        "{v}"
+    );
+}
+
+#[test]
+fn an_agent_on_the_shared_state_holds_its_queue_for_a_halt_set_on_another_machine() {
+    let (a, key) = env_with_signer();
+    let b = Env::new();
+    let url = format!("s3://{}/h", bucket("agenthalt"));
+    let policy = a.home.join("policy");
+    let user = format!("s3agenthalt-{}", std::process::id());
+    let (key_id, _secret, _spare) = seed_aws(&user);
+    let mut agent_env: Vec<(&str, String)> = aws_env(&peer("CORDON_TEST_AWS_ENDPOINT"));
+    agent_env.extend(state_env(&url, &peer("CORDON_TEST_AWS_ENDPOINT")));
+    let agent = crate::agent::Agent::start(&a, &agent_env);
+    // A person halts on the other machine: nothing is written on the
+    // agent's machine, only the record in the shared log.
+    ok(on(&b, &url)
+        .env("CORDON_POLICY", &policy)
+        .args(["halt", "--reason", "drill on the shared state", "--key"])
+        .arg(key.with_file_name("bruno")));
+    assert!(!a.home.join("halt.json").exists());
+    let gd = serde_json::json!({
+        "version": "0", "id": format!("gd-shared-halt-{}", std::process::id()), "detail-type": "GuardDuty Finding", "source": "aws.guardduty",
+        "account": peer("CORDON_TEST_AWS_ACCOUNT_ID"),
+        "detail": {"id": "f-shared", "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS", "severity": 8.0,
+                   "accountId": peer("CORDON_TEST_AWS_ACCOUNT_ID"),
+                   "resource": {"resourceType": "AccessKey", "accessKeyDetails": {"accessKeyId": key_id, "userName": user, "userType": "IAMUser"}}}
+    })
+    .to_string();
+    let (c, body) = agent.post(
+        "/aws",
+        &[("Authorization", "Bearer eventbridge-token-for-tests")],
+        gd.as_bytes(),
+    );
+    assert_eq!(c, 202, "{body}");
+    // Queued, and not acted on: no plan in the shared log, the key active.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (c, body) = crate::agent::http(&agent.addr, "GET", "/healthz", &[], b"");
+    assert_eq!(c, 200);
+    let hz: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (hz["halted"].as_bool(), hz["queued"].as_u64()),
+        (Some(true), Some(1)),
+        "{hz}"
+    );
+    assert!(records(&b, &url).iter().all(|r| r["kind"] != "plan"));
+    assert!(key_statuses(&user).contains(&format!("('{key_id}', 'Active')")));
+    // Resumed on the other machine: the agent acts on the delivery, once.
+    ok(on(&b, &url)
+        .env("CORDON_POLICY", &policy)
+        .args(["resume", "--reason", "drill over", "--key"])
+        .arg(key.with_file_name("bruno")));
+    let t = std::time::Instant::now();
+    while !key_statuses(&user).contains(&format!("('{key_id}', 'Inactive')")) {
+        assert!(t.elapsed().as_secs() < 90, "not processed after the resume");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (code, out, err) = agent.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("1 events processed, 0 failed, 0 left"),
+        "{out}"
+    );
+    let plans = records(&b, &url)
+        .iter()
+        .filter(|r| r["kind"] == "plan")
+        .count();
+    assert_eq!(plans, 1);
+}

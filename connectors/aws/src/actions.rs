@@ -171,6 +171,10 @@ struct Params {
     reactivate_key: bool,
     revive_sessions: bool,
     controls: Vec<String>,
+    /// A key's step (param `credentials`): read only the user's access keys
+    /// (`access-keys`, planned when the same plan quarantines the user, whose snapshot
+    /// reads the rest) or all of the user's credentials (`all`, the default).
+    keys_only: bool,
 }
 
 impl Params {
@@ -225,7 +229,19 @@ impl Params {
                 )))
             }
         };
+        let keys_only = match step.params.get("credentials") {
+            None => false,
+            Some(Value::String(v)) if v == "all" => false,
+            Some(Value::String(v)) if v == "access-keys" => true,
+            Some(other) => {
+                return Err(ConnectorError::permanent(format!(
+                    "step `{}` param `credentials` is `{other}`: use `access-keys` or `all`",
+                    step.id
+                )))
+            }
+        };
         Ok(Params {
+            keys_only,
             user: step.param_str("user").map(str::to_owned),
             quarantine,
             delete_login_profile: flag("delete_login_profile", true)?,
@@ -1241,9 +1257,13 @@ async fn set_key_status(
 // The three connector operations.
 
 impl AwsConnector {
+    /// The step's target as it is now. `evidence`: the snapshot taken before the change
+    /// (a key's kill may then share the user's key list with a kill of the same user in
+    /// flight, `snapshot::KeyLists`); otherwise a read-back after it, always made afresh.
     pub(crate) async fn describe_step(
         &self,
         ctx: &StepContext<'_>,
+        evidence: bool,
     ) -> Result<TargetState, ConnectorError> {
         let step = ctx.step;
         let target = &step.target;
@@ -1258,7 +1278,13 @@ impl AwsConnector {
                 // and the user's other credentials come in the same round trip (one where
                 // a full user snapshot takes four). Policies, groups and last use are the
                 // evidence of the user's own steps (session cut-off, quarantine).
-                let snap = snapshot::credentials_snapshot(&c, &user).await?;
+                let snap = if params.keys_only && evidence {
+                    self.key_lists().read(&c, &user).await?
+                } else if params.keys_only {
+                    snapshot::access_keys_snapshot(&c, &user).await?
+                } else {
+                    snapshot::credentials_snapshot(&c, &user).await?
+                };
                 let status = snapshot::key_status(&snap, &target.id).map(str::to_owned);
                 let key = snap
                     .get("access_keys")
@@ -1420,10 +1446,21 @@ impl AwsConnector {
                 let creds = match observed {
                     Some(u) => Ok(u),
                     None => {
-                        read = snapshot::credentials_snapshot(&c, &user).await;
+                        read = if params.keys_only {
+                            snapshot::access_keys_snapshot(&c, &user).await
+                        } else {
+                            snapshot::credentials_snapshot(&c, &user).await
+                        };
                         read.as_ref().map_err(Clone::clone)
                     }
                 };
+                if params.keys_only {
+                    notes.push(format!(
+                        "the other credentials of user `{user}` (console password, SSH keys, \
+                         service-specific credentials, signing certificates) are read by its \
+                         quarantine in this plan, whose deny-all refuses them"
+                    ));
+                }
                 match creds {
                     Ok(creds) => {
                         let alive = snapshot::alive_beside(creds, &user, Some(&target.id));
@@ -1698,7 +1735,7 @@ impl AwsConnector {
                     if let Verification::Dead { detail } = &probed {
                         // AccessDenied may only mean the user never had this permission:
                         // dead only when the deny-all is read back too.
-                        if !self.describe_step(ctx).await?.contained {
+                        if !self.describe_step(ctx, false).await?.contained {
                             return Ok(Verification::NotVerified {
                                 detail: format!(
                                     "{detail}, but the quarantine of {} is not in place: run \
@@ -1712,7 +1749,10 @@ impl AwsConnector {
                 return Ok(probed);
             }
         }
-        let state = self.describe_step(ctx).await?;
+        if let Some(dead) = self.cutoff_read_back(ctx).await? {
+            return Ok(dead);
+        }
+        let state = self.describe_step(ctx, false).await?;
         let restore = step.action.class() == cordon_connector::DecisionClass::Restore;
         let what = target.display_name();
         // AWSCompromisedKeyQuarantineV3 denies a list of actions, not everything: in
@@ -1752,6 +1792,57 @@ impl AwsConnector {
                 detail: format!("read back: {what} is not restored yet"),
             },
         })
+    }
+
+    /// A session cut-off read back in its usual form, the principal's inline policy
+    /// (one read where the full view is four): `Some(Dead)` when this plan's cut-off is
+    /// there, which is all the full view would conclude from; `None` (not there: another
+    /// form at a quota, not in place yet, or not a cut-off step) leaves the answer to the
+    /// full view.
+    async fn cutoff_read_back(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> Result<Option<Verification>, ConnectorError> {
+        let target = &ctx.step.target;
+        let p = match (ctx.step.action, target.kind.as_str()) {
+            (Action::AwsRevokeUserSessions, "user") => Principal::User(&target.id),
+            (Action::AwsRevokeRoleSessions, "role") => Principal::Role(&target.id),
+            _ => return Ok(None),
+        };
+        let c = self.clients_for(target.account.as_deref()).await?;
+        let read = match p {
+            Principal::User(u) => c
+                .iam
+                .get_user_policy()
+                .user_name(u)
+                .policy_name(REVOKE_SESSIONS_POLICY_NAME)
+                .send()
+                .await
+                .map(|o| decode_document(o.policy_document()))
+                .map_err(coded("iam:GetUserPolicy")),
+            Principal::Role(r) => c
+                .iam
+                .get_role_policy()
+                .role_name(r)
+                .policy_name(REVOKE_SESSIONS_POLICY_NAME)
+                .send()
+                .await
+                .map(|o| decode_document(o.policy_document()))
+                .map_err(coded("iam:GetRolePolicy")),
+        };
+        let doc = match read {
+            Ok(doc) => doc,
+            Err((Some(code), _)) if code.starts_with("NoSuchEntity") => return Ok(None),
+            Err((_, e)) => return Err(e),
+        };
+        let mine = revoke_cutoff(&doc).is_some_and(|(_, sid)| sid == revoke_sid(ctx.plan_id));
+        Ok(mine.then(|| Verification::Dead {
+            detail: format!(
+                "read back: the controls of `{}` on {} are in place",
+                ctx.step.action.id(),
+                target.display_name()
+            ),
+        }))
     }
 
     /// Sign a harmless read with the leaked key: refused means dead.

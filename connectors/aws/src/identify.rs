@@ -252,6 +252,14 @@ pub fn contain_steps_for_key(
             })?;
             let mut p = BTreeMap::new();
             p.insert("user".to_owned(), Value::String(user.clone()));
+            if options.quarantine_user {
+                // The key's kill waits for the key's own state only: the user's other
+                // credentials are the evidence of its quarantine, planned below.
+                p.insert(
+                    "credentials".to_owned(),
+                    Value::String("access-keys".to_owned()),
+                );
+            }
             push(
                 Action::AwsDisableAccessKey,
                 target("access-key", &identity.key_id),

@@ -46,6 +46,11 @@
 //!
 //! * `user` (string, access-key steps): the key's owner; looked up with
 //!   `iam:GetAccessKeyLastUsed` when absent.
+//! * `credentials` (`"all"` | `"access-keys"`, access-key steps, default `all`): what the
+//!   kill reads of its user as evidence: every credential (access keys, console password,
+//!   SSH keys, service-specific credentials, signing certificates: five reads, whose
+//!   live ones the outcome names), or the access keys alone (one read), planned when the
+//!   same plan quarantines the user, whose snapshot reads the others.
 //! * `quarantine` (`"inline-deny"` | `"managed-v3"`, user and role steps): overrides
 //!   [`AwsConfig::quarantine_mode`].
 //! * `delete_login_profile` (bool, default `true`, `aws:quarantine-user`).
@@ -161,6 +166,9 @@ pub struct AwsConnector {
     accounts: client::AccountCache,
     /// AWS's clock per account, for session cut-offs (`clock.rs`).
     clock: clock::Offsets,
+    /// Reads of a user's access keys in flight, shared by the kills of that user's keys
+    /// that start while one is under way (`snapshot::KeyLists`).
+    key_lists: snapshot::KeyLists,
 }
 
 impl std::fmt::Debug for AwsConnector {
@@ -202,7 +210,12 @@ impl AwsConnector {
             own_clients: OnceCell::new(),
             accounts: client::AccountCache::new(),
             clock: clock::Offsets::default(),
+            key_lists: snapshot::KeyLists::default(),
         }
+    }
+
+    pub(crate) fn key_lists(&self) -> &snapshot::KeyLists {
+        &self.key_lists
     }
 
     pub fn config(&self) -> &AwsConfig {
@@ -306,7 +319,7 @@ impl Connector for AwsConnector {
 
     async fn describe(&self, ctx: &StepContext<'_>) -> Result<TargetState, ConnectorError> {
         check_action(ctx.step.action)?;
-        self.describe_step(ctx).await
+        self.describe_step(ctx, true).await
     }
 
     async fn execute(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {

@@ -328,16 +328,6 @@ pub(crate) async fn credentials_snapshot(
     user: &str,
 ) -> Result<Value, ConnectorError> {
     let iam = &c.iam;
-    let keys = async {
-        iam.list_access_keys()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| classify("iam:ListAccessKeys", &e))
-    };
     let login = async {
         match iam.get_login_profile().user_name(user).send().await {
             Ok(out) => match out.login_profile() {
@@ -355,8 +345,94 @@ pub(crate) async fn credentials_snapshot(
             Err(e) => json!({ "error": classify("iam:GetLoginProfile", &e).message }),
         }
     };
-    let (keys, login, other) = tokio::join!(keys, login, other_credentials(c, user));
-    let keys: Vec<Value> = keys?
+    let (keys, login, other) = tokio::join!(list_keys(c, user), login, other_credentials(c, user));
+    Ok(json!({
+        "name": user,
+        "view": "credentials",
+        "access_keys": keys?,
+        "login_profile": login,
+        "ssh_public_keys": other.ssh_public_keys,
+        "service_specific_credentials": other.service_specific_credentials,
+        "signing_certificates": other.signing_certificates,
+    }))
+}
+
+/// The access keys of `user` only, in the shape of [`credentials_snapshot`] (with
+/// `"view": "access-keys"`): the evidence of a key's kill when the same plan quarantines
+/// the user, whose snapshot reads the user's other credentials (one read where the
+/// credentials view is five).
+pub(crate) async fn access_keys_snapshot(
+    c: &AccountClients,
+    user: &str,
+) -> Result<Value, ConnectorError> {
+    Ok(json!({
+        "name": user,
+        "view": "access-keys",
+        "access_keys": list_keys(c, user).await?,
+    }))
+}
+
+/// One user's access-key list in flight, by account and user.
+type InFlight = std::collections::HashMap<
+    (String, String),
+    std::sync::Arc<tokio::sync::OnceCell<Result<Value, ConnectorError>>>,
+>;
+
+/// Reads of a user's access keys in flight, shared (issue 19): the kills of two keys of
+/// one user start together, and the one `ListAccessKeys` that one of them started serves
+/// both as the state of each key before its change. A read is shared only while it is in
+/// flight (it leaves the table before it answers, so a kill that starts later reads
+/// afresh) and only between evidence snapshots (never a read-back): every step's evidence
+/// is a read that was under way when the step asked for it and that answered before the
+/// step's change, as its own read would have.
+#[derive(Default)]
+pub(crate) struct KeyLists {
+    inflight: std::sync::Arc<std::sync::Mutex<InFlight>>,
+}
+
+impl KeyLists {
+    fn table(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// [`access_keys_snapshot`], joined to the read of the same user in flight if any.
+    pub(crate) async fn read(
+        &self,
+        c: &AccountClients,
+        user: &str,
+    ) -> Result<Value, ConnectorError> {
+        let key = (c.account.clone(), user.to_owned());
+        let cell = self.table().entry(key.clone()).or_default().clone();
+        cell.get_or_init(|| async {
+            let read = access_keys_snapshot(c, user).await;
+            let mut table = self.table();
+            if table
+                .get(&key)
+                .is_some_and(|now| std::sync::Arc::ptr_eq(now, &cell))
+            {
+                table.remove(&key);
+            }
+            read
+        })
+        .await
+        .clone()
+    }
+}
+
+async fn list_keys(c: &AccountClients, user: &str) -> Result<Vec<Value>, ConnectorError> {
+    let keys = c
+        .iam
+        .list_access_keys()
+        .user_name(user)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| classify("iam:ListAccessKeys", &e))?;
+    Ok(keys
         .iter()
         .map(|k| {
             json!({
@@ -365,16 +441,7 @@ pub(crate) async fn credentials_snapshot(
                 "create_date": k.create_date().map(fmt_time),
             })
         })
-        .collect();
-    Ok(json!({
-        "name": user,
-        "view": "credentials",
-        "access_keys": keys,
-        "login_profile": login,
-        "ssh_public_keys": other.ssh_public_keys,
-        "service_specific_credentials": other.service_specific_credentials,
-        "signing_certificates": other.signing_certificates,
-    }))
+        .collect())
 }
 
 /// What still lets someone act as `user` besides `except_key`, one plain sentence each

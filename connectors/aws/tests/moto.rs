@@ -1938,3 +1938,114 @@ async fn a_session_cut_off_at_the_inline_quota_is_a_managed_policy_that_restore_
     assert!(left.is_err(), "{left:?}");
     session_call(&conn, &key, &secret, &token).await.unwrap();
 }
+
+// issue 19, kill first: when the plan quarantines the user too, a key's kill reads only
+// the user's access keys (one read where all of the user's credentials are five): the
+// quarantine's snapshot reads the rest. The key's own state is still its evidence, the
+// other key is still named alive, and the outcome says where the rest went.
+#[tokio::test]
+async fn a_key_kill_planned_with_its_users_quarantine_reads_only_the_users_keys() {
+    let conn = connector().await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("keys-only");
+    let keys = user_with_keys(&iam, &user, 2).await;
+    iam.create_login_profile()
+        .user_name(&user)
+        .password("Not-a-leak-1234!")
+        .send()
+        .await
+        .unwrap();
+    let identity = conn.identify_access_key(&keys[0].key_id).await.unwrap();
+    let steps = contain_steps_for_key(
+        &identity,
+        &ContainOptions {
+            quarantine_user: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(steps[0].action, Action::AwsDisableAccessKey);
+    assert_eq!(steps[0].params["credentials"], json!("access-keys"));
+    let c = ctx("plan-keys-only", &steps[0], None, None);
+    let before = conn.describe(&c).await.unwrap();
+    assert!(!before.contained);
+    let ev = &before.evidence;
+    assert_eq!(ev["user"]["view"], json!("access-keys"), "{ev}");
+    assert_eq!(ev["access_key"]["status"], json!("Active"), "{ev}");
+    assert_eq!(
+        ev["user"]["access_keys"].as_array().unwrap().len(),
+        2,
+        "{ev}"
+    );
+    for other in ["login_profile", "ssh_public_keys", "signing_certificates"] {
+        assert!(ev["user"].get(other).is_none(), "{other} read: {ev}");
+    }
+    let observed = ev.clone();
+    let c = StepContext {
+        observed: Some(&observed),
+        ..ctx("plan-keys-only", &steps[0], None, None)
+    };
+    let done = conn.execute(&c).await.unwrap();
+    let detail = done.detail();
+    assert!(matches!(done, Outcome::Done { .. }), "{detail}");
+    assert!(
+        detail.contains(&format!("cordon revoke aws-key {}", keys[1].key_id)),
+        "{detail}"
+    );
+    assert!(detail.contains("quarantine in this plan"), "{detail}");
+    assert!(!detail.contains("still has a console password"), "{detail}");
+    assert_eq!(
+        own_call(&conn, &keys[0].key_id, &keys[0].secret).await,
+        Err("InvalidClientTokenId".into())
+    );
+    // Without the quarantine in the plan, the kill reads every credential, as before.
+    let alone = contain_steps_for_key(&identity, &ContainOptions::default()).unwrap();
+    assert!(!alone[0].params.contains_key("credentials"));
+    // A value it does not know stops the step before anything is read or changed.
+    let mut bad = steps[0].clone();
+    bad.params.insert("credentials".into(), json!("some"));
+    let e = conn
+        .describe(&ctx("plan-keys-only", &bad, None, None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent);
+    assert!(e.message.contains("`credentials`"), "{e}");
+}
+
+// issue 19: a session cut-off is read back from its inline policy first (one read where
+// the full view is four); that short read says dead only for this plan's own cut-off.
+// Another plan's cut-off in place is not this plan's: verify does not call it dead.
+#[tokio::test]
+async fn a_cut_off_is_read_back_as_dead_only_for_its_own_plan() {
+    let mut config = config_for(&endpoint());
+    config.verify_deadline = Duration::from_secs(0);
+    let conn = connector_with(config).await;
+    let iam = admin_iam(&conn).await;
+    let user = unique("cutoff-own");
+    user_with_keys(&iam, &user, 1).await;
+    let s = step(
+        Action::AwsRevokeUserSessions,
+        aws_target("user", &user, None),
+        &[],
+    );
+    let mine = ctx("plan-cutoff-own", &s, None, None);
+    assert!(matches!(
+        conn.verify(&mine).await.unwrap(),
+        Verification::NotVerified { .. }
+    ));
+    assert!(matches!(
+        conn.execute(&mine).await.unwrap(),
+        Outcome::Done { .. }
+    ));
+    match conn.verify(&mine).await.unwrap() {
+        Verification::Dead { detail } => assert!(detail.contains("in place"), "{detail}"),
+        other => panic!("own cut-off not read back: {other:?}"),
+    }
+    let other = ctx("plan-cutoff-other", &s, None, None);
+    match conn.verify(&other).await.unwrap() {
+        Verification::NotVerified { detail } => {
+            assert!(detail.starts_with("not yet dead"), "{detail}")
+        }
+        v => panic!("another plan's cut-off read back as this plan's: {v:?}"),
+    }
+}
