@@ -309,7 +309,9 @@ fn envelope(clients: &AccountClients, target: &Target) -> serde_json::Map<String
 // ---------------------------------------------------------------------------------------
 // Live reads and writes of one control.
 
-async fn get_inline(
+/// The inline policy `name` of `p`; None when IAM says there is no such entity (the
+/// policy or the principal: [`get_inline`] tells them apart where it matters).
+async fn read_inline(
     c: &AccountClients,
     p: Principal<'_>,
     name: &str,
@@ -322,7 +324,7 @@ async fn get_inline(
             .policy_name(name)
             .send()
             .await
-            .map(|o| Some(decode_document(o.policy_document())))
+            .map(|o| decode_document(o.policy_document()))
             .map_err(coded("iam:GetUserPolicy")),
         Principal::Role(r) => c
             .iam
@@ -331,17 +333,30 @@ async fn get_inline(
             .policy_name(name)
             .send()
             .await
-            .map(|o| Some(decode_document(o.policy_document())))
+            .map(|o| decode_document(o.policy_document()))
             .map_err(coded("iam:GetRolePolicy")),
     };
     match res {
-        Ok(v) => Ok(v),
+        Ok(doc) => Ok(Some(doc)),
         Err((Some(code), _)) if code == "NoSuchEntity" || code == "NoSuchEntityException" => {
+            Ok(None)
+        }
+        Err((_, e)) => Err(e),
+    }
+}
+
+async fn get_inline(
+    c: &AccountClients,
+    p: Principal<'_>,
+    name: &str,
+) -> Result<Option<Value>, ConnectorError> {
+    match read_inline(c, p, name).await? {
+        Some(doc) => Ok(Some(doc)),
+        None => {
             // Either the policy or the principal is missing: tell them apart.
             principal_exists(c, p).await?;
             Ok(None)
         }
-        Err((_, e)) => Err(e),
     }
 }
 
@@ -353,36 +368,8 @@ async fn session_cutoff_snapshot(
     c: &AccountClients,
     p: Principal<'_>,
 ) -> Result<Value, ConnectorError> {
-    let policy = async {
-        let res = match p {
-            Principal::User(u) => c
-                .iam
-                .get_user_policy()
-                .user_name(u)
-                .policy_name(REVOKE_SESSIONS_POLICY_NAME)
-                .send()
-                .await
-                .map(|o| decode_document(o.policy_document()))
-                .map_err(coded("iam:GetUserPolicy")),
-            Principal::Role(r) => c
-                .iam
-                .get_role_policy()
-                .role_name(r)
-                .policy_name(REVOKE_SESSIONS_POLICY_NAME)
-                .send()
-                .await
-                .map(|o| decode_document(o.policy_document()))
-                .map_err(coded("iam:GetRolePolicy")),
-        };
-        match res {
-            Ok(doc) => Ok(Some(doc)),
-            // The principal's existence is the other read's answer.
-            Err((Some(code), _)) if code == "NoSuchEntity" || code == "NoSuchEntityException" => {
-                Ok(None)
-            }
-            Err((_, e)) => Err(e),
-        }
-    };
+    // The principal's existence is the other read's answer.
+    let policy = read_inline(c, p, REVOKE_SESSIONS_POLICY_NAME);
     let who = async {
         match p {
             Principal::User(u) => c
@@ -1810,30 +1797,8 @@ impl AwsConnector {
             _ => return Ok(None),
         };
         let c = self.clients_for(target.account.as_deref()).await?;
-        let read = match p {
-            Principal::User(u) => c
-                .iam
-                .get_user_policy()
-                .user_name(u)
-                .policy_name(REVOKE_SESSIONS_POLICY_NAME)
-                .send()
-                .await
-                .map(|o| decode_document(o.policy_document()))
-                .map_err(coded("iam:GetUserPolicy")),
-            Principal::Role(r) => c
-                .iam
-                .get_role_policy()
-                .role_name(r)
-                .policy_name(REVOKE_SESSIONS_POLICY_NAME)
-                .send()
-                .await
-                .map(|o| decode_document(o.policy_document()))
-                .map_err(coded("iam:GetRolePolicy")),
-        };
-        let doc = match read {
-            Ok(doc) => doc,
-            Err((Some(code), _)) if code.starts_with("NoSuchEntity") => return Ok(None),
-            Err((_, e)) => return Err(e),
+        let Some(doc) = read_inline(&c, p, REVOKE_SESSIONS_POLICY_NAME).await? else {
+            return Ok(None);
         };
         let mine = revoke_cutoff(&doc).is_some_and(|(_, sid)| sid == revoke_sid(ctx.plan_id));
         Ok(mine.then(|| Verification::Dead {

@@ -88,17 +88,8 @@ pub(crate) async fn user_snapshot(c: &AccountClients, user: &str) -> Result<Valu
     // The reads after GetUser do not depend on each other: issued together,
     // a snapshot costs four round trips instead of ten (the same calls).
     let keys = async {
-        let listed = iam
-            .list_access_keys()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| classify("iam:ListAccessKeys", &e))?;
         let mut keys = Vec::new();
-        for k in listed {
+        for k in access_key_metadata(c, user).await? {
             let id = k.access_key_id().unwrap_or_default().to_owned();
             let owner = key_owner(c, &id).await?;
             keys.push(json!({
@@ -421,9 +412,12 @@ impl KeyLists {
     }
 }
 
-async fn list_keys(c: &AccountClients, user: &str) -> Result<Vec<Value>, ConnectorError> {
-    let keys = c
-        .iam
+/// Every page of `iam:ListAccessKeys` for `user`.
+async fn access_key_metadata(
+    c: &AccountClients,
+    user: &str,
+) -> Result<Vec<aws_sdk_iam::types::AccessKeyMetadata>, ConnectorError> {
+    c.iam
         .list_access_keys()
         .user_name(user)
         .into_paginator()
@@ -431,8 +425,12 @@ async fn list_keys(c: &AccountClients, user: &str) -> Result<Vec<Value>, Connect
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .map_err(|e| classify("iam:ListAccessKeys", &e))?;
-    Ok(keys
+        .map_err(|e| classify("iam:ListAccessKeys", &e))
+}
+
+async fn list_keys(c: &AccountClients, user: &str) -> Result<Vec<Value>, ConnectorError> {
+    Ok(access_key_metadata(c, user)
+        .await?
         .iter()
         .map(|k| {
             json!({
