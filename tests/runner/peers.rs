@@ -463,37 +463,19 @@ fn issue_19_time_to_dead_counts_from_cordons_start() {
     let user = format!("ttdstart-{}", std::process::id());
     let (key_id, _secret, _spare) = seed_aws(&user);
     let delay_ms = 200u64;
-    let mut proxy = Std::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/peers/faultproxy/proxy.py"
-        ))
-        .args(["--listen-port", "0", "--quiet", "--delay-ms"])
-        .arg(delay_ms.to_string())
-        .arg("--upstream")
-        .arg(peer("CORDON_TEST_AWS_ENDPOINT"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(proxy.stdout.take().unwrap()),
-        &mut port,
-    )
-    .unwrap();
+    let proxy = crate::fire::Proxy::start(
+        &peer("CORDON_TEST_AWS_ENDPOINT"),
+        &["--delay-ms", &delay_ms.to_string()],
+    );
     let o = aws_cmd(&env)
-        .env(
-            "CORDON_AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", port.trim()),
-        )
+        .env("CORDON_AWS_ENDPOINT_URL", &proxy.url)
         .args([
             "--json", "revoke", "aws-key", &key_id, "--as", "amara", "--key",
         ])
         .arg(&key)
         .output()
         .unwrap();
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| {
         panic!(
             "{}\n{}",
