@@ -12,6 +12,7 @@ use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command as Std, Stdio};
 
+use crate::fire::Proxy;
 use crate::peers::{aws_env, key_statuses, peer, seed_aws};
 use crate::support::{env_with_signer, Env};
 
@@ -134,48 +135,9 @@ fn verify(env: &Env, url: &str) -> serde_json::Value {
     serde_json::from_str(&ok(on(env, url).args(["--json", "log", "verify"]))).unwrap()
 }
 
-struct Proxy {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Proxy {
-    fn start(args: &[&str]) -> Proxy {
-        let mut child = Std::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/peers/faultproxy/proxy.py"
-            ))
-            .args(["--listen-port", "0", "--quiet", "--upstream"])
-            .arg(peer("CORDON_TEST_AWS_ENDPOINT"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut port = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut port)
-            .unwrap();
-        Proxy {
-            child,
-            url: format!("http://127.0.0.1:{}", port.trim()),
-        }
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let o = Std::new("curl")
-            .args(["-fsS", &format!("{}/__faultproxy/stats", self.url)])
-            .output()
-            .unwrap();
-        serde_json::from_slice(&o.stdout).unwrap()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The fault proxy in front of moto (S3 and IAM alike).
+fn proxy(args: &[&str]) -> Proxy {
+    Proxy::start(&peer("CORDON_TEST_AWS_ENDPOINT"), args)
 }
 
 #[test]
@@ -265,7 +227,7 @@ fn two_machines_apply_one_plan_at_once_and_each_target_changes_once_at_moto() {
     )
     .unwrap();
     // Every IAM change goes through a counting proxy (no faults).
-    let iam = Proxy::start(&["--mode", "none", "--match", "Action=UpdateAccessKey"]);
+    let iam = proxy(&["--mode", "none", "--match", "Action=UpdateAccessKey"]);
     let machine_env = || {
         let mut e = aws_env(&iam.url);
         e.extend([
@@ -487,7 +449,7 @@ fn a_dropped_answer_after_a_successful_put_is_read_back_not_written_twice() {
     // The next record PUT reaches moto, then the connection is closed
     // without an answer: the SDK retries, gets 412, cordon reads its own
     // bytes back.
-    let proxy = Proxy::start(&[
+    let proxy = proxy(&[
         "--mode",
         "drop-after-forward",
         "--fail-first",
@@ -521,7 +483,7 @@ fn a_store_that_keeps_failing_stops_the_apply_before_any_change_and_names_bucket
     };
     // Brief faults are retried: two SlowDowns, one reset, then through.
     for (mode, n) in [("slowdown", "2"), ("reset", "1")] {
-        let proxy = Proxy::start(&["--mode", mode, "--fail-first", n, "--match", "PUT /"]);
+        let proxy = proxy(&["--mode", mode, "--fail-first", n, "--match", "PUT /"]);
         let mut c = env.cmd();
         c.envs(state_env(&url, &proxy.url));
         ok(c.args(["log", "note", mode, "--as", "amara"]));
@@ -529,7 +491,7 @@ fn a_store_that_keeps_failing_stops_the_apply_before_any_change_and_names_bucket
     // Every record PUT answered 503 SlowDown: the apply's first record (the
     // decision, before the intent) cannot be made durable, so nothing is
     // done, and the error says where and what to do.
-    let proxy = Proxy::start(&["--mode", "slowdown", "--rate", "1.0", "--match", "PUT /"]);
+    let proxy = proxy(&["--mode", "slowdown", "--rate", "1.0", "--match", "PUT /"]);
     let mut c = env.cmd();
     c.envs(state_env(&url, &proxy.url));
     let o = c.args(["apply", &id]).output().unwrap();
@@ -700,7 +662,7 @@ fn the_log_is_read_back_from_sealed_segments_not_one_get_per_record() {
     assert_eq!(recs, seg);
     // Verification through a counting proxy: four segments, five records
     // and the listings, not 205 GETs.
-    let proxy = Proxy::start(&["--mode", "none"]);
+    let proxy = proxy(&["--mode", "none"]);
     let mut c = env.cmd();
     c.envs(state_env(&url, &proxy.url))
         .args(["--json", "log", "verify"]);
@@ -1233,7 +1195,7 @@ fn a_put_that_times_out_fails_closed_before_the_side_effect_and_the_rerun_change
     // Every request on the log's records (the PUT of the next record and
     // its read-back) is applied by moto but answered 3 s late: each attempt
     // times out after 0.5 s, so the fate of the PUT is never learnt.
-    let proxy = Proxy::start(&[
+    let proxy = proxy(&[
         "--mode",
         "slow",
         "--slow-ms",
@@ -1307,7 +1269,7 @@ fn steps_in_flight_share_one_write_per_round_trip_and_readers_cut_groups_back_in
         .collect();
     // The store 30 ms away: records of the steps in flight queue behind
     // each write and go out together in the next.
-    let far = Proxy::start(&["--mode", "none", "--delay-ms", "30"]);
+    let far = proxy(&["--mode", "none", "--delay-ms", "30"]);
     let mut c = a.cmd();
     c.envs(aws_env(&peer("CORDON_TEST_AWS_ENDPOINT")))
         .envs(state_env(&url, &far.url))
