@@ -259,7 +259,7 @@ impl Policy {
         }
     }
 
-    fn evaluate_inner<'s>(&'s self, case: &Case<'_>) -> Result<Eval, String> {
+    fn evaluate_inner(&self, case: &Case<'_>) -> Result<Eval, String> {
         let ctx = self.context_of(case)?;
         let s = &case.subject;
         let roles: Vec<String> = match (&s.roles, s.verified) {
@@ -371,17 +371,19 @@ impl Policy {
             (None, true) if ptype == self.member_type(&s.name) => Some(s.name.as_str()),
             _ => None,
         };
-        let member_of = |sets: &'s MemberSets| -> Option<&'s PolicySet> {
-            sets.get(member?).and_then(|m| m.get(&case.action))
-        };
+        let mine = member
+            .filter(|_| !self.rebuild_entities)
+            .and_then(|n| Some((n, self.members.get(n)?)))
+            .map(|(n, cell)| {
+                cell.get_or_init(|| member_sets(&self.scoped, &self.roster, n, &self.led))
+            });
         let key = (case.action, ptype);
         let policies = if self.rebuild_entities {
             &self.policies
         } else {
-            calm.then(|| member_of(&self.calm.members))
-                .flatten()
-                .or_else(|| member_of(&self.member_sets))
-                .or_else(|| calm.then(|| self.calm.scoped.get(&key)).flatten())
+            mine.and_then(|m| calm.then(|| m.calm.get(&case.action)).flatten())
+                .or_else(|| mine.and_then(|m| m.any.get(&case.action)))
+                .or_else(|| calm.then(|| self.calm_scoped.get(&key)).flatten())
                 .or_else(|| self.scoped.get(&key))
                 .unwrap_or(&self.policies)
         };
@@ -1028,8 +1030,10 @@ pub(crate) fn scoped_sets(
     out
 }
 
-/// Per roster member (a verified principal whose roles are the roster's),
-/// action and principal type, the policies of `scoped` for that key whose
+/// For one roster member (a verified principal whose roles are the
+/// roster's; built on the member's first request, not at load, since a
+/// large policy times many members is costly to build), per action, the
+/// policies of `scoped` for the member's principal type whose
 /// principal scope can match this very principal: a scope `principal ==
 /// E` with another `E`, or `principal in Role::"r"` (alone or after `is`)
 /// for a role the member does not hold, is false for every request of the
@@ -1045,61 +1049,61 @@ pub(crate) fn scoped_sets(
 pub(crate) fn member_sets(
     scoped: &std::collections::HashMap<(Action, &'static str), PolicySet>,
     roster: &super::roster::Roster,
+    name: &str,
+    led: &[cedar_policy::PolicyId],
 ) -> MemberSets {
-    let mut out: MemberSets = std::collections::HashMap::new();
-    let names: BTreeSet<&String> = roster
-        .people
-        .keys()
-        .chain(roster.automation.keys())
-        .collect();
-    for name in names {
-        // The type the member's own requests have (`Policy::member_type`).
-        let ptype = match roster.member(name) {
-            Some(Member::Person(_)) => "Person",
-            Some(Member::Automation(_)) => "Automation",
-            None => continue,
-        };
-        let Ok(me) = uid(ptype, name) else {
+    let mut out = MemberSets::default();
+    // The type the member's own requests have (`Policy::member_type`).
+    let ptype = match roster.member(name) {
+        Some(Member::Person(_)) => "Person",
+        Some(Member::Automation(_)) => "Automation",
+        None => return out,
+    };
+    let Ok(me) = uid(ptype, name) else {
+        return out;
+    };
+    let Ok(roles) = roster
+        .roles_of(name)
+        .iter()
+        .map(|r| uid("Role", r))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return out;
+    };
+    let is_me_or_above = |e: &EntityUid| *e == me || roles.contains(e);
+    let may = |c: PrincipalConstraint| match c {
+        PrincipalConstraint::Eq(e) => e == me,
+        PrincipalConstraint::In(e) | PrincipalConstraint::IsIn(_, e) => is_me_or_above(&e),
+        PrincipalConstraint::Any | PrincipalConstraint::Is(_) => true,
+    };
+    for ((action, t), set) in scoped {
+        if *t != ptype {
             continue;
-        };
-        let Ok(roles) = roster
-            .roles_of(name)
-            .iter()
-            .map(|r| uid("Role", r))
-            .collect::<Result<Vec<_>, _>>()
-        else {
-            continue;
-        };
-        let is_me_or_above = |e: &EntityUid| *e == me || roles.contains(e);
-        let may = |c: PrincipalConstraint| match c {
-            PrincipalConstraint::Eq(e) => e == me,
-            PrincipalConstraint::In(e) | PrincipalConstraint::IsIn(_, e) => is_me_or_above(&e),
-            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => true,
-        };
-        let mine = out.entry(name.clone()).or_default();
-        for ((action, t), set) in scoped {
-            if *t != ptype {
-                continue;
+        }
+        let mut narrowed = PolicySet::new();
+        let complete = set
+            .policies()
+            .all(|p| !may(p.principal_constraint()) || narrowed.add(p.clone()).is_ok());
+        if complete {
+            if let Some(calm) = without_break_glass(&narrowed, led) {
+                out.calm.insert(*action, calm);
             }
-            let mut narrowed = PolicySet::new();
-            let complete = set
-                .policies()
-                .all(|p| !may(p.principal_constraint()) || narrowed.add(p.clone()).is_ok());
-            if complete {
-                mine.insert(*action, narrowed);
-            }
+            out.any.insert(*action, narrowed);
         }
     }
     out
 }
 
-/// [`member_sets`]: per member name, per action, the policies to ask (the
-/// principal type is the member's own).
-pub(crate) type MemberSets =
-    std::collections::HashMap<String, std::collections::HashMap<Action, PolicySet>>;
+/// [`member_sets`] of one member, per action: `any` for every request, `calm`
+/// for requests without break-glass ([`without_break_glass`]).
+#[derive(Debug, Default)]
+pub(crate) struct MemberSets {
+    pub any: std::collections::HashMap<Action, PolicySet>,
+    pub calm: std::collections::HashMap<Action, PolicySet>,
+}
 
-/// The policy sets for requests without break-glass: each of `scoped_sets`
-/// and `member_sets` less the policies whose first condition starts with
+/// For requests without break-glass: a set of `scoped_sets` or
+/// `member_sets` less the policies (`led`) whose first condition starts with
 /// `context.break_glass` (`when { context.break_glass ... }` or `when {
 /// context.break_glass && ... }`). Such a policy's condition is `scope &&
 /// (context.break_glass && ...)`, evaluated left to right with `&&`
@@ -1107,45 +1111,30 @@ pub(crate) type MemberSets =
 /// has the boolean `break_glass` in its context, so with it false the
 /// condition is false without an error: the policy neither allows, forbids
 /// nor errs, and the decision, its policies and its errors are the same
-/// without it. A set that cannot be rebuilt is left out (the request then
-/// asks the set with every policy).
+/// without it. `None` if the set cannot be rebuilt (the request then asks
+/// the set with every policy).
 pub(crate) fn without_break_glass(
-    scoped: &std::collections::HashMap<(Action, &'static str), PolicySet>,
-    members: &MemberSets,
-) -> Narrowed {
-    let calm = |set: &PolicySet| -> Option<PolicySet> {
-        let mut out = PolicySet::new();
-        for p in set.policies() {
-            if !led_by_break_glass(p) {
-                out.add(p.clone()).ok()?;
-            }
+    set: &PolicySet,
+    led: &[cedar_policy::PolicyId],
+) -> Option<PolicySet> {
+    let mut out = PolicySet::new();
+    for p in set.policies() {
+        if !led.contains(p.id()) {
+            out.add(p.clone()).ok()?;
         }
-        Some(out)
-    };
-    Narrowed {
-        scoped: scoped
-            .iter()
-            .filter_map(|(k, set)| Some((*k, calm(set)?)))
-            .collect(),
-        members: members
-            .iter()
-            .map(|(name, sets)| {
-                let sets = sets
-                    .iter()
-                    .filter_map(|(a, set)| Some((*a, calm(set)?)))
-                    .collect();
-                (name.clone(), sets)
-            })
-            .collect(),
     }
+    Some(out)
 }
 
-/// Policy sets narrowed at load, per action and principal type and per
-/// roster member (see [`without_break_glass`]).
-#[derive(Debug, Default)]
-pub(crate) struct Narrowed {
-    pub scoped: std::collections::HashMap<(Action, &'static str), PolicySet>,
-    pub members: MemberSets,
+/// The ids of the policies led by `context.break_glass` (see
+/// [`without_break_glass`]), each policy read once: its JSON form is costly
+/// to build.
+pub(crate) fn led_by_break_glass_ids(policies: &PolicySet) -> Vec<cedar_policy::PolicyId> {
+    policies
+        .policies()
+        .filter(|p| led_by_break_glass(p))
+        .map(|p| p.id().clone())
+        .collect()
 }
 
 /// True when the policy's first condition is a `when` whose leftmost

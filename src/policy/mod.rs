@@ -199,11 +199,15 @@ pub struct Policy {
     /// The policies that can apply, per action and principal type
     /// (`decide::scoped_sets`); a request without an entry asks them all.
     scoped: std::collections::HashMap<(cordon_connector::Action, &'static str), PolicySet>,
-    /// Narrower still, per roster member and action (`decide::member_sets`).
-    member_sets: decide::MemberSets,
-    /// `scoped` and `member_sets` for requests without break-glass
+    /// Narrower still, per roster member and action
+    /// (`decide::member_sets`), built on the member's first request.
+    members: std::collections::HashMap<String, std::sync::OnceLock<decide::MemberSets>>,
+    /// The policies led by `context.break_glass`
+    /// (`decide::led_by_break_glass_ids`).
+    led: Vec<PolicyId>,
+    /// `scoped` for requests without break-glass
     /// (`decide::without_break_glass`).
-    calm: decide::Narrowed,
+    calm_scoped: std::collections::HashMap<(cordon_connector::Action, &'static str), PolicySet>,
 }
 
 impl Policy {
@@ -568,11 +572,21 @@ fn load_unlinted(dir: &Path) -> Result<Policy, LoadError> {
         {
             let scoped = decide::scoped_sets(&schema, &policies);
             let stores = decide::action_stores(&schema, &policies, &scoped);
-            let member_sets = decide::member_sets(&scoped, &roster);
-            let calm = decide::without_break_glass(&scoped, &member_sets);
+            let led = decide::led_by_break_glass_ids(&policies);
+            let calm_scoped = scoped
+                .iter()
+                .filter_map(|(k, set)| Some((*k, decide::without_break_glass(set, &led)?)))
+                .collect();
+            let members = roster
+                .people
+                .keys()
+                .chain(roster.automation.keys())
+                .map(|n| (n.clone(), std::sync::OnceLock::new()))
+                .collect();
             Ok(Policy {
-                calm,
-                member_sets,
+                members,
+                led,
+                calm_scoped,
                 stores,
                 request_shapes: decide::RequestShapes::new(schema_text),
                 scoped,
