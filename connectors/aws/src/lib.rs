@@ -147,7 +147,7 @@ pub use client::{AccountClients, LeakedKeyClient};
 pub use config::{AwsConfig, QuarantineMode};
 pub use identify::{
     contain_steps_for_key, identity_center_advice, is_identity_center_role, key_kind,
-    restore_step_for, ContainOptions, KeyIdentity, KeyKind, KeyLastUsed,
+    restore_step_for, ContainOptions, KeyIdentity, KeyKind, KeyLastUsed, SCAN_MIN_KEYS,
 };
 pub use policy::{
     AWS_DENY_ALL_POLICY_ARN, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME,
