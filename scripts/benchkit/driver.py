@@ -194,12 +194,23 @@ def timed(cmd, env, stdin_data=None):
             inp.write(stdin_data.encode())
             inp.seek(0)
         t0 = time.perf_counter()
-        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name] + cmd, env=env, stdout=out, stderr=err, stdin=inp)
+        p = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss.name] + cmd, env=env, stdout=out, stderr=err, stdin=inp)
         wall = time.perf_counter() - t0
         out.seek(0)
         err.seek(0)
-        kib = [line for line in rss.read().splitlines() if line.strip().isdigit()]
-        return p.returncode, out.read().decode(), err.read().decode(), wall, int(kib[-1]) / 1024 if kib else None
+        last = [line.split() for line in rss.read().splitlines() if line.strip()[:1].isdigit()]
+        timed.cpu_s = float(last[-1][1]) + float(last[-1][2]) if last else None
+        return p.returncode, out.read().decode(), err.read().decode(), wall, int(last[-1][0]) / 1024 if last else None
+
+
+def cpu_of(proc):
+    """CPU seconds (user + system) a peer process has used so far, from /proc."""
+    try:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def s3_state_env(peer):
@@ -274,7 +285,9 @@ def run(peer, name, mode, s, setting, record=True):
     elif name == "ceiling":
         cmd = [PY, os.path.join(KIT, "moto_ceiling.py"), peer.ep, os.path.join(s["dir"], "seed.json"), str(THREADS)]
     before = peer.stats()
+    cpu_before = [cpu_of(p) for p in getattr(peer, "procs", [])]
     code, stdout, stderr, wall, rss = timed(cmd, env)
+    cpu_after = [cpu_of(p) for p in getattr(peer, "procs", [])]
     after = peer.stats()
     if code != 0:
         say(stdout[-3000:], stderr[-3000:])
@@ -285,6 +298,12 @@ def run(peer, name, mode, s, setting, record=True):
         rec.update(cordon_result(mode, stdout))
     else:
         rec.update(json.loads(stdout.strip().splitlines()[-1]))
+    # Where the machine's CPU went during the run (2 cores shared by all three): the
+    # contender (with its children), moto, and the fault proxy when there is one.
+    rec["cpu_contender_s"] = timed.cpu_s
+    for label, b, a in zip(("cpu_moto_s", "cpu_proxy_s"), cpu_before, cpu_after):
+        if a is not None and b is not None:
+            rec[label] = round(a - b, 2)
     if before is not None:
         rec["requests"] = after["requests"] - before["requests"]
         rec["throttled"] = after["faults"] - before["faults"]

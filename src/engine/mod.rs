@@ -414,12 +414,13 @@ impl Engine {
             }
         }
         // Kill first: units that end a credential go ahead of quarantine and
-        // restore work (a stable sort keeps plan order within each group).
-        // Permits are handed out first come, first served, so the killing
-        // steps start before the slower work and every leaked credential is
-        // refused as early as the limits allow; each still takes its own
-        // evidence before its change.
-        units.sort_by_key(|u| !u.first().is_some_and(|s| s.action.ends_credential()));
+        // restore work, and among them the leaked credentials themselves
+        // (keys, tokens) ahead of session cut-offs (`Action::kill_order`; a
+        // stable sort keeps plan order within each group). Permits are handed
+        // out first come, first served, so the killing steps start before the
+        // slower work and every leaked credential is refused as early as the
+        // limits allow; each still takes its own evidence before its change.
+        units.sort_by_key(|u| u.first().map_or(u8::MAX, |s| s.action.kill_order()));
 
         let futures = units.into_iter().map(|unit| {
             let sem = sem.clone();

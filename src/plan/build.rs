@@ -88,22 +88,21 @@ pub fn add_steps(steps: &mut Vec<PlanStep>, new: Vec<PlanStep>) -> Vec<String> {
     ids
 }
 
-/// Identify AWS keys, as many at once as `concurrency`; one result per key, in order.
+/// Identify AWS keys, as many requests at once as `concurrency` (many keys of cordon's
+/// own account by listing it, `AwsConnector::identify_access_keys`); one result per key,
+/// in order.
 #[cfg(feature = "cli")]
 pub async fn identify_keys(
     aws: &cordon_aws::AwsConnector,
     key_ids: &[String],
     concurrency: usize,
 ) -> Vec<Result<cordon_aws::KeyIdentity, String>> {
-    let sem = tokio::sync::Semaphore::new(concurrency.max(1));
-    let sem = &sem;
-    futures::future::join_all(key_ids.iter().map(|k| async move {
-        let _p = sem.acquire().await;
-        aws.identify_access_key(k)
-            .await
-            .map_err(|e| format!("cannot identify `{k}`: {}", e.message))
-    }))
-    .await
+    aws.identify_access_keys(key_ids, concurrency)
+        .await
+        .into_iter()
+        .zip(key_ids)
+        .map(|(r, k)| r.map_err(|e| format!("cannot identify `{k}`: {}", e.message)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::actions::{
 };
 use crate::config::QuarantineMode;
 use crate::error::classify;
-use crate::snapshot::key_owner;
+use crate::snapshot::{access_key_metadata, key_owner};
 use crate::AwsConnector;
 
 // The key-id shape check lives in the shared model, so that code that only
@@ -98,18 +98,121 @@ impl AwsConnector {
     /// here, up to 6 attempts, waiting 200 ms doubling to at most 20 s, and never
     /// less than the provider's Retry-After.
     pub async fn identify_access_key(&self, key_id: &str) -> Result<KeyIdentity, ConnectorError> {
-        let mut attempt = 0u32;
+        retry_read(|| self.identify_access_key_once(key_id)).await
+    }
+
+    /// Identify many access key ids at once, as many requests in flight as
+    /// `concurrency`; one result per key, in order.
+    ///
+    /// One key costs two requests on its own (`sts:GetAccessKeyInfo`, then
+    /// `iam:GetAccessKeyLastUsed`). When a leak names many keys of cordon's own account,
+    /// listing that account's users and their keys costs fewer (issue 19: 1,000 keys of
+    /// 500 users are 2,000 requests one by one, 501 by the list): with at least
+    /// [`SCAN_MIN_KEYS`] long-term keys, cordon lists the users (`iam:ListUsers`, 1,000 a
+    /// page, stopping once the list is longer than the keys' own cost could justify),
+    /// then each user's keys (`iam:ListAccessKeys`) until every key is found. A key found
+    /// there is in the account (key ids are unique across AWS) and its user is the one
+    /// listing it, exactly what the one-by-one calls would say, without the key's last use
+    /// (`last_used` stays `None`; nothing in a plan uses it). Every key the list does not
+    /// find (another account's, a session key, one created after the list) and every key
+    /// when the list fails or is denied (`iam:ListUsers` is in
+    /// `policies/cordon-responder-iam.json`; a role without it still works) is identified
+    /// one by one, as [`AwsConnector::identify_access_key`] does.
+    pub async fn identify_access_keys(
+        &self,
+        key_ids: &[String],
+        concurrency: usize,
+    ) -> Vec<Result<KeyIdentity, ConnectorError>> {
+        let concurrency = concurrency.max(1);
+        let long_term: Vec<&str> = key_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|k| matches!(key_kind(k), Ok(KeyKind::LongTerm)))
+            .collect();
+        let found = if long_term.len() >= SCAN_MIN_KEYS {
+            self.scan_own_account(&long_term, concurrency)
+                .await
+                .unwrap_or_default()
+        } else {
+            ScanFound::default()
+        };
+        let sem = tokio::sync::Semaphore::new(concurrency);
+        let sem = &sem;
+        let found = &found;
+        futures::future::join_all(key_ids.iter().map(|k| async move {
+            if let Some((account, user)) = found.get(k.as_str()) {
+                return Ok(KeyIdentity {
+                    key_id: k.clone(),
+                    kind: KeyKind::LongTerm,
+                    account: account.clone(),
+                    user: Some(user.clone()),
+                    role: None,
+                    last_used: None,
+                    session_name: None,
+                    session_kind: None,
+                });
+            }
+            let _p = sem.acquire().await;
+            self.identify_access_key(k).await
+        }))
+        .await
+    }
+
+    /// The users of cordon's own account holding `keys`, by listing the account (see
+    /// [`AwsConnector::identify_access_keys`]). `None` when listing costs more than the
+    /// keys one by one would or the users cannot be listed; a user whose keys cannot be
+    /// read ends the scan with what it found (the caller asks for the rest key by key).
+    async fn scan_own_account(&self, keys: &[&str], concurrency: usize) -> Option<ScanFound> {
+        use futures::StreamExt;
+        let c = self.clients_for(None).await.ok()?;
+        // One by one, the keys cost two requests each; the scan one per user (and a page
+        // of users per 1,000).
+        let budget = keys.len().saturating_mul(2);
+        let mut users: Vec<String> = Vec::new();
+        let mut marker: Option<String> = None;
         loop {
-            attempt += 1;
-            match self.identify_access_key_once(key_id).await {
-                Err(e) if e.class == ErrorClass::Retryable && attempt < 6 => {
-                    let backoff = std::time::Duration::from_millis(200 << (attempt - 1).min(7))
-                        .min(std::time::Duration::from_secs(20));
-                    tokio::time::sleep(e.retry_after.map_or(backoff, |ra| ra.max(backoff))).await;
-                }
-                r => return r,
+            let page = retry_read(|| async {
+                c.iam
+                    .list_users()
+                    .max_items(1000)
+                    .set_marker(marker.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify("iam:ListUsers", &e))
+            })
+            .await
+            .ok()?;
+            users.extend(page.users().iter().map(|u| u.user_name().to_owned()));
+            if users.len() > budget {
+                return None;
+            }
+            match (page.is_truncated(), page.marker()) {
+                (true, Some(m)) => marker = Some(m.to_owned()),
+                _ => break,
             }
         }
+        let mut wanted: std::collections::HashSet<&str> = keys.iter().copied().collect();
+        let mut found = ScanFound::new();
+        let c = &c;
+        let mut lists = futures::stream::iter(users.into_iter().map(|user| async move {
+            let keys = retry_read(|| access_key_metadata(c, &user)).await;
+            (user, keys)
+        }))
+        .buffer_unordered(concurrency);
+        while let Some((user, keys)) = lists.next().await {
+            let Ok(keys) = keys else { break };
+            for k in keys {
+                if let Some(id) = k.access_key_id() {
+                    if wanted.remove(id) {
+                        found.insert(id.to_owned(), (c.account.clone(), user.clone()));
+                    }
+                }
+            }
+            if wanted.is_empty() {
+                break;
+            }
+        }
+        Some(found)
     }
 
     async fn identify_access_key_once(&self, key_id: &str) -> Result<KeyIdentity, ConnectorError> {
@@ -202,6 +305,35 @@ impl AwsConnector {
             identity.account = acct.to_owned();
         }
         Ok(identity)
+    }
+}
+
+/// With this many long-term keys or more, [`AwsConnector::identify_access_keys`] tries
+/// listing cordon's own account before asking key by key.
+pub const SCAN_MIN_KEYS: usize = 16;
+
+/// Keys found by listing the account: key id → (account, user).
+type ScanFound = std::collections::HashMap<String, (String, String)>;
+
+/// A read made before there is a plan (so outside the engine's retries): a throttled or
+/// unavailable answer is retried, up to 6 attempts, waiting 200 ms doubling to at most
+/// 20 s, and never less than the provider's Retry-After.
+async fn retry_read<T, F, Fut>(mut read: F) -> Result<T, ConnectorError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConnectorError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match read().await {
+            Err(e) if e.class == ErrorClass::Retryable && attempt < 6 => {
+                let backoff = std::time::Duration::from_millis(200 << (attempt - 1).min(7))
+                    .min(std::time::Duration::from_secs(20));
+                tokio::time::sleep(e.retry_after.map_or(backoff, |ra| ra.max(backoff))).await;
+            }
+            r => return r,
+        }
     }
 }
 

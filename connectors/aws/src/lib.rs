@@ -1,6 +1,7 @@
 // IAM and STS calls this connector makes (for the least-privilege policy in policies/):
 //   sts:GetCallerIdentity sts:GetAccessKeyInfo sts:AssumeRole
 //   iam:GetAccessKeyLastUsed iam:GetUser iam:GetRole iam:ListAccessKeys
+//   iam:ListUsers (many leaked keys identified by listing the account; denied: one by one)
 //   iam:ListUserPolicies iam:ListRolePolicies iam:GetUserPolicy iam:GetRolePolicy
 //   iam:ListAttachedUserPolicies iam:ListAttachedRolePolicies iam:ListGroupsForUser
 //   iam:ListUserTags iam:ListRoleTags iam:GetLoginProfile iam:DeleteLoginProfile
@@ -100,6 +101,7 @@
 //!
 //! `sts:GetCallerIdentity` (cordon's own account, and AWS's time for cut-offs),
 //! `sts:GetAccessKeyInfo`, `sts:AssumeRole` (cross-account), `iam:GetAccessKeyLastUsed`,
+//! `iam:ListUsers` (optional: many keys are identified by listing the account),
 //! `iam:GetUser`, `iam:GetRole`, `iam:List{AccessKeys,UserPolicies,RolePolicies,
 //! AttachedUserPolicies,AttachedRolePolicies,GroupsForUser,UserTags,RoleTags}`,
 //! `iam:Get{UserPolicy,RolePolicy,LoginProfile}`, `iam:UpdateAccessKey`,
@@ -147,7 +149,7 @@ pub use client::{AccountClients, LeakedKeyClient};
 pub use config::{AwsConfig, QuarantineMode};
 pub use identify::{
     contain_steps_for_key, identity_center_advice, is_identity_center_role, key_kind,
-    restore_step_for, ContainOptions, KeyIdentity, KeyKind, KeyLastUsed,
+    restore_step_for, ContainOptions, KeyIdentity, KeyKind, KeyLastUsed, SCAN_MIN_KEYS,
 };
 pub use policy::{
     AWS_DENY_ALL_POLICY_ARN, MANAGED_QUARANTINE_POLICY_ARN, QUARANTINE_GROUP_NAME,

@@ -413,7 +413,7 @@ impl KeyLists {
 }
 
 /// Every page of `iam:ListAccessKeys` for `user`.
-async fn access_key_metadata(
+pub(crate) async fn access_key_metadata(
     c: &AccountClients,
     user: &str,
 ) -> Result<Vec<aws_sdk_iam::types::AccessKeyMetadata>, ConnectorError> {

@@ -2049,3 +2049,83 @@ async fn a_cut_off_is_read_back_as_dead_only_for_its_own_plan() {
         v => panic!("another plan's cut-off read back as this plan's: {v:?}"),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Identifying many keys at once (issue 19): by listing the account, not key by key.
+
+/// Every user of the account (all pages).
+async fn user_count(iam: &aws_sdk_iam::Client) -> usize {
+    let mut n = 0;
+    let mut marker = None;
+    loop {
+        let page = iam
+            .list_users()
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .unwrap();
+        n += page.users().len();
+        match (page.is_truncated(), page.marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => return n,
+        }
+    }
+}
+
+#[tokio::test]
+async fn many_keys_are_identified_by_listing_the_account_and_the_rest_one_by_one() {
+    let canary = Canary::default();
+    // Count the one-by-one identifications the peer receives.
+    let proxy = FaultProxy::start(&endpoint(), &["--match", "Action=GetAccessKeyLastUsed"]);
+    let conn = proxied(&proxy, None).await;
+    let iam = admin_iam(&conn).await;
+    let own = conn.own_account().await.unwrap();
+    // The listing is used only while it costs less than the keys one by one (two
+    // requests each): other tests share this moto, so plant enough keys that the
+    // account's users (with room for the ones created meanwhile) are under that.
+    let existing = user_count(&iam).await;
+    let users = (cordon_aws::SCAN_MIN_KEYS / 2).max((existing + 100) * 2 / 3 + 1);
+    let prefix = unique("scan");
+    let mut planted: Vec<(String, String)> = Vec::new();
+    for i in 0..users {
+        let name = format!("{prefix}-{i}");
+        for k in user_with_keys(&iam, &name, 2).await {
+            planted.push((k.key_id, name.clone()));
+        }
+    }
+    // A well-formed key id that is no key of this account: asked one by one.
+    let ghost = "AKIAZZZZZZZZZZZZZZZZ".to_owned();
+    let mut ids: Vec<String> = planted.iter().map(|(k, _)| k.clone()).collect();
+    ids.insert(3, ghost.clone());
+    let before = proxy.stats().await["matched"].as_u64().unwrap();
+    let identities = conn.identify_access_keys(&ids, 8).await;
+    assert_eq!(identities.len(), ids.len());
+    for (id, r) in ids.iter().zip(&identities) {
+        if *id == ghost {
+            let e = r.as_ref().unwrap_err();
+            canary.debug("error", e);
+            assert!(e.message.contains("does not exist"), "{e}");
+            continue;
+        }
+        let identity = r.as_ref().unwrap();
+        let user = &planted.iter().find(|(k, _)| k == id).unwrap().1;
+        assert_eq!(identity.key_id, *id);
+        assert_eq!(identity.kind, KeyKind::LongTerm);
+        assert_eq!(identity.account, own);
+        assert_eq!(identity.user.as_ref(), Some(user), "{id}");
+        canary.debug("identity", identity);
+    }
+    // Only the ghost was asked about one by one.
+    let after = proxy.stats().await["matched"].as_u64().unwrap();
+    assert_eq!(after - before, 1, "{} keys", ids.len());
+    // One key by itself says the same, one by one.
+    let single = conn.identify_access_key(&ids[0]).await.unwrap();
+    assert_eq!(single.user, identities[0].as_ref().unwrap().user);
+    assert_eq!(single.account, own);
+    // Fewer keys than the listing is worth: one by one.
+    let few = conn.identify_access_keys(&ids[..2], 8).await;
+    assert!(few.iter().all(Result::is_ok));
+    assert_eq!(proxy.stats().await["matched"].as_u64().unwrap() - after, 3);
+    canary.assert_clean(&admin_secret());
+}

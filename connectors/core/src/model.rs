@@ -198,6 +198,23 @@ impl Action {
         )
     }
 
+    /// When the engine starts this action among a plan's steps: 0 for a step
+    /// that refuses the leaked credential itself (a key disabled, a token
+    /// revoked, a leaked role session's role cut off), 1 for a user's session
+    /// cut-off (the sessions a leaked key already minted; once the key is
+    /// refused it mints no more), 2 for the rest (quarantine, restore). A key's
+    /// kill costs three requests and a cut-off six, so on a peer that bounds
+    /// the pace, every leaked key is refused first and the cut-offs follow,
+    /// ahead of the quarantine's many reads (issue 19). A halt mid-run then
+    /// leaves keys refused with their cut-offs waiting, not keys untouched.
+    pub fn kill_order(self) -> u8 {
+        match self {
+            Action::AwsRevokeUserSessions => 1,
+            a if a.ends_credential() => 0,
+            _ => 2,
+        }
+    }
+
     /// The id used in plans, audit records and Cedar (`aws:disable-access-key`).
     pub fn id(self) -> &'static str {
         match self {
@@ -301,6 +318,21 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", a.id()));
             assert_eq!(Action::from_id(a.id()), Some(*a));
             assert!(a.id().starts_with(a.provider().as_str()));
+        }
+    }
+
+    // issue 19: the leaked credentials themselves first, then the sessions they minted,
+    // then everything else; every killing step ahead of the rest.
+    #[test]
+    fn keys_and_tokens_are_killed_before_session_cut_offs_and_the_rest() {
+        assert_eq!(Action::AwsDisableAccessKey.kill_order(), 0);
+        assert_eq!(Action::GithubRevokeToken.kill_order(), 0);
+        assert_eq!(Action::AwsRevokeUserSessions.kill_order(), 1);
+        assert_eq!(Action::AwsRevokeRoleSessions.kill_order(), 0);
+        assert_eq!(Action::AwsQuarantineUser.kill_order(), 2);
+        assert_eq!(Action::AwsRestoreAccessKey.kill_order(), 2);
+        for a in Action::ALL {
+            assert_eq!(a.kill_order() < 2, a.ends_credential(), "{}", a.id());
         }
     }
 }
