@@ -214,6 +214,16 @@ impl Policy {
         out
     }
 
+    /// The principal type of a roster member's own requests ("" for a name
+    /// not in the roster).
+    fn member_type(&self, name: &str) -> &'static str {
+        match self.roster.member(name) {
+            Some(Member::Person(_)) => "Person",
+            Some(Member::Automation(_)) => "Automation",
+            None => "",
+        }
+    }
+
     pub(crate) fn context_of(&self, case: &Case<'_>) -> Result<RequestContext, String> {
         let class = self.class_of(case.action)?;
         let escalate = i64::from(class.escalate_after_minutes);
@@ -305,45 +315,76 @@ impl Policy {
         )
         .map_err(|e| format!("cannot build the target entity: {e}"))?;
 
+        // The schema checks of the request's entities and of the request:
+        // skipped for a request of a shape (`RequestShape`) that has passed
+        // them before, since their outcome depends on nothing else.
+        let shape = RequestShape {
+            action: case.action,
+            principal_type: ptype,
+            claimed_kind: kind_attr.is_some(),
+            roles: !role_uids.is_empty(),
+            account: t.account.is_some(),
+            environment: t.environment.is_some(),
+            tags: !t.tags.is_empty(),
+            incident: ctx.incident.is_some(),
+            backup_role: ctx.backup_role.is_some(),
+            signers: ctx.approvals.signers.is_empty(),
+            approver_roles: ctx.approvals.roles.is_empty(),
+            bools: [ctx.escalated, ctx.break_glass, ctx.without_evidence],
+        };
+        let passed = !self.rebuild_entities && self.request_shapes.passed(&shape);
+        let schema = if passed { None } else { Some(&self.schema) };
+
         let mut entities = vec![principal, target];
-        let entities = if self.rebuild_entities {
-            // The reference way (benchmark and equivalence test only):
-            // everything built and validated per request, the schema's
-            // action entities included.
-            entities.extend(role_uids.into_iter().map(Entity::with_uid));
-            Entities::from_entities(entities, Some(&self.schema))
+        entities.extend(role_uids.into_iter().map(Entity::with_uid));
+        let store = if self.rebuild_entities {
+            None
         } else {
-            // The actions and the roster's roles were built and validated
-            // once (`fixed_entities`); only what this request brings is
-            // validated here.
-            let fixed = self.fixed.as_ref().map_err(Clone::clone)?;
-            for r in role_uids {
-                if fixed.get(&r).is_none() {
-                    entities.push(Entity::with_uid(r));
-                }
-            }
-            fixed.clone().add_entities(entities, Some(&self.schema))
+            self.stores.get(&case.action)
+        };
+        let entities = match store {
+            // The action's entities were taken from the schema once
+            // (`action_stores`); only what this request brings is added (and
+            // validated against the schema, as `from_entities` does below).
+            Some(store) => store.clone().add_entities(entities, schema),
+            // The reference way (benchmark and equivalence test only), and
+            // any action without a store: everything built and validated per
+            // request, the schema's action entities included.
+            None => Entities::from_entities(entities, Some(&self.schema)),
         }
         .map_err(|e| format!("the request's entities do not match the schema: {e}"))?;
 
         let action_uid = uid("Action", case.action.id())?;
         let context = Context::from_pairs(context_pairs(&ctx))
             .map_err(|e| format!("cannot build the request context: {e}"))?;
-        let request = Request::new(
-            principal_uid,
-            action_uid,
-            target_uid,
-            context,
-            Some(&self.schema),
-        )
-        .map_err(|e| format!("the request does not match the schema: {e}"))?;
+        let request = Request::new(principal_uid, action_uid, target_uid, context, schema)
+            .map_err(|e| format!("the request does not match the schema: {e}"))?;
+        if !passed && !self.rebuild_entities {
+            self.request_shapes.record(shape);
+        }
         // Only the policies whose scope can match this action and principal
-        // type (`scoped_sets`); the reference way asks every policy.
+        // type (`scoped_sets`), narrower for a roster member (`member_sets`),
+        // and without the policies led by `context.break_glass` when it is
+        // false (`without_break_glass`); the reference way asks every policy.
+        let calm = !case.break_glass;
+        let member = match (&s.roles, s.verified) {
+            (None, true) if ptype == self.member_type(&s.name) => Some(s.name.as_str()),
+            _ => None,
+        };
+        let mine = member
+            .filter(|_| !self.rebuild_entities)
+            .and_then(|n| Some((n, self.members.get(n)?)))
+            .map(|(n, cell)| {
+                cell.get_or_init(|| member_sets(&self.scoped, &self.roster, n, &self.led))
+            });
+        let key = (case.action, ptype);
         let policies = if self.rebuild_entities {
             &self.policies
         } else {
-            self.scoped
-                .get(&(case.action, ptype))
+            mine.and_then(|m| calm.then(|| m.calm.get(&case.action)).flatten())
+                .or_else(|| mine.and_then(|m| m.any.get(&case.action)))
+                .or_else(|| calm.then(|| self.calm_scoped.get(&key)).flatten())
+                .or_else(|| self.scoped.get(&key))
                 .unwrap_or(&self.policies)
         };
         let resp = self.authorizer.is_authorized(&request, policies, &entities);
@@ -783,27 +824,145 @@ fn combinations<T>(items: &[T], k: usize) -> Vec<Vec<&T>> {
     out
 }
 
-/// The entities every request shares: the schema's actions (which
-/// `Entities::from_entities` would otherwise rebuild from the schema on each
-/// request) and one `Role` per role the roster names.
-pub(crate) fn fixed_entities(
+/// Per action, the entities a request for it can look up besides its
+/// principal, target and the principal's roles: the action's own entity and
+/// every action entity named as a literal by a policy such a request may
+/// ask (its `scoped_sets`), taken (with their ancestors) from the schema
+/// once at load.
+///
+/// Cedar looks an entity up only for a value it evaluates: the request's
+/// principal, action and resource, an entity literal of a policy, or an
+/// entity held by an attribute, tag or the context, and cordon puts none in
+/// those (strings, numbers, booleans, sets and records of them). The
+/// reference way (`Entities::from_entities` with the schema) also holds the
+/// schema's other actions, which no evaluation of these policies can reach,
+/// so a store from here plus what the request brings (validated against the
+/// schema the same way) gives every policy the same answer, errors included,
+/// with a transitive-closure pass over a few entities instead of all the
+/// actions. An action missing from the schema (or a schema whose actions do
+/// not build) gets no store: its requests are built the reference way, with
+/// its error. The test `shared_entities_decide_as_rebuilding_them_per_request`
+/// and `stores_decide_as_rebuilding_for_unusual_policies` compare both ways.
+pub(crate) fn action_stores(
     schema: &cedar_policy::Schema,
-    roster: &super::roster::Roster,
-) -> Result<Entities, String> {
-    let mut roles: BTreeSet<&str> = roster.held_roles();
-    roles.extend(roster.roles.keys().map(String::as_str));
-    for class in roster.classes.values() {
-        roles.insert(class.owner.as_str());
-        if let Some(b) = &class.backup {
-            roles.insert(b.as_str());
+    policies: &PolicySet,
+    scoped: &std::collections::HashMap<(Action, &'static str), PolicySet>,
+) -> std::collections::HashMap<Action, Entities> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(actions) = schema.action_entities() else {
+        return out;
+    };
+    for a in Action::ALL {
+        let Ok(auid) = uid("Action", a.id()) else {
+            continue;
+        };
+        if actions.get(&auid).is_none() {
+            continue;
+        }
+        // The policies a request for this action may ask (`scoped_sets`,
+        // and the narrower `member_sets`, subsets of it); all of them when
+        // a principal type has no scoped set.
+        let sets: Option<Vec<&PolicySet>> = PRINCIPAL_TYPES
+            .iter()
+            .map(|t| scoped.get(&(*a, *t)))
+            .collect();
+        let asked: Vec<&cedar_policy::Policy> = match sets {
+            Some(sets) => sets.into_iter().flat_map(|s| s.policies()).collect(),
+            None => policies.policies().collect(),
+        };
+        let mut uids = vec![auid];
+        for p in asked {
+            for u in p.entity_literals() {
+                if actions.get(&u).is_some() && !uids.contains(&u) {
+                    uids.push(u);
+                }
+            }
+        }
+        let entities: Vec<Entity> = uids
+            .iter()
+            .filter_map(|u| actions.get(u).cloned())
+            .collect();
+        if let Ok(store) = Entities::from_entities(entities, None) {
+            out.insert(*a, store);
         }
     }
-    let roles = roles
-        .into_iter()
-        .map(|r| uid("Role", r).map(Entity::with_uid))
-        .collect::<Result<Vec<_>, _>>()?;
-    Entities::from_entities(roles, Some(schema))
-        .map_err(|e| format!("the roster's roles do not match the schema: {e}"))
+    out
+}
+
+/// What the schema checks of a request's entities (`add_entities` with the
+/// schema) and of the request (`Request::new` with the schema) can depend on,
+/// for the requests cordon builds: the action; the principal's entity type,
+/// whether it has a `claimed_kind` and whether it has roles (every parent is
+/// a `Role`); which optional attributes the target has and whether it has
+/// tags; which optional context attributes are present, whether each set in
+/// the context is empty (an empty set has every set type) and the booleans.
+/// The checks look at entity types (and, for an enumerated entity type, ids:
+/// see [`RequestShapes`]), whether the action is declared and applies to the
+/// principal's and resource's types, and whether each entity and the context
+/// have the declared attributes (and tags) with values of the declared types;
+/// every other value is a string or a number, whose type does not depend on
+/// the value, and the resource is always a `Target`. So one request of a
+/// shape passing both checks means every request of that shape does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct RequestShape {
+    action: Action,
+    principal_type: &'static str,
+    claimed_kind: bool,
+    roles: bool,
+    account: bool,
+    environment: bool,
+    tags: bool,
+    incident: bool,
+    backup_role: bool,
+    signers: bool,
+    approver_roles: bool,
+    bools: [bool; 3],
+}
+
+/// The request shapes that have passed the schema checks. A request of such
+/// a shape is built without repeating them; any other request is checked
+/// (and its shape recorded if it passes), so a request that fails a check
+/// fails it every time, with the same error. Disabled (every request
+/// checked) when the schema declares an enumerated entity type, where the
+/// check also depends on the principal's and target's ids. Not a decision
+/// cache: the policies are evaluated for every request.
+#[derive(Debug)]
+pub(crate) struct RequestShapes {
+    passed: Option<std::sync::Mutex<std::collections::HashSet<RequestShape>>>,
+}
+
+impl RequestShapes {
+    /// `schema_text` is the schema file (Cedar syntax) the schema was built
+    /// from: any `enum` in it (an enumerated entity type, or only a word in a
+    /// name or comment: this errs on the side of checking) turns the
+    /// shortcut off.
+    pub(crate) fn new(schema_text: &str) -> Self {
+        let enumerated = schema_text
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w == "enum");
+        RequestShapes {
+            passed: (!enumerated).then(Default::default),
+        }
+    }
+
+    /// Whether the shortcut is on (off for enumerated entity types).
+    #[cfg(test)]
+    pub(crate) fn enabled(&self) -> bool {
+        self.passed.is_some()
+    }
+
+    fn passed(&self, shape: &RequestShape) -> bool {
+        self.passed
+            .as_ref()
+            .and_then(|m| m.lock().ok())
+            .is_some_and(|s| s.contains(shape))
+    }
+
+    fn record(&self, shape: RequestShape) {
+        if let Some(mut s) = self.passed.as_ref().and_then(|m| m.lock().ok()) {
+            s.insert(shape);
+        }
+    }
 }
 
 /// The principal types a request can have (see the module docs).
@@ -869,6 +1028,139 @@ pub(crate) fn scoped_sets(
         }
     }
     out
+}
+
+/// For one roster member (a verified principal whose roles are the
+/// roster's; built on the member's first request, not at load, since a
+/// large policy times many members is costly to build), per action, the
+/// policies of `scoped` for the member's principal type whose
+/// principal scope can match this very principal: a scope `principal ==
+/// E` with another `E`, or `principal in Role::"r"` (alone or after `is`)
+/// for a role the member does not hold, is false for every request of the
+/// member, without an error. The principal entity of such a request has the
+/// member's roles as its parents and nothing else above it (a `Role` entity
+/// is built without parents, the reference way too), so `principal in E`
+/// holds exactly when `E` is the principal or one of those roles. As for
+/// `scoped_sets`, a policy left out neither allows, forbids nor errs, so the
+/// decision, its policies and its errors are the same without it; any key
+/// for which a set cannot be built is left out (the request then asks the
+/// scoped set). The tests `shared_entities_decide_as_rebuilding_them_per_request`
+/// and `stores_decide_as_rebuilding_for_unusual_policies` compare both ways.
+pub(crate) fn member_sets(
+    scoped: &std::collections::HashMap<(Action, &'static str), PolicySet>,
+    roster: &super::roster::Roster,
+    name: &str,
+    led: &[cedar_policy::PolicyId],
+) -> MemberSets {
+    let mut out = MemberSets::default();
+    // The type the member's own requests have (`Policy::member_type`).
+    let ptype = match roster.member(name) {
+        Some(Member::Person(_)) => "Person",
+        Some(Member::Automation(_)) => "Automation",
+        None => return out,
+    };
+    let Ok(me) = uid(ptype, name) else {
+        return out;
+    };
+    let Ok(roles) = roster
+        .roles_of(name)
+        .iter()
+        .map(|r| uid("Role", r))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return out;
+    };
+    let is_me_or_above = |e: &EntityUid| *e == me || roles.contains(e);
+    let may = |c: PrincipalConstraint| match c {
+        PrincipalConstraint::Eq(e) => e == me,
+        PrincipalConstraint::In(e) | PrincipalConstraint::IsIn(_, e) => is_me_or_above(&e),
+        PrincipalConstraint::Any | PrincipalConstraint::Is(_) => true,
+    };
+    for ((action, t), set) in scoped {
+        if *t != ptype {
+            continue;
+        }
+        let mut narrowed = PolicySet::new();
+        let complete = set
+            .policies()
+            .all(|p| !may(p.principal_constraint()) || narrowed.add(p.clone()).is_ok());
+        if complete {
+            if let Some(calm) = without_break_glass(&narrowed, led) {
+                out.calm.insert(*action, calm);
+            }
+            out.any.insert(*action, narrowed);
+        }
+    }
+    out
+}
+
+/// [`member_sets`] of one member, per action: `any` for every request, `calm`
+/// for requests without break-glass ([`without_break_glass`]).
+#[derive(Debug, Default)]
+pub(crate) struct MemberSets {
+    pub any: std::collections::HashMap<Action, PolicySet>,
+    pub calm: std::collections::HashMap<Action, PolicySet>,
+}
+
+/// For requests without break-glass: a set of `scoped_sets` or
+/// `member_sets` less the policies (`led`) whose first condition starts with
+/// `context.break_glass` (`when { context.break_glass ... }` or `when {
+/// context.break_glass && ... }`). Such a policy's condition is `scope &&
+/// (context.break_glass && ...)`, evaluated left to right with `&&`
+/// short-circuiting; the scope never errs and every request cordon builds
+/// has the boolean `break_glass` in its context, so with it false the
+/// condition is false without an error: the policy neither allows, forbids
+/// nor errs, and the decision, its policies and its errors are the same
+/// without it. `None` if the set cannot be rebuilt (the request then asks
+/// the set with every policy).
+pub(crate) fn without_break_glass(
+    set: &PolicySet,
+    led: &[cedar_policy::PolicyId],
+) -> Option<PolicySet> {
+    let mut out = PolicySet::new();
+    for p in set.policies() {
+        if !led.contains(p.id()) {
+            out.add(p.clone()).ok()?;
+        }
+    }
+    Some(out)
+}
+
+/// The ids of the policies led by `context.break_glass` (see
+/// [`without_break_glass`]). A policy's JSON form is costly to build (about
+/// a millisecond for 200 policies per load): only a policy whose text
+/// mentions `break_glass` at all is read that way.
+pub(crate) fn led_by_break_glass_ids(policies: &PolicySet) -> Vec<cedar_policy::PolicyId> {
+    policies
+        .policies()
+        .filter(|p| p.to_string().contains("break_glass") && led_by_break_glass(p))
+        .map(|p| p.id().clone())
+        .collect()
+}
+
+/// True when the policy's first condition is a `when` whose leftmost
+/// conjunct is `context.break_glass` (read from the policy's JSON form; a
+/// policy that cannot be read that way is kept).
+fn led_by_break_glass(p: &cedar_policy::Policy) -> bool {
+    let Ok(json) = p.to_json() else {
+        return false;
+    };
+    let Some(first) = json
+        .get("conditions")
+        .and_then(|c| c.as_array())
+        .and_then(|c| c.first())
+    else {
+        return false;
+    };
+    if first.get("kind").and_then(|k| k.as_str()) != Some("when") {
+        return false;
+    }
+    let mut e = first.get("body");
+    while let Some(left) = e.and_then(|b| b.get("&&")).and_then(|a| a.get("left")) {
+        e = Some(left);
+    }
+    let want = serde_json::json!({".": {"left": {"Var": "context"}, "attr": "break_glass"}});
+    e == Some(&want)
 }
 
 fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {

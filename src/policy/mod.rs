@@ -184,25 +184,39 @@ pub struct Policy {
     /// Kept for `check`'s lints (line lookups).
     policy_text: String,
     authorizer: cedar_policy::Authorizer,
-    /// The entities no request changes: the schema's action entities and a
-    /// `Role` entity for every role the roster names, validated against the
-    /// schema once at load. Each request adds its principal and target (and
-    /// any role not here) to a copy. An error here denies every request
-    /// (fail closed), with the reason.
-    fixed: Result<cedar_policy::Entities, String>,
-    /// Build every entity per request instead (see
-    /// [`Policy::rebuilding_entities_per_request`]), and ask every policy.
+    /// Per action, the schema's action entities a request for it can look
+    /// up (`decide::action_stores`), built once at load. Each request adds
+    /// its principal, its roles and its target to a copy, validated against
+    /// the schema. An action without one is built the reference way.
+    stores: std::collections::HashMap<cordon_connector::Action, cedar_policy::Entities>,
+    /// The request shapes that passed the schema check of `Request::new`
+    /// (`decide::RequestShapes`), not checked again.
+    request_shapes: decide::RequestShapes,
+    /// Build every entity per request instead, check every request against
+    /// the schema, and ask every policy (see
+    /// [`Policy::rebuilding_entities_per_request`]).
     rebuild_entities: bool,
     /// The policies that can apply, per action and principal type
     /// (`decide::scoped_sets`); a request without an entry asks them all.
     scoped: std::collections::HashMap<(cordon_connector::Action, &'static str), PolicySet>,
+    /// Narrower still, per roster member and action
+    /// (`decide::member_sets`), built on the member's first request.
+    members: std::collections::HashMap<String, std::sync::OnceLock<decide::MemberSets>>,
+    /// The policies led by `context.break_glass`
+    /// (`decide::led_by_break_glass_ids`).
+    led: Vec<PolicyId>,
+    /// `scoped` for requests without break-glass
+    /// (`decide::without_break_glass`).
+    calm_scoped: std::collections::HashMap<(cordon_connector::Action, &'static str), PolicySet>,
 }
 
 impl Policy {
-    /// The same policy deciding the way it did before the shared entities
-    /// and the per-action policy sets: every entity (the schema's actions
-    /// included) built and validated per request, every policy asked. For the side-by-side benchmark (`benches/policy_decision.rs`)
-    /// and the test that both ways decide alike; never used by cordon itself.
+    /// The same policy deciding the way it did before the per-action entity
+    /// stores, the skipped schema checks and the per-action policy sets:
+    /// every entity (the schema's actions included) built and validated per
+    /// request, every request checked against the schema, every policy
+    /// asked. For the side-by-side benchmark (`benches/policy_decision.rs`)
+    /// and the tests that both ways decide alike; never used by cordon itself.
     #[doc(hidden)]
     pub fn rebuilding_entities_per_request(mut self) -> Policy {
         self.rebuild_entities = true;
@@ -556,10 +570,25 @@ fn load_unlinted(dir: &Path) -> Result<Policy, LoadError> {
         (Some(schema), Some((policies, info)), Some(roster), Some(signers))
             if findings.is_empty() =>
         {
-            let fixed = decide::fixed_entities(&schema, &roster);
             let scoped = decide::scoped_sets(&schema, &policies);
+            let stores = decide::action_stores(&schema, &policies, &scoped);
+            let led = decide::led_by_break_glass_ids(&policies);
+            let calm_scoped = scoped
+                .iter()
+                .filter_map(|(k, set)| Some((*k, decide::without_break_glass(set, &led)?)))
+                .collect();
+            let members = roster
+                .people
+                .keys()
+                .chain(roster.automation.keys())
+                .map(|n| (n.clone(), std::sync::OnceLock::new()))
+                .collect();
             Ok(Policy {
-                fixed,
+                members,
+                led,
+                calm_scoped,
+                stores,
+                request_shapes: decide::RequestShapes::new(schema_text),
                 scoped,
                 rebuild_entities: false,
                 dir: dir.to_path_buf(),

@@ -442,3 +442,119 @@ fn shared_entities_decide_as_rebuilding_them_per_request() {
         assert_eq!(a, b, "row {i}");
     }
 }
+
+/// Policies that the narrowing at load must not misjudge: an action literal
+/// looked up in a body (`Action::"…" in Action::"contain"`, which needs that
+/// action's entity), scopes naming one person or a role few hold, forbids led
+/// by `context.break_glass` (dropped without break-glass) next to ones where
+/// it comes second or under `unless` (kept), and a `principal in` a role.
+const UNUSUAL_RULES: &str = r#"
+@id("x-action-literal")
+permit (principal is Person, action, resource is Target)
+when { Action::"aws:quarantine-user" in Action::"contain" && resource.kind == "item" && context.approvals.count >= 1 };
+
+@id("x-only-chen")
+permit (principal == Person::"chen", action in Action::"restore", resource is Target)
+when { resource.provider == "aws" };
+
+@id("x-legal-role")
+permit (principal in Role::"legal", action == Action::"aws:disable-access-key", resource is Target);
+
+@id("x-bg-led-forbid")
+forbid (principal, action, resource is Target)
+when { context.break_glass && resource.kind == "access-key" };
+
+@id("x-bg-second")
+forbid (principal is Person, action in Action::"contain", resource is Target)
+when { resource.kind == "role" && context.break_glass && context.approvals.count == 0 };
+
+@id("x-bg-unless")
+permit (principal is Person in Role::"platform", action == Action::"aws:disable-access-key", resource is Target)
+unless { context.break_glass };
+"#;
+
+/// Both ways (the narrowed sets, per-action entity stores and skipped schema
+/// checks, against every entity rebuilt and every policy asked) over
+/// `policy_dir`: the same decision, deciding policies, errors and missing list.
+fn assert_both_ways_alike(dir: &std::path::Path, expect_errors: bool) {
+    let shared = load_dir(dir).unwrap();
+    let rebuilt = load_dir(dir).unwrap().rebuilding_entities_per_request();
+    let whos = [
+        P("bruno"),
+        P("amara"),
+        P("emeka"),
+        P("chen"),
+        P("hiro"),
+        A("ci"),
+    ];
+    let actions = [
+        Action::AwsDisableAccessKey,
+        Action::AwsQuarantineRole,
+        Action::AwsRestoreRole,
+        Action::TestContain,
+    ];
+    let mut errors = 0;
+    let mut allows = 0;
+    let mut n = 0;
+    for w in whos {
+        let p = who(w);
+        for a in actions {
+            for t in [T::Key, T::RoleProd, T::Protected, T::Item] {
+                for bg in [false, true] {
+                    for approvers in [&[][..], &["amara", "emeka"][..]] {
+                        let plan = plan(&p.name, p.kind, Source::Ci, Severity::High, a, tgt(t));
+                        let d = decide(&shared, &plan, &p, approvers, 20, bg);
+                        let r = decide(&rebuilt, &plan, &p, approvers, 20, bg);
+                        assert_eq!(
+                            d,
+                            r,
+                            "{} {} {:?} bg={bg} {approvers:?}",
+                            p.name,
+                            a.id(),
+                            tgt(t)
+                        );
+                        errors += usize::from(!d.errors.is_empty());
+                        allows += usize::from(d.is_allow());
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    // The comparison covers both outcomes (and errors when the schema makes
+    // some requests fail its check), so it can tell a wrong narrowing.
+    assert!(allows > 0 && allows < n, "{allows} of {n} allowed");
+    assert_eq!(errors > 0, expect_errors, "{errors} of {n} with errors");
+}
+
+#[test]
+fn stores_decide_as_rebuilding_for_unusual_policies() {
+    let d = copy_shipped();
+    let rules = std::fs::read_to_string(d.path().join("authority.cedar")).unwrap();
+    std::fs::write(
+        d.path().join("authority.cedar"),
+        format!("{rules}\n{UNUSUAL_RULES}"),
+    )
+    .unwrap();
+    assert_both_ways_alike(d.path(), false);
+
+    // A schema under which the request check's outcome depends on whether a
+    // context set is empty: requests with approvals fail it (an error, deny),
+    // requests without pass; the shape that passed must not let the others
+    // skip the check.
+    let schema = std::fs::read_to_string(d.path().join("authority.cedarschema")).unwrap();
+    let changed = schema.replacen("signers: Set<String>", "signers: Set<Long>", 1);
+    assert_ne!(schema, changed);
+    std::fs::write(d.path().join("authority.cedarschema"), changed).unwrap();
+    assert_both_ways_alike(d.path(), true);
+}
+
+/// The shortcut past the schema checks is off for a schema that declares an
+/// enumerated entity type (whose ids the checks look at), on otherwise.
+#[test]
+fn request_shapes_are_off_with_enumerated_types() {
+    use super::super::decide::RequestShapes;
+    assert!(RequestShapes::new("entity Role;").enabled());
+    assert!(!RequestShapes::new("entity Role enum [\"a\", \"b\"];").enabled());
+    assert!(!RequestShapes::new("entity Color enum[\"red\"];\nentity Role;").enabled());
+}
