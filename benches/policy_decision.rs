@@ -7,7 +7,10 @@
 //! actions included, built and validated per request, every request checked
 //! against the schema, every policy asked; how cordon decided before the
 //! per-action entity stores, the per-shape schema checks and the narrowed
-//! policy sets), alternating the two so both run under the same load.
+//! policy sets), alternating the two so both run under the same load, and
+//! beside them a control: SHA-256 of a fixed buffer sized to take about as
+//! long as the case's decision, timed in the same loop, whose p99 is what the
+//! machine's own noise makes of a fixed piece of work that long.
 //!
 //! Run: `cargo bench --bench policy_decision` (N=10000 by default; set
 //! `POLICY_BENCH_N` to change it).
@@ -176,6 +179,39 @@ fn generated_policy(dir: &Path) {
     .unwrap();
 }
 
+fn sha256(buf: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(buf).into()
+}
+
+/// A buffer whose SHA-256 takes about as long as the median of `work`.
+fn calibrate(mut work: impl FnMut()) -> Vec<u8> {
+    let median = |f: &mut dyn FnMut()| {
+        let mut v: Vec<Duration> = (0..201)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect();
+        v.sort_unstable();
+        v[100]
+    };
+    let target = median(&mut work);
+    let mut len = 1024;
+    loop {
+        let buf = vec![0x5a_u8; len];
+        if median(&mut || {
+            std::hint::black_box(sha256(std::hint::black_box(&buf)));
+        }) >= target
+            || len > 1 << 26
+        {
+            return buf;
+        }
+        len += len / 8;
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
@@ -205,8 +241,17 @@ fn run(label: &str, policy: &Policy, rebuilt: &Policy, n: usize, out: &mut Vec<S
             std::hint::black_box(policy.decide(&input));
             std::hint::black_box(rebuilt.decide(&input));
         }
+        // The control: a fixed piece of work (SHA-256 of a buffer sized so that
+        // it takes about as long as this case's decision), timed in the same
+        // loop. Its work never varies, so its tail above its median is what
+        // the machine adds (other processes, interrupts, frequency): the
+        // floor under any p99 of work this long here.
+        let control = calibrate(|| {
+            std::hint::black_box(policy.decide(std::hint::black_box(&input)));
+        });
         let mut times = Vec::with_capacity(n);
         let mut before = Vec::with_capacity(n);
+        let mut fixed = Vec::with_capacity(n);
         for _ in 0..n {
             let t = Instant::now();
             std::hint::black_box(policy.decide(std::hint::black_box(&input)));
@@ -214,18 +259,24 @@ fn run(label: &str, policy: &Policy, rebuilt: &Policy, n: usize, out: &mut Vec<S
             let t = Instant::now();
             std::hint::black_box(rebuilt.decide(std::hint::black_box(&input)));
             before.push(t.elapsed());
+            let t = Instant::now();
+            std::hint::black_box(sha256(std::hint::black_box(&control)));
+            fixed.push(t.elapsed());
         }
         times.sort_unstable();
         before.sort_unstable();
+        fixed.sort_unstable();
         let us = |v: &[Duration], p: f64| percentile(v, p).as_secs_f64() * 1e6;
         out.push(format!(
-            "| {label:<22} | {:<34} | {n:>6} | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1} | {:>5.1}x |",
+            "| {label:<22} | {:<34} | {n:>6} | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1} | {:>5.1}x | {:>8.1} | {:>8.1} |",
             c.name,
             us(&times, 0.5),
             us(&times, 0.99),
             us(&before, 0.5),
             us(&before, 0.99),
             us(&before, 0.5) / us(&times, 0.5),
+            us(&fixed, 0.5),
+            us(&fixed, 0.99),
         ));
     }
 }
@@ -252,8 +303,8 @@ fn main() {
     let load_generated = t.elapsed();
     let generated_rebuilt = load(dir.path()).unwrap().rebuilding_entities_per_request();
     let mut rows = vec![
-        "| policy                 | case                               |      n | median µs | p99 µs   | rebuilt: median µs | p99 µs | median ratio |".to_string(),
-        "|------------------------|------------------------------------|--------|----------|----------|----------|----------|--------|".to_string(),
+        "| policy                 | case                               |      n | median µs | p99 µs   | rebuilt: median µs | p99 µs | median ratio | control: median µs | p99 µs |".to_string(),
+        "|------------------------|------------------------------------|--------|----------|----------|----------|----------|--------|----------|----------|".to_string(),
     ];
     run(
         &format!("shipped ({} rules)", shipped.policies().len()),
