@@ -186,8 +186,9 @@ def cordon_home(env):
 
 def timed(cmd, env, stdin_data=None):
     """Run cmd; return (exit code, stdout, stderr, wall seconds, peak RSS in MiB of the
-    process or its largest descendant, from GNU time: forked from the small `time`
-    process, not from this one, so the driver's own memory is not counted)."""
+    process or its largest descendant, CPU seconds (user + system) of the process and its
+    children; both from GNU time: forked from the small `time` process, not from this one,
+    so the driver's own memory and CPU are not counted)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as inp, \
             tempfile.NamedTemporaryFile("r") as rss:
         if stdin_data is not None:
@@ -199,8 +200,9 @@ def timed(cmd, env, stdin_data=None):
         out.seek(0)
         err.seek(0)
         last = [line.split() for line in rss.read().splitlines() if line.strip()[:1].isdigit()]
-        timed.cpu_s = float(last[-1][1]) + float(last[-1][2]) if last else None
-        return p.returncode, out.read().decode(), err.read().decode(), wall, int(last[-1][0]) / 1024 if last else None
+        rss = int(last[-1][0]) / 1024 if last else None
+        cpu = float(last[-1][1]) + float(last[-1][2]) if last else None
+        return p.returncode, out.read().decode(), err.read().decode(), wall, rss, cpu
 
 
 def cpu_of(proc):
@@ -286,7 +288,7 @@ def run(peer, name, mode, s, setting, record=True):
         cmd = [PY, os.path.join(KIT, "moto_ceiling.py"), peer.ep, os.path.join(s["dir"], "seed.json"), str(THREADS)]
     before = peer.stats()
     cpu_before = [cpu_of(p) for p in getattr(peer, "procs", [])]
-    code, stdout, stderr, wall, rss = timed(cmd, env)
+    code, stdout, stderr, wall, rss, cpu = timed(cmd, env)
     cpu_after = [cpu_of(p) for p in getattr(peer, "procs", [])]
     after = peer.stats()
     if code != 0:
@@ -300,7 +302,7 @@ def run(peer, name, mode, s, setting, record=True):
         rec.update(json.loads(stdout.strip().splitlines()[-1]))
     # Where the machine's CPU went during the run (2 cores shared by all three): the
     # contender (with its children), moto, and the fault proxy when there is one.
-    rec["cpu_contender_s"] = timed.cpu_s
+    rec["cpu_contender_s"] = cpu
     for label, b, a in zip(("cpu_moto_s", "cpu_proxy_s"), cpu_before, cpu_after):
         if a is not None and b is not None:
             rec[label] = round(a - b, 2)
@@ -420,7 +422,7 @@ def github(results):
     env, key, _ = cordon_home(dict(E, CORDON_GITHUB_API_URL=gh["CORDON_TEST_GITHUB_URL"]))
     cmd = [CORDON, "--json", "revoke", "github-token", "--stdin", "--as", "amara", "--key", key,
            "--concurrency", str(CONC)] + RATE_FLAG
-    code, stdout, stderr, wall, rss = timed(cmd, env, "\n".join(toks) + "\n")
+    code, stdout, stderr, wall, rss, _cpu = timed(cmd, env, "\n".join(toks) + "\n")
     if code != 0:
         say(stdout[-3000:], stderr[-3000:])
         raise SystemExit(f"github: exit {code}")

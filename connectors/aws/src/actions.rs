@@ -1201,17 +1201,9 @@ async fn live_key_status(
     user: &str,
     key_id: &str,
 ) -> Result<String, ConnectorError> {
-    let keys = c
-        .iam
-        .list_access_keys()
-        .user_name(user)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| classify("iam:ListAccessKeys", &e))?;
-    keys.iter()
+    snapshot::access_key_metadata(c, user)
+        .await?
+        .iter()
         .find(|k| k.access_key_id() == Some(key_id))
         .and_then(|k| k.status().map(|s| s.as_str().to_owned()))
         .ok_or_else(|| {

@@ -129,18 +129,18 @@ impl AwsConnector {
             .map(String::as_str)
             .filter(|k| matches!(key_kind(k), Ok(KeyKind::LongTerm)))
             .collect();
-        let found = if long_term.len() >= SCAN_MIN_KEYS {
+        let (account, found) = if long_term.len() >= SCAN_MIN_KEYS {
             self.scan_own_account(&long_term, concurrency)
                 .await
                 .unwrap_or_default()
         } else {
-            ScanFound::default()
+            Default::default()
         };
         let sem = tokio::sync::Semaphore::new(concurrency);
         let sem = &sem;
-        let found = &found;
+        let (account, found) = (&account, &found);
         futures::future::join_all(key_ids.iter().map(|k| async move {
-            if let Some((account, user)) = found.get(k.as_str()) {
+            if let Some(user) = found.get(k.as_str()) {
                 return Ok(KeyIdentity {
                     key_id: k.clone(),
                     kind: KeyKind::LongTerm,
@@ -162,7 +162,11 @@ impl AwsConnector {
     /// [`AwsConnector::identify_access_keys`]). `None` when listing costs more than the
     /// keys one by one would or the users cannot be listed; a user whose keys cannot be
     /// read ends the scan with what it found (the caller asks for the rest key by key).
-    async fn scan_own_account(&self, keys: &[&str], concurrency: usize) -> Option<ScanFound> {
+    async fn scan_own_account(
+        &self,
+        keys: &[&str],
+        concurrency: usize,
+    ) -> Option<(String, ScanFound)> {
         use futures::StreamExt;
         let c = self.clients_for(None).await.ok()?;
         // One by one, the keys cost two requests each; the scan one per user (and a page
@@ -193,6 +197,7 @@ impl AwsConnector {
         }
         let mut wanted: std::collections::HashSet<&str> = keys.iter().copied().collect();
         let mut found = ScanFound::new();
+        let account = c.account.clone();
         let c = &c;
         let mut lists = futures::stream::iter(users.into_iter().map(|user| async move {
             let keys = retry_read(|| access_key_metadata(c, &user)).await;
@@ -204,7 +209,7 @@ impl AwsConnector {
             for k in keys {
                 if let Some(id) = k.access_key_id() {
                     if wanted.remove(id) {
-                        found.insert(id.to_owned(), (c.account.clone(), user.clone()));
+                        found.insert(id.to_owned(), user.clone());
                     }
                 }
             }
@@ -212,7 +217,7 @@ impl AwsConnector {
                 break;
             }
         }
-        Some(found)
+        Some((account, found))
     }
 
     async fn identify_access_key_once(&self, key_id: &str) -> Result<KeyIdentity, ConnectorError> {
@@ -312,8 +317,8 @@ impl AwsConnector {
 /// listing cordon's own account before asking key by key.
 pub const SCAN_MIN_KEYS: usize = 16;
 
-/// Keys found by listing the account: key id → (account, user).
-type ScanFound = std::collections::HashMap<String, (String, String)>;
+/// Keys found by listing cordon's own account: key id → user.
+type ScanFound = std::collections::HashMap<String, String>;
 
 /// A read made before there is a plan (so outside the engine's retries): a throttled or
 /// unavailable answer is retried, up to 6 attempts, waiting 200 ms doubling to at most
