@@ -52,6 +52,10 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 SECOND_ACCOUNT_ID = "210987654321"
+# An account only one test writes to (the account-listing identification, whose choice
+# depends on how many users the account holds: in the shared account that count grows
+# with every other test running beside it).
+QUIET_ACCOUNT_ID = "314159265358"
 ADMIN_USER = "cordon-test-admin"
 # The identity cordon itself runs as in the tests: it holds exactly the
 # least-privilege policy shipped for cordon's responder role, so a call cordon
@@ -976,6 +980,10 @@ def bootstrap() -> dict[str, str]:
     other.create_user(region_name="us-east-1", user_name=ADMIN_USER, path="/", tags=[])
     other.put_user_policy(ADMIN_USER, "cordon-test-admin", ADMIN_POLICY)
     second_key = other.create_access_key(ADMIN_USER)
+    quiet = iam_backends[QUIET_ACCOUNT_ID]["aws"]
+    quiet.create_user(region_name="us-east-1", user_name=ADMIN_USER, path="/", tags=[])
+    quiet.put_user_policy(ADMIN_USER, "cordon-test-admin", ADMIN_POLICY)
+    quiet_key = quiet.create_access_key(ADMIN_USER)
     return {
         "CORDON_TEST_AWS_ACCESS_KEY_ID": key.access_key_id,
         "CORDON_TEST_AWS_SECRET_ACCESS_KEY": key.secret_access_key,
@@ -986,6 +994,9 @@ def bootstrap() -> dict[str, str]:
         "CORDON_TEST_AWS_SECOND_ADMIN_KEY_ID": second_key.access_key_id,
         "CORDON_TEST_AWS_SECOND_ADMIN_SECRET": second_key.secret_access_key,
         "CORDON_TEST_AWS_ROLE_ARN_TEMPLATE": f"arn:aws:iam::{{account}}:role/{RESPONDER_ROLE}",
+        "CORDON_TEST_AWS_QUIET_ACCOUNT_ID": QUIET_ACCOUNT_ID,
+        "CORDON_TEST_AWS_QUIET_ADMIN_KEY_ID": quiet_key.access_key_id,
+        "CORDON_TEST_AWS_QUIET_ADMIN_SECRET": quiet_key.secret_access_key,
     }
 
 
