@@ -104,7 +104,10 @@ fn read_block<R: Read>(
 ) -> std::io::Result<Block> {
     let want = size.max(carry.len() * 2);
     if buf.len() < want {
-        buf.resize(want, 0);
+        // A fresh zeroed allocation (calloc: pages the kernel zeroes, and no
+        // byte-by-byte fill in unoptimised builds, where `resize` was most of
+        // the tamper tests' time); what `buf` held is overwritten below anyway.
+        buf = vec![0; want];
     }
     buf[..carry.len()].copy_from_slice(carry);
     let mut len = carry.len();
