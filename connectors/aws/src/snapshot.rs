@@ -412,6 +412,283 @@ impl KeyLists {
     }
 }
 
+/// A shared read-back's answer, filled once by whoever sends the read.
+type Answer = std::sync::Arc<tokio::sync::OnceCell<Result<Value, ConnectorError>>>;
+
+/// A key's change through this connector, registered by [`ReadBacks::changing`]: in flight
+/// (`returned: None`), or returned at `Some(when)` and awaiting its key's read-back, for
+/// at most [`READ_BACK_GRACE`].
+struct Change {
+    key: String,
+    returned: Option<tokio::time::Instant>,
+}
+
+/// A user's read scheduled and not sent yet: whoever asks for a read-back of the user
+/// joins it.
+struct Scheduled {
+    answer: Answer,
+    /// It waits for the changes registered before it was scheduled (`seq < upto`), never
+    /// for later ones, so a stream of changes cannot hold it back.
+    upto: u64,
+    since: tokio::time::Instant,
+}
+
+#[derive(Default)]
+struct UserReadBacks {
+    changes: std::collections::HashMap<u64, Change>,
+    next: Option<Scheduled>,
+}
+
+impl UserReadBacks {
+    fn idle(&self) -> bool {
+        self.changes.is_empty() && self.next.is_none()
+    }
+}
+
+#[derive(Default)]
+struct ReadBackTable {
+    seq: u64,
+    users: std::collections::HashMap<(String, String), UserReadBacks>,
+}
+
+/// How long a scheduled read waits for the read-back of a key whose change has returned
+/// (the engine records the outcome, then asks): past it, the read goes without that key.
+pub(crate) const READ_BACK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Read-backs of a user's access keys, shared when several keys of the user are killed
+/// at once (issue 19): the verification of each disabled key reads the user's key list
+/// after the change, and one `ListAccessKeys` can answer for every key of the user whose
+/// change returned before that read was sent.
+///
+/// Why an answer is never stale: a read-back joins only a read that is *scheduled and not
+/// yet sent* (`UserReadBacks::next`); the read leaves the table before it is sent
+/// ([`ReadBacks::until_sent`]), so whoever asks later schedules the next read, and a read
+/// already on the wire is never joined (unlike the evidence, [`KeyLists`]). A read-back
+/// asks after its key's change returned (the engine verifies after `execute`), so every
+/// joiner's change returned before it joined, hence before the read was sent: the read
+/// sees it, as the key's own read would have. A sender that is cancelled hands the cell
+/// to another joiner (`OnceCell`), whose read is sent later still.
+///
+/// Why it saves requests: the kills of one user's keys run together (their evidence is
+/// one shared read), so when the first key's read-back asks, the other key's change is
+/// usually in flight. The connector counts those changes ([`ReadBacks::changing`], a
+/// guard around `UpdateAccessKey`), and a scheduled read waits until the changes of the
+/// user registered before it have returned and their keys' read-backs have joined, each
+/// for at most [`READ_BACK_GRACE`] after its change returned (the engine may never
+/// verify: a failed record, a crash), and the whole wait for at most the caller's bound
+/// (the operation timeout). The table's lock is never held across an await, and a
+/// poisoned lock is taken over as [`KeyLists`] does (every critical section is plain map
+/// edits, so the table stays consistent).
+pub(crate) struct ReadBacks {
+    table: std::sync::Mutex<ReadBackTable>,
+    changed: tokio::sync::Notify,
+    grace: std::time::Duration,
+}
+
+impl Default for ReadBacks {
+    fn default() -> Self {
+        ReadBacks::with_grace(READ_BACK_GRACE)
+    }
+}
+
+/// A key's change in flight, registered with [`ReadBacks`]: dropped without
+/// [`Changing::returned`] (an error, a cancelled step) it is forgotten.
+pub(crate) struct Changing<'a> {
+    owner: &'a ReadBacks,
+    user: (String, String),
+    seq: u64,
+    returned: bool,
+}
+
+impl Changing<'_> {
+    /// The change returned: the user's next read may wait for this key's read-back.
+    pub(crate) fn returned(mut self) {
+        self.returned = true;
+    }
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        {
+            let mut t = self.owner.table();
+            if let Some(u) = t.users.get_mut(&self.user) {
+                match u.changes.get_mut(&self.seq) {
+                    Some(c) if self.returned => c.returned = Some(tokio::time::Instant::now()),
+                    _ => {
+                        u.changes.remove(&self.seq);
+                    }
+                }
+                if u.idle() {
+                    t.users.remove(&self.user);
+                }
+            }
+        }
+        self.owner.changed.notify_waiters();
+    }
+}
+
+impl ReadBacks {
+    pub(crate) fn with_grace(grace: std::time::Duration) -> ReadBacks {
+        ReadBacks {
+            table: std::sync::Mutex::default(),
+            changed: tokio::sync::Notify::new(),
+            grace,
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, ReadBackTable> {
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Register a change of `key_id` of `user` in `account`, about to be sent; the guard
+    /// says when it returned.
+    pub(crate) fn changing(&self, account: &str, user: &str, key_id: &str) -> Changing<'_> {
+        let mut t = self.table();
+        // Forget the returned changes whose read-back never came, everywhere: the
+        // table holds only users with a change or a read under way.
+        let now = tokio::time::Instant::now();
+        let grace = self.grace;
+        // A scheduled read whose every joiner was cancelled has no sender left (only
+        // the table holds it): drop it too.
+        t.users.retain(|_, u| {
+            u.changes
+                .retain(|_, c| c.returned.is_none_or(|r| now < r + grace));
+            if u.next
+                .as_ref()
+                .is_some_and(|s| std::sync::Arc::strong_count(&s.answer) == 1)
+            {
+                u.next = None;
+            }
+            !u.idle()
+        });
+        t.seq += 1;
+        let seq = t.seq;
+        let k = (account.to_owned(), user.to_owned());
+        t.users.entry(k.clone()).or_default().changes.insert(
+            seq,
+            Change {
+                key: key_id.to_owned(),
+                returned: None,
+            },
+        );
+        Changing {
+            owner: self,
+            user: k,
+            seq,
+            returned: false,
+        }
+    }
+
+    /// The read-back of `key_id` of `user` in `account`: joins the user's read scheduled
+    /// and not sent yet, or schedules one; `read` sends it (one of the joiners' `read`
+    /// runs). The read waits for the user's changes in flight, at most `max_wait`.
+    pub(crate) async fn read<F, Fut>(
+        &self,
+        account: &str,
+        user: &str,
+        key_id: &str,
+        max_wait: std::time::Duration,
+        read: F,
+    ) -> Result<Value, ConnectorError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Value, ConnectorError>>,
+    {
+        let k = (account.to_owned(), user.to_owned());
+        let answer = {
+            let mut t = self.table();
+            let upto = t.seq + 1;
+            let u = t.users.entry(k.clone()).or_default();
+            // This key's change returned and its read-back is here: nothing more to
+            // wait for on its behalf.
+            u.changes
+                .retain(|_, c| c.returned.is_none() || c.key != key_id);
+            match &u.next {
+                Some(s) => s.answer.clone(),
+                None => {
+                    let answer = Answer::default();
+                    u.next = Some(Scheduled {
+                        answer: answer.clone(),
+                        upto,
+                        since: tokio::time::Instant::now(),
+                    });
+                    answer
+                }
+            }
+        };
+        self.changed.notify_waiters();
+        answer
+            .get_or_init(|| async {
+                self.until_sent(&k, &answer, max_wait).await;
+                read().await
+            })
+            .await
+            .clone()
+    }
+
+    /// Wait until the user's scheduled read `answer` may be sent, then take it out of
+    /// the table: whoever asks from then on schedules the next read. Returns at once
+    /// when it is out already (its first sender was cancelled after taking it out).
+    async fn until_sent(
+        &self,
+        k: &(String, String),
+        answer: &Answer,
+        max_wait: std::time::Duration,
+    ) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wake = {
+                let mut t = self.table();
+                let Some(u) = t.users.get_mut(k) else {
+                    return;
+                };
+                let Some((upto, since)) = u
+                    .next
+                    .as_ref()
+                    .filter(|s| std::sync::Arc::ptr_eq(&s.answer, answer))
+                    .map(|s| (s.upto, s.since))
+                else {
+                    return;
+                };
+                let now = tokio::time::Instant::now();
+                let grace = self.grace;
+                u.changes
+                    .retain(|_, c| c.returned.is_none_or(|r| now < r + grace));
+                let deadline = since + max_wait;
+                let mut wake = deadline;
+                let mut ready = true;
+                for c in u
+                    .changes
+                    .iter()
+                    .filter(|(seq, _)| **seq < upto)
+                    .map(|(_, c)| c)
+                {
+                    ready = false;
+                    if let Some(r) = c.returned {
+                        wake = wake.min(r + grace);
+                    }
+                }
+                if ready || now >= deadline {
+                    u.next = None;
+                    if u.idle() {
+                        t.users.remove(k);
+                    }
+                    return;
+                }
+                wake
+            };
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+}
+
 /// Every page of `iam:ListAccessKeys` for `user`.
 pub(crate) async fn access_key_metadata(
     c: &AccountClients,
@@ -650,4 +927,216 @@ pub(crate) fn key_status<'a>(snapshot: &'a Value, key_id: &str) -> Option<&'a st
         .find(|k| k.get("access_key_id").and_then(Value::as_str) == Some(key_id))?
         .get("status")?
         .as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    /// A read that counts itself and answers the number it was.
+    fn counted(
+        n: &Arc<AtomicUsize>,
+    ) -> impl std::future::Future<Output = Result<Value, ConnectorError>> {
+        let n = n.clone();
+        async move { Ok(json!(n.fetch_add(1, Ordering::SeqCst) + 1)) }
+    }
+
+    #[tokio::test]
+    async fn a_read_back_waits_for_the_users_change_in_flight_and_one_read_serves_both() {
+        let rb = Arc::new(ReadBacks::with_grace(LONG));
+        let n = Arc::new(AtomicUsize::new(0));
+        let b = rb.changing("acct", "u", "B");
+        let a = tokio::spawn({
+            let (rb, n) = (rb.clone(), n.clone());
+            async move { rb.read("acct", "u", "A", LONG, || counted(&n)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            n.load(Ordering::SeqCst),
+            0,
+            "sent while B's change was in flight"
+        );
+        b.returned();
+        // B's change returned: the read now waits for B's read-back (within the grace).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            n.load(Ordering::SeqCst),
+            0,
+            "sent before B's read-back asked"
+        );
+        let bv = rb
+            .read("acct", "u", "B", LONG, || counted(&n))
+            .await
+            .unwrap();
+        let av = a.await.unwrap().unwrap();
+        assert_eq!((av, bv), (json!(1), json!(1)));
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        assert!(rb.table().users.is_empty(), "the table keeps nothing after");
+    }
+
+    #[tokio::test]
+    async fn a_read_already_sent_is_never_joined() {
+        let rb = Arc::new(ReadBacks::with_grace(LONG));
+        let n = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let a = tokio::spawn({
+            let (rb, n) = (rb.clone(), n.clone());
+            async move {
+                rb.read("acct", "u", "A", LONG, || async move {
+                    let v = counted(&n).await;
+                    let _ = rx.await;
+                    v
+                })
+                .await
+            }
+        });
+        // A's read is on the wire; B's change completes, then B asks.
+        while n.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rb.changing("acct", "u", "B").returned();
+        let bv = rb
+            .read("acct", "u", "B", LONG, || counted(&n))
+            .await
+            .unwrap();
+        assert_eq!(bv, json!(2), "B must get a read of its own");
+        tx.send(()).unwrap();
+        assert_eq!(a.await.unwrap().unwrap(), json!(1));
+    }
+
+    #[tokio::test]
+    async fn the_wait_is_bounded() {
+        let n = Arc::new(AtomicUsize::new(0));
+        // A change in flight past the bound: the read goes at the bound.
+        let rb = ReadBacks::with_grace(LONG);
+        let stuck = rb.changing("acct", "u", "B");
+        let t = tokio::time::Instant::now();
+        rb.read("acct", "u", "A", Duration::from_millis(200), || counted(&n))
+            .await
+            .unwrap();
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        drop(stuck);
+        // A change that returned but whose read-back never asks: held for the grace only.
+        let rb = ReadBacks::with_grace(Duration::from_millis(200));
+        rb.changing("acct", "u", "B").returned();
+        let t = tokio::time::Instant::now();
+        rb.read("acct", "u", "A", LONG, || counted(&n))
+            .await
+            .unwrap();
+        let waited = t.elapsed();
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        // A failed change (the guard dropped) holds nothing back.
+        let rb = ReadBacks::with_grace(LONG);
+        drop(rb.changing("acct", "u", "B"));
+        let t = tokio::time::Instant::now();
+        rb.read("acct", "u", "A", LONG, || counted(&n))
+            .await
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn only_changes_before_the_read_was_scheduled_hold_it_and_other_users_never() {
+        let rb = Arc::new(ReadBacks::with_grace(LONG));
+        let n = Arc::new(AtomicUsize::new(0));
+        let other_user = rb.changing("acct", "v", "C");
+        let other_account = rb.changing("acct2", "u", "D");
+        let a = tokio::spawn({
+            let (rb, n) = (rb.clone(), n.clone());
+            async move { rb.read("acct", "u", "A", LONG, || counted(&n)).await }
+        });
+        tokio::time::timeout(Duration::from_secs(5), a)
+            .await
+            .expect("held back by another user's change")
+            .unwrap()
+            .unwrap();
+        // A change that starts after the read was scheduled does not hold it back.
+        let x = rb.changing("acct", "u", "X");
+        let a = tokio::spawn({
+            let (rb, n) = (rb.clone(), n.clone());
+            async move { rb.read("acct", "u", "A", LONG, || counted(&n)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let late = rb.changing("acct", "u", "E");
+        x.returned();
+        let xv = tokio::time::timeout(
+            Duration::from_secs(5),
+            rb.read("acct", "u", "X", LONG, || counted(&n)),
+        )
+        .await
+        .expect("held back by a change that started later")
+        .unwrap();
+        assert_eq!(a.await.unwrap().unwrap(), xv);
+        drop((late, other_user, other_account));
+        assert!(rb.table().users.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_every_joiners_error_and_the_next_read_back_reads_again() {
+        let rb = Arc::new(ReadBacks::with_grace(LONG));
+        let n = Arc::new(AtomicUsize::new(0));
+        let b = rb.changing("acct", "u", "B");
+        let a = tokio::spawn({
+            let (rb, n) = (rb.clone(), n.clone());
+            async move {
+                rb.read("acct", "u", "A", LONG, || async move {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    Err(ConnectorError::retryable("throttled"))
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        b.returned();
+        let be = rb
+            .read("acct", "u", "B", LONG, || counted(&n))
+            .await
+            .unwrap_err();
+        assert!(be.message.contains("throttled"), "{be}");
+        assert!(a.await.unwrap().unwrap_err().message.contains("throttled"));
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            rb.read("acct", "u", "B", LONG, || counted(&n))
+                .await
+                .unwrap(),
+            json!(2)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_sender_hands_the_read_to_a_joiner() {
+        let rb = Arc::new(ReadBacks::with_grace(LONG));
+        let n = Arc::new(AtomicUsize::new(0));
+        let b = rb.changing("acct", "u", "B");
+        let a = tokio::spawn({
+            let (rb, n) = (rb.clone(), n.clone());
+            async move { rb.read("acct", "u", "A", LONG, || counted(&n)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        b.returned();
+        let joiner = tokio::spawn({
+            let (rb, n) = (rb.clone(), n.clone());
+            async move { rb.read("acct", "u", "B", LONG, || counted(&n)).await }
+        });
+        // A is cancelled: B's read-back still gets one read, sent now.
+        a.abort();
+        let bv = tokio::time::timeout(Duration::from_secs(5), joiner)
+            .await
+            .expect("the joiner was left waiting")
+            .unwrap()
+            .unwrap();
+        assert_eq!(bv, json!(1));
+    }
 }
