@@ -1232,17 +1232,39 @@ async fn set_key_status(
         .map_err(|e| classify("iam:UpdateAccessKey", &e))
 }
 
+/// What [`AwsConnector::describe_step`] reads for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Purpose {
+    /// The evidence, before the change: a kill may share the user's key list with a kill
+    /// of the same user in flight (`snapshot::KeyLists`).
+    Evidence,
+    /// A verification's first read-back, after the change: a kill's may share one read
+    /// of the user's keys sent after its change returned (`snapshot::ReadBacks`).
+    ReadBack,
+    /// A read-back of its own, made afresh (a poll after an `Alive` answer).
+    Fresh,
+}
+
+/// Whether the verification of this step reads back through `snapshot::ReadBacks`: a
+/// kill on the access-keys view without the leaked secret (with it, `verify` probes
+/// the key instead). Its change registers there, so the read waits for it.
+fn read_back_shared(ctx: &StepContext<'_>, params: &Params) -> bool {
+    ctx.step.action == Action::AwsDisableAccessKey
+        && params.keys_only
+        && !(ctx.secret.is_some() && ctx.step.target.id.starts_with("AKIA"))
+}
+
 // ---------------------------------------------------------------------------------------
 // The three connector operations.
 
 impl AwsConnector {
-    /// The step's target as it is now. `evidence`: the snapshot taken before the change
-    /// (a key's kill may then share the user's key list with a kill of the same user in
-    /// flight, `snapshot::KeyLists`); otherwise a read-back after it, always made afresh.
+    /// The step's target as it is now: the evidence before the change, or a read-back
+    /// after it (see [`Purpose`]; a shared read-back is always a read sent after the key's
+    /// change returned, never one already under way).
     pub(crate) async fn describe_step(
         &self,
         ctx: &StepContext<'_>,
-        evidence: bool,
+        read: Purpose,
     ) -> Result<TargetState, ConnectorError> {
         let step = ctx.step;
         let target = &step.target;
@@ -1257,12 +1279,23 @@ impl AwsConnector {
                 // and the user's other credentials come in the same round trip (one where
                 // a full user snapshot takes four). Policies, groups and last use are the
                 // evidence of the user's own steps (session cut-off, quarantine).
-                let snap = if params.keys_only && evidence {
-                    self.key_lists().read(&c, &user).await?
-                } else if params.keys_only {
-                    snapshot::access_keys_snapshot(&c, &user).await?
-                } else {
-                    snapshot::credentials_snapshot(&c, &user).await?
+                let snap = match read {
+                    Purpose::Evidence if params.keys_only => {
+                        self.key_lists().read(&c, &user).await?
+                    }
+                    Purpose::ReadBack if read_back_shared(ctx, &params) => {
+                        self.read_backs()
+                            .read(
+                                &c.account,
+                                &user,
+                                &target.id,
+                                self.config().operation_timeout,
+                                || snapshot::access_keys_snapshot(&c, &user),
+                            )
+                            .await?
+                    }
+                    _ if params.keys_only => snapshot::access_keys_snapshot(&c, &user).await?,
+                    _ => snapshot::credentials_snapshot(&c, &user).await?,
                 };
                 let status = snapshot::key_status(&snap, &target.id).map(str::to_owned);
                 let key = snap
@@ -1385,9 +1418,7 @@ impl AwsConnector {
                         // ahead without its snapshot): the change is idempotent, so
                         // make it, and let IAM's answer to it say whether the key exists.
                         Err(read) if read.class == cordon_connector::ErrorClass::Permanent => {
-                            if let Err(e) =
-                                set_key_status(&c, &user, &target.id, StatusType::Inactive).await
-                            {
+                            if let Err(e) = self.disable_key(&c, &user, ctx, &params).await {
                                 return Err(
                                     if e.class == cordon_connector::ErrorClass::Permanent {
                                         read
@@ -1412,7 +1443,7 @@ impl AwsConnector {
                         target.id
                     ));
                 } else if status.as_deref() != Some("Inactive") {
-                    set_key_status(&c, &user, &target.id, StatusType::Inactive).await?;
+                    self.disable_key(&c, &user, ctx, &params).await?;
                     changes.push(format!(
                         "access key `{}` of user `{user}` set to Inactive (not deleted: its id \
                          stays traceable in CloudTrail)",
@@ -1645,6 +1676,26 @@ impl AwsConnector {
         })
     }
 
+    /// A kill's `UpdateAccessKey` → `Inactive`. When its verification will read back
+    /// through `snapshot::ReadBacks`, the change is registered there while in flight, so
+    /// that a read-back of another key of the user waits for it and one read serves both.
+    async fn disable_key(
+        &self,
+        c: &AccountClients,
+        user: &str,
+        ctx: &StepContext<'_>,
+        params: &Params,
+    ) -> Result<(), ConnectorError> {
+        let key_id = &ctx.step.target.id;
+        let change = read_back_shared(ctx, params)
+            .then(|| self.read_backs().changing(&c.account, user, key_id));
+        let r = set_key_status(c, user, key_id, StatusType::Inactive).await;
+        if let (Ok(()), Some(change)) = (&r, change) {
+            change.returned();
+        }
+        r
+    }
+
     /// Prove the step's effect, polling through IAM's propagation delay: a containment
     /// whose credential still works is probed again (0.5 s, doubling to 5 s) until it is
     /// refused or [`crate::AwsConfig::verify_deadline`] has passed; then the result says
@@ -1659,7 +1710,14 @@ impl AwsConnector {
         let mut probes = 0u32;
         loop {
             probes += 1;
-            let v = self.verify_once(ctx).await?;
+            // The first read-back may share a read sent after the change; a poll after an
+            // `Alive` answer reads afresh.
+            let read = if probes == 1 {
+                Purpose::ReadBack
+            } else {
+                Purpose::Fresh
+            };
+            let v = self.verify_once(ctx, read).await?;
             let contain = ctx.step.action.class() == cordon_connector::DecisionClass::Contain;
             match v {
                 Verification::Alive { detail } if contain => {
@@ -1692,7 +1750,11 @@ impl AwsConnector {
         }
     }
 
-    async fn verify_once(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
+    async fn verify_once(
+        &self,
+        ctx: &StepContext<'_>,
+        read: Purpose,
+    ) -> Result<Verification, ConnectorError> {
         let step = ctx.step;
         let target = &step.target;
         // A call signed with the leaked secret is the strongest proof: try it first. A
@@ -1714,7 +1776,7 @@ impl AwsConnector {
                     if let Verification::Dead { detail } = &probed {
                         // AccessDenied may only mean the user never had this permission:
                         // dead only when the deny-all is read back too.
-                        if !self.describe_step(ctx, false).await?.contained {
+                        if !self.describe_step(ctx, Purpose::Fresh).await?.contained {
                             return Ok(Verification::NotVerified {
                                 detail: format!(
                                     "{detail}, but the quarantine of {} is not in place: run \
@@ -1731,7 +1793,7 @@ impl AwsConnector {
         if let Some(dead) = self.cutoff_read_back(ctx).await? {
             return Ok(dead);
         }
-        let state = self.describe_step(ctx, false).await?;
+        let state = self.describe_step(ctx, read).await?;
         let restore = step.action.class() == cordon_connector::DecisionClass::Restore;
         let what = target.display_name();
         // AWSCompromisedKeyQuarantineV3 denies a list of actions, not everything: in

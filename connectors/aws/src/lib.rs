@@ -90,6 +90,9 @@
 //! `managed-v3` quarantine, role steps and steps without the secret are read back. A
 //! probe is a call by the leaked key: it appears in CloudTrail (from cordon's address).
 //! For restore steps, verify reports `Alive` once the snapshot's controls are back.
+//! A key's kill read back on the access-keys view shares its first read-back with the
+//! kills of the user's other keys under way: one `ListAccessKeys` sent after every one
+//! of their changes returned, never a read already under way (`snapshot::ReadBacks`).
 //!
 //! # Session cut-offs use AWS's clock
 //!
@@ -171,6 +174,9 @@ pub struct AwsConnector {
     /// Reads of a user's access keys in flight, shared by the kills of that user's keys
     /// that start while one is under way (`snapshot::KeyLists`).
     key_lists: snapshot::KeyLists,
+    /// Read-backs of a user's access keys after their kills, one read for the keys whose
+    /// changes returned before it was sent (`snapshot::ReadBacks`).
+    read_backs: snapshot::ReadBacks,
 }
 
 impl std::fmt::Debug for AwsConnector {
@@ -213,11 +219,16 @@ impl AwsConnector {
             accounts: client::AccountCache::new(),
             clock: clock::Offsets::default(),
             key_lists: snapshot::KeyLists::default(),
+            read_backs: snapshot::ReadBacks::default(),
         }
     }
 
     pub(crate) fn key_lists(&self) -> &snapshot::KeyLists {
         &self.key_lists
+    }
+
+    pub(crate) fn read_backs(&self) -> &snapshot::ReadBacks {
+        &self.read_backs
     }
 
     pub fn config(&self) -> &AwsConfig {
@@ -321,7 +332,7 @@ impl Connector for AwsConnector {
 
     async fn describe(&self, ctx: &StepContext<'_>) -> Result<TargetState, ConnectorError> {
         check_action(ctx.step.action)?;
-        self.describe_step(ctx, true).await
+        self.describe_step(ctx, actions::Purpose::Evidence).await
     }
 
     async fn execute(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {

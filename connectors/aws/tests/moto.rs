@@ -2140,3 +2140,154 @@ async fn many_keys_are_identified_by_listing_the_account_and_the_rest_one_by_one
     assert_eq!(proxy.stats().await["matched"].as_u64().unwrap() - after, 3);
     canary.assert_clean(&admin_secret());
 }
+
+// ---------------------------------------------------------------------------------------
+// Read-backs shared per user (issue 19): one `ListAccessKeys` sent after the changes.
+
+/// A key's kill as the plan has it when the same plan quarantines the user: the user
+/// named, the access-keys view (the read-back path `snapshot::ReadBacks` serves).
+fn keys_only_kill(user: &str, key_id: &str) -> cordon_connector::PlanStep {
+    step(
+        Action::AwsDisableAccessKey,
+        aws_target("access-key", key_id, None),
+        &[("user", json!(user)), ("credentials", json!("access-keys"))],
+    )
+}
+
+// The kills of several users' keys, each driven as the engine drives a step (evidence,
+// change, verification), all at once: every key is verified dead by reading back the
+// user's keys, and the read-backs of one user's keys share reads (counted at the peer).
+// The evidence is read through a connector of its own, so the proxy counts the
+// read-backs alone (`execute` sends no read when handed its evidence).
+#[tokio::test]
+async fn the_read_backs_of_a_users_keys_killed_together_share_one_read() {
+    let direct = std::sync::Arc::new(connector().await);
+    let iam = admin_iam(&direct).await;
+    let proxy = FaultProxy::start(&endpoint(), &["--match", "Action=ListAccessKeys"]);
+    let conn = std::sync::Arc::new(proxied(&proxy, None).await);
+    let prefix = unique("readback");
+    let users = 6;
+    let mut planted: Vec<(String, String)> = Vec::new();
+    for i in 0..users {
+        let name = format!("{prefix}-{i}");
+        for k in user_with_keys(&iam, &name, 2).await {
+            planted.push((name.clone(), k.key_id));
+        }
+    }
+    let tasks: Vec<_> = planted
+        .iter()
+        .cloned()
+        .map(|(user, key_id)| {
+            let (direct, conn) = (direct.clone(), conn.clone());
+            tokio::spawn(async move {
+                let s = keys_only_kill(&user, &key_id);
+                let before = direct
+                    .describe(&ctx("plan-readback", &s, None, None))
+                    .await
+                    .unwrap();
+                assert_eq!(before.evidence["access_key"]["status"], "Active");
+                let mut c = ctx("plan-readback", &s, None, None);
+                c.observed = Some(&before.evidence);
+                let done = conn.execute(&c).await.unwrap();
+                assert!(matches!(done, Outcome::Done { .. }), "{done:?}");
+                // The engine records the outcome between the change and its
+                // verification: the user's other key may ask a moment later.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                conn.verify(&c).await.unwrap()
+            })
+        })
+        .collect();
+    for ((user, key_id), t) in planted.iter().zip(tasks) {
+        match t.await.unwrap() {
+            Verification::Dead { detail } => {
+                assert!(detail.starts_with("read back"), "{detail}");
+                assert!(!detail.contains("probes"), "{detail}");
+            }
+            other => panic!("key `{key_id}` of `{user}`: {other:?}"),
+        }
+        assert_eq!(key_status(&iam, user, key_id).await, "Inactive");
+    }
+    let reads = proxy.stats().await["matched"].as_u64().unwrap();
+    eprintln!(
+        "read-backs: {reads} ListAccessKeys for {} keys of {users} users",
+        planted.len()
+    );
+    assert!(reads >= users as u64, "{reads}: fewer reads than users");
+    assert!(
+        reads < planted.len() as u64,
+        "{reads} ListAccessKeys for {} keys: not shared",
+        planted.len()
+    );
+}
+
+// The freshness rule of shared read-backs: a key's read-back is answered only by a read
+// sent after its change returned, never by one already under way. Key A's read-back is
+// sent and its answer held back by the proxy (`slow`: moto answers at once, A inactive,
+// B still active); meanwhile B's change returns and B's read-back asks. Joining A's read
+// would read B as active: with no time to poll (deadline 0), "not yet dead".
+#[tokio::test]
+async fn a_read_back_never_joins_a_read_sent_before_its_change() {
+    let direct = connector().await;
+    let iam = admin_iam(&direct).await;
+    let user = unique("fresh-readback");
+    let keys = user_with_keys(&iam, &user, 2).await;
+    let (a, b) = (&keys[0].key_id, &keys[1].key_id);
+    let proxy = FaultProxy::start(
+        &endpoint(),
+        &[
+            "--mode",
+            "slow",
+            "--slow-ms",
+            "2000",
+            "--match",
+            "Action=ListAccessKeys",
+            "--fail-first",
+            "1",
+        ],
+    );
+    let mut config = config_for(&proxy.endpoint);
+    config.verify_deadline = Duration::from_secs(0);
+    let conn = std::sync::Arc::new(connector_with(config).await);
+    // B's evidence, before any change (through the other connector: not counted).
+    let sb = keys_only_kill(&user, b);
+    let b_before = direct
+        .describe(&ctx("plan-fresh", &sb, None, None))
+        .await
+        .unwrap();
+    // A is disabled; its read-back goes out and is held.
+    iam.update_access_key()
+        .user_name(&user)
+        .access_key_id(a)
+        .status(StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    let a_verify = tokio::spawn({
+        let (conn, sa) = (conn.clone(), keys_only_kill(&user, a));
+        async move { conn.verify(&ctx("plan-fresh", &sa, None, None)).await }
+    });
+    // Answered by moto (counted once upstream answered), held back by the proxy.
+    while proxy.stats().await["matched_forwarded"].as_u64().unwrap() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // B's change through the connector, then its read-back, while A's read is in flight.
+    let mut cb = ctx("plan-fresh", &sb, None, None);
+    cb.observed = Some(&b_before.evidence);
+    assert!(matches!(
+        conn.execute(&cb).await.unwrap(),
+        Outcome::Done { .. }
+    ));
+    match conn.verify(&cb).await.unwrap() {
+        Verification::Dead { detail } => assert!(detail.starts_with("read back"), "{detail}"),
+        other => panic!("B's read-back was answered by a read sent before its change: {other:?}"),
+    }
+    assert!(
+        !a_verify.is_finished(),
+        "A's read was not in flight during B's read-back: the test proves nothing"
+    );
+    match a_verify.await.unwrap().unwrap() {
+        Verification::Dead { .. } => {}
+        other => panic!("A: {other:?}"),
+    }
+    assert_eq!(proxy.stats().await["matched"], 2, "one read each");
+}
