@@ -499,3 +499,72 @@ fn issue_19_time_to_dead_counts_from_cordons_start() {
     );
     assert!(t["first_ms"].as_u64().unwrap() <= dead, "{t}");
 }
+
+// issue 19: the read-backs of a user's two keys killed in one plan share one
+// `ListAccessKeys` through the engine too (its outcome record between a change and its
+// verification is covered by the connector's grace), and every key is still proven dead
+// by a read sent after its change. Counted at a proxy in front of moto (8 keys, fewer
+// than `SCAN_MIN_KEYS`: identified one by one, without `ListAccessKeys`): per user, the
+// quarantine reads the keys twice (its snapshot, its read-back); each kill's evidence
+// and read-back is at most one read each, and shared reads make them fewer. Measured
+// on 4 users: 16 reads with shared read-backs, 20 with one per key (the connector's
+// own test asserts the read-backs alone: one per user).
+#[test]
+fn issue_19_read_backs_of_a_users_keys_share_reads_through_the_engine() {
+    let (env, key) = env_with_signer();
+    let users = 4;
+    let mut ids = Vec::new();
+    for i in 0..users {
+        let (k, _secret, spare) = seed_aws(&format!("rbshare-{}-{i}", std::process::id()));
+        ids.push(k);
+        ids.push(spare);
+    }
+    let proxy = crate::fire::Proxy::start(
+        &peer("CORDON_TEST_AWS_ENDPOINT"),
+        &["--match", "Action=ListAccessKeys"],
+    );
+    let o = aws_cmd(&env)
+        .env("CORDON_AWS_ENDPOINT_URL", &proxy.url)
+        .args(["--json", "revoke", "aws-key"])
+        .args(&ids)
+        .args([
+            "--quarantine-user",
+            "--severity",
+            "critical",
+            "--as",
+            "amara",
+            "--key",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    let stats = proxy.stats();
+    drop(proxy);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    let kills: Vec<_> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "aws:disable-access-key")
+        .collect();
+    assert_eq!(kills.len(), ids.len(), "{v:#}");
+    for s in &kills {
+        assert_eq!(s["verification"]["status"], "dead", "{s:#}");
+    }
+    let reads = stats["matched"].as_u64().unwrap();
+    eprintln!(
+        "ListAccessKeys: {reads} for {} keys of {users} users",
+        ids.len()
+    );
+    let unshared = (2 * users + 2 * ids.len()) as u64;
+    assert!(
+        reads < unshared,
+        "{reads} ListAccessKeys: no kill's evidence or read-back was shared (at most {unshared})"
+    );
+}
