@@ -171,6 +171,8 @@ pub struct AwsConnector {
     /// Reads of a user's access keys in flight, shared by the kills of that user's keys
     /// that start while one is under way (`snapshot::KeyLists`).
     key_lists: snapshot::KeyLists,
+    /// How IAM answered identification, until a run takes it (`identify::EarlyAnswers`).
+    early_answers: identify::EarlyAnswers,
 }
 
 impl std::fmt::Debug for AwsConnector {
@@ -213,6 +215,7 @@ impl AwsConnector {
             accounts: client::AccountCache::new(),
             clock: clock::Offsets::default(),
             key_lists: snapshot::KeyLists::default(),
+            early_answers: identify::EarlyAnswers::default(),
         }
     }
 
@@ -317,6 +320,13 @@ impl AwsConnector {
 impl Connector for AwsConnector {
     fn provider(&self) -> Provider {
         Provider::Aws
+    }
+
+    fn take_answers(&self, account: Option<&str>) -> cordon_connector::Answers {
+        match account.or(self.own_account.get().map(String::as_str)) {
+            Some(a) => self.early_answers.take(a),
+            None => Default::default(),
+        }
     }
 
     async fn describe(&self, ctx: &StepContext<'_>) -> Result<TargetState, ConnectorError> {
