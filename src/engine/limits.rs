@@ -203,6 +203,35 @@ impl Limiter {
         }
     }
 
+    /// Count answers the provider gave outside the engine (identification,
+    /// before the run) as if they had come through this key's bucket: the same
+    /// rule as [`Limiter::answered`], one answer at a time, so a run after a
+    /// throttled identification starts lower and one after a clean one starts
+    /// where the slow start would have taken it. Never above the ceiling.
+    pub async fn prime(&self, key: &str, answers: cordon_connector::Answers) {
+        if answers.answered == 0 {
+            return;
+        }
+        // The throttled answers spread evenly among the others, as a provider
+        // throttling a share of requests would.
+        let every = (answers.answered / answers.throttled.max(1)).max(1);
+        let mut throttled_left = answers.throttled;
+        for n in 1..=answers.answered.min(100_000) {
+            let throttled = throttled_left > 0 && n % every == 0;
+            if throttled {
+                throttled_left -= 1;
+            }
+            self.answered(key, throttled).await;
+        }
+        tracing::debug!(
+            key,
+            answered = answers.answered,
+            throttled = answers.throttled,
+            rate = self.current_rate(key).await,
+            "rate primed by the provider's earlier answers"
+        );
+    }
+
     /// The key's current rate (for reports and tests).
     pub async fn current_rate(&self, key: &str) -> f64 {
         self.bucket(key).await.lock().await.rate
@@ -289,6 +318,51 @@ mod tests {
             l.answered("aws:1", true).await;
         }
         assert!(l.current_rate("aws:1").await >= FLOOR);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn primed_answers_count_as_the_buckets_own() {
+        use cordon_connector::Answers;
+        // Nothing answered: the safe start.
+        let l = Limiter::adaptive(20.0, 1000.0, 10, 32);
+        l.prime("aws:1", Answers::default()).await;
+        assert_eq!(l.current_rate("aws:1").await, 20.0);
+        // 100 clean answers: where the slow start would be after them.
+        l.prime(
+            "aws:1",
+            Answers {
+                answered: 100,
+                throttled: 0,
+            },
+        )
+        .await;
+        assert_eq!(l.current_rate("aws:1").await, 220.0);
+        // 501 (1,000 keys of 500 users identified by listing): the ceiling,
+        // never past it.
+        l.prime(
+            "aws:2",
+            Answers {
+                answered: 501,
+                throttled: 0,
+            },
+        )
+        .await;
+        assert_eq!(l.current_rate("aws:2").await, 1000.0);
+        // A provider that throttled a third of identification: the rate
+        // halves as it would have had those answers come through the bucket,
+        // and ends below the safe start.
+        l.prime(
+            "aws:3",
+            Answers {
+                answered: 300,
+                throttled: 100,
+            },
+        )
+        .await;
+        let r = l.current_rate("aws:3").await;
+        assert!(r < 20.0, "{r}");
+        // Another account is untouched.
+        assert_eq!(l.current_rate("aws:4").await, 20.0);
     }
 
     #[tokio::test(start_paused = true)]

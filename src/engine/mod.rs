@@ -422,6 +422,23 @@ impl Engine {
         // limits allow; each still takes its own evidence before its change.
         units.sort_by_key(|u| u.first().map_or(u8::MAX, |s| s.action.kill_order()));
 
+        // What the provider has just answered for each account (identification,
+        // while the plan was written) counts toward that account's adaptive rate,
+        // so the kills start at the pace the provider has shown it accepts rather
+        // than climbing back to it from the safe default.
+        let mut primed: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for step in &req.plan.steps {
+            let key = self.limiter.key(step);
+            if primed.contains(&key) {
+                continue;
+            }
+            if let Some(conn) = self.registry.for_action(step.action) {
+                let answers = conn.take_answers(step.target.account.as_deref());
+                self.limiter.prime(&key, answers).await;
+                primed.insert(key);
+            }
+        }
+
         let futures = units.into_iter().map(|unit| {
             let sem = sem.clone();
             let journal = &journal;

@@ -799,3 +799,75 @@ async fn execute_is_handed_what_describe_just_read_on_both_paths() {
         }
     }
 }
+
+/// A connector that says the provider just answered `answers` for the plan's
+/// account (as the AWS connector does after identification), once.
+struct Answered {
+    inner: Arc<TestConnector>,
+    answers: std::sync::Mutex<Option<cordon_connector::Answers>>,
+    asked: std::sync::Mutex<Vec<Option<String>>>,
+}
+
+#[async_trait::async_trait]
+impl Connector for Answered {
+    fn provider(&self) -> Provider {
+        Provider::Test
+    }
+    fn take_answers(&self, account: Option<&str>) -> cordon_connector::Answers {
+        self.asked.lock().unwrap().push(account.map(str::to_owned));
+        self.answers.lock().unwrap().take().unwrap_or_default()
+    }
+    async fn describe(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> Result<cordon_connector::TargetState, ConnectorError> {
+        self.inner.describe(ctx).await
+    }
+    async fn execute(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {
+        self.inner.execute(ctx).await
+    }
+    async fn verify(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
+        self.inner.verify(ctx).await
+    }
+}
+
+// issue 19, adaptive rate: what the provider answered before the run
+// (identification) starts the account's rate, asked once per account.
+#[tokio::test]
+async fn the_providers_earlier_answers_start_the_accounts_rate() {
+    let mut f = fixture();
+    let conn = Arc::new(Answered {
+        inner: f.conn.clone(),
+        answers: std::sync::Mutex::new(Some(cordon_connector::Answers {
+            answered: 200,
+            throttled: 0,
+        })),
+        asked: Default::default(),
+    });
+    let mut reg = Registry::new();
+    reg.register(conn.clone());
+    f.engine = Engine::new(
+        f.engine.store.clone(),
+        f.log.clone(),
+        Arc::new(TestOnlyGate),
+        reg,
+        f.engine.config.clone(),
+    );
+    let p = plan(&["a", "b", "c"]);
+    let key = f.engine.limiter.key(&p.steps[0]);
+    assert_eq!(
+        f.engine.limiter.current_rate(&key).await,
+        EngineConfig::START_RATE
+    );
+    let r = apply(&f, &p).await;
+    assert!(r.all_succeeded(), "{r:#?}");
+    // One question for the plan's one account; the 200 answers, then each
+    // step's own operations (three each), each +2 in the slow start.
+    assert_eq!(conn.asked.lock().unwrap().as_slice(), &[None]);
+    let rate = f.engine.limiter.current_rate(&key).await;
+    assert!(rate >= EngineConfig::START_RATE + 400.0, "{rate}");
+    // Answers are handed over once: a second run starts from its own.
+    let again = apply(&f, &plan(&["d"])).await;
+    assert!(again.all_succeeded());
+    assert_eq!(conn.asked.lock().unwrap().len(), 2);
+}

@@ -98,7 +98,15 @@ impl AwsConnector {
     /// here, up to 6 attempts, waiting 200 ms doubling to at most 20 s, and never
     /// less than the provider's Retry-After.
     pub async fn identify_access_key(&self, key_id: &str) -> Result<KeyIdentity, ConnectorError> {
-        retry_read(|| self.identify_access_key_once(key_id)).await
+        retry_read(|| async {
+            let r = self.identify_access_key_once(key_id).await;
+            // The IAM read was made with the own account's clients.
+            if let Some(own) = self.own_account.get() {
+                self.early_answers.note(own, &r);
+            }
+            r
+        })
+        .await
     }
 
     /// Identify many access key ids at once, as many requests in flight as
@@ -176,13 +184,16 @@ impl AwsConnector {
         let mut marker: Option<String> = None;
         loop {
             let page = retry_read(|| async {
-                c.iam
+                let r = c
+                    .iam
                     .list_users()
                     .max_items(1000)
                     .set_marker(marker.clone())
                     .send()
                     .await
-                    .map_err(|e| classify("iam:ListUsers", &e))
+                    .map_err(|e| classify("iam:ListUsers", &e));
+                self.early_answers.note(&c.account, &r);
+                r
             })
             .await
             .ok()?;
@@ -200,7 +211,12 @@ impl AwsConnector {
         let account = c.account.clone();
         let c = &c;
         let mut lists = futures::stream::iter(users.into_iter().map(|user| async move {
-            let keys = retry_read(|| access_key_metadata(c, &user)).await;
+            let keys = retry_read(|| async {
+                let r = access_key_metadata(c, &user).await;
+                self.early_answers.note(&c.account, &r);
+                r
+            })
+            .await;
             (user, keys)
         }))
         .buffer_unordered(concurrency);
@@ -319,6 +335,55 @@ pub const SCAN_MIN_KEYS: usize = 16;
 
 /// Keys found by listing cordon's own account: key id → user.
 type ScanFound = std::collections::HashMap<String, String>;
+
+/// How IAM answered the reads identification made, per account, until the engine takes
+/// them ([`cordon_connector::Connector::take_answers`]): the run that follows starts its
+/// adaptive rate from what IAM has just shown it accepts (issue 19: 1,000 keys identified
+/// by listing the account are 501 answers in about two seconds; from nothing, the rate
+/// takes two more seconds of the kills to climb back to that pace). Answers older than
+/// [`ANSWERS_FRESH`] are not handed over: a plan applied later (after approvals) starts
+/// from the safe default again.
+#[derive(Default)]
+pub(crate) struct EarlyAnswers(
+    std::sync::Mutex<BTreeMap<String, (cordon_connector::Answers, std::time::Instant)>>,
+);
+
+/// How long identification's answers say something about the provider's pace now.
+pub const ANSWERS_FRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl EarlyAnswers {
+    fn table(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, (cordon_connector::Answers, std::time::Instant)>>
+    {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One answer of IAM in `account`: throttled as the engine counts it (anything but a
+    /// success or a refusal for good).
+    pub(crate) fn note<T>(&self, account: &str, r: &Result<T, ConnectorError>) {
+        let throttled = matches!(r, Err(e) if e.class != ErrorClass::Permanent);
+        let mut t = self.table();
+        let (a, at) = t
+            .entry(account.to_owned())
+            .or_insert_with(|| (Default::default(), std::time::Instant::now()));
+        a.answered = a.answered.saturating_add(1);
+        if throttled {
+            a.throttled = a.throttled.saturating_add(1);
+        }
+        *at = std::time::Instant::now();
+    }
+
+    /// The answers noted for `account` within [`ANSWERS_FRESH`] of the last one, once.
+    pub(crate) fn take(&self, account: &str) -> cordon_connector::Answers {
+        match self.table().remove(account) {
+            Some((a, at)) if at.elapsed() <= ANSWERS_FRESH => a,
+            _ => Default::default(),
+        }
+    }
+}
 
 /// A read made before there is a plan (so outside the engine's retries): a throttled or
 /// unavailable answer is retried, up to 6 attempts, waiting 200 ms doubling to at most

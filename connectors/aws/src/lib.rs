@@ -177,6 +177,8 @@ pub struct AwsConnector {
     /// Read-backs of a user's access keys after their kills, one read for the keys whose
     /// changes returned before it was sent (`snapshot::ReadBacks`).
     read_backs: snapshot::ReadBacks,
+    /// How IAM answered identification, until a run takes it (`identify::EarlyAnswers`).
+    early_answers: identify::EarlyAnswers,
 }
 
 impl std::fmt::Debug for AwsConnector {
@@ -220,6 +222,7 @@ impl AwsConnector {
             clock: clock::Offsets::default(),
             key_lists: snapshot::KeyLists::default(),
             read_backs: snapshot::ReadBacks::default(),
+            early_answers: identify::EarlyAnswers::default(),
         }
     }
 
@@ -328,6 +331,13 @@ impl AwsConnector {
 impl Connector for AwsConnector {
     fn provider(&self) -> Provider {
         Provider::Aws
+    }
+
+    fn take_answers(&self, account: Option<&str>) -> cordon_connector::Answers {
+        match account.or(self.own_account.get().map(String::as_str)) {
+            Some(a) => self.early_answers.take(a),
+            None => Default::default(),
+        }
     }
 
     async fn describe(&self, ctx: &StepContext<'_>) -> Result<TargetState, ConnectorError> {

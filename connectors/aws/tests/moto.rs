@@ -2073,6 +2073,39 @@ async fn user_count(iam: &aws_sdk_iam::Client) -> usize {
     }
 }
 
+// issue 19: a throttled identification is handed to the run as a throttled answer, so
+// the run's adaptive rate starts lower instead of higher.
+#[tokio::test]
+async fn identification_hands_its_throttled_answers_to_the_run() {
+    let proxy = FaultProxy::start(
+        &endpoint(),
+        &[
+            "--mode",
+            "throttle",
+            "--match",
+            "Action=GetAccessKeyInfo",
+            "--fail-first",
+            "1",
+        ],
+    );
+    let conn = proxied(&proxy, None).await;
+    let iam = admin_iam(&conn).await;
+    let own = conn.own_account().await.unwrap();
+    let user = unique("paced");
+    let keys = user_with_keys(&iam, &user, 1).await;
+    let identity = conn.identify_access_key(&keys[0].key_id).await.unwrap();
+    assert_eq!(identity.user.as_deref(), Some(user.as_str()));
+    let answers = conn.take_answers(Some(&own));
+    assert_eq!(
+        answers,
+        cordon_connector::Answers {
+            answered: 2,
+            throttled: 1
+        }
+    );
+    assert_eq!(conn.take_answers(Some(&own)), Default::default());
+}
+
 #[tokio::test]
 async fn many_keys_are_identified_by_listing_the_account_and_the_rest_one_by_one() {
     let canary = Canary::default();
@@ -2130,6 +2163,17 @@ async fn many_keys_are_identified_by_listing_the_account_and_the_rest_one_by_one
     // Only the ghost was asked about one by one.
     let after = proxy.stats().await["matched"].as_u64().unwrap();
     assert_eq!(after - before, 1, "{} keys", ids.len());
+    // IAM's answers are handed to the run that follows, once: a page of users, each
+    // user listed until every key was found (at least the users holding them), the
+    // ghost's lookup; none throttled. Another account has none.
+    let answers = conn.take_answers(Some(&own));
+    assert!(answers.answered as usize > users, "{answers:?}");
+    assert_eq!(answers.throttled, 0, "{answers:?}");
+    assert_eq!(conn.take_answers(None), Default::default());
+    assert_eq!(
+        conn.take_answers(Some(&env("CORDON_TEST_AWS_SECOND_ACCOUNT_ID"))),
+        Default::default()
+    );
     // One key by itself says the same, one by one.
     let single = conn.identify_access_key(&ids[0]).await.unwrap();
     assert_eq!(single.user, identities[0].as_ref().unwrap().user);

@@ -122,6 +122,16 @@ impl ConnectorError {
 /// The per-step result of [`Connector::execute_batch`].
 pub type BatchResult = Result<Outcome, ConnectorError>;
 
+/// How a provider answered requests a connector made for one account outside
+/// the engine (identification, while the plan was written): answers, and of
+/// those, how many were throttled (a throttle, a 5xx or a timeout, as the
+/// engine's adaptive rate counts them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Answers {
+    pub answered: u32,
+    pub throttled: u32,
+}
+
 /// A system cordon can act on.
 ///
 /// Contract (checked by [`crate::testkit`] against a live peer):
@@ -143,6 +153,15 @@ pub trait Connector: Send + Sync {
     /// call (GitHub's revocation API takes 1,000 tokens a request).
     fn batch_limit(&self, _action: Action) -> usize {
         1
+    }
+
+    /// How the provider has just answered this connector's own requests for
+    /// `account` (`None`: the account of the connector's own credentials) made
+    /// outside the engine, handed over once: the engine's adaptive rate for
+    /// that account starts from them, as if they had been its own operations,
+    /// instead of from nothing. Default: none.
+    fn take_answers(&self, _account: Option<&str>) -> Answers {
+        Answers::default()
     }
 
     /// Read the target's state and snapshot it as evidence. No side effects.

@@ -17,7 +17,8 @@ mod secret;
 pub mod testkit;
 
 pub use connector::{
-    BatchResult, Connector, ConnectorError, ErrorClass, StepContext, TargetState, Verification,
+    Answers, BatchResult, Connector, ConnectorError, ErrorClass, StepContext, TargetState,
+    Verification,
 };
 pub use model::{Action, DecisionClass, Outcome, PlanStep, Provider, Target};
 pub use secret::{fingerprint, Secret};
