@@ -322,43 +322,25 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn primed_answers_count_as_the_buckets_own() {
-        use cordon_connector::Answers;
+        let answers = |answered, throttled| cordon_connector::Answers {
+            answered,
+            throttled,
+        };
         // Nothing answered: the safe start.
         let l = Limiter::adaptive(20.0, 1000.0, 10, 32);
-        l.prime("aws:1", Answers::default()).await;
+        l.prime("aws:1", answers(0, 0)).await;
         assert_eq!(l.current_rate("aws:1").await, 20.0);
         // 100 clean answers: where the slow start would be after them.
-        l.prime(
-            "aws:1",
-            Answers {
-                answered: 100,
-                throttled: 0,
-            },
-        )
-        .await;
+        l.prime("aws:1", answers(100, 0)).await;
         assert_eq!(l.current_rate("aws:1").await, 220.0);
         // 501 (1,000 keys of 500 users identified by listing): the ceiling,
         // never past it.
-        l.prime(
-            "aws:2",
-            Answers {
-                answered: 501,
-                throttled: 0,
-            },
-        )
-        .await;
+        l.prime("aws:2", answers(501, 0)).await;
         assert_eq!(l.current_rate("aws:2").await, 1000.0);
         // A provider that throttled a third of identification: the rate
         // halves as it would have had those answers come through the bucket,
         // and ends below the safe start.
-        l.prime(
-            "aws:3",
-            Answers {
-                answered: 300,
-                throttled: 100,
-            },
-        )
-        .await;
+        l.prime("aws:3", answers(300, 100)).await;
         let r = l.current_rate("aws:3").await;
         assert!(r < 20.0, "{r}");
         // Another account is untouched.

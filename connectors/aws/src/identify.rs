@@ -183,17 +183,16 @@ impl AwsConnector {
         let mut users: Vec<String> = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            let page = retry_read(|| async {
-                let r = c
-                    .iam
-                    .list_users()
-                    .max_items(1000)
-                    .set_marker(marker.clone())
-                    .send()
-                    .await
-                    .map_err(|e| classify("iam:ListUsers", &e));
-                self.early_answers.note(&c.account, &r);
-                r
+            let page = retry_read(|| {
+                self.early_answers.noted(&c.account, async {
+                    c.iam
+                        .list_users()
+                        .max_items(1000)
+                        .set_marker(marker.clone())
+                        .send()
+                        .await
+                        .map_err(|e| classify("iam:ListUsers", &e))
+                })
             })
             .await
             .ok()?;
@@ -211,10 +210,9 @@ impl AwsConnector {
         let account = c.account.clone();
         let c = &c;
         let mut lists = futures::stream::iter(users.into_iter().map(|user| async move {
-            let keys = retry_read(|| async {
-                let r = access_key_metadata(c, &user).await;
-                self.early_answers.note(&c.account, &r);
-                r
+            let keys = retry_read(|| {
+                self.early_answers
+                    .noted(&c.account, access_key_metadata(c, &user))
             })
             .await;
             (user, keys)
@@ -374,6 +372,17 @@ impl EarlyAnswers {
             a.throttled = a.throttled.saturating_add(1);
         }
         *at = std::time::Instant::now();
+    }
+
+    /// `read`'s result, noted as one answer of IAM in `account`.
+    pub(crate) async fn noted<T>(
+        &self,
+        account: &str,
+        read: impl std::future::Future<Output = Result<T, ConnectorError>>,
+    ) -> Result<T, ConnectorError> {
+        let r = read.await;
+        self.note(account, &r);
+        r
     }
 
     /// The answers noted for `account` within [`ANSWERS_FRESH`] of the last one, once.

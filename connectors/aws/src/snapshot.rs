@@ -949,15 +949,22 @@ mod tests {
         async move { Ok(json!(n.fetch_add(1, Ordering::SeqCst) + 1)) }
     }
 
+    /// The read-back of `key` of user `u`, under way on its own task.
+    fn spawn_read(
+        rb: &Arc<ReadBacks>,
+        n: &Arc<AtomicUsize>,
+        key: &'static str,
+    ) -> tokio::task::JoinHandle<Result<Value, ConnectorError>> {
+        let (rb, n) = (rb.clone(), n.clone());
+        tokio::spawn(async move { rb.read("acct", "u", key, LONG, || counted(&n)).await })
+    }
+
     #[tokio::test]
     async fn a_read_back_waits_for_the_users_change_in_flight_and_one_read_serves_both() {
         let rb = Arc::new(ReadBacks::with_grace(LONG));
         let n = Arc::new(AtomicUsize::new(0));
         let b = rb.changing("acct", "u", "B");
-        let a = tokio::spawn({
-            let (rb, n) = (rb.clone(), n.clone());
-            async move { rb.read("acct", "u", "A", LONG, || counted(&n)).await }
-        });
+        let a = spawn_read(&rb, &n, "A");
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             n.load(Ordering::SeqCst),
@@ -1053,10 +1060,7 @@ mod tests {
         let n = Arc::new(AtomicUsize::new(0));
         let other_user = rb.changing("acct", "v", "C");
         let other_account = rb.changing("acct2", "u", "D");
-        let a = tokio::spawn({
-            let (rb, n) = (rb.clone(), n.clone());
-            async move { rb.read("acct", "u", "A", LONG, || counted(&n)).await }
-        });
+        let a = spawn_read(&rb, &n, "A");
         tokio::time::timeout(Duration::from_secs(5), a)
             .await
             .expect("held back by another user's change")
@@ -1064,10 +1068,7 @@ mod tests {
             .unwrap();
         // A change that starts after the read was scheduled does not hold it back.
         let x = rb.changing("acct", "u", "X");
-        let a = tokio::spawn({
-            let (rb, n) = (rb.clone(), n.clone());
-            async move { rb.read("acct", "u", "A", LONG, || counted(&n)).await }
-        });
+        let a = spawn_read(&rb, &n, "A");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let late = rb.changing("acct", "u", "E");
         x.returned();
@@ -1120,16 +1121,10 @@ mod tests {
         let rb = Arc::new(ReadBacks::with_grace(LONG));
         let n = Arc::new(AtomicUsize::new(0));
         let b = rb.changing("acct", "u", "B");
-        let a = tokio::spawn({
-            let (rb, n) = (rb.clone(), n.clone());
-            async move { rb.read("acct", "u", "A", LONG, || counted(&n)).await }
-        });
+        let a = spawn_read(&rb, &n, "A");
         tokio::time::sleep(Duration::from_millis(50)).await;
         b.returned();
-        let joiner = tokio::spawn({
-            let (rb, n) = (rb.clone(), n.clone());
-            async move { rb.read("acct", "u", "B", LONG, || counted(&n)).await }
-        });
+        let joiner = spawn_read(&rb, &n, "B");
         // A is cancelled: B's read-back still gets one read, sent now.
         a.abort();
         let bv = tokio::time::timeout(Duration::from_secs(5), joiner)
