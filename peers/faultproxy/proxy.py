@@ -139,6 +139,14 @@ class State:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "faultproxy"
+    # TCP_NODELAY on each client connection. A reply's headers and body leave in two writes
+    # (end_headers() flushes the headers, then the body); with Nagle's algorithm on, the
+    # body waits until the client ACKs the headers, and a client on a kept-alive
+    # connection delays that ACK (Linux: up to 40 ms). Measured: one round trip behind
+    # --delay-ms 50 took 96 ms instead of 54 ms, and every WAN figure in BENCHMARKS.md
+    # before 2026-12-01 20:40 UTC carried it. The proxy adds the delay it is given and
+    # nothing else; scripts/bench prints the round trip it measures through the proxy.
+    disable_nagle_algorithm = True
     state: State  # set on the class before serving
     upstream: urllib.parse.SplitResult
 

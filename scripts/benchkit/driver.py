@@ -35,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import http.client
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -117,6 +119,10 @@ class Peer:
             children.append(p)
             self.ep = f"http://127.0.0.1:{p.stdout.readline().strip()}"
             self.proxy = self.ep
+            self.round_trip_ms = round_trip_ms(self.ep)
+            say(f"  proxy round trip: {self.round_trip_ms:.1f} ms median (--delay-ms {delay_ms})")
+            if self.round_trip_ms > delay_ms + 25:
+                say("  WARNING: the proxy adds more than the delay it was given: every WAN figure is too slow")
         self.admin = boto3.client("iam", endpoint_url=self.moto_ep, region_name="us-east-1",
                                   aws_access_key_id=self.key, aws_secret_access_key=self.secret)
         self.env = dict(E, AWS_ACCESS_KEY_ID=self.key, AWS_SECRET_ACCESS_KEY=self.secret)
@@ -130,6 +136,27 @@ class Peer:
         for p in reversed(self.procs):
             p.terminate()
             p.wait()
+
+
+def round_trip_ms(ep, n=20):
+    """Median of n sequential requests on one kept-alive connection through the proxy (a
+    POST to /moto-api/, which the launcher refuses before moto sees it): what one round
+    trip costs a client beyond moto's own work, to show
+    that the proxy adds the delay it was given and nothing more (a Nagle/delayed-ACK
+    stall once made it ~90 ms behind --delay-ms 50; see BENCHMARKS.md)."""
+    u = urllib.parse.urlsplit(ep)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    body = b"Action=GetCallerIdentity&Version=2011-06-15"  # a body, as every IAM call has
+    t = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            conn.request("POST", "/moto-api/", body=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+            conn.getresponse().read()
+            t.append((time.perf_counter() - t0) * 1000)
+    finally:
+        conn.close()
+    return statistics.median(t)
 
 
 def seed(peer, n_users, tag):
@@ -306,6 +333,8 @@ def run(peer, name, mode, s, setting, record=True):
     for label, b, a in zip(("cpu_moto_s", "cpu_proxy_s"), cpu_before, cpu_after):
         if a is not None and b is not None:
             rec[label] = round(a - b, 2)
+    if getattr(peer, "round_trip_ms", None) is not None:
+        rec["round_trip_ms"] = round(peer.round_trip_ms, 1)
     if before is not None:
         rec["requests"] = after["requests"] - before["requests"]
         rec["throttled"] = after["faults"] - before["faults"]
