@@ -7,9 +7,15 @@
 # secret (verify signs calls with it); many: every key, in phases like cordon's plan
 # (identify all, disable each, quarantine each user, verify by read-back).
 # Admin credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; `aws` from PATH.
-# Prints {"calls": n, "contained": bool}; exits 1 unless everything is contained.
+# Prints {"calls": n, "contained": bool, "dead_first_s", "dead_last_s"}; exits 1 unless
+# everything is contained. dead_*: seconds from the start until a key was dead: single, a
+# call signed with it refused (the point cordon reports as its time to dead); many, its
+# disable call returned (this runbook verifies only at the end), which flatters it.
 set -euo pipefail
 ep="$1" seed="$2" mode="$3" out="$4"
+t0="${EPOCHREALTIME//[!0-9]/}" # microseconds
+dead=()
+dead_now() { local now="${EPOCHREALTIME//[!0-9]/}"; dead+=($((now - t0))); }
 Q=cordon-quarantine-deny-all
 DENY='{"Version":"2012-10-17","Statement":[{"Sid":"CordonQuarantineDenyAll","Effect":"Deny","Action":"*","Resource":"*"}]}'
 export AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=1 AWS_DEFAULT_REGION=us-east-1 AWS_PAGER=""
@@ -68,7 +74,7 @@ if [[ "$mode" == single ]]; then
   user="$(identify "$key")"
   snapshot "$user" "$out/cli-s1"
   disable "$user" "$key"
-  probe "$key" "$secret" sts get-caller-identity || ok=false
+  if probe "$key" "$secret" sts get-caller-identity; then dead_now; else ok=false; fi
   snapshot "$user" "$out/cli-s2"
   quarantine "$user"
   probe "$key" "$secret" iam get-user || ok=false
@@ -77,11 +83,21 @@ else
   a sts get-caller-identity --query Account >/dev/null
   declare -A owner=(); keys=(); users=()
   while IFS=$'\t' read -r _ key _; do keys+=("$key"); owner[$key]="$(identify "$key")"; done <"$seed"
-  for key in "${keys[@]}"; do snapshot "${owner[$key]}" "$out/cli-d-$key"; disable "${owner[$key]}" "$key"; done
+  for key in "${keys[@]}"; do snapshot "${owner[$key]}" "$out/cli-d-$key"; disable "${owner[$key]}" "$key"; dead_now; done
   mapfile -t users < <(for key in "${keys[@]}"; do echo "${owner[$key]}"; done | awk '!s[$0]++')
   for u in "${users[@]}"; do snapshot "$u" "$out/cli-q-$u"; quarantine "$u"; done
   for key in "${keys[@]}"; do snapshot "${owner[$key]}" "$out/cli-vk-$key"; key_dead "$out/cli-vk-$key" "$key" || ok=false; done
   for u in "${users[@]}"; do snapshot "$u" "$out/cli-vu-$u"; quarantined "$out/cli-vu-$u" || ok=false; done
 fi
-echo "{\"calls\": $(wc -l <"$count"), \"contained\": $ok}"
+times=""
+if ((${#dead[@]})); then
+  first="${dead[0]}" last="${dead[0]}"
+  for d in "${dead[@]}"; do
+    if ((d < first)); then first=$d; fi
+    if ((d > last)); then last=$d; fi
+  done
+  times="$(printf ', "dead_first_s": %d.%06d, "dead_last_s": %d.%06d' \
+    $((first / 1000000)) $((first % 1000000)) $((last / 1000000)) $((last % 1000000)))"
+fi
+echo "{\"calls\": $(wc -l <"$count"), \"contained\": $ok$times}"
 $ok

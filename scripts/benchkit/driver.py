@@ -23,7 +23,8 @@ BENCH_THROTTLE_USERS [100] and BENCH_THROTTLE_REPS [1], BENCH_CONCURRENCY [32] a
 BENCH_RATE [adaptive] (cordon's flags), BENCH_THREADS [16] (ceiling pool),
 BENCH_WAN_CONTENDERS [cordon,boto3] (also: cordon-s3, cordon with its state on S3 in the
 run's moto, behind the same delay), BENCH_WAN_CEILING [0] (1: also run the ceiling in
-the wan setting), BENCH_SINGLE_REPS=0 skips the single-key runs, BENCH_GITHUB_TOKENS
+the wan setting), BENCH_SINGLE_REPS=0 skips the single-key runs, BENCH_WAN_REPS=0 the
+wan setting's many-key runs, BENCH_GITHUB_TOKENS
 [1500] (0: skip the GitHub run), BENCH_CLI_MANY_USERS [0] (users in an AWS CLI loop over
 many keys; one `aws` process per call makes it long). Set by scripts/bench: ROOT, OUT,
 CORDON, MOTO_PY."""
@@ -372,8 +373,12 @@ def summary(recs, key="wall_s"):
 
 
 def warm(peer):
-    """Untimed: moto loads its IAM/STS models and managed policies on first use."""
-    run(peer, "ceiling", "many", seed(peer, 4, f"warm-{uuid.uuid4().hex[:4]}"), "warm", record=False)
+    """Untimed: moto loads its IAM/STS models and managed policies on first use. Straight
+    to moto: through the throttle setting's proxy a warm-up call could meet two 429s in a
+    row and abort the bench before anything is timed."""
+    direct = Peer.__new__(Peer)
+    direct.__dict__.update(peer.__dict__, ep=peer.moto_ep, proxy=None, procs=[], round_trip_ms=None)
+    run(direct, "ceiling", "many", seed(peer, 4, f"warm-{uuid.uuid4().hex[:4]}"), "warm", record=False)
 
 
 def fresh_many(setting, name, n_users, delay=0, throttle=0.0):
@@ -398,6 +403,9 @@ def singles(peer, setting, results):
         for name in order[r % 3:] + order[: r % 3]:
             single[name].append(run(peer, name, "single", seed(peer, 1, f"{setting}-s{r}-{name}"), setting))
     results["single"] = {n: summary(v) for n, v in single.items()}
+    # Time to dead, the same point for each: a call signed with the leaked key refused.
+    results["single_dead_s"] = {n: summary(v, "dead_last_s") for n, v in single.items()
+                                if v and all("dead_last_s" in x for x in v)}
     results["single_rss_mib"] = {n: max(x["peak_rss_mib"] or 0 for x in v) for n, v in single.items()}
     if single["cordon"] and "requests" in single["cordon"][0]:
         results["single_requests"] = {n: v[0]["requests"] for n, v in single.items()}
@@ -406,6 +414,8 @@ def singles(peer, setting, results):
 def many(setting, names, n_users, reps, results, delay=0, throttle=0.0, caps=None):
     """`caps` limits some contenders to fewer repetitions than `reps` (a sequential script
     over 1,000 keys behind 50 ms takes over an hour a run); they run in the first ones."""
+    if not names or reps <= 0:
+        return
     caps = caps or {}
     say(f"== {setting}: {n_users} users x 2 keys, {reps} repetition(s), rotating order, a fresh moto per run"
         + "".join(f"; {n}: {c}" for n, c in caps.items()))
@@ -528,6 +538,8 @@ def main():
             peer.stop()
         save()
         names = [n for n in E.get("BENCH_WAN_CONTENDERS", "cordon,boto3").split(",") if n]
+        if WAN_REPS <= 0:
+            names = []  # the single-key comparison only
         names += ["ceiling"] if WAN_CEILING else []
         caps = {n: WAN_BOTO3_REPS for n in ("boto3",) if WAN_BOTO3_REPS < WAN_REPS}
         many("wan", names, WAN_USERS, WAN_REPS, r, delay=DELAY, caps=caps)

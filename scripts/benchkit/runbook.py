@@ -12,6 +12,7 @@ must be refused, then the quarantine read back; without it: the snapshot read ba
 Used by boto3_runbook.py (sequential) and moto_ceiling.py (a thread pool)."""
 import json
 import os
+import time
 
 import boto3
 import botocore.config
@@ -128,13 +129,17 @@ def probe(k, key_id, secret, op):
         return code == "InvalidClientTokenId" or code.startswith("AccessDenied")
 
 
-def contain_one(k, key_id, secret, evidence):
-    """One leaked key with its secret: identify, disable, quarantine, verify."""
+def contain_one(k, key_id, secret, evidence, dead=None, t0=None):
+    """One leaked key with its secret: identify, disable, quarantine, verify. `dead` gets
+    the seconds from `t0` until a call signed with the key was refused (cordon's time to
+    dead, the same point)."""
     own_account(k)
     user = identify(k, key_id)
     evidence.append(snapshot(k, user))
     disable(k, user, key_id)
     ok = probe(k, key_id, secret, "get_caller_identity")
+    if ok and dead is not None:
+        dead.append(time.monotonic() - t0)
     evidence.append(snapshot(k, user))
     quarantine(k, user)
     ok = probe(k, key_id, secret, "get_user") and ok
