@@ -28,7 +28,8 @@ selected by --fail-first or --rate, injects the fault named by --mode:
   none                no fault (only --delay-ms)
 
 It prints the port it listens on, alone, as its first stdout line, then logs to stderr.
-GET /__faultproxy/stats (never forwarded) returns JSON counters. Stdlib only, threaded
+GET /__faultproxy/stats (never forwarded) returns JSON counters (client_gone: answers
+the client closed its connection before they were written). Stdlib only, threaded
 (one thread per client connection), binds 127.0.0.1.
 
 --pass-first N lets N requests through first (a client's set-up calls), so a fault can be
@@ -90,6 +91,7 @@ class State:
         self.forwarded = 0
         self.matched = 0
         self.matched_forwarded = 0
+        self.client_gone = 0
 
     def selects(self, command: str, path: str, body: bytes) -> bool:
         needle = self.args.match
@@ -132,6 +134,7 @@ class State:
                 "forwarded": self.forwarded,
                 "matched": self.matched,
                 "matched_forwarded": self.matched_forwarded,
+                "client_gone": self.client_gone,
                 "mode": self.args.mode,
             }
 
@@ -308,12 +311,22 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (killed, timed out)
 
-    do_GET = _handle
-    do_POST = _handle
-    do_PUT = _handle
-    do_DELETE = _handle
-    do_HEAD = _handle
-    do_PATCH = _handle
+    def _serve(self) -> None:
+        try:
+            self._handle()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client closed the connection before its answer was written (it gave
+            # up on the request, or was killed): nothing to answer, and no traceback.
+            self.close_connection = True
+            with self.state.lock:
+                self.state.client_gone += 1
+
+    do_GET = _serve
+    do_POST = _serve
+    do_PUT = _serve
+    do_DELETE = _serve
+    do_HEAD = _serve
+    do_PATCH = _serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

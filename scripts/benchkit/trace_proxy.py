@@ -55,8 +55,7 @@ def _stats(self):
 
 
 proxy.Handler._forward = _forward
-proxy.Handler._handle = _handle
-proxy.Handler.do_GET = proxy.Handler.do_POST = _handle
+proxy.Handler._handle = _handle  # every do_* calls self._handle (through _serve)
 proxy.State.stats = _stats
 
 if __name__ == "__main__":
