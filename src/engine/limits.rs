@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use cordon_connector::PlanStep;
 use rand::Rng;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Mutex;
+
+use super::slots::{Slot, Slots};
 use tokio::time::Instant;
 
 /// Exponential backoff with full jitter; a provider's Retry-After is a floor.
@@ -80,7 +82,7 @@ pub struct Limiter {
     burst: f64,
     per_key: usize,
     buckets: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    slots: Mutex<HashMap<String, Arc<Slots>>>,
 }
 
 /// A library caller's NaN, zero or huge value must not hang or panic after
@@ -121,14 +123,14 @@ impl Limiter {
     }
 
     /// Hold one of the key's concurrency slots.
-    pub async fn slot(&self, key: &str) -> Option<OwnedSemaphorePermit> {
-        let sem = {
+    pub async fn slot(&self, key: &str) -> Option<Slot> {
+        let pool = {
             let mut m = self.slots.lock().await;
             m.entry(key.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_key)))
+                .or_insert_with(|| Slots::new(self.per_key))
                 .clone()
         };
-        sem.acquire_owned().await.ok()
+        pool.acquire().await
     }
 
     async fn bucket(&self, key: &str) -> Arc<Mutex<Bucket>> {

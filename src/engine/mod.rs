@@ -12,11 +12,13 @@
 //! Steps run concurrently up to `concurrency`, and calls to each provider
 //! account pass a token bucket (`rate` per second, `burst`) and a
 //! per-account concurrency bound, so a thousand steps stay inside the
-//! provider's limits.
+//! provider's limits. A step waiting out a backoff gives both places back
+//! for the wait (`slots`).
 
 mod crash;
 mod journal;
 mod limits;
+mod slots;
 
 pub use crash::CrashPoints;
 pub use journal::{Journal, StepJournal};
@@ -389,9 +391,7 @@ impl Engine {
         let _claim = claim;
         let records = self.log.read_all()?;
         let journal = Journal::for_plan(&records, req.plan_id);
-        let sem = Arc::new(tokio::sync::Semaphore::new(
-            self.config.concurrency.clamp(1, 1 << 16),
-        ));
+        let pool = slots::Slots::new(self.config.concurrency);
 
         // Batchable steps (same action, connector accepts batches) go together.
         let mut units: Vec<Vec<&PlanStep>> = Vec::new();
@@ -439,17 +439,25 @@ impl Engine {
             }
         }
 
+        // Each unit holds one of the run's slots (and, in `run_unit`, one of
+        // its account's) while it talks to the provider, and gives both back
+        // while it waits out a backoff (`slots::wait_released`).
         let futures = units.into_iter().map(|unit| {
-            let sem = sem.clone();
+            let pool = pool.clone();
             let journal = &journal;
-            async move {
-                let _permit = sem.acquire().await;
-                let done = self.run_unit(req, &unit, journal).await;
-                if let Some(n) = req.steps_done {
-                    n.fetch_add(unit.len(), std::sync::atomic::Ordering::Relaxed);
-                }
-                done
-            }
+            slots::HELD.scope(
+                std::cell::RefCell::new(slots::Held::default()),
+                async move {
+                    let slot = pool.acquire().await;
+                    let _ = slots::HELD.try_with(|h| h.borrow_mut().run = slot);
+                    let done = self.run_unit(req, &unit, journal).await;
+                    let _ = slots::HELD.try_with(|h| h.borrow_mut().run.take());
+                    if let Some(n) = req.steps_done {
+                        n.fetch_add(unit.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                    done
+                },
+            )
         });
         let results = futures::future::join_all(futures).await;
         let mut steps = Vec::new();
@@ -719,7 +727,7 @@ impl Engine {
         };
         let conn = conn.as_ref();
         let key = self.limiter.key(first.step);
-        let _slot = self.limiter.slot(&key).await;
+        let _slot = slots::hold_account(self.limiter.slot(&key).await);
         let batch = (unit.len() > 1).then_some(unit.len());
 
         // Evidence and intent for every step before any change. A step found
@@ -1023,7 +1031,7 @@ impl Engine {
                     .iter()
                     .filter_map(|x| x.as_ref().err().and_then(|e| e.retry_after))
                     .max();
-                tokio::time::sleep(self.config.backoff.delay(attempts, after)).await;
+                slots::wait_released(self.config.backoff.delay(attempts, after)).await;
                 continue;
             }
             break r;
@@ -1170,7 +1178,7 @@ impl Engine {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && n < self.config.backoff.max_attempts => {
                     tracing::debug!(error = %e, attempt = n, "retrying read");
-                    tokio::time::sleep(self.config.backoff.delay(n, e.retry_after)).await;
+                    slots::wait_released(self.config.backoff.delay(n, e.retry_after)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -1200,7 +1208,7 @@ impl Engine {
                 return failed(&e);
             }
             tracing::debug!(step = %ctx.step.id, error = %e, attempt = n, "retrying");
-            tokio::time::sleep(self.config.backoff.delay(n, e.retry_after)).await;
+            slots::wait_released(self.config.backoff.delay(n, e.retry_after)).await;
             if e.class == ErrorClass::Ambiguous {
                 // The change may have happened: read before trying again.
                 self.limiter.take(key).await;

@@ -871,3 +871,41 @@ async fn the_providers_earlier_answers_start_the_accounts_rate() {
     assert!(again.all_succeeded());
     assert_eq!(conn.asked.lock().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_step_waiting_out_a_backoff_gives_its_place_to_another_meanwhile() {
+    // One step in flight at a time. The first step's change is refused once
+    // (retryable); while it waits to try again, the second step runs whole,
+    // and the first takes the place back as soon as the second is done
+    // (ahead of nothing else here). Holding the place through the wait would
+    // record the first step's outcome before anything of the second.
+    let mut f = fixture();
+    let mut reg = Registry::new();
+    reg.register(f.conn.clone());
+    f.engine = Engine::new(
+        f.engine.store.clone(),
+        f.log.clone(),
+        Arc::new(TestOnlyGate),
+        reg,
+        EngineConfig {
+            concurrency: 1,
+            ..f.engine.config.clone()
+        },
+    );
+    let p = plan(&["flaky-1-a", "b"]);
+    let r = apply(&f, &p).await;
+    assert!(r.all_succeeded(), "{r:#?}");
+    assert_eq!(r.steps[0].attempts, 2);
+    let outcomes: Vec<String> = f
+        .log
+        .read_all()
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == Kind::Outcome)
+        .filter_map(|r| r.step.clone())
+        .collect();
+    assert_eq!(outcomes, ["s2", "s1"]);
+    // Nothing was left holding a place: a second plan runs at once.
+    let again = apply(&f, &plan(&["c"])).await;
+    assert!(again.all_succeeded());
+}
