@@ -354,6 +354,9 @@ impl Engine {
                 .unwrap_or(config.concurrency)
                 .max(1),
         );
+        // A connector's waits inside a step (propagation polls) give the
+        // step's places back too.
+        cordon_connector::install_pause(|d| Box::pin(slots::wait_released(d)));
         Engine {
             store,
             log,

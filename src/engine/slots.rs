@@ -6,7 +6,9 @@
 //! back for the wait and another step runs meanwhile: under 2 % throttling at
 //! 1,000 keys about 7 of 32 slots were otherwise asleep at any time, and the
 //! kills ran a quarter slower (BENCHMARKS.md, "The fault proxy's own stall,
-//! removed"). The AWS SDK's adaptive retry mode works the same way: its
+//! removed"). The same holds for a connector polling a credential through
+//! its provider's propagation delay (`cordon_connector::pause`, which the
+//! engine points here). The AWS SDK's adaptive retry mode works the same way: its
 //! client-side rate limiter paces requests, and a retry waiting out its
 //! backoff holds no other resource. The rate itself stays with the
 //! [`super::Limiter`]'s token bucket, which a throttle still halves.

@@ -909,3 +909,67 @@ async fn a_step_waiting_out_a_backoff_gives_its_place_to_another_meanwhile() {
     let again = apply(&f, &plan(&["c"])).await;
     assert!(again.all_succeeded());
 }
+
+/// The test connector, whose first verification of step `s1` finds the
+/// credential still answering and polls again after a pause (as the AWS and
+/// GitHub connectors poll through propagation).
+struct Propagating {
+    inner: Arc<TestConnector>,
+    paused: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Connector for Propagating {
+    fn provider(&self) -> Provider {
+        Provider::Test
+    }
+    async fn describe(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> Result<cordon_connector::TargetState, ConnectorError> {
+        self.inner.describe(ctx).await
+    }
+    async fn execute(&self, ctx: &StepContext<'_>) -> Result<Outcome, ConnectorError> {
+        self.inner.execute(ctx).await
+    }
+    async fn verify(&self, ctx: &StepContext<'_>) -> Result<Verification, ConnectorError> {
+        if ctx.step.id == "s1" && !self.paused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            cordon_connector::pause(Duration::from_millis(300)).await;
+        }
+        self.inner.verify(ctx).await
+    }
+}
+
+#[tokio::test]
+async fn a_connectors_propagation_poll_gives_the_steps_place_to_another_meanwhile() {
+    // One step in flight at a time. While the first step's verification
+    // waits for the change to propagate, the second step runs whole.
+    let mut f = fixture();
+    let conn = Arc::new(Propagating {
+        inner: f.conn.clone(),
+        paused: Default::default(),
+    });
+    let mut reg = Registry::new();
+    reg.register(conn);
+    f.engine = Engine::new(
+        f.engine.store.clone(),
+        f.log.clone(),
+        Arc::new(TestOnlyGate),
+        reg,
+        EngineConfig {
+            concurrency: 1,
+            ..f.engine.config.clone()
+        },
+    );
+    let r = apply(&f, &plan(&["a", "b"])).await;
+    assert!(r.all_succeeded(), "{r:#?}");
+    let verified: Vec<String> = f
+        .log
+        .read_all()
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == Kind::Verify)
+        .filter_map(|r| r.step.clone())
+        .collect();
+    assert_eq!(verified, ["s2", "s1"]);
+}

@@ -1733,7 +1733,8 @@ impl AwsConnector {
                             ),
                         });
                     }
-                    tokio::time::sleep(wait).await;
+                    // Without holding the step's in-flight places (`pause`).
+                    cordon_connector::pause(wait).await;
                     wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }
                 Verification::Dead { detail } if probes > 1 => {

@@ -13,6 +13,7 @@ pub mod aws_key;
 mod connector;
 pub mod github_token;
 mod model;
+mod pause;
 mod secret;
 pub mod testkit;
 
@@ -21,4 +22,5 @@ pub use connector::{
     Verification,
 };
 pub use model::{Action, DecisionClass, Outcome, PlanStep, Provider, Target};
+pub use pause::{install_pause, pause, PauseFuture};
 pub use secret::{fingerprint, Secret};

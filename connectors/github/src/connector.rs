@@ -524,7 +524,8 @@ impl GithubConnector {
                 Err(e) => last = e.message,
             }
             if attempt < self.config.verify_attempts {
-                tokio::time::sleep(pause).await;
+                // Without holding the step's in-flight places.
+                cordon_connector::pause(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(60));
             }
         }
