@@ -24,7 +24,9 @@ BENCH_RATE [adaptive] (cordon's flags), BENCH_THREADS [16] (ceiling pool),
 BENCH_WAN_CONTENDERS [cordon,boto3] (also: cordon-s3, cordon with its state on S3 in the
 run's moto, behind the same delay), BENCH_WAN_CEILING [0] (1: also run the ceiling in
 the wan setting), BENCH_SINGLE_REPS=0 skips the single-key runs, BENCH_WAN_REPS=0 the
-wan setting's many-key runs, BENCH_GITHUB_TOKENS
+wan setting's many-key runs, BENCH_LAG_USERS [100], BENCH_LAG_REPS [1] and BENCH_LAG_MS
+[2000] (the lag setting: wan + every UpdateAccessKey acknowledged at once and applied
+BENCH_LAG_MS later, IAM's propagation delay; cordon only), BENCH_GITHUB_TOKENS
 [1500] (0: skip the GitHub run), BENCH_CLI_MANY_USERS [0] (users in an AWS CLI loop over
 many keys; one `aws` process per call makes it long). Set by scripts/bench: ROOT, OUT,
 CORDON, MOTO_PY."""
@@ -64,6 +66,9 @@ WAN_BOTO3_REPS = knob("BENCH_WAN_BOTO3_REPS", WAN_REPS)
 THR_USERS = knob("BENCH_THROTTLE_USERS", 100)
 THR_REPS = knob("BENCH_THROTTLE_REPS", 1)
 THR_RATE = knob("BENCH_THROTTLE_RATE", 0.02, float)
+LAG_USERS = knob("BENCH_LAG_USERS", 100)
+LAG_REPS = knob("BENCH_LAG_REPS", 1)
+LAG_MS = knob("BENCH_LAG_MS", 2000)
 DELAY = knob("BENCH_DELAY_MS", 50)
 CONC = knob("BENCH_CONCURRENCY", 32)
 # cordon's --rate: "adaptive" (the default: no flag, the rate adapts from 10 up to 500 per
@@ -75,8 +80,8 @@ WAN_CEILING = knob("BENCH_WAN_CEILING", 0)
 GH_TOKENS = knob("BENCH_GITHUB_TOKENS", 1500)
 CLI_USERS = knob("BENCH_CLI_MANY_USERS", 0)
 for s in SETTINGS:
-    if s not in ("bare", "wan", "throttle"):
-        raise SystemExit(f"BENCH_SETTINGS: unknown setting `{s}` (bare, wan, throttle)")
+    if s not in ("bare", "wan", "throttle", "lag"):
+        raise SystemExit(f"BENCH_SETTINGS: unknown setting `{s}` (bare, wan, throttle, lag)")
 
 log = open(os.path.join(OUT, "runs.jsonl"), "a")
 children = []
@@ -90,7 +95,7 @@ class Peer:
     """A fresh moto (IAM auth enforced, request log off), optionally behind the fault
     proxy. `ep` is what contenders talk to; seeding and checks go to moto directly."""
 
-    def __init__(self, delay_ms=0, throttle_rate=0.0):
+    def __init__(self, delay_ms=0, throttle_rate=0.0, lag_ms=0):
         d = tempfile.mkdtemp(dir=OUT, prefix="moto-")
         envfile = os.path.join(d, "moto.env")
         self.procs = []
@@ -110,11 +115,16 @@ class Peer:
         self.key, self.secret = env["CORDON_TEST_AWS_ACCESS_KEY_ID"], env["CORDON_TEST_AWS_SECRET_ACCESS_KEY"]
         self.ep = self.moto_ep
         self.proxy = None
-        if delay_ms or throttle_rate:
+        self.lag = bool(lag_ms)
+        if delay_ms or throttle_rate or lag_ms:
             cmd = [PY, os.path.join(ROOT, "peers", "faultproxy", "proxy.py"), "--listen-port", "0",
                    "--upstream", self.moto_ep, "--delay-ms", str(delay_ms), "--quiet", "--seed", "9"]
             if throttle_rate:
                 cmd += ["--mode", "throttle-429", "--rate", str(throttle_rate), "--retry-after", "1"]
+            elif lag_ms:
+                # IAM's propagation delay: every key disable is acknowledged at once and
+                # applied lag_ms later, so reads meanwhile still show the key Active.
+                cmd += ["--mode", "lag", "--lag-ms", str(lag_ms), "--rate", "1", "--match", "Action=UpdateAccessKey"]
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             self.procs.append(p)
             children.append(p)
@@ -336,7 +346,13 @@ def run(peer, name, mode, s, setting, record=True):
             rec[label] = round(a - b, 2)
     if getattr(peer, "round_trip_ms", None) is not None:
         rec["round_trip_ms"] = round(peer.round_trip_ms, 1)
-    if before is not None:
+    if before is not None and getattr(peer, "lag", False):
+        # The lag proxy counts only the requests it aims at (--match) in `requests`:
+        # every request is in `forwarded` (a lagged one once applied).
+        rec["requests"] = after["forwarded"] - before["forwarded"]
+        rec["lagged"] = after["faults"] - before["faults"]
+        rec["rps"] = rec["requests"] / wall
+    elif before is not None:
         rec["requests"] = after["requests"] - before["requests"]
         rec["throttled"] = after["faults"] - before["faults"]
         rec["rps"] = rec["requests"] / wall
@@ -381,8 +397,8 @@ def warm(peer):
     run(direct, "ceiling", "many", seed(peer, 4, f"warm-{uuid.uuid4().hex[:4]}"), "warm", record=False)
 
 
-def fresh_many(setting, name, n_users, delay=0, throttle=0.0):
-    peer = Peer(delay, throttle)
+def fresh_many(setting, name, n_users, delay=0, throttle=0.0, lag=0):
+    peer = Peer(delay, throttle, lag)
     try:
         s = seed(peer, n_users, f"{setting}-{name}")
         warm(peer)
@@ -411,7 +427,7 @@ def singles(peer, setting, results):
         results["single_requests"] = {n: v[0]["requests"] for n, v in single.items()}
 
 
-def many(setting, names, n_users, reps, results, delay=0, throttle=0.0, caps=None):
+def many(setting, names, n_users, reps, results, delay=0, throttle=0.0, caps=None, lag=0):
     """`caps` limits some contenders to fewer repetitions than `reps` (a sequential script
     over 1,000 keys behind 50 ms takes over an hour a run); they run in the first ones."""
     if not names or reps <= 0:
@@ -424,7 +440,7 @@ def many(setting, names, n_users, reps, results, delay=0, throttle=0.0, caps=Non
         for name in names[r % len(names):] + names[: r % len(names)]:
             if len(runs[name]) >= caps.get(name, reps):
                 continue
-            runs[name].append(fresh_many(setting, name, n_users, delay, throttle))
+            runs[name].append(fresh_many(setting, name, n_users, delay, throttle, lag))
     out = {n: summary(v) for n, v in runs.items()}
     out["runs"] = runs
     results["many"] = out
@@ -551,6 +567,11 @@ def main():
         # boto3's runbook has retries off (a failed call must show): under throttling it
         # would stop at the first 429. Only cordon runs here.
         many("throttle", ["cordon"], THR_USERS, THR_REPS, r, delay=DELAY, throttle=THR_RATE)
+        save()
+    if "lag" in SETTINGS:
+        r = results["lag"] = {"users": LAG_USERS, "delay_ms": DELAY, "lag_ms": LAG_MS}
+        # Only cordon: the runbooks verify once, at the end, and would not wait.
+        many("lag", ["cordon"], LAG_USERS, LAG_REPS, r, delay=DELAY, lag=LAG_MS)
         save()
     if GH_TOKENS:
         github(results)
