@@ -7,9 +7,9 @@ use std::time::Duration;
 use cordon_connector::PlanStep;
 use rand::Rng;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::slots::{Slot, Slots};
-use tokio::time::Instant;
 
 /// Exponential backoff with full jitter; a provider's Retry-After is a floor.
 #[derive(Debug, Clone)]
