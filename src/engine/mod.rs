@@ -453,8 +453,8 @@ impl Engine {
                 async move {
                     let slot = pool.acquire().await;
                     let _ = slots::HELD.try_with(|h| h.borrow_mut().run = slot);
+                    // Given back when the scope (and its `Held`) ends.
                     let done = self.run_unit(req, &unit, journal).await;
-                    let _ = slots::HELD.try_with(|h| h.borrow_mut().run.take());
                     if let Some(n) = req.steps_done {
                         n.fetch_add(unit.len(), std::sync::atomic::Ordering::Relaxed);
                     }

@@ -378,6 +378,31 @@ fn batching_fixture() -> Fixture {
     f
 }
 
+/// The fixture's engine again, with `conn` as its only connector and
+/// `config` (the test gate, the same store and log).
+fn with_connector(f: &mut Fixture, conn: Arc<dyn Connector>, config: EngineConfig) {
+    let mut reg = Registry::new();
+    reg.register(conn);
+    f.engine = Engine::new(
+        f.engine.store.clone(),
+        f.log.clone(),
+        Arc::new(TestOnlyGate),
+        reg,
+        config,
+    );
+}
+
+/// The steps of the records of `kind`, in log order.
+fn steps_recorded(f: &Fixture, kind: Kind) -> Vec<String> {
+    f.log
+        .read_all()
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == kind)
+        .filter_map(|r| r.step.clone())
+        .collect()
+}
+
 fn kinds_of(f: &Fixture, step: &str) -> Vec<Kind> {
     f.log
         .read_all()
@@ -779,15 +804,8 @@ async fn execute_is_handed_what_describe_just_read_on_both_paths() {
             described: Default::default(),
             observed: Default::default(),
         });
-        let mut reg = Registry::new();
-        reg.register(obs.clone());
-        f.engine = Engine::new(
-            f.engine.store.clone(),
-            f.log.clone(),
-            Arc::new(TestOnlyGate),
-            reg,
-            f.engine.config.clone(),
-        );
+        let config = f.engine.config.clone();
+        with_connector(&mut f, obs.clone(), config);
         let r = apply(&f, &plan(&["a", "b"])).await;
         assert!(r.all_succeeded(), "{r:#?}");
         let described = obs.described.lock().unwrap().clone();
@@ -844,15 +862,8 @@ async fn the_providers_earlier_answers_start_the_accounts_rate() {
         })),
         asked: Default::default(),
     });
-    let mut reg = Registry::new();
-    reg.register(conn.clone());
-    f.engine = Engine::new(
-        f.engine.store.clone(),
-        f.log.clone(),
-        Arc::new(TestOnlyGate),
-        reg,
-        f.engine.config.clone(),
-    );
+    let config = f.engine.config.clone();
+    with_connector(&mut f, conn.clone(), config);
     let p = plan(&["a", "b", "c"]);
     let key = f.engine.limiter.key(&p.steps[0]);
     assert_eq!(
@@ -880,31 +891,17 @@ async fn a_step_waiting_out_a_backoff_gives_its_place_to_another_meanwhile() {
     // (ahead of nothing else here). Holding the place through the wait would
     // record the first step's outcome before anything of the second.
     let mut f = fixture();
-    let mut reg = Registry::new();
-    reg.register(f.conn.clone());
-    f.engine = Engine::new(
-        f.engine.store.clone(),
-        f.log.clone(),
-        Arc::new(TestOnlyGate),
-        reg,
-        EngineConfig {
-            concurrency: 1,
-            ..f.engine.config.clone()
-        },
-    );
+    let config = EngineConfig {
+        concurrency: 1,
+        ..f.engine.config.clone()
+    };
+    let conn = f.conn.clone();
+    with_connector(&mut f, conn, config);
     let p = plan(&["flaky-1-a", "b"]);
     let r = apply(&f, &p).await;
     assert!(r.all_succeeded(), "{r:#?}");
     assert_eq!(r.steps[0].attempts, 2);
-    let outcomes: Vec<String> = f
-        .log
-        .read_all()
-        .unwrap()
-        .iter()
-        .filter(|r| r.kind == Kind::Outcome)
-        .filter_map(|r| r.step.clone())
-        .collect();
-    assert_eq!(outcomes, ["s2", "s1"]);
+    assert_eq!(steps_recorded(&f, Kind::Outcome), ["s2", "s1"]);
     // Nothing was left holding a place: a second plan runs at once.
     let again = apply(&f, &plan(&["c"])).await;
     assert!(again.all_succeeded());
@@ -949,27 +946,12 @@ async fn a_connectors_propagation_poll_gives_the_steps_place_to_another_meanwhil
         inner: f.conn.clone(),
         paused: Default::default(),
     });
-    let mut reg = Registry::new();
-    reg.register(conn);
-    f.engine = Engine::new(
-        f.engine.store.clone(),
-        f.log.clone(),
-        Arc::new(TestOnlyGate),
-        reg,
-        EngineConfig {
-            concurrency: 1,
-            ..f.engine.config.clone()
-        },
-    );
+    let config = EngineConfig {
+        concurrency: 1,
+        ..f.engine.config.clone()
+    };
+    with_connector(&mut f, conn, config);
     let r = apply(&f, &plan(&["a", "b"])).await;
     assert!(r.all_succeeded(), "{r:#?}");
-    let verified: Vec<String> = f
-        .log
-        .read_all()
-        .unwrap()
-        .iter()
-        .filter(|r| r.kind == Kind::Verify)
-        .filter_map(|r| r.step.clone())
-        .collect();
-    assert_eq!(verified, ["s2", "s1"]);
+    assert_eq!(steps_recorded(&f, Kind::Verify), ["s2", "s1"]);
 }
