@@ -2,15 +2,18 @@
 //! building the Cedar entities and context included, for the shipped policy
 //! and for a generated 200-rule policy.
 //!
-//! Each case side by side with the same policy decided the reference way
+//! Each case is decided as the steps of one plan ask it, each about another
+//! target of the same kind (10,000 distinct keys or roles), four ways
+//! interleaved so that all see the same load (see [`run`]): with the
+//! decision memo ("in a plan"), without it ("first of its kind": every
+//! decision evaluated by Cedar), the reference way before issue 19
 //! (`Policy::rebuilding_entities_per_request`: every entity, the schema's
 //! actions included, built and validated per request, every request checked
-//! against the schema, every policy asked; how cordon decided before the
-//! per-action entity stores, the per-shape schema checks and the narrowed
-//! policy sets), alternating the two so both run under the same load, and
-//! beside them a control: SHA-256 of a fixed buffer sized to take about as
-//! long as the case's decision, timed in the same loop, whose p99 is what the
-//! machine's own noise makes of a fixed piece of work that long.
+//! against the schema, every policy asked), and two controls: SHA-256 of a
+//! fixed buffer sized to take about as long as the decision, timed in the
+//! same loop, whose p99 is what the machine's own noise makes of a fixed
+//! piece of work that long. Every decision is checked against the reference
+//! way before the timing starts.
 //!
 //! Run: `cargo bench --bench policy_decision` (N=10000 by default; set
 //! `POLICY_BENCH_N` to change it).
@@ -21,7 +24,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use cordon::gate::{GateInput, Principal, VerifiedApproval};
 use cordon::plan::{Plan, PrincipalKind, Requester, Severity, Source, PLAN_VERSION};
 use cordon::policy::{load, Policy, FILES};
@@ -217,66 +220,131 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
-/// Each case decided `n` times by `policy` (entities shared across requests)
-/// and `n` times by the same policy rebuilding every entity per request (the
-/// way before), alternating one and the other so both see the same load.
-fn run(label: &str, policy: &Policy, rebuilt: &Policy, n: usize, out: &mut Vec<String>) {
+/// The case's plan with its target renamed for the `i`th step of a plan of
+/// many (`AKIA…{i}`, `deploy-prod-{i}`): what a plan of 1,000 leaked keys
+/// asks, one target after another.
+fn nth(plan: &Plan, i: usize) -> Plan {
+    let mut p = plan.clone();
+    let t = &mut p.steps[0].target;
+    t.id = match t.kind.as_str() {
+        "access-key" => format!("AKIAEXAMPLE{i:09}"),
+        _ => format!("{}-{i}", t.id),
+    };
+    p
+}
+
+/// Each case, `n` decisions each way, interleaved so that all see the same
+/// load:
+/// - "in a plan": `policy` with its decision memo, each decision about the
+///   next of `n` distinct targets (the case's target renamed, [`nth`]), as
+///   the steps of one plan ask; the first is evaluated by Cedar, the others
+///   are answered from the memo when no policy reads what differs;
+/// - "first of its kind": `cold`, the same policy without the memo, the same
+///   targets: what a decision Cedar evaluates costs;
+/// - "rebuilt": every entity and every policy per request, no memo (the
+///   way before issue 19);
+/// - two controls: SHA-256 of fixed buffers sized to take as long as the
+///   median "in a plan" and "first of its kind" decisions.
+fn run(
+    label: &str,
+    policy: &Policy,
+    cold: &Policy,
+    rebuilt: &Policy,
+    n: usize,
+    out: &mut Vec<String>,
+) {
     let now = Utc.with_ymd_and_hms(2026, 11, 22, 3, 5, 0).unwrap();
     for c in cases() {
-        let input = GateInput {
-            plan_id: "bench",
-            plan: &c.plan,
-            step: &c.plan.steps[0],
-            requester: &c.requester,
-            approvals: &c.approvals,
-            break_glass: None,
-            now,
-        };
-        let d = policy.decide(&input);
-        assert_eq!(d.is_allow(), c.expect_allow, "{label} / {}: {d:?}", c.name);
-        assert!(d.errors.is_empty(), "{d:?}");
-        assert_eq!(d, rebuilt.decide(&input), "{label} / {}", c.name);
-        // warm up
-        for _ in 0..(n / 20).max(10) {
-            std::hint::black_box(policy.decide(&input));
-            std::hint::black_box(rebuilt.decide(&input));
+        let plans: Vec<Plan> = (0..n).map(|i| nth(&c.plan, i)).collect();
+        fn gate_input<'a>(p: &'a Plan, c: &'a Case, now: DateTime<Utc>) -> GateInput<'a> {
+            GateInput {
+                plan_id: "bench",
+                plan: p,
+                step: &p.steps[0],
+                requester: &c.requester,
+                approvals: &c.approvals,
+                break_glass: None,
+                now,
+            }
         }
-        // The control: a fixed piece of work (SHA-256 of a buffer sized so that
-        // it takes about as long as this case's decision), timed in the same
-        // loop. Its work never varies, so its tail above its median is what
-        // the machine adds (other processes, interrupts, frequency): the
-        // floor under any p99 of work this long here.
-        let control = calibrate(|| {
-            std::hint::black_box(policy.decide(std::hint::black_box(&input)));
+        let input = |p| gate_input(p, &c, now);
+        // Every decision of the run, checked against the reference way
+        // before anything is timed.
+        for p in &plans {
+            let d = policy.decide(&input(p));
+            assert_eq!(d.is_allow(), c.expect_allow, "{label} / {}: {d:?}", c.name);
+            assert!(d.errors.is_empty(), "{d:?}");
+            assert_eq!(d, rebuilt.decide(&input(p)), "{label} / {}", c.name);
+            assert_eq!(d, cold.decide(&input(p)), "{label} / {}", c.name);
+        }
+        // The timed plan starts afresh: a policy loaded again, its memo
+        // empty, so its first decision is evaluated by Cedar.
+        let policy = load(policy.dir()).unwrap();
+        let hits_before = policy.decision_memo_hits();
+        // The controls: fixed work (SHA-256 of a buffer sized so that it
+        // takes about as long as the decision), timed in the same loop. Its
+        // work never varies, so its tail above its median is what the
+        // machine adds (other processes, interrupts, frequency): the floor
+        // under any p99 of work this long here.
+        let warm = load(policy.dir()).unwrap();
+        let mut k = 0;
+        let control_plan = calibrate(|| {
+            k += 1;
+            std::hint::black_box(warm.decide(&input(&plans[k % n])));
+        });
+        let control_cold = calibrate(|| {
+            k += 1;
+            std::hint::black_box(cold.decide(&input(&plans[k % n])));
         });
         let mut times = Vec::with_capacity(n);
+        let mut first = Vec::with_capacity(n);
         let mut before = Vec::with_capacity(n);
-        let mut fixed = Vec::with_capacity(n);
-        for _ in 0..n {
+        let mut fixed_plan = Vec::with_capacity(n);
+        let mut fixed_cold = Vec::with_capacity(n);
+        for p in &plans {
+            let i = input(p);
             let t = Instant::now();
-            std::hint::black_box(policy.decide(std::hint::black_box(&input)));
+            std::hint::black_box(policy.decide(std::hint::black_box(&i)));
             times.push(t.elapsed());
             let t = Instant::now();
-            std::hint::black_box(rebuilt.decide(std::hint::black_box(&input)));
+            std::hint::black_box(cold.decide(std::hint::black_box(&i)));
+            first.push(t.elapsed());
+            let t = Instant::now();
+            std::hint::black_box(rebuilt.decide(std::hint::black_box(&i)));
             before.push(t.elapsed());
             let t = Instant::now();
-            std::hint::black_box(sha256(std::hint::black_box(&control)));
-            fixed.push(t.elapsed());
+            std::hint::black_box(sha256(std::hint::black_box(&control_plan)));
+            fixed_plan.push(t.elapsed());
+            let t = Instant::now();
+            std::hint::black_box(sha256(std::hint::black_box(&control_cold)));
+            fixed_cold.push(t.elapsed());
         }
-        times.sort_unstable();
-        before.sort_unstable();
-        fixed.sort_unstable();
+        let hits = policy.decision_memo_hits() - hits_before;
+        let worst = times.iter().max().copied().unwrap_or_default();
+        for v in [
+            &mut times,
+            &mut first,
+            &mut before,
+            &mut fixed_plan,
+            &mut fixed_cold,
+        ] {
+            v.sort_unstable();
+        }
         let us = |v: &[Duration], p: f64| percentile(v, p).as_secs_f64() * 1e6;
         out.push(format!(
-            "| {label:<22} | {:<34} | {n:>6} | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1} | {:>5.1}x | {:>8.1} | {:>8.1} |",
+            "| {label:<22} | {:<34} | {n:>6} | {:>7.1} | {:>7.1} | {:>7.1} | {hits:>6} | {:>7.1} | {:>7.1} | {:>7.1} | {:>7.1} | {:>7.1} | {:>7.1} | {:>7.1} | {:>7.1} |",
             c.name,
             us(&times, 0.5),
             us(&times, 0.99),
+            worst.as_secs_f64() * 1e6,
+            us(&first, 0.5),
+            us(&first, 0.99),
             us(&before, 0.5),
             us(&before, 0.99),
-            us(&before, 0.5) / us(&times, 0.5),
-            us(&fixed, 0.5),
-            us(&fixed, 0.99),
+            us(&fixed_plan, 0.5),
+            us(&fixed_plan, 0.99),
+            us(&fixed_cold, 0.5),
+            us(&fixed_cold, 0.99),
         ));
     }
 }
@@ -293,6 +361,7 @@ fn main() {
     let t = Instant::now();
     let shipped = load(&shipped_dir).unwrap();
     let load_shipped = t.elapsed();
+    let shipped_cold = load(&shipped_dir).unwrap().without_decision_memo();
     let shipped_rebuilt = load(&shipped_dir)
         .unwrap()
         .rebuilding_entities_per_request();
@@ -301,14 +370,16 @@ fn main() {
     let t = Instant::now();
     let generated = load(dir.path()).unwrap();
     let load_generated = t.elapsed();
+    let generated_cold = load(dir.path()).unwrap().without_decision_memo();
     let generated_rebuilt = load(dir.path()).unwrap().rebuilding_entities_per_request();
     let mut rows = vec![
-        "| policy                 | case                               |      n | median µs | p99 µs   | rebuilt: median µs | p99 µs | median ratio | control: median µs | p99 µs |".to_string(),
-        "|------------------------|------------------------------------|--------|----------|----------|----------|----------|--------|----------|----------|".to_string(),
+        "| policy                 | case                               |      n | in a plan: median µs | p99 | max | memo hits | first of its kind: median µs | p99 | rebuilt: median µs | p99 | control (plan): median µs | p99 | control (first): median µs | p99 |".to_string(),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|".to_string(),
     ];
     run(
         &format!("shipped ({} rules)", shipped.policies().len()),
         &shipped,
+        &shipped_cold,
         &shipped_rebuilt,
         n,
         &mut rows,
@@ -316,11 +387,49 @@ fn main() {
     run(
         &format!("generated ({} rules)", generated.policies().len()),
         &generated,
+        &generated_cold,
         &generated_rebuilt,
         n,
         &mut rows,
     );
     println!("{}", rows.join("\n"));
+    // The first decision of a loaded policy builds what it builds lazily
+    // (the member's policy sets; with the memo, what the policies read).
+    let c = &cases()[0];
+    let input = GateInput {
+        plan_id: "bench",
+        plan: &c.plan,
+        step: &c.plan.steps[0],
+        requester: &c.requester,
+        approvals: &c.approvals,
+        break_glass: None,
+        now: Utc.with_ymd_and_hms(2026, 11, 22, 3, 5, 0).unwrap(),
+    };
+    for (name, d) in [
+        ("shipped", shipped_dir.as_path()),
+        ("generated", dir.path()),
+    ] {
+        let mut line = format!("first decision after load, {name}:");
+        for memo in [true, false] {
+            let mut v: Vec<Duration> = (0..7)
+                .map(|_| {
+                    let p = load(d).unwrap();
+                    let p = if memo { p } else { p.without_decision_memo() };
+                    let t = Instant::now();
+                    std::hint::black_box(p.decide(&input));
+                    t.elapsed()
+                })
+                .collect();
+            v.sort_unstable();
+            let _ = write!(
+                line,
+                " {} {:.2} ms (median of 7);",
+                if memo { "with the memo" } else { "without" },
+                v[3].as_secs_f64() * 1e3
+            );
+        }
+        println!("{line}");
+    }
     println!(
         "load: shipped {:.1} ms, generated {:.1} ms",
         load_shipped.as_secs_f64() * 1e3,

@@ -247,20 +247,30 @@ impl Policy {
         })
     }
 
-    /// One Cedar evaluation.
+    /// One Cedar evaluation, or its answer to the same request as the
+    /// policies see it (`memo`).
     pub(crate) fn evaluate(&self, case: &Case<'_>) -> Eval {
-        match self.evaluate_inner(case) {
-            Ok(e) => e,
-            Err(err) => Eval {
-                allow: false,
-                policies: vec![],
-                errors: vec![err],
-            },
+        let failed = |err| Eval {
+            allow: false,
+            policies: vec![],
+            errors: vec![err],
+        };
+        let ctx = match self.context_of(case) {
+            Ok(c) => c,
+            Err(err) => return failed(err),
+        };
+        let key = self.memo.key_of(&self.policies, case, &ctx);
+        if let Some(e) = key.as_deref().and_then(|k| self.memo.get(k)) {
+            return e;
         }
+        let e = self.evaluate_inner(case, ctx).unwrap_or_else(failed);
+        if let Some(k) = key {
+            self.memo.put(k, &e);
+        }
+        e
     }
 
-    fn evaluate_inner(&self, case: &Case<'_>) -> Result<Eval, String> {
-        let ctx = self.context_of(case)?;
+    fn evaluate_inner(&self, case: &Case<'_>, ctx: RequestContext) -> Result<Eval, String> {
         let s = &case.subject;
         let roles: Vec<String> = match (&s.roles, s.verified) {
             (_, false) => vec![],
@@ -924,8 +934,9 @@ pub(crate) struct RequestShape {
 /// (and its shape recorded if it passes), so a request that fails a check
 /// fails it every time, with the same error. Disabled (every request
 /// checked) when the schema declares an enumerated entity type, where the
-/// check also depends on the principal's and target's ids. Not a decision
-/// cache: the policies are evaluated for every request.
+/// check also depends on the principal's and target's ids. The policies are
+/// still evaluated for every request this lets through (the decision memo,
+/// `memo`, is a separate step with its own argument).
 #[derive(Debug)]
 pub(crate) struct RequestShapes {
     passed: Option<std::sync::Mutex<std::collections::HashSet<RequestShape>>>,
@@ -946,7 +957,6 @@ impl RequestShapes {
     }
 
     /// Whether the shortcut is on (off for enumerated entity types).
-    #[cfg(test)]
     pub(crate) fn enabled(&self) -> bool {
         self.passed.is_some()
     }
@@ -1237,4 +1247,34 @@ fn context_pairs(c: &RequestContext) -> Vec<(String, RestrictedExpression)> {
         pairs.push(("approvals".to_owned(), a));
     }
     pairs
+}
+
+/// The attributes of a context with every optional one present.
+#[cfg(test)]
+pub(crate) fn context_attribute_names() -> Vec<String> {
+    let ctx = RequestContext {
+        severity: "high",
+        severity_level: 3,
+        source: "manual",
+        incident: Some("INC-1".into()),
+        approvals: ApprovalSummary {
+            count: 0,
+            signers: vec![],
+            roles: BTreeSet::new(),
+            distinct_roles: 0,
+            owner: 0,
+            backup: 0,
+        },
+        decision_class: "contain",
+        owner_role: "security".into(),
+        backup_role: Some("sre".into()),
+        escalate_after_minutes: 15,
+        escalated: false,
+        minutes_since_created: 0,
+        break_glass: false,
+        without_evidence: false,
+        hour: 3,
+        weekday: "sun",
+    };
+    context_pairs(&ctx).into_iter().map(|(n, _)| n).collect()
 }

@@ -26,6 +26,7 @@ pub mod bounds;
 mod check;
 mod decide;
 mod explain;
+mod memo;
 pub mod reason;
 pub mod roster;
 pub mod signers;
@@ -208,6 +209,8 @@ pub struct Policy {
     /// `scoped` for requests without break-glass
     /// (`decide::without_break_glass`).
     calm_scoped: std::collections::HashMap<(cordon_connector::Action, &'static str), PolicySet>,
+    /// Cedar's answers by request as the policies can see it (`memo`).
+    memo: memo::Memo,
 }
 
 impl Policy {
@@ -220,7 +223,24 @@ impl Policy {
     #[doc(hidden)]
     pub fn rebuilding_entities_per_request(mut self) -> Policy {
         self.rebuild_entities = true;
+        self.memo.off();
         self
+    }
+
+    /// The same policy evaluating every request, none answered from the
+    /// decision memo (`memo`): what the first request of its kind costs.
+    /// For the benchmark and the tests; never used by cordon itself.
+    #[doc(hidden)]
+    pub fn without_decision_memo(mut self) -> Policy {
+        self.memo.off();
+        self
+    }
+
+    /// Requests answered from the decision memo so far (the benchmark shows
+    /// it, so that a figure from memo hits says so).
+    #[doc(hidden)]
+    pub fn decision_memo_hits(&self) -> u64 {
+        self.memo.hits()
     }
 }
 
@@ -583,12 +603,15 @@ fn load_unlinted(dir: &Path) -> Result<Policy, LoadError> {
                 .chain(roster.automation.keys())
                 .map(|n| (n.clone(), std::sync::OnceLock::new()))
                 .collect();
+            let request_shapes = decide::RequestShapes::new(schema_text);
             Ok(Policy {
+                // Off where the schema checks depend on ids (see `memo`).
+                memo: memo::Memo::new(request_shapes.enabled()),
                 members,
                 led,
                 calm_scoped,
                 stores,
-                request_shapes: decide::RequestShapes::new(schema_text),
+                request_shapes,
                 scoped,
                 rebuild_entities: false,
                 dir: dir.to_path_buf(),

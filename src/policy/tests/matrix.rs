@@ -558,3 +558,185 @@ fn request_shapes_are_off_with_enumerated_types() {
     assert!(!RequestShapes::new("entity Role enum [\"a\", \"b\"];").enabled());
     assert!(!RequestShapes::new("entity Color enum[\"red\"];\nentity Role;").enabled());
 }
+
+/// Rules that read what the shipped ones do not: the target's id, account,
+/// a tag named by the request, the target itself, the hour, the incident
+/// and the minutes since the plan was made; each with the pair of requests
+/// (below) that it, and only what it reads, tells apart. A decision memo
+/// whose key missed any of them would answer one request of the pair with
+/// the other's decision.
+const TARGET_READING_RULES: [(&str, (usize, usize)); 7] = [
+    (
+        r#"@id("m-id-like")
+forbid (principal, action, resource is Target)
+when { resource.id like "*DENYME*" };"#,
+        (0, 1),
+    ),
+    (
+        r#"@id("m-dynamic-tag")
+forbid (principal, action, resource is Target)
+when { resource.hasTag(context.source) };"#,
+        (2, 3),
+    ),
+    (
+        r#"@id("m-account")
+permit (principal is Person in Role::"legal", action == Action::"aws:quarantine-role", resource is Target)
+when { resource has account && resource.account == "111122223333" };"#,
+        (4, 5),
+    ),
+    (
+        r#"@id("m-literal-target")
+permit (principal, action == Action::"aws:quarantine-user", resource == Target::"aws:user/svc-special");"#,
+        (6, 7),
+    ),
+    (
+        r#"@id("m-hour")
+forbid (principal is Automation, action, resource is Target)
+when { context.hour == 4 };"#,
+        (8, 9),
+    ),
+    (
+        r#"@id("m-incident")
+permit (principal is Person in Role::"platform", action == Action::"aws:quarantine-role", resource is Target)
+when { context has incident && context.incident == "INC-OPEN" };"#,
+        (10, 11),
+    ),
+    (
+        r#"@id("m-minutes")
+permit (principal is Person in Role::"comms", action == Action::"aws:disable-access-key", resource is Target)
+when { context.minutes_since_created >= 45 };"#,
+        (12, 13),
+    ),
+];
+
+/// The decision memo (`memo`) answers a request from an earlier one only
+/// when no policy can tell them apart: with each rule above added to the
+/// shipped policy on its own (so that what one reads does not hide what
+/// another reads), every request below is decided as the reference way
+/// decides it (no memo, every entity rebuilt), in two different orders, with
+/// requests answered from the memo in between; and the rule's pair is
+/// decided apart. Checked to fail with the key missing the target's
+/// attributes, its tags or the context's attributes.
+#[test]
+fn memo_decides_as_rebuilding_for_policies_reading_the_target() {
+    let key = |id: &str| target(Provider::Aws, "access-key", id, Some("production"));
+    let mut tagged = key("AKIAEXAMPLE000000003");
+    tagged.tags.insert("ci".into(), "yes".into());
+    let mut tagged_other = key("AKIAEXAMPLE000000004");
+    tagged_other.tags.insert("team".into(), "payments".into());
+    let mut role_acct = target(Provider::Aws, "role", "deploy-prod", Some("production"));
+    role_acct.account = Some("111122223333".into());
+    let mut role_other = role_acct.clone();
+    role_other.account = Some("444455556666".into());
+    let user = |id: &str| target(Provider::Aws, "user", id, Some("production"));
+
+    struct Ask {
+        who: Who,
+        action: Action,
+        target: Target,
+        source: Source,
+        incident: &'static str,
+        elapsed: i64,
+    }
+    let ask = |who, action, target: &Target, source, incident, elapsed| Ask {
+        who,
+        action,
+        target: target.clone(),
+        source,
+        incident,
+        elapsed,
+    };
+    let dk = Action::AwsDisableAccessKey;
+    let qr = Action::AwsQuarantineRole;
+    let qu = Action::AwsQuarantineUser;
+    let m = Source::Manual;
+    let asks = vec![
+        // the id
+        ask(P("bruno"), dk, &key("AKIAEXAMPLE000000001"), m, "INC-1", 5),
+        ask(P("bruno"), dk, &key("AKIAEXAMPLE0DENYME01"), m, "INC-1", 5),
+        // a tag named by the context's source
+        ask(A("ci"), dk, &tagged, Source::Ci, "INC-1", 5),
+        ask(A("ci"), dk, &tagged_other, Source::Ci, "INC-1", 5),
+        // the account
+        ask(P("hiro"), qr, &role_acct, m, "INC-1", 5),
+        ask(P("hiro"), qr, &role_other, m, "INC-1", 5),
+        // the target itself
+        ask(P("hiro"), qu, &user("svc-special"), m, "INC-1", 5),
+        ask(P("hiro"), qu, &user("svc-billing"), m, "INC-1", 5),
+        // the hour (03:00 + 60 min)
+        ask(
+            A("ci"),
+            dk,
+            &key("AKIAEXAMPLE000000005"),
+            Source::Ci,
+            "INC-1",
+            5,
+        ),
+        ask(
+            A("ci"),
+            dk,
+            &key("AKIAEXAMPLE000000005"),
+            Source::Ci,
+            "INC-1",
+            60,
+        ),
+        // the incident
+        ask(P("emeka"), qr, &role_other, m, "INC-OPEN", 5),
+        ask(P("emeka"), qr, &role_other, m, "INC-1", 5),
+        // the minutes
+        ask(P("gwen"), dk, &key("AKIAEXAMPLE000000006"), m, "INC-1", 44),
+        ask(P("gwen"), dk, &key("AKIAEXAMPLE000000006"), m, "INC-1", 45),
+        // a tagged target of another source, a second key of the same shape
+        ask(P("bruno"), dk, &tagged, m, "INC-1", 5),
+        ask(P("bruno"), dk, &key("AKIAEXAMPLE000000002"), m, "INC-1", 5),
+    ];
+    let decide_one = |policy: &Policy, a: &Ask| {
+        let p = who(a.who);
+        let mut plan = plan(
+            &p.name,
+            p.kind,
+            a.source,
+            Severity::High,
+            a.action,
+            a.target.clone(),
+        );
+        plan.incident = Some(a.incident.into());
+        decide(policy, &plan, &p, &[], a.elapsed, false)
+    };
+    let shipped_rules = std::fs::read_to_string(shipped_dir().join("authority.cedar")).unwrap();
+    for (rule, (a, b)) in TARGET_READING_RULES {
+        let d = copy_shipped();
+        std::fs::write(
+            d.path().join("authority.cedar"),
+            format!("{shipped_rules}\n{rule}\n"),
+        )
+        .unwrap();
+        let memo = load_dir(d.path()).unwrap();
+        let rebuilt = load_dir(d.path())
+            .unwrap()
+            .rebuilding_entities_per_request();
+        let reference: Vec<Decision> = asks.iter().map(|a| decide_one(&rebuilt, a)).collect();
+        for reversed in [false, true] {
+            let mut order: Vec<usize> = (0..asks.len()).collect();
+            if reversed {
+                order.reverse();
+            }
+            for i in order {
+                assert_eq!(
+                    decide_one(&memo, &asks[i]),
+                    reference[i],
+                    "{rule}\nask {i} (reversed: {reversed})"
+                );
+            }
+        }
+        assert!(
+            memo.decision_memo_hits() > 0,
+            "{rule}: the memo answered nothing"
+        );
+        assert_ne!(
+            reference[a].is_allow(),
+            reference[b].is_allow(),
+            "{rule}: asks {a} and {b} should be decided apart"
+        );
+    }
+}
