@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Verifier::parse(&v.encode()).expect("round trip"), v);
         }
         if let Ok(cp) = Checkpoint::parse(text, "fuzz") {
-            assert_eq!(Checkpoint::parse(&cp.body(), "fuzz").expect("round trip"), cp);
+            assert_eq!(
+                Checkpoint::parse(&cp.body(), "fuzz").expect("round trip"),
+                cp
+            );
         }
     }
 });
