@@ -545,9 +545,15 @@ async fn session_call(
 ) -> Result<(), String> {
     let c = conn.leaked_key_client(key, secret, Some(token));
     c.iam.list_roles().send().await.map(|_| ()).map_err(|e| {
-        aws_sdk_iam::error::ProvideErrorMetadata::code(&e)
-            .unwrap_or("no code")
-            .to_owned()
+        match aws_sdk_iam::error::ProvideErrorMetadata::code(&e) {
+            Some(code) => code.to_owned(),
+            // Not an answer from IAM (a transport failure, a timeout, a body the SDK
+            // could not read): say what it was.
+            None => format!(
+                "no code: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            ),
+        }
     })
 }
 
