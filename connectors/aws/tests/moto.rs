@@ -544,17 +544,25 @@ async fn session_call(
     token: &Secret,
 ) -> Result<(), String> {
     let c = conn.leaked_key_client(key, secret, Some(token));
-    c.iam.list_roles().send().await.map(|_| ()).map_err(|e| {
-        match aws_sdk_iam::error::ProvideErrorMetadata::code(&e) {
-            Some(code) => code.to_owned(),
-            // Not an answer from IAM (a transport failure, a timeout, a body the SDK
-            // could not read): say what it was.
-            None => format!(
-                "no code: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
-            ),
-        }
-    })
+    // An IAM call that reads nothing the other tests change (ListRoles serialised every
+    // role of the account while tests running beside this one changed theirs). Every
+    // deny these tests expect (deny-all inline, AWSDenyAll, the revocation) covers `*`.
+    c.iam
+        .list_account_aliases()
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            match aws_sdk_iam::error::ProvideErrorMetadata::code(&e) {
+                Some(code) => code.to_owned(),
+                // Not an answer from IAM (a transport failure, a timeout, a body the SDK
+                // could not read): say what it was.
+                None => format!(
+                    "no code: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                ),
+            }
+        })
 }
 
 #[tokio::test]
@@ -1044,11 +1052,15 @@ async fn user_session_call(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| {
-            aws_sdk_sts::error::ProvideErrorMetadata::code(&e)
-                .unwrap_or("no code")
-                .to_owned()
-        })
+        .map_err(
+            |e| match aws_sdk_sts::error::ProvideErrorMetadata::code(&e) {
+                Some(code) => code.to_owned(),
+                None => format!(
+                    "no code: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                ),
+            },
+        )
 }
 
 #[tokio::test]
