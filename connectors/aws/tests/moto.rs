@@ -544,9 +544,10 @@ async fn session_call(
     token: &Secret,
 ) -> Result<(), String> {
     let c = conn.leaked_key_client(key, secret, Some(token));
-    // An IAM call that reads nothing the other tests change (ListRoles serialised every
-    // role of the account while tests running beside this one changed theirs). Every
-    // deny these tests expect (deny-all inline, AWSDenyAll, the revocation) covers `*`.
+    // An IAM call that reads nothing the other tests change (ListRoles serialises every
+    // role of the account while tests running beside this one change theirs: the
+    // suspected cause of a one-off failure with no error code). Every deny these tests
+    // expect (deny-all inline, AWSDenyAll, the revocation) covers `*`.
     c.iam
         .list_account_aliases()
         .send()
