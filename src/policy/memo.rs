@@ -5,16 +5,15 @@
 //! about targets that differ only in their id, which no shipped rule reads.
 //! On a policy's second request (a command deciding once does not pay for
 //! it), the policies' JSON form is read for every place where a condition or
-//! scope looks at the request: which target
-//! attributes and tags, which context attributes, or the target or context as
-//! a whole ([`Reads`]). A request's key ([`key`]) holds the action, the whole
+//! scope looks at the request: which target attributes and tags, which
+//! context attributes, or the target or context as a whole ([`Reads`]). A request's key ([`key`]) holds the action, the whole
 //! requester (name, kind, proof, roles), what the schema checks of the request
 //! depend on (the `RequestShape` facts) and the value of every attribute the
 //! policies read (its absence included); two requests with the same key are
 //! the same request to every policy, so Cedar's answer for one is its answer
 //! for the other. An evaluation with an error is never kept (its message may
 //! name the target); a schema that declares an enumerated entity type, a
-//! template, a slot or any JSON form this reading does not know turns the
+//! template link, a slot or any JSON form this reading does not know turns the
 //! memo off (every request evaluated), as does the reference way
 //! (`Policy::rebuilding_entities_per_request`).
 //!
@@ -26,9 +25,10 @@
 //! context hold strings, numbers, booleans, sets and records of them: no
 //! entity a policy could reach through them. The target itself (its uid, in
 //! `==`, `in`, `is` or passed whole anywhere) and the context used whole put
-//! all of it in the key. The tests `memo_decides_as_rebuilding_for_policies_reading_the_target`
-//! and `shared_entities_decide_as_rebuilding_them_per_request` compare with
-//! the reference way.
+//! all of it in the key. The tests
+//! `memo_decides_as_rebuilding_for_policies_reading_the_target` and
+//! `shared_entities_decide_as_rebuilding_them_per_request`, and the `policy`
+//! fuzz target, compare with the reference way.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
