@@ -93,6 +93,16 @@ pub(crate) fn reads_of(policies: &PolicySet) -> Option<Reads> {
             return None;
         }
     }
+    // Read whole is every attribute read (and, for the target, every tag:
+    // `key`), so the key lists them all.
+    if r.target_whole {
+        r.target_attrs
+            .extend(TARGET_ATTRS.iter().map(|a| (*a).to_owned()));
+    }
+    if r.context_whole {
+        r.context_attrs
+            .extend(CONTEXT_ATTRS.iter().map(|a| (*a).to_owned()));
+    }
     Some(r)
 }
 
@@ -299,16 +309,10 @@ pub(crate) fn key(reads: &Reads, case: &Case<'_>, ctx: &RequestContext) -> Vec<u
     k.flag(ctx.escalated);
     k.flag(case.break_glass);
     k.flag(case.without_evidence);
-    // The target (its uid is `provider:kind/id`, all three in the key when
-    // it is read whole).
-    if reads.target_whole {
-        for a in TARGET_ATTRS {
-            k.target_attr(case, a);
-        }
-    } else {
-        for a in &reads.target_attrs {
-            k.target_attr(case, a);
-        }
+    // The target (its uid is `provider:kind/id`, all three among the
+    // attributes read when it is read whole: `reads_of`).
+    for a in &reads.target_attrs {
+        k.target_attr(case, a);
     }
     if reads.target_whole || reads.tags_all {
         k.num(t.tags.len() as i64);
@@ -323,14 +327,8 @@ pub(crate) fn key(reads: &Reads, case: &Case<'_>, ctx: &RequestContext) -> Vec<u
         }
     }
     // The context.
-    if reads.context_whole {
-        for a in CONTEXT_ATTRS {
-            k.context_attr(ctx, a);
-        }
-    } else {
-        for a in &reads.context_attrs {
-            k.context_attr(ctx, a);
-        }
+    for a in &reads.context_attrs {
+        k.context_attr(ctx, a);
     }
     k.0
 }

@@ -629,6 +629,7 @@ fn memo_decides_as_rebuilding_for_policies_reading_the_target() {
     let mut role_other = role_acct.clone();
     role_other.account = Some("444455556666".into());
     let user = |id: &str| target(Provider::Aws, "user", id, Some("production"));
+    let key5 = key("AKIAEXAMPLE000000005");
 
     struct Ask {
         who: Who,
@@ -664,22 +665,8 @@ fn memo_decides_as_rebuilding_for_policies_reading_the_target() {
         ask(P("hiro"), qu, &user("svc-special"), m, "INC-1", 5),
         ask(P("hiro"), qu, &user("svc-billing"), m, "INC-1", 5),
         // the hour (03:00 + 60 min)
-        ask(
-            A("ci"),
-            dk,
-            &key("AKIAEXAMPLE000000005"),
-            Source::Ci,
-            "INC-1",
-            5,
-        ),
-        ask(
-            A("ci"),
-            dk,
-            &key("AKIAEXAMPLE000000005"),
-            Source::Ci,
-            "INC-1",
-            60,
-        ),
+        ask(A("ci"), dk, &key5, Source::Ci, "INC-1", 5),
+        ask(A("ci"), dk, &key5, Source::Ci, "INC-1", 60),
         // the incident
         ask(P("emeka"), qr, &role_other, m, "INC-OPEN", 5),
         ask(P("emeka"), qr, &role_other, m, "INC-1", 5),
